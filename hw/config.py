@@ -1,0 +1,185 @@
+"""Parameters of a NeuronArray and the mapping of a converted model into its memories.
+
+Neuron j of a layer lives in PE ``j % pes`` at slot ``j // pes``. PE p's weight memory
+holds, per layer, ``slots * n_in`` codes at ``weight_base + slot * n_in + i`` (so the
+address of the next slot is one addition away: no multiplier); its bias memory holds
+``slots`` entries at ``bias_base + slot``. Padding neurons (j >= n_out) get the zero
+weight code and bias 0 and are never fired. See docs/hardware.md.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from sw.formats import ZERO_CODE, Timing
+from sw.model import SnnModel
+
+
+class DoesNotFit(ValueError):
+    """A model needs more of some resource than the array configuration has."""
+
+
+class Region(enum.IntEnum):
+    """Host bus address regions (upper address bits). PE regions follow PE_BASE."""
+
+    CONTROL = 0  #: write: 0 = n_layers, 1 = n_input_events; read: status and counters
+    LAYER_CYCLES = 1  #: read: cycles spent in layer l
+    LAYER_EVENTS = 2  #: read: input events processed by layer l
+    DESCRIPTORS = 3  #: write: layer descriptor l
+    THRESHOLDS = 4  #: write: threshold t of layer l at l * T + t
+    EVENTS = 5  #: write: input events; read: every layer's events after a run
+    PE_BASE = 6  #: PE p: weights at PE_BASE + 3p, biases + 1, potentials (read) + 2
+
+
+class Counter(enum.IntEnum):
+    """Read offsets of the CONTROL region."""
+
+    STATUS = 0  #: bit 0 busy, bit 1 done
+    CYCLES = 1  #: cycles from start to done
+    WEIGHT_READS = 2  #: weight memory reads, all PEs
+    ACC_UPDATES = 3  #: accumulations of a nonzero weight (synaptic events)
+    SPIKES = 4  #: spikes emitted by fire stages
+    EVENTS_IN = 5  #: input events processed, all layers
+
+
+COUNTER_BITS = 32
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """Sizes of a generated NeuronArray. Memories are per PE unless said otherwise."""
+
+    pes: int
+    timing: Timing
+    acc_width: int
+    max_layers: int
+    max_neurons: int  #: largest layer width, input layer included
+    weight_depth: int  #: weight codes per PE
+    bias_depth: int  #: biases per PE
+    slot_depth: int  #: accumulators per PE
+    event_depth: int  #: event memory entries (shared)
+
+    def __post_init__(self):
+        for name in ("pes", "max_layers", "max_neurons", "weight_depth", "bias_depth", "slot_depth", "event_depth"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if self.pes > 64:
+            raise ValueError(f"pes must be at most 64, not {self.pes}")
+        if not isinstance(self.acc_width, int) or not self.timing.frac_bits + 2 <= self.acc_width <= 48:
+            raise ValueError(f"acc_width must be an integer in {self.timing.frac_bits + 2}..48 "
+                             f"(frac_bits + 2 at least), not {self.acc_width!r}")
+
+    # -- derived widths ------------------------------------------------------------------
+    @property
+    def neuron_bits(self) -> int:
+        return max(1, (self.max_neurons - 1).bit_length())
+
+    @property
+    def count_bits(self) -> int:
+        return max(1, self.max_neurons.bit_length())
+
+    @property
+    def region_count(self) -> int:
+        return Region.PE_BASE + 3 * self.pes
+
+    @property
+    def offset_bits(self) -> int:
+        depths = [self.weight_depth, self.bias_depth, self.slot_depth, self.event_depth,
+                  self.max_layers, self.max_layers * self.timing.T, len(Counter)]
+        return max(1, max((d - 1).bit_length() for d in depths))
+
+    @property
+    def region_bits(self) -> int:
+        return max(1, (self.region_count - 1).bit_length())
+
+    def pe_region(self, pe: int, which: int) -> int:
+        """which: 0 weights, 1 biases, 2 potentials."""
+        return Region.PE_BASE + 3 * pe + which
+
+    def address(self, region: int, offset: int) -> int:
+        return (region << self.offset_bits) | offset
+
+    # -- construction from a model ---------------------------------------------------------
+    @classmethod
+    def for_model(cls, model: SnnModel, pes: int, **overrides) -> "ArrayConfig":
+        """The smallest configuration that runs ``model`` (overrides may enlarge it)."""
+        if not isinstance(pes, int) or pes < 1:
+            raise ValueError(f"pes must be a positive integer, not {pes!r}")
+        need = requirements(model, pes)
+        cfg = cls(pes=pes, timing=model.timing, **need)
+        return replace(cfg, **overrides) if overrides else cfg
+
+    def check_fits(self, model: SnnModel) -> None:
+        """Raise DoesNotFit listing every resource the model needs more of."""
+        if model.timing != self.timing:
+            raise DoesNotFit(f"the model uses {model.timing} but the array was built for {self.timing}")
+        need = requirements(model, self.pes)
+        short = [f"{name}: model needs {need[name]}, array has {getattr(self, name)}"
+                 for name in need if need[name] > getattr(self, name)]
+        if short:
+            raise DoesNotFit("model does not fit the array: " + "; ".join(short))
+
+
+def requirements(model: SnnModel, pes: int) -> dict[str, int]:
+    """Memory sizes and widths a model needs on an array of ``pes`` PEs."""
+    slots = [-(-layer.n_out // pes) for layer in model.layers]
+    return {
+        "acc_width": max(model.acc_bits(), model.timing.frac_bits + 2),
+        "max_layers": len(model.layers),
+        "max_neurons": max(model.sizes),
+        "weight_depth": sum(s * layer.n_in for s, layer in zip(slots, model.layers)),
+        "bias_depth": sum(slots),
+        "slot_depth": max(slots),
+        # input events plus the spikes of every hidden layer, at most one per neuron
+        "event_depth": sum(model.sizes[:-1]),
+    }
+
+
+@dataclass
+class Descriptor:
+    """One layer's entry in the descriptor memory."""
+
+    n_in: int
+    n_out: int
+    slots: int
+    weight_base: int
+    bias_base: int
+
+
+@dataclass
+class NetworkImage:
+    """Contents of every memory for one model: what init files or host writes load."""
+
+    descriptors: list[Descriptor]
+    thresholds: list[int]  #: max_layers * T entries, layer l at l * T
+    weights: list[list[int]]  #: per PE
+    biases: list[list[int]]  #: per PE
+    n_layers: int = field(default=0)
+
+
+def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
+    """Lay a model out into the memories of ``cfg`` (checks the fit first)."""
+    cfg.check_fits(model)
+    P, T = cfg.pes, cfg.timing.T
+    weights = [[] for _ in range(P)]
+    biases = [[] for _ in range(P)]
+    thresholds = [0] * (cfg.max_layers * T)
+    descriptors = []
+    for k, layer in enumerate(model.layers):
+        slots = -(-layer.n_out // P)
+        descriptors.append(Descriptor(n_in=layer.n_in, n_out=layer.n_out, slots=slots,
+                                      weight_base=len(weights[0]), bias_base=len(biases[0])))
+        padded = np.full((slots * P, layer.n_in), ZERO_CODE, dtype=np.int64)
+        padded[:layer.n_out] = layer.weights
+        bias = np.zeros(slots * P, dtype=np.int64)
+        bias[:layer.n_out] = layer.bias
+        for p in range(P):
+            weights[p].extend(int(c) for c in padded[p::P].reshape(-1))  # slot-major, then input
+            biases[p].extend(int(b) for b in bias[p::P])
+        if layer.thresholds is not None:
+            thresholds[k * T:(k + 1) * T] = [int(v) for v in layer.thresholds]
+    return NetworkImage(descriptors=descriptors, thresholds=thresholds, weights=weights, biases=biases,
+                        n_layers=len(model.layers))

@@ -1,0 +1,99 @@
+"""The host's side of the NeuronArray bus: what to write to run a network, how to read results.
+
+Pure Python, no simulator: the Amaranth-simulation tests and the cocotb testbench both
+drive the bus with these transactions, so the protocol lives in one place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sw.formats import NO_SPIKE
+
+from .config import ArrayConfig, Counter, NetworkImage, Region
+from .layouts import layer_descriptor, pack, spike_event, unpack
+
+
+def network_writes(cfg: ArrayConfig, image: NetworkImage) -> list[tuple[int, int]]:
+    """(address, data) writes that load a network into an idle array."""
+    a = cfg.address
+    layout = layer_descriptor(cfg)
+    writes = [(a(Region.CONTROL, 0), image.n_layers)]
+    for k, d in enumerate(image.descriptors):
+        writes.append((a(Region.DESCRIPTORS, k), pack(layout, n_in=d.n_in, n_out=d.n_out, slots=d.slots,
+                                                      weight_base=d.weight_base, bias_base=d.bias_base)))
+    mask = (1 << cfg.acc_width) - 1
+    writes += [(a(Region.THRESHOLDS, i), v & mask) for i, v in enumerate(image.thresholds)]
+    for p in range(cfg.pes):
+        writes += [(a(cfg.pe_region(p, 0), i), c) for i, c in enumerate(image.weights[p])]
+        writes += [(a(cfg.pe_region(p, 1), i), b & mask) for i, b in enumerate(image.biases[p])]
+    return writes
+
+
+def input_writes(cfg: ArrayConfig, times: np.ndarray) -> list[tuple[int, int]]:
+    """Writes that place one image's input spike times (n_in,) as events, in neuron order."""
+    layout = spike_event(cfg)
+    neurons = np.flatnonzero(np.asarray(times) != NO_SPIKE)
+    writes = [(cfg.address(Region.EVENTS, k), pack(layout, neuron=int(i), time=int(times[i])))
+              for k, i in enumerate(neurons)]
+    writes.append((cfg.address(Region.CONTROL, 1), len(neurons)))
+    return writes
+
+
+def stats_reads(cfg: ArrayConfig, n_layers: int) -> list[int]:
+    """Addresses of the counters, then per-layer cycles, then per-layer input events."""
+    a = cfg.address
+    return ([a(Region.CONTROL, c) for c in Counter] + [a(Region.LAYER_CYCLES, k) for k in range(n_layers)]
+            + [a(Region.LAYER_EVENTS, k) for k in range(n_layers)])
+
+
+def result_reads(cfg: ArrayConfig, total_events: int, n_out: int) -> list[int]:
+    """Addresses of every event of the run, then the n_out output potentials."""
+    a = cfg.address
+    return ([a(Region.EVENTS, k) for k in range(total_events)]
+            + [a(cfg.pe_region(j % cfg.pes, 2), j // cfg.pes) for j in range(n_out)])
+
+
+@dataclass
+class RunResult:
+    """What one run of the array reports, decoded."""
+
+    spikes: list[np.ndarray]  #: per layer boundary, like GoldenResult.spikes (input first)
+    potentials: np.ndarray  #: output layer, int64
+    counters: dict[str, int]
+    layer_cycles: list[int]
+    layer_events: list[int]  #: input events of each layer
+
+
+def decode_stats(cfg: ArrayConfig, n_layers: int, words: list[int]) -> tuple[dict, list[int], list[int]]:
+    nc = len(Counter)
+    counters = {c.name.lower(): int(words[c]) for c in Counter}
+    return counters, [int(w) for w in words[nc:nc + n_layers]], [int(w) for w in words[nc + n_layers:]]
+
+
+def decode_results(cfg: ArrayConfig, sizes: list[int], stats: list[int], words: list[int]) -> RunResult:
+    """Turn the words read back into per-layer spike times and signed potentials.
+
+    ``sizes`` are the layer widths, input first. Events of layer k are the slice of the
+    event memory after those of layers < k; a neuron with no event did not fire.
+    """
+    n_layers = len(sizes) - 1
+    counters, layer_cycles, layer_events = decode_stats(cfg, n_layers, stats)
+    layout = spike_event(cfg)
+    total = sum(layer_events)
+    spikes, pos = [], 0
+    for k in range(n_layers):
+        t = np.full(sizes[k], NO_SPIKE, dtype=np.int64)
+        for w in words[pos:pos + layer_events[k]]:
+            ev = unpack(layout, w)
+            if not 0 <= ev["neuron"] < sizes[k] or t[ev["neuron"]] != NO_SPIKE:
+                raise ValueError(f"layer {k}: malformed event {ev} read back from the array")
+            t[ev["neuron"]] = ev["time"]
+        spikes.append(t)
+        pos += layer_events[k]
+    raw = words[total:total + sizes[-1]]
+    W = cfg.acc_width
+    pot = np.array([((w & ((1 << W) - 1)) ^ (1 << (W - 1))) - (1 << (W - 1)) for w in raw], dtype=np.int64)
+    return RunResult(spikes=spikes, potentials=pot, counters=counters, layer_cycles=layer_cycles,
+                     layer_events=layer_events)

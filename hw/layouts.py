@@ -1,0 +1,79 @@
+"""Data layouts shared by the hardware blocks, and their packing for host software.
+
+Verilog sees a struct as one packed vector; ``pack``/``unpack`` convert between Python
+dicts and those integers from the layout itself, so the two cannot disagree.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Shape, signed, unsigned
+from amaranth.lib import data, enum
+
+from .config import ArrayConfig
+
+
+class PeOp(enum.Enum, shape=2):
+    """What every PE does with the command broadcast this cycle."""
+
+    NOP = 0  #: nothing
+    INIT = 1  #: accumulator[slot] <- bias[bias_addr]
+    ACCUM = 2  #: accumulator[slot] += contribution of weight[weight_addr] at time
+    READ = 3  #: potential <- accumulator[slot] on the next cycle
+
+
+def _bits(depth: int) -> int:
+    return max(0, (depth - 1).bit_length())
+
+
+def spike_event(cfg: ArrayConfig) -> data.StructLayout:
+    """A spike: which neuron of the layer, at which time step."""
+    return data.StructLayout({"neuron": unsigned(cfg.neuron_bits), "time": unsigned(cfg.timing.time_bits)})
+
+
+def potential_sample(cfg: ArrayConfig) -> data.StructLayout:
+    """A neuron's final potential, on its way to the fire stage."""
+    return data.StructLayout({"neuron": unsigned(cfg.neuron_bits), "value": signed(cfg.acc_width)})
+
+
+def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
+    """One entry of the descriptor memory: the network's layer list is data, not circuit."""
+    return data.StructLayout({
+        "n_in": unsigned(cfg.count_bits),
+        "n_out": unsigned(cfg.count_bits),
+        "slots": unsigned(max(1, cfg.slot_depth.bit_length())),
+        "weight_base": unsigned(_bits(cfg.weight_depth)),
+        "bias_base": unsigned(_bits(cfg.bias_depth)),
+    })
+
+
+def pe_command(cfg: ArrayConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "op": PeOp,
+        "weight_addr": unsigned(_bits(cfg.weight_depth)),
+        "bias_addr": unsigned(_bits(cfg.bias_depth)),
+        "slot": unsigned(_bits(cfg.slot_depth)),
+        "time": unsigned(cfg.timing.time_bits),
+    })
+
+
+def pack(layout: data.StructLayout, **fields) -> int:
+    """Integer of a struct value, fields given by name (all of them)."""
+    if set(fields) != {name for name, _ in layout}:
+        raise ValueError(f"fields {sorted(fields)} do not match layout fields {[n for n, _ in layout]}")
+    value = 0
+    for name, f in layout:
+        v = int(fields[name])
+        width = f.width
+        if not (0 <= v < (1 << width)) and not (Shape.cast(f.shape).signed and -(1 << (width - 1)) <= v < 0):
+            raise ValueError(f"field {name}={v} does not fit {width} bits")
+        value |= (v & ((1 << width) - 1)) << f.offset
+    return value
+
+
+def unpack(layout: data.StructLayout, value: int) -> dict[str, int]:
+    out = {}
+    for name, f in layout:
+        v = (value >> f.offset) & ((1 << f.width) - 1)
+        if Shape.cast(f.shape).signed and v >> (f.width - 1):
+            v -= 1 << f.width
+        out[name] = v
+    return out

@@ -1,0 +1,103 @@
+"""ProcessingElement: one slice of the neuron array with its own weights and accumulators."""
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from sw.formats import WEIGHT_BITS, ZERO_MAG
+
+from .config import ArrayConfig
+from .layouts import PeOp, pe_command
+
+
+class ProcessingElement(wiring.Component):
+    """Shift-add accumulation for the neurons j with j % pes == this PE's index.
+
+    Two-stage pipeline. Stage 0 presents the command's addresses to the synchronous
+    weight, bias and accumulator memories; stage 1 computes and writes back. A spike at
+    time t through weight code (sign, m) adds ``+-(M[t % B] >> (m + t // B))`` (spec
+    section 3): a table lookup and a barrel shift, no multiplier. The accumulator read
+    port is transparent to its write port, so a command may read the slot the previous
+    command is writing.
+
+    Members
+    -------
+    cmd : In(pe_command)
+        Broadcast by the sequencer to every PE in the same cycle.
+    potential : Out(signed(acc_width))
+        Accumulator read by a ``READ`` command, valid one cycle later.
+    updated : Out(1)
+        High in stage 1 of an ``ACCUM`` whose weight is not zero (a synaptic event).
+    weight_w, bias_w : In(memory.WritePort.Signature)
+        Host loading of the weight and bias memories.
+    """
+
+    def __init__(self, cfg: ArrayConfig, *, weight_init=(), bias_init=()):
+        self.cfg = cfg
+        self._weight_init = list(weight_init)
+        self._bias_init = list(bias_init)
+        W = cfg.acc_width
+        super().__init__({
+            "cmd": In(pe_command(cfg)),
+            "potential": Out(signed(W)),
+            "updated": Out(1),
+            "weight_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.weight_depth),
+                                                      shape=unsigned(WEIGHT_BITS))),
+            "bias_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.bias_depth), shape=signed(W))),
+        })
+
+    def elaborate(self, platform):
+        cfg, t = self.cfg, self.cfg.timing
+        W, F = cfg.acc_width, t.frac_bits
+        m = Module()
+        m.submodules.weights = weights = memory.Memory(shape=unsigned(WEIGHT_BITS), depth=cfg.weight_depth,
+                                                       init=self._weight_init)
+        m.submodules.biases = biases = memory.Memory(shape=signed(W), depth=cfg.bias_depth,
+                                                     init=self._bias_init)
+        m.submodules.accumulators = accs = memory.Memory(shape=signed(W), depth=cfg.slot_depth, init=[])
+        w_rd, w_wr = weights.read_port(), weights.write_port()
+        b_rd, b_wr = biases.read_port(), biases.write_port()
+        a_wr = accs.write_port()
+        a_rd = accs.read_port(transparent_for=(a_wr,))
+
+        for port, host in ((w_wr, self.weight_w), (b_wr, self.bias_w)):
+            m.d.comb += [port.addr.eq(host.addr), port.data.eq(host.data), port.en.eq(host.en)]
+
+        # stage 0: addresses to the synchronous read ports
+        cmd = self.cmd
+        m.d.comb += [w_rd.addr.eq(cmd.weight_addr), b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.slot)]
+        op1 = Signal(PeOp)
+        slot1 = Signal.like(cmd.slot)
+        time1 = Signal.like(cmd.time)
+        m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.slot), time1.eq(cmd.time)]
+
+        # stage 1: contribution = M[t % B] >> (m + t // B), zero for the zero code
+        sign = w_rd.data[WEIGHT_BITS - 1]
+        mag = w_rd.data[:WEIGHT_BITS - 1]
+        mantissas = t.mantissas()
+        mant = Signal(unsigned(F + 1))
+        m.d.comb += mant.eq(mantissas[0])
+        if t.B > 1:
+            r = time1[:t.log2_B]
+            for idx, value in enumerate(mantissas):
+                with m.If(r == idx):
+                    m.d.comb += mant.eq(value)
+        shift = Signal(range(t.max_shift + 2))
+        m.d.comb += shift.eq(mag + (time1 >> t.log2_B))
+        contribution = Signal(unsigned(F + 1))
+        m.d.comb += contribution.eq(Mux(mag == ZERO_MAG, 0, mant >> shift))
+
+        acc = a_rd.data
+        m.d.comb += [a_wr.addr.eq(slot1), self.potential.eq(acc)]
+        with m.Switch(op1):
+            with m.Case(PeOp.INIT):
+                m.d.comb += [a_wr.data.eq(b_rd.data), a_wr.en.eq(1)]
+            with m.Case(PeOp.ACCUM):
+                m.d.comb += [a_wr.data.eq(Mux(sign, acc - contribution, acc + contribution)),
+                             a_wr.en.eq(1), self.updated.eq(mag != ZERO_MAG)]
+        return m
+
+
+def _addr(depth: int) -> int:
+    return max(0, (depth - 1).bit_length())

@@ -1,0 +1,233 @@
+"""Sequencer: runs a network's layers one after another on the PE array."""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import COUNTER_BITS, ArrayConfig, Counter
+from .fire import ThresholdWrite
+from .layouts import PeOp, layer_descriptor, pe_command, potential_sample, spike_event
+
+
+def _addr(depth: int) -> int:
+    return max(0, (depth - 1).bit_length())
+
+
+class Sequencer(wiring.Component):
+    """Walks the descriptor list; per layer: INIT, THRESHOLDS, ACCUMULATE, FIRE.
+
+    - INIT: every PE loads its accumulators with their biases (``slots`` cycles).
+    - THRESHOLDS: the layer's T thresholds go into the fire unit (hidden layers, T cycles).
+    - ACCUMULATE: each input event of the layer is broadcast to all PEs for ``slots``
+      cycles, one slot per cycle (``events * slots`` cycles: event-driven, independent of T).
+    - FIRE (hidden layers): neurons 0..n_out-1 are read one per cycle and pass the fire
+      unit; its spikes are appended to the event memory and become the next layer's input.
+
+    The event memory therefore ends up holding every layer's events in order: the input
+    events, then layer 0's spikes, then layer 1's, and so on. Layer l's events occupy
+    ``LAYER_EVENTS[l]`` entries. After the output layer the potentials stay in the PEs.
+
+    Members
+    -------
+    start : In(1)       pulse to run the network (ignored while busy)
+    busy, done : Out(1) done stays high from the end of a run until the next start
+    n_layers, n_inputs : In  layer count (the last one is the output layer) and the
+        number of input events, stored from address 0 of the event memory
+    cmd : Out(pe_command)  broadcast to the PEs
+    pe_potentials : In(array of signed(acc_width))  each PE's ``potential``
+    updates : In  how many PEs made a synaptic update this cycle
+    potentials : Out(stream)  to the fire unit;  spikes : In(stream)  from it
+    thresholds : Out(ThresholdWrite)  to the fire unit
+    descriptor_w, threshold_w, event_w : In(memory.WritePort.Signature)  host loading
+    event_r : In(memory.ReadPort.Signature)  host read-back when idle
+    counters, layer_cycles, layer_events : Out(arrays of unsigned(32))
+    """
+
+    def __init__(self, cfg: ArrayConfig, *, descriptor_init=(), threshold_init=()):
+        self.cfg = cfg
+        self._descriptor_init = list(descriptor_init)
+        self._threshold_init = list(threshold_init)
+        W, T, L = cfg.acc_width, cfg.timing.T, cfg.max_layers
+        counter = unsigned(COUNTER_BITS)
+        super().__init__({
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "n_layers": In(range(L + 1)),
+            "n_inputs": In(range(cfg.event_depth + 1)),
+            "cmd": Out(pe_command(cfg)),
+            "pe_potentials": In(data.ArrayLayout(signed(W), cfg.pes)),
+            "updates": In(range(cfg.pes + 1)),
+            "potentials": Out(stream.Signature(potential_sample(cfg))),
+            "spikes": In(stream.Signature(spike_event(cfg))),
+            "thresholds": Out(ThresholdWrite(cfg)),
+            "descriptor_w": In(memory.WritePort.Signature(addr_width=_addr(L), shape=layer_descriptor(cfg))),
+            "threshold_w": In(memory.WritePort.Signature(addr_width=_addr(L * T), shape=signed(W))),
+            "event_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
+            "event_r": In(memory.ReadPort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
+            "counters": Out(data.ArrayLayout(counter, len(Counter))),
+            "layer_cycles": Out(data.ArrayLayout(counter, L)),
+            "layer_events": Out(data.ArrayLayout(counter, L)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        P, T, L = cfg.pes, cfg.timing.T, cfg.max_layers
+        m = Module()
+        m.submodules.descriptors = descriptors = memory.Memory(
+            shape=layer_descriptor(cfg), depth=L, init=self._descriptor_init)
+        m.submodules.thresholds = thresholds = memory.Memory(
+            shape=signed(cfg.acc_width), depth=L * T, init=self._threshold_init)
+        m.submodules.events = events = memory.Memory(shape=spike_event(cfg), depth=cfg.event_depth, init=[])
+        d_rd, d_wr = descriptors.read_port(), descriptors.write_port()
+        t_rd, t_wr = thresholds.read_port(), thresholds.write_port()
+        e_rd, e_wr = events.read_port(), events.write_port()
+        for port, host in ((d_wr, self.descriptor_w), (t_wr, self.threshold_w)):
+            m.d.comb += [port.addr.eq(host.addr), port.data.eq(host.data), port.en.eq(host.en)]
+
+        busy = Signal()
+        layer = Signal(range(L + 1))
+        desc = d_rd.data
+        last = Signal()
+        m.d.comb += last.eq(layer == self.n_layers - 1)
+        ev_base = Signal(range(cfg.event_depth + 1))
+        ev_end = Signal.like(ev_base)
+        ptr = Signal.like(ev_base)
+        wptr = Signal.like(ev_base)
+        slot = Signal(range(cfg.slot_depth + 1))
+        waddr = Signal.like(self.cmd.weight_addr)
+        thr_base = Signal(range(L * T + 1))
+        thr_index = Signal(range(T + 1))
+        neuron = Signal(range(cfg.max_neurons + 1))
+        fire_pe = Signal(range(P))
+        fire_valid = Signal()  # a READ is in the PEs' stage 1 this cycle
+        fire_neuron = Signal.like(neuron)
+        fire_sel = Signal.like(fire_pe)
+        thr_valid = Signal()
+        thr_slot = Signal(range(T))
+
+        counters = [Signal(unsigned(COUNTER_BITS), name=c.name.lower()) for c in Counter]
+        cycles = counters[Counter.CYCLES]
+        layer_start = Signal(unsigned(COUNTER_BITS))
+        layer_cycles = Array(Signal(unsigned(COUNTER_BITS), name=f"layer_cycles_{k}") for k in range(L))
+        layer_events = Array(Signal(unsigned(COUNTER_BITS), name=f"layer_events_{k}") for k in range(L))
+        done = Signal()
+        for k in range(L):
+            m.d.comb += [self.layer_cycles[k].eq(layer_cycles[k]), self.layer_events[k].eq(layer_events[k])]
+        for c in Counter:
+            if c is not Counter.STATUS:
+                m.d.comb += self.counters[c].eq(counters[c])
+        m.d.comb += [self.counters[Counter.STATUS].eq(busy | (done << 1)), self.busy.eq(busy), self.done.eq(done)]
+
+        # descriptor of the current layer: valid one cycle after `layer` changes
+        m.d.comb += d_rd.addr.eq(layer)
+
+        # threshold loading pipeline (memory read -> fire unit register file)
+        m.d.sync += thr_valid.eq(0)
+        m.d.comb += [self.thresholds.en.eq(thr_valid), self.thresholds.index.eq(thr_slot),
+                     self.thresholds.value.eq(t_rd.data)]
+
+        # fire pipeline: READ command -> PE potential -> fire unit -> event memory
+        m.d.sync += fire_valid.eq(0)
+        m.d.comb += [self.potentials.valid.eq(fire_valid),
+                     self.potentials.payload.neuron.eq(fire_neuron),
+                     self.potentials.payload.value.eq(self.pe_potentials[fire_sel]),
+                     self.spikes.ready.eq(1)]
+
+        # event memory: datapath while busy, host otherwise
+        dp_e_addr = Signal.like(e_rd.addr)
+        dp_e_en = Signal()
+        m.d.comb += [e_rd.addr.eq(dp_e_addr), e_rd.en.eq(dp_e_en)]
+        with m.If(~busy):
+            m.d.comb += [e_rd.addr.eq(self.event_r.addr), e_rd.en.eq(self.event_r.en),
+                         e_wr.addr.eq(self.event_w.addr), e_wr.data.eq(self.event_w.data),
+                         e_wr.en.eq(self.event_w.en)]
+        with m.Else():
+            m.d.comb += [e_wr.addr.eq(wptr), e_wr.data.eq(self.spikes.payload), e_wr.en.eq(self.spikes.valid)]
+            with m.If(self.spikes.valid):
+                m.d.sync += [wptr.eq(wptr + 1), counters[Counter.SPIKES].eq(counters[Counter.SPIKES] + 1)]
+            m.d.sync += [cycles.eq(cycles + 1),
+                         counters[Counter.ACC_UPDATES].eq(counters[Counter.ACC_UPDATES] + self.updates)]
+        m.d.comb += self.event_r.data.eq(e_rd.data)
+
+        def end_layer():
+            m.d.sync += [layer_cycles[layer].eq(cycles + 1 - layer_start), layer_start.eq(cycles + 1),
+                         layer_events[layer].eq(ev_end - ev_base)]
+
+        event = e_rd.data
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [layer.eq(0), ev_base.eq(0), ev_end.eq(self.n_inputs), wptr.eq(self.n_inputs),
+                                 thr_base.eq(0), layer_start.eq(0), done.eq(0)]
+                    m.d.sync += [c.eq(0) for c in counters]
+                    m.d.sync += [s.eq(0) for s in layer_cycles] + [s.eq(0) for s in layer_events]
+                    with m.If(self.n_layers != 0):
+                        m.d.sync += busy.eq(1)
+                        m.next = "DESCRIPTOR"
+                    with m.Else():
+                        m.d.sync += done.eq(1)
+            with m.State("DESCRIPTOR"):  # d_rd.data becomes valid next cycle
+                m.d.sync += slot.eq(0)
+                m.next = "INIT"
+            with m.State("INIT"):
+                m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.slot.eq(slot),
+                             self.cmd.bias_addr.eq(desc.bias_base + slot)]
+                m.d.sync += slot.eq(slot + 1)
+                with m.If(slot == desc.slots - 1):
+                    m.d.sync += [slot.eq(0), thr_index.eq(0)]
+                    m.next = "ACCUMULATE_FIRST"
+                    with m.If(~last):
+                        m.next = "THRESHOLDS"
+            with m.State("THRESHOLDS"):
+                m.d.comb += t_rd.addr.eq(thr_base + thr_index)
+                m.d.sync += [thr_valid.eq(1), thr_slot.eq(thr_index), thr_index.eq(thr_index + 1)]
+                with m.If(thr_index == T - 1):
+                    m.next = "ACCUMULATE_FIRST"
+            with m.State("ACCUMULATE_FIRST"):
+                with m.If(ev_base == ev_end):
+                    m.next = "AFTER_ACCUMULATE"
+                with m.Else():
+                    m.d.comb += [dp_e_addr.eq(ev_base), dp_e_en.eq(1)]
+                    m.d.sync += [ptr.eq(ev_base + 1), slot.eq(0)]
+                    m.next = "ACCUMULATE"
+            with m.State("ACCUMULATE"):
+                row = Signal.like(waddr)
+                m.d.comb += row.eq(waddr)
+                with m.If(slot == 0):
+                    m.d.comb += row.eq(desc.weight_base + event.neuron)
+                m.d.comb += [self.cmd.op.eq(PeOp.ACCUM), self.cmd.slot.eq(slot),
+                             self.cmd.weight_addr.eq(row), self.cmd.time.eq(event.time)]
+                m.d.sync += [waddr.eq(row + desc.n_in), slot.eq(slot + 1),
+                             counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + P)]
+                with m.If(slot == desc.slots - 1):
+                    m.d.sync += [slot.eq(0), counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)]
+                    with m.If(ptr == ev_end):
+                        m.next = "AFTER_ACCUMULATE"
+                    with m.Else():
+                        m.d.comb += [dp_e_addr.eq(ptr), dp_e_en.eq(1)]
+                        m.d.sync += ptr.eq(ptr + 1)
+            with m.State("AFTER_ACCUMULATE"):
+                m.d.sync += [neuron.eq(0), fire_pe.eq(0), slot.eq(0)]
+                with m.If(last):
+                    end_layer()
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "FIRE"
+            with m.State("FIRE"):
+                m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.slot.eq(slot)]
+                m.d.sync += [fire_valid.eq(1), fire_neuron.eq(neuron), fire_sel.eq(fire_pe),
+                             neuron.eq(neuron + 1), fire_pe.eq(fire_pe + 1)]
+                with m.If(fire_pe == P - 1):
+                    m.d.sync += [fire_pe.eq(0), slot.eq(slot + 1)]
+                with m.If(neuron == desc.n_out - 1):
+                    m.next = "FIRE_FLUSH"
+            with m.State("FIRE_FLUSH"):  # wait for the last spikes to reach the event memory
+                with m.If(~fire_valid & ~self.spikes.valid):
+                    end_layer()
+                    m.d.sync += [ev_base.eq(ev_end), ev_end.eq(wptr), layer.eq(layer + 1),
+                                 thr_base.eq(thr_base + T)]
+                    m.next = "DESCRIPTOR"
+        return m

@@ -1,0 +1,59 @@
+"""Run a NeuronArray in Amaranth's own simulator: the slow, 4-state-free cross-check of the
+Verilator runs, and the way block tests drive the design."""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from hw.config import ArrayConfig, NetworkImage
+from hw.host import RunResult, decode_results, decode_stats, input_writes, network_writes, result_reads, stats_reads
+from hw.neuron_array import NeuronArray
+
+
+def run_amaranth(cfg: ArrayConfig, image: NetworkImage, sizes: list[int], input_times: np.ndarray,
+                 *, load: bool = True, baked: bool = False, max_cycles: int = 1_000_000) -> list[RunResult]:
+    """Load ``image`` through the host bus (or bake it in), run every row of input_times."""
+    dut = NeuronArray(cfg, image if baked else None)
+    results: list[RunResult] = []
+    n_layers = len(sizes) - 1
+
+    async def bench(ctx):
+        async def write(pairs):
+            for addr, data in pairs:
+                ctx.set(dut.host.addr, addr)
+                ctx.set(dut.host.w_data, data)
+                ctx.set(dut.host.w_en, 1)
+                await ctx.tick()
+            ctx.set(dut.host.w_en, 0)
+
+        async def read(addrs):
+            out = []
+            for addr in addrs:
+                ctx.set(dut.host.addr, addr)
+                await ctx.tick()
+                out.append(ctx.get(dut.host.r_data))
+            return out
+
+        if load and not baked:
+            await write(network_writes(cfg, image))
+        for times in input_times:
+            await write(input_writes(cfg, times))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for _ in range(max_cycles):
+                if ctx.get(dut.done):
+                    break
+                await ctx.tick()
+            else:
+                raise TimeoutError(f"no done after {max_cycles} cycles")
+            stats = await read(stats_reads(cfg, n_layers))
+            _, _, layer_events = decode_stats(cfg, n_layers, stats)
+            words = await read(result_reads(cfg, sum(layer_events), sizes[-1]))
+            results.append(decode_results(cfg, sizes, stats, words))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return results

@@ -1,0 +1,144 @@
+"""The ANN side: model recipes, the SNN's quantisers as PyTorch functions, and training.
+
+Conversion-aware training (CAT) runs the ANN with the SNN's own number formats: inputs
+and hidden activations go through the TTFS quantiser (ReLU, clip at a learnable threshold
+theta, round down to the level grid theta * 2**(-t/B), zero below the last level), weights
+through the 5-bit log quantiser; gradients pass straight through the rounding.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .formats import Timing, encode_weights, weight_scale_for, decode_weights
+
+
+def mlp(sizes: list[int], seed: int = 0) -> nn.Sequential:
+    """Linear/ReLU stack; the last Linear gives the class scores. Seeded initialisation."""
+    if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+        raise ValueError(f"an MLP needs at least two positive sizes, not {sizes!r}")
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for k in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+        if k < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+# ---------------------------------------------------------------------------
+# Quantisers with straight-through gradients
+# ---------------------------------------------------------------------------
+def ttfs_quantise(z: torch.Tensor, theta: torch.Tensor, timing: Timing) -> torch.Tensor:
+    """TTFS activation: theta * 2**(-t/B) with t the first step where z >= theta * 2**(-t/B).
+
+    Same rule as formats.encode_spike_times; zero below the last level. The gradient is
+    that of theta * clamp(z / theta, 0, 1) (straight through the rounding), which also
+    trains theta.
+    """
+    u = torch.clamp(z / theta, 0.0, 1.0)
+    with torch.no_grad():
+        safe = torch.clamp(u, min=1e-30)
+        t = torch.ceil(-timing.B * torch.log2(safe)).clamp(min=0)
+        # settle float log2 error with the same comparisons formats.encode_spike_times makes
+        t = torch.where(safe < torch.exp2(-t / timing.B), t + 1, t)
+        t = torch.where((t > 0) & (safe >= torch.exp2(-(t - 1) / timing.B)), t - 1, t)
+        q = torch.where((u > 0) & (t <= timing.T - 1), torch.exp2(-t / timing.B), torch.zeros_like(u))
+    return theta * (u + (q - u).detach())
+
+
+def log_quantise_weights(w: torch.Tensor) -> torch.Tensor:
+    """5-bit log weights with the layer scale chosen from max|w|; straight-through gradient."""
+    with torch.no_grad():
+        arr = w.detach().cpu().double().numpy()
+        s = weight_scale_for(arr)
+        q = torch.from_numpy(decode_weights(encode_weights(arr, s), s)).to(w.dtype).to(w.device)
+    return w + (q - w).detach()
+
+
+class CatNetwork(nn.Module):
+    """An MLP run with the SNN's formats: the network CAT trains and conversion reads.
+
+    ``net`` is the plain nn.Sequential (its Linear layers hold the float weights);
+    ``thetas`` are the hidden layers' thresholds, learned in CAT.
+    """
+
+    def __init__(self, net: nn.Sequential, timing: Timing, input_theta: float, thetas: list[float],
+                 quantise: bool = True):
+        super().__init__()
+        self.net = net
+        self.timing = timing
+        self.input_theta = float(input_theta)
+        self.linears = [m for m in net if isinstance(m, nn.Linear)]
+        if len(thetas) != len(self.linears) - 1:
+            raise ValueError(f"need {len(self.linears) - 1} thresholds, got {len(thetas)}")
+        self.log_thetas = nn.Parameter(torch.log(torch.tensor(thetas, dtype=torch.float32)))
+        self.quantise = quantise
+
+    @property
+    def thetas(self) -> list[float]:
+        return [float(v) for v in torch.exp(self.log_thetas).detach()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantise:
+            return self.net(x)
+        x = ttfs_quantise(x, torch.tensor(self.input_theta), self.timing)
+        thetas = torch.exp(self.log_thetas)
+        for k, lin in enumerate(self.linears):
+            x = nn.functional.linear(x, log_quantise_weights(lin.weight), lin.bias)
+            if k < len(self.linears) - 1:
+                x = ttfs_quantise(x, thetas[k], self.timing)
+        return x
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress=None) -> None:
+    """Adam with cosine learning-rate decay; deterministic for a given seed on the CPU."""
+    torch.manual_seed(cfg.seed)
+    device = _device()
+    model.to(device).train()
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y, dtype=torch.int64, device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * math.ceil(len(xt) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(xt), generator=gen).to(device)
+        for start in range(0, len(xt), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        if progress is not None:
+            progress.update(1)
+    model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    model.eval()
+    device = next(model.parameters()).device
+    out = model(torch.as_tensor(x, dtype=torch.float32, device=device))
+    return float((out.argmax(1).cpu().numpy() == y).mean())

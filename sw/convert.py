@@ -1,0 +1,118 @@
+"""ANN-to-SNN conversion: threshold calibration and quantisation to the integer model.
+
+Supported networks: an ``nn.Sequential`` of ``Linear`` and ``ReLU`` (``Dropout``,
+``Identity`` and ``Flatten`` are passed over), alternating Linear, ReLU, ..., Linear.
+Anything else raises ConversionError naming the layer and its position.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .formats import Timing, encode_weights, threshold_table, weight_scale_for
+from .model import SnnLayer, SnnModel
+
+CALIBRATIONS = ("max", "percentile")
+_PASSED_OVER = (nn.Dropout, nn.Identity, nn.Flatten)
+
+
+class ConversionError(ValueError):
+    """The network cannot be converted; the message says which layer and why."""
+
+
+def linear_layers(net: nn.Module) -> list[nn.Linear]:
+    """The Linear layers of a supported Sequential, checked for the Linear/ReLU pattern."""
+    if not isinstance(net, nn.Sequential):
+        raise ConversionError(f"expected an nn.Sequential of Linear/ReLU layers, got {type(net).__name__}")
+    linears: list[nn.Linear] = []
+    expect_linear = True
+    for idx, (name, mod) in enumerate(net.named_children()):
+        where = f"at position {idx} ('{name}')"
+        if isinstance(mod, _PASSED_OVER):
+            continue
+        if isinstance(mod, nn.Linear):
+            if not expect_linear:
+                raise ConversionError(f"Linear {where} follows another Linear without a ReLU between them")
+            linears.append(mod)
+            expect_linear = False
+        elif isinstance(mod, nn.ReLU):
+            if expect_linear:
+                raise ConversionError(f"ReLU {where} must follow a Linear layer")
+            expect_linear = True
+        else:
+            raise ConversionError(f"unsupported layer {type(mod).__name__} {where}; "
+                                  "supported: Linear, ReLU (Dropout, Identity, Flatten are passed over)")
+    if not linears:
+        raise ConversionError("the network has no Linear layer")
+    if expect_linear:
+        raise ConversionError("the network must end with a Linear layer (the class scores), not a ReLU")
+    return linears
+
+
+@torch.no_grad()
+def hidden_activations(net: nn.Sequential, x: np.ndarray) -> list[np.ndarray]:
+    """ReLU outputs of every hidden layer of the float network, one array per layer."""
+    linears = linear_layers(net)
+    h = torch.as_tensor(x, dtype=torch.float32)
+    outs = []
+    for k, lin in enumerate(linears):
+        h = lin(h)
+        if k < len(linears) - 1:
+            h = torch.relu(h)
+            outs.append(h.numpy().astype(np.float64))
+    return outs
+
+
+def calibrate(net: nn.Sequential, x: np.ndarray, method: str = "percentile",
+              percentile: float = 99.9) -> list[float]:
+    """Hidden-layer thresholds from float activation statistics on calibration inputs.
+
+    ``max``: the largest activation; ``percentile``: that percentile of the positive
+    activations (clipping the rare outliers buys resolution for the rest).
+    """
+    if method not in CALIBRATIONS:
+        raise ConversionError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
+    if not 0 < percentile <= 100:
+        raise ConversionError(f"percentile must be in (0, 100], not {percentile!r}")
+    thetas = []
+    for k, act in enumerate(hidden_activations(net, x)):
+        pos = act[act > 0]
+        if pos.size == 0:
+            raise ConversionError(f"hidden layer {k} is never active on the calibration data")
+        thetas.append(float(pos.max() if method == "max" else np.percentile(pos, percentile)))
+    return thetas
+
+
+def convert(net: nn.Sequential, timing: Timing, input_theta: float, thetas: list[float],
+            name: str = "snn", info: dict | None = None) -> SnnModel:
+    """Quantise a float network with given thresholds into the integer SNN of docs/spec.md.
+
+    Layer k's accumulator unit is theta_{k-1} * 2**(s_k - F) (theta_{-1} = input_theta);
+    the bias is rounded half away from zero to that unit and the threshold table is
+    TH[t] = ceil(theta_k / unit * 2**(-t/B)).
+    """
+    linears = linear_layers(net)
+    if len(thetas) != len(linears) - 1:
+        raise ConversionError(f"need one threshold per hidden layer ({len(linears) - 1}), got {len(thetas)}")
+    for k, th in enumerate(thetas):
+        if not (np.isfinite(th) and th > 0):
+            raise ConversionError(f"threshold of hidden layer {k} must be positive, not {th!r}")
+    layers = []
+    theta_prev = float(input_theta)
+    for k, lin in enumerate(linears):
+        w = lin.weight.detach().cpu().double().numpy()
+        b = (lin.bias.detach().cpu().double().numpy() if lin.bias is not None
+             else np.zeros(w.shape[0]))
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+            raise ConversionError(f"Linear layer {k} has NaN or infinite parameters")
+        s = weight_scale_for(w)
+        unit = theta_prev * 2.0 ** (s - timing.frac_bits)
+        bias = (np.sign(b) * np.floor(np.abs(b) / unit + 0.5)).astype(np.int64)
+        hidden = k < len(linears) - 1
+        layers.append(SnnLayer(weights=encode_weights(w, s), bias=bias,
+                               thresholds=threshold_table(thetas[k] / unit, timing) if hidden else None,
+                               weight_scale=s, theta=thetas[k] if hidden else None, unit=unit))
+        if hidden:
+            theta_prev = thetas[k]
+    return SnnModel(timing=timing, input_theta=float(input_theta), layers=layers, name=name, info=info or {})

@@ -1,0 +1,101 @@
+"""The golden model: the integer SNN of docs/spec.md, vectorised over a batch.
+
+This is the single definition of correct behaviour. The RTL must reproduce every
+layer's spike times and the output potentials bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formats import NO_SPIKE, encode_spike_times, fire_times, split_codes
+from .model import SnnLayer, SnnModel
+
+
+@dataclass
+class GoldenResult:
+    """Spike times per layer and output potentials for a batch.
+
+    ``spikes[0]`` are the input spike times; ``spikes[k + 1]`` the output spike times of
+    hidden layer k (NO_SPIKE = -1 where a neuron stays silent). ``potentials`` are the
+    output layer's integer potentials; ``predictions`` their argmax (lowest index on ties).
+    """
+
+    spikes: list[np.ndarray]
+    potentials: np.ndarray
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.argmax(self.potentials, axis=1)
+
+    def spike_counts(self) -> np.ndarray:
+        """(batch, layers-1+1) spikes per layer, input layer first."""
+        return np.stack([(s != NO_SPIKE).sum(axis=1) for s in self.spikes], axis=1)
+
+
+class GoldenModel:
+    """Runs a converted model on integer spike times.
+
+    Per layer it builds the signed contribution matrix of every (time, input) pair once,
+    so a batch costs one matrix product per layer. The product runs in float64, which is
+    exact here: every partial sum is an integer below 2**48 (SnnModel.validate).
+    """
+
+    def __init__(self, model: SnnModel):
+        self.model = model
+        table = model.timing.contribution_table()  # (16, T)
+        self._matrices = [self._contribution_matrix(layer, table) for layer in model.layers]
+
+    @staticmethod
+    def _contribution_matrix(layer: SnnLayer, table: np.ndarray) -> np.ndarray:
+        """(T * n_in, n_out) float64: row t * n_in + i holds what a spike of input i at t adds."""
+        sign, mag = split_codes(layer.weights)  # (n_out, n_in)
+        signed = np.where(sign == 1, -1, 1)[None] * table.T[:, mag]  # (T, n_out, n_in)
+        return signed.transpose(0, 2, 1).reshape(-1, layer.n_out).astype(np.float64)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Input spike times of float inputs (batch, n_in)."""
+        return encode_spike_times(x, self.model.input_theta, self.model.timing)
+
+    def layer_potentials(self, k: int, times: np.ndarray) -> np.ndarray:
+        """Integer potentials of layer k after all input spikes (batch, n_out), int64."""
+        layer = self.model.layers[k]
+        times = np.asarray(times)
+        T, n_in = self.model.timing.T, layer.n_in
+        if times.ndim != 2 or times.shape[1] != n_in:
+            raise ValueError(f"layer {k} expects spike times of shape (batch, {n_in}), got {times.shape}")
+        if np.any((times != NO_SPIKE) & ((times < 0) | (times >= T))):
+            raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
+        onehot = np.zeros((times.shape[0], T * n_in))
+        b, i = np.nonzero(times != NO_SPIKE)
+        onehot[b, times[b, i] * n_in + i] = 1.0
+        acc = onehot @ self._matrices[k]
+        return layer.bias[None, :] + np.rint(acc).astype(np.int64)
+
+    def run_times(self, input_times: np.ndarray) -> GoldenResult:
+        spikes = [np.asarray(input_times, dtype=np.int64)]
+        for k, layer in enumerate(self.model.layers):
+            v = self.layer_potentials(k, spikes[-1])
+            if layer.is_output:
+                return GoldenResult(spikes=spikes, potentials=v)
+            spikes.append(fire_times(v, layer.thresholds))
+        raise AssertionError("unreachable: the last layer is the output layer")
+
+    def run(self, x: np.ndarray) -> GoldenResult:
+        """Encode float inputs and run the network."""
+        return self.run_times(self.encode(x))
+
+
+def reference_potentials(model: SnnModel, k: int, times: np.ndarray) -> np.ndarray:
+    """Float pre-activations of layer k in accumulator units, from exact decoded values.
+
+    No truncation, exact 2**(-t/B): the golden model must stay within the spec's
+    quantisation bound of this (docs/spec.md, section 3).
+    """
+    from .formats import decode_weights
+    layer = model.layers[k]
+    t = model.timing
+    w = decode_weights(layer.weights, 0)  # 2**(-m), signed
+    x = np.where(times == NO_SPIKE, 0.0, np.exp2(-np.where(times == NO_SPIKE, 0, times) / t.B))
+    return layer.bias[None, :] + (x @ w.T) * 2.0**t.frac_bits

@@ -1,0 +1,206 @@
+"""The converted SNN: its layers, its file format and the bounds its arithmetic needs.
+
+A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
+
+- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (1), ``T``, ``B``,
+  ``frac_bits``, ``input_theta``, ``name``, ``info`` (free-form provenance), and per layer
+  ``n_in``, ``n_out``, ``weight_scale``, ``theta`` (float threshold, null for the output
+  layer), ``unit`` (the float value of one accumulator unit);
+- ``layer{k}_weights``: uint8 (n_out, n_in) 5-bit weight codes;
+- ``layer{k}_bias``: int64 (n_out,) initial potentials in accumulator units;
+- ``layer{k}_thresholds``: int64 (T,) threshold table (hidden layers only).
+
+It is written to a temporary file and renamed, so a failed save leaves no partial file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .formats import (ZERO_MAG, FormatError, Timing, check_weight_codes, signed_bits,
+                      split_codes)
+
+FILE_FORMAT = "firstspike-snn"
+FILE_VERSION = 1
+MAX_ACC_BITS = 48  #: beyond this the golden model's float64 matmul would stop being exact
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, corrupt, of another format or of an unsupported version."""
+
+
+@dataclass
+class SnnLayer:
+    """One fully connected TTFS layer in integer form."""
+
+    weights: np.ndarray  #: uint8 (n_out, n_in) weight codes
+    bias: np.ndarray  #: int64 (n_out,) initial potential in accumulator units
+    thresholds: np.ndarray | None  #: int64 (T,) TH[t]; None for the output layer
+    weight_scale: int = 0  #: s: weights are +-2**(s - m)
+    theta: float | None = None  #: float threshold the table was made from
+    unit: float = 1.0  #: float value of one accumulator unit (for decoding only)
+
+    @property
+    def n_in(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def is_output(self) -> bool:
+        return self.thresholds is None
+
+
+@dataclass
+class SnnModel:
+    """A converted network: timing parameters, input threshold and layers in order."""
+
+    timing: Timing
+    input_theta: float
+    layers: list[SnnLayer]
+    name: str = "snn"
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.validate()
+
+    # -- checks ------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise FormatError naming the first inconsistency."""
+        if not self.layers:
+            raise FormatError("a model needs at least one layer")
+        if not (np.isfinite(self.input_theta) and self.input_theta > 0):
+            raise FormatError(f"input_theta must be positive, not {self.input_theta!r}")
+        T = self.timing.T
+        for k, layer in enumerate(self.layers):
+            where = f"layer {k}"
+            w = np.asarray(layer.weights)
+            if w.ndim != 2 or w.dtype != np.uint8:
+                raise FormatError(f"{where}: weights must be a uint8 matrix (n_out, n_in)")
+            if min(w.shape) < 1:
+                raise FormatError(f"{where}: weights must have at least one row and column")
+            check_weight_codes(w, where)
+            if layer.bias.shape != (layer.n_out,) or layer.bias.dtype != np.int64:
+                raise FormatError(f"{where}: bias must be int64 of shape ({layer.n_out},)")
+            if k > 0 and layer.n_in != self.layers[k - 1].n_out:
+                raise FormatError(f"{where}: has {layer.n_in} inputs but layer {k - 1} has "
+                                  f"{self.layers[k - 1].n_out} outputs")
+            last = k == len(self.layers) - 1
+            if last and layer.thresholds is not None:
+                raise FormatError(f"{where}: the output layer emits potentials and has no thresholds")
+            if not last:
+                th = layer.thresholds
+                if th is None or th.shape != (T,) or th.dtype != np.int64:
+                    raise FormatError(f"{where}: hidden layers need an int64 threshold table of length T={T}")
+                if np.any(th < 1):
+                    raise FormatError(f"{where}: thresholds must be >= 1")
+        bits = self.acc_bits()
+        if bits > MAX_ACC_BITS:
+            raise FormatError(f"the accumulator would need {bits} bits; at most {MAX_ACC_BITS} are supported "
+                              f"(lower frac_bits)")
+
+    # -- sizes -------------------------------------------------------------------------
+    @property
+    def sizes(self) -> list[int]:
+        return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
+
+    def potential_bound(self, k: int) -> np.ndarray:
+        """Per neuron of layer k: |bias| + sum of the largest contribution of every input.
+
+        Every partial sum of a layer's accumulation lies within this bound whatever the
+        input spikes and their order (docs/spec.md, section 6).
+        """
+        layer = self.layers[k]
+        _, mag = split_codes(layer.weights)
+        one = 1 << self.timing.frac_bits  # M[0] == 2**F: the contribution at t = 0, m = 0
+        c_max = np.where(mag == ZERO_MAG, 0, np.int64(one) >> np.minimum(mag, 62).astype(np.int64))
+        return np.abs(layer.bias) + c_max.sum(axis=1)
+
+    def acc_bits(self) -> int:
+        """Two's-complement width that holds every potential, bias and threshold."""
+        hi = 1
+        for k, layer in enumerate(self.layers):
+            hi = max(hi, int(self.potential_bound(k).max()))
+            if layer.thresholds is not None:
+                hi = max(hi, int(layer.thresholds.max()))
+        return signed_bits(-hi, hi)
+
+    def synapses(self) -> int:
+        return sum(layer.n_in * layer.n_out for layer in self.layers)
+
+    # -- file format ---------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model file atomically (temporary file, then rename)."""
+        path = Path(path)
+        meta = {
+            "format": FILE_FORMAT, "version": FILE_VERSION, "name": self.name,
+            "T": self.timing.T, "B": self.timing.B, "frac_bits": self.timing.frac_bits,
+            "input_theta": float(self.input_theta), "info": self.info,
+            "layers": [{"n_in": layer.n_in, "n_out": layer.n_out, "weight_scale": int(layer.weight_scale),
+                        "theta": None if layer.theta is None else float(layer.theta),
+                        "unit": float(layer.unit)} for layer in self.layers],
+        }
+        arrays = {"meta": np.array(json.dumps(meta, sort_keys=True))}
+        for k, layer in enumerate(self.layers):
+            arrays[f"layer{k}_weights"] = layer.weights
+            arrays[f"layer{k}_bias"] = layer.bias
+            if layer.thresholds is not None:
+                arrays[f"layer{k}_thresholds"] = layer.thresholds
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SnnModel":
+        """Read a model file; any problem raises ModelFileError saying what and where."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such model file")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+            raise ModelFileError(f"{path}: not a readable firstspike model file ({e})") from None
+        if "meta" not in data:
+            raise ModelFileError(f"{path}: not a firstspike model file (no 'meta' entry)")
+        try:
+            meta = json.loads(str(data["meta"]))
+        except json.JSONDecodeError as e:
+            raise ModelFileError(f"{path}: corrupt metadata ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT:
+            raise ModelFileError(f"{path}: not a firstspike model file (format is "
+                                 f"{meta.get('format') if isinstance(meta, dict) else meta!r})")
+        if meta.get("version") != FILE_VERSION:
+            raise ModelFileError(f"{path}: model file version {meta.get('version')!r} is not supported; "
+                                 f"this firstspike reads version {FILE_VERSION}")
+        try:
+            layers = []
+            for k, lm in enumerate(meta["layers"]):
+                th = data.get(f"layer{k}_thresholds")
+                layers.append(SnnLayer(weights=data[f"layer{k}_weights"], bias=data[f"layer{k}_bias"],
+                                       thresholds=th, weight_scale=int(lm["weight_scale"]),
+                                       theta=lm["theta"], unit=float(lm["unit"])))
+                if (layers[-1].n_in, layers[-1].n_out) != (lm["n_in"], lm["n_out"]):
+                    raise FormatError(f"layer {k}: metadata says {lm['n_in']}x{lm['n_out']}, "
+                                      f"arrays say {layers[-1].n_in}x{layers[-1].n_out}")
+            return cls(timing=Timing(T=meta["T"], B=meta["B"], frac_bits=meta["frac_bits"]),
+                       input_theta=float(meta["input_theta"]), layers=layers,
+                       name=meta.get("name", "snn"), info=meta.get("info", {}))
+        except KeyError as e:
+            raise ModelFileError(f"{path}: missing entry {e}") from None
+        except FormatError as e:
+            raise ModelFileError(f"{path}: invalid model: {e}") from None
