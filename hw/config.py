@@ -102,6 +102,16 @@ class ArrayConfig:
     def address(self, region: int, offset: int) -> int:
         return (region << self.offset_bits) | offset
 
+    def to_dict(self) -> dict:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "timing"}
+        d["timing"] = {"T": self.timing.T, "B": self.timing.B, "frac_bits": self.timing.frac_bits}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArrayConfig":
+        d = dict(d)
+        return cls(timing=Timing(**d.pop("timing")), **d)
+
     # -- construction from a model ---------------------------------------------------------
     @classmethod
     def for_model(cls, model: SnnModel, pes: int, **overrides) -> "ArrayConfig":

@@ -1,13 +1,15 @@
 """NeuronArray: the top level: PEs, fire unit, sequencer and the host bus."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ArrayConfig, Counter, NetworkImage, Region
 from .fire import FireUnit
-from .layouts import PeOp, layer_descriptor, pack, spike_event
+from .layouts import PeOp, layer_descriptor, spike_event
 from .pe import ProcessingElement
 from .sequencer import Sequencer
 
@@ -59,12 +61,9 @@ class NeuronArray(wiring.Component):
     def elaborate(self, platform):
         cfg, image = self.cfg, self.image
         m = Module()
-        desc_layout = layer_descriptor(cfg)
         m.submodules.sequencer = seq = Sequencer(
             cfg,
-            descriptor_init=[pack(desc_layout, n_in=d.n_in, n_out=d.n_out, slots=d.slots,
-                                  weight_base=d.weight_base, bias_base=d.bias_base)
-                             for d in image.descriptors] if image else (),
+            descriptor_init=[asdict(d) for d in image.descriptors] if image else (),
             threshold_init=image.thresholds if image else ())
         m.submodules.fire = fire = FireUnit(cfg)
         pes = []
