@@ -32,7 +32,11 @@ def verilator_env() -> None:
     bin_dir = str(root / "bin")
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    os.environ.setdefault("MAKEFLAGS", "OPT_FAST=-O2")
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty; GCC needs "-include" to use
+    # the precompiled header, otherwise larger models fail to link. -O2 beats the default -Os.
+    flags = "OPT_FAST=-O2 CFG_CXXFLAGS_PCH_I=-include"
+    if flags not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flags).strip()
 
 
 @dataclass
@@ -86,7 +90,7 @@ def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: 
     """
     from cocotb_tools.runner import get_runner
     verilator_env()
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="firstspike-rtl-"))
+    work = (Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="firstspike-rtl-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     job, result, progress_file = work / "job.npz", work / "result.npz", work / "progress"
     for f in (result, progress_file):
@@ -130,7 +134,9 @@ def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: 
         done.set()
         watcher.join()
     wall = time.perf_counter() - start
-    if not result.exists():
+    from cocotb_tools.check_results import get_results
+    tests, failures = get_results(work / "results.xml")
+    if failures or not result.exists():
         raise RuntimeError(f"RTL simulation wrote no results; see {work / 'sim.log'}")
     with np.load(result) as r:
         stats = _split(r["stats"], r["stats_len"])

@@ -1,0 +1,41 @@
+# firstspike: `make sim` runs the whole flow, `make test` the test suite.
+# Both create the project virtual environment (.venv) first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FS := $(VENV)/bin/firstspike
+STAMP := $(VENV)/.installed
+PES ?= 16
+IMAGES ?= 0
+
+.PHONY: all venv sim test test-slow clean
+
+all: sim
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# pinned first, from its own line, so nothing can resolve a newer (CUDA) torch
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+build/model/ann.pt: $(STAMP)
+	$(FS) train --out $@
+
+build/model/snn.npz: build/model/ann.pt
+	$(FS) convert $< --out $@
+
+sim: build/model/snn.npz
+	$(FS) sim --model build/model/snn.npz --pes $(PES) --images $(IMAGES)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf build

@@ -1,0 +1,134 @@
+"""The ``firstspike`` command: train, convert, verilog, sim, golden."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _timing_args(p: argparse.ArgumentParser, default: bool = True) -> None:
+    p.add_argument("--T", type=int, default=16 if default else None, help="time steps per layer window")
+    p.add_argument("--B", type=int, default=2 if default else None, help="time steps per octave (1, 2, 4, 8)")
+    p.add_argument("--frac-bits", type=int, default=16 if default else None,
+                   help="fractional bits of a contribution below the layer unit")
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("layer widths must be positive")
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="firstspike", description="PyTorch network to verified TTFS SNN Verilog.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train an ANN (float, then conversion-aware)",
+                       description="Train an MLP on a data set; with --method cat, fine-tune it with the "
+                                   "SNN's quantisers (conversion-aware training).")
+    p.add_argument("--out", default="build/model/ann.pt", help="checkpoint to write")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--hidden", type=_sizes, default=[64, 32], help="hidden layer widths, e.g. 64,32")
+    p.add_argument("--method", choices=["cat", "float"], default="cat")
+    p.add_argument("--epochs", type=int, default=60, help="float training epochs")
+    p.add_argument("--cat-epochs", type=int, default=40, help="conversion-aware fine-tuning epochs")
+    p.add_argument("--seed", type=int, default=0)
+    _timing_args(p)
+
+    p = sub.add_parser("convert", help="convert a checkpoint to an SNN model file",
+                       description="Quantise an ANN checkpoint to the integer SNN (docs/spec.md).")
+    p.add_argument("ann", help="checkpoint written by 'firstspike train'")
+    p.add_argument("--out", default="build/model/snn.npz")
+    p.add_argument("--calibration", choices=["cat", "max", "percentile"], default="cat",
+                   help="cat: thresholds learned in CAT; max/percentile: from activation statistics")
+    p.add_argument("--percentile", type=float, default=99.9)
+    _timing_args(p, default=False)
+
+    p = sub.add_parser("verilog", help="generate the processor's Verilog for a model",
+                       description="Write neuron_array.v (memories initialised with the model) and "
+                                   "neuron_array.json (configuration and host bus map).")
+    p.add_argument("model", help="SNN model file (.npz)")
+    p.add_argument("--pes", type=int, default=16, help="number of processing elements")
+    p.add_argument("--out", default="build/verilog", help="output directory")
+    p.add_argument("--acc-width", type=int, help="accumulator bits (default: what the model needs)")
+
+    p = sub.add_parser("sim", help="run test images through golden model and RTL, compare, report",
+                       description="Generate Verilog, build it with Verilator, run test images with cocotb, "
+                                   "compare every layer with the golden model; write report.json.")
+    p.add_argument("--model", default="build/model/snn.npz", help="SNN model file")
+    p.add_argument("--pes", type=int, default=16)
+    p.add_argument("--images", type=int, default=0, help="number of test images (0: all)")
+    p.add_argument("--out", default="build/sim", help="report directory")
+    p.add_argument("--verilog-dir", default="build/verilog")
+
+    p = sub.add_parser("golden", help="accuracy and spike statistics of the golden model",
+                       description="Run the integer golden model on the model's test set.")
+    p.add_argument("model", help="SNN model file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hw.config import DoesNotFit
+    from sw.convert import ConversionError
+    from sw.formats import FormatError
+    from sw.model import ModelFileError
+    try:
+        return _run(args)
+    except (ModelFileError, FormatError, ConversionError, DoesNotFit, ValueError) as e:
+        print(f"firstspike {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from sw.formats import Timing
+
+    from . import flow
+    if args.command == "train":
+        ckpt = flow.train_ann(args.out, dataset=args.dataset, hidden=args.hidden, method=args.method,
+                              timing=Timing(T=args.T, B=args.B, frac_bits=args.frac_bits),
+                              epochs=args.epochs, cat_epochs=args.cat_epochs, seed=args.seed)
+        print(f"float accuracy {ckpt['float_accuracy']:.4f}"
+              + (f", CAT accuracy {ckpt['cat_accuracy']:.4f}" if args.method == "cat" else "")
+              + f"; wrote {args.out}")
+    elif args.command == "convert":
+        given = [args.T, args.B, args.frac_bits]
+        timing = None
+        if any(v is not None for v in given):
+            timing = Timing(T=args.T or 16, B=args.B or 2, frac_bits=args.frac_bits or 16)
+        model = flow.convert_ann(args.ann, args.out, calibration=args.calibration, percentile=args.percentile,
+                                 timing=timing)
+        print(f"{model.name}: layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
+              f"accumulator {model.acc_bits()} bits; wrote {args.out}")
+    elif args.command == "verilog":
+        from hw.config import ArrayConfig
+        from hw.verilog import write_design
+        from sw.model import SnnModel
+        model = SnnModel.load(args.model)
+        extra = {"acc_width": args.acc_width} if args.acc_width else {}
+        cfg = ArrayConfig.for_model(model, args.pes, **extra)
+        cfg.check_fits(model)
+        path = write_design(args.out, cfg, model)
+        print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, accumulator {cfg.acc_width} bits)")
+    elif args.command == "sim":
+        report = flow.simulate(args.model, pes=args.pes, images=args.images, out_dir=args.out,
+                               verilog_dir=args.verilog_dir)
+        return 1 if report["mismatches"] else 0
+    elif args.command == "golden":
+        from sw.data import load_dataset
+        from sw.golden import GoldenModel
+        from sw.model import SnnModel
+        model = SnnModel.load(args.model)
+        ds = load_dataset(model.info.get("dataset", "digits"), seed=model.info.get("seed", 0))
+        g = GoldenModel(model).run(ds.x_test)
+        print(json.dumps({"images": len(ds.x_test), "accuracy": float((g.predictions == ds.y_test).mean()),
+                          "spikes_per_layer": g.spike_counts().mean(0).round(2).tolist()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

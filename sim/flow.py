@@ -1,0 +1,219 @@
+"""The whole flow as functions: train, convert, generate, simulate in RTL, compare, report.
+
+The command line (sim.cli) and the tests call these; nothing here prints except the
+progress bars and the summary table of ``simulate``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hw.config import ArrayConfig, network_image
+from hw.host import decode_results
+from hw.layouts import spike_event
+from hw.verilog import write_design
+from sw import ann as ann_lib
+from sw.convert import calibrate, convert
+from sw.data import load_dataset
+from sw.formats import Timing
+from sw.golden import GoldenModel
+from sw.model import ModelFileError, SnnModel
+
+from . import energy, verilator
+from .check import first_mismatch
+
+ANN_FORMAT = "firstspike-ann"
+ANN_VERSION = 1
+
+
+# ---------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------
+def train_ann(out: str | os.PathLike, *, dataset: str = "digits", hidden: list[int] = (64, 32),
+              method: str = "cat", timing: Timing = Timing(), epochs: int = 60, cat_epochs: int = 40,
+              seed: int = 0, quiet: bool = False) -> dict:
+    """Train a float MLP, then (method "cat") fine-tune it with conversion-aware training.
+
+    Saves a checkpoint with both weight sets, the learned thresholds and the accuracies.
+    """
+    if method not in ("float", "cat"):
+        raise ValueError(f"method must be 'float' or 'cat', not {method!r}")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    ds = load_dataset(dataset, seed=seed)
+    sizes = [ds.features, *hidden, ds.classes]
+    net = ann_lib.mlp(sizes, seed=seed)
+    total = epochs + (cat_epochs if method == "cat" else 0)
+    with tqdm(total=total, desc="train", unit="epoch", disable=quiet) as bar:
+        ann_lib.train(net, ds.x_train, ds.y_train, ann_lib.TrainConfig(epochs=epochs, seed=seed), progress=bar)
+        float_acc = ann_lib.accuracy(net, ds.x_test, ds.y_test)
+        ckpt = {"format": ANN_FORMAT, "version": ANN_VERSION, "dataset": dataset, "sizes": sizes, "seed": seed,
+                "method": method, "float_state_dict": {k: v.clone() for k, v in net.state_dict().items()},
+                "float_accuracy": float_acc, "input_theta": 1.0,
+                "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
+        if method == "cat":
+            thetas = calibrate(net, ds.x_train, "percentile")
+            cat = ann_lib.CatNetwork(net, timing, 1.0, thetas)
+            ann_lib.train(cat, ds.x_train, ds.y_train,
+                          ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=seed), progress=bar)
+            ckpt.update(state_dict=net.state_dict(), thetas=cat.thetas,
+                        cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test))
+        else:
+            ckpt.update(state_dict=net.state_dict(), thetas=None)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, out)
+    return ckpt
+
+
+def load_ann(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such ANN checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise ModelFileError(f"{path}: not a readable ANN checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != ANN_FORMAT:
+        raise ModelFileError(f"{path}: not a firstspike ANN checkpoint")
+    if ckpt.get("version") != ANN_VERSION:
+        raise ModelFileError(f"{path}: ANN checkpoint version {ckpt.get('version')!r} is not supported")
+    return ckpt
+
+
+def ann_network(ckpt: dict, which: str = "state_dict") -> torch.nn.Sequential:
+    net = ann_lib.mlp(ckpt["sizes"])
+    net.load_state_dict(ckpt[which])
+    return net.eval()
+
+
+# ---------------------------------------------------------------------------
+# convert
+# ---------------------------------------------------------------------------
+def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibration: str = "cat",
+                percentile: float = 99.9, timing: Timing | None = None) -> SnnModel:
+    """Convert a checkpoint: "cat" uses the thresholds CAT learned (and its T, B);
+    "max"/"percentile" calibrate the float network's thresholds on the training set."""
+    ckpt = load_ann(ann_path)
+    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"])
+    if calibration == "cat":
+        if ckpt["thetas"] is None:
+            raise ValueError(f"{ann_path} was trained without CAT; use --calibration max or percentile")
+        trained = Timing(**ckpt["timing"])
+        if timing is not None and timing != trained:
+            raise ValueError(f"CAT trained with {trained}; converting at {timing} would lose what CAT learned. "
+                             "Retrain with the wanted T and B, or use --calibration max/percentile")
+        net, thetas, timing = ann_network(ckpt), ckpt["thetas"], trained
+    else:
+        net = ann_network(ckpt, "float_state_dict")
+        thetas = calibrate(net, ds.x_train, calibration, percentile)
+        timing = timing or Timing(**ckpt["timing"])
+    model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-mlp",
+                    info={"dataset": ckpt["dataset"], "seed": ckpt["seed"], "calibration": calibration,
+                          "ann": str(Path(ann_path).resolve()), "float_accuracy": ckpt["float_accuracy"]})
+    model.save(out)
+    return model
+
+
+# ---------------------------------------------------------------------------
+# simulate
+# ---------------------------------------------------------------------------
+def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, out_dir="build/sim",
+             verilog_dir="build/verilog", quiet: bool = False) -> dict:
+    """Run test images through the golden model and the generated RTL; write report.json."""
+    model = SnnModel.load(model_path)
+    dataset = model.info.get("dataset", "digits")
+    ds = load_dataset(dataset, seed=model.info.get("seed", 0))
+    n = len(ds.x_test) if images in (0, None) else min(images, len(ds.x_test))
+    x, y = ds.x_test[:n], ds.y_test[:n]
+    golden = GoldenModel(model).run(x)
+
+    float_acc = None
+    if "ann" in model.info and Path(model.info["ann"]).is_file():
+        net = ann_network(load_ann(model.info["ann"]), "float_state_dict")
+        float_acc = ann_lib.accuracy(net, x, y)
+
+    cfg = ArrayConfig.for_model(model, pes)
+    v_path = write_design(verilog_dir, cfg, model)
+    t0 = time.perf_counter()
+    built = verilator.build(v_path)
+    with tqdm(total=n, desc="RTL", unit="image", disable=quiet) as bar:
+        run = verilator.run(built, cfg, model.sizes, golden.spikes[0], progress=bar,
+                            work_dir=Path(out_dir) / "work")
+    results = [decode_results(cfg, model.sizes, run.stats[b], run.words[b]) for b in range(n)]
+    mismatches = [m for b, r in enumerate(results) if (m := first_mismatch(b, golden, b, r))]
+    rtl_pred = np.array([int(np.argmax(r.potentials)) for r in results])
+
+    image_energy = [energy.inference_energy(
+        r.counters, acc_width=cfg.acc_width, event_bits=spike_event(cfg).size, T=cfg.timing.T,
+        fired_neurons=sum(layer.n_out for layer in model.layers[:-1]),
+        init_writes=sum(-(-layer.n_out // pes) * pes for layer in model.layers)) for r in results]
+    mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
+    macs = model.synapses()
+    report = {
+        "dataset": dataset, "images": n, "model": str(model_path),
+        "float_accuracy": float_acc,
+        "golden_accuracy": float((golden.predictions == y).mean()),
+        "rtl_accuracy": float((rtl_pred == y).mean()),
+        "mismatches": len(mismatches),
+        "first_mismatch": str(mismatches[0]) if mismatches else None,
+        "cycles_per_image": mean("cycles"),
+        "cycles_per_image_max": int(max(r.counters["cycles"] for r in results)),
+        "synaptic_events_per_image": mean("acc_updates"),
+        "weight_reads_per_image": mean("weight_reads"),
+        "events_in_per_image": mean("events_in"),
+        "spikes_per_image": mean("spikes"),
+        "energy_per_image_uj": float(np.mean([e.total_pj for e in image_energy])) * 1e-6,
+        "energy_breakdown_pj": {k: float(np.mean([e.as_dict()[k] for e in image_energy]))
+                                for k in image_energy[0].as_dict()},
+        "literature_energy": {"snn_sop_uj": mean("acc_updates") * energy.SOP_PJ * 1e-6,
+                              "ann_mac_uj": macs * energy.MAC_PJ * 1e-6},
+        "energy_sources": energy.SOURCES,
+        "layers": [{"kind": "linear", "n_in": layer.n_in, "n_out": layer.n_out,
+                    "cycles": float(np.mean([r.layer_cycles[k] for r in results])),
+                    "input_events": float(np.mean([r.layer_events[k] for r in results]))}
+                   for k, layer in enumerate(model.layers)],
+        "pe_count": pes, "T": model.timing.T, "B": model.timing.B, "frac_bits": model.timing.frac_bits,
+        "acc_width": cfg.acc_width, "verilog": str(v_path),
+        "verilator_build_s": built.build_seconds, "rtl_wall_s": run.wall_seconds,
+        "flow_wall_s": time.perf_counter() - t0,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if not quiet:
+        print_summary(report)
+    return report
+
+
+def print_summary(r: dict) -> None:
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+    rows = [
+        ("dataset / images", f"{r['dataset']} / {r['images']}"),
+        ("array", f"{r['pe_count']} PEs, T={r['T']}, B={r['B']}, acc {r['acc_width']} bits"),
+        ("float ANN accuracy", pct(r["float_accuracy"])),
+        ("golden SNN accuracy", pct(r["golden_accuracy"])),
+        ("RTL accuracy", pct(r["rtl_accuracy"])),
+        ("mismatches (images)", str(r["mismatches"])),
+        ("cycles / image", f"{r['cycles_per_image']:.1f} (max {r['cycles_per_image_max']})"),
+        ("synaptic events / image", f"{r['synaptic_events_per_image']:.1f}"),
+        ("spikes / image", f"{r['spikes_per_image']:.1f} (+ {r['layers'][0]['input_events']:.1f} input)"),
+        ("energy / image", f"{r['energy_per_image_uj'] * 1e3:.3f} nJ (45 nm event model)"),
+        ("Verilator build", f"{r['verilator_build_s']:.1f} s (0 = reused)"),
+        ("RTL simulation", f"{r['rtl_wall_s']:.1f} s"),
+        ("Verilog", r["verilog"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    if r["first_mismatch"]:
+        print(f"\n  FIRST MISMATCH: {r['first_mismatch']}")
