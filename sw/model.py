@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +174,7 @@ class SnnModel:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as e:
             raise ModelFileError(f"{path}: not a readable firstspike model file ({e})") from None
         if "meta" not in data:
             raise ModelFileError(f"{path}: not a firstspike model file (no 'meta' entry)")

@@ -1,0 +1,16 @@
+"""Shared fixtures. The trained digits model is built once per session (about 10 s)."""
+from __future__ import annotations
+
+import pytest
+
+from sw.formats import Timing
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory):
+    """(ann checkpoint path, SNN model path, SnnModel) of the default recipe: float + CAT."""
+    from sim import flow
+    d = tmp_path_factory.mktemp("digits")
+    flow.train_ann(d / "ann.pt", timing=Timing(), quiet=True)
+    model = flow.convert_ann(d / "ann.pt", d / "snn.npz")
+    return d / "ann.pt", d / "snn.npz", model

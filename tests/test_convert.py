@@ -1,0 +1,67 @@
+"""Conversion: supported networks, clear errors for the rest, calibration."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sw.ann import mlp
+from sw.convert import ConversionError, calibrate, convert, linear_layers
+from sw.formats import Timing
+from sw.golden import GoldenModel
+
+
+@pytest.mark.parametrize("net,match", [
+    (nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), r"unsupported layer Sigmoid at position 1 \('1'\)"),
+    (nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), "follows another Linear"),
+    (nn.Sequential(nn.Linear(4, 4), nn.ReLU()), "must end with a Linear"),
+    (nn.Sequential(nn.ReLU(), nn.Linear(4, 2)), "must follow a Linear"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3)), "unsupported layer Conv2d at position 0"),
+    (nn.Linear(4, 2), "expected an nn.Sequential"),
+])
+def test_unsupported_networks_name_the_layer(net, match):
+    with pytest.raises(ConversionError, match=match):
+        linear_layers(net)
+
+
+def test_dropout_is_passed_over():
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 2))
+    assert len(linear_layers(net)) == 2
+
+
+def test_calibration_methods():
+    net = mlp([8, 16, 4])
+    x = np.random.default_rng(0).random((500, 8)).astype(np.float32)
+    mx = calibrate(net, x, "max")
+    pc = calibrate(net, x, "percentile", 99.0)
+    with torch.no_grad():
+        act = torch.relu(net[0](torch.as_tensor(x))).numpy()
+    assert mx[0] == pytest.approx(act.max())
+    assert pc[0] == pytest.approx(np.percentile(act[act > 0], 99.0))
+    with pytest.raises(ConversionError, match="unknown calibration"):
+        calibrate(net, x, "median")
+
+
+def test_converted_golden_tracks_float_network():
+    """With fine levels (B=8) and max calibration the SNN output follows the ANN's."""
+    net = mlp([8, 16, 4], seed=1)
+    x = np.random.default_rng(0).random((200, 8)).astype(np.float32)
+    t = Timing(T=64, B=8, frac_bits=20)
+    model = convert(net, t, 1.0, calibrate(net, x, "max"))
+    g = GoldenModel(model).run(x)
+    with torch.no_grad():
+        ref = net(torch.as_tensor(x)).numpy()
+    scores = g.potentials * model.layers[-1].unit
+    assert np.corrcoef(scores.ravel(), ref.ravel())[0, 1] > 0.95
+    assert (g.predictions == ref.argmax(1)).mean() > 0.8
+
+
+def test_bad_thresholds():
+    net = mlp([4, 4, 2])
+    with pytest.raises(ConversionError, match="need one threshold per hidden layer"):
+        convert(net, Timing(), 1.0, [])
+    with pytest.raises(ConversionError, match="must be positive"):
+        convert(net, Timing(), 1.0, [0.0])
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")
+    with pytest.raises(ConversionError, match="NaN"):
+        convert(net, Timing(), 1.0, [1.0])

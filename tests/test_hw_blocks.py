@@ -1,0 +1,142 @@
+"""Amaranth-simulator tests of the PE, the fire unit and the whole array (no Verilator)."""
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import ArrayConfig, DoesNotFit, network_image
+from hw.fire import FireUnit
+from hw.layouts import PeOp
+from hw.pe import ProcessingElement
+from sim.amaranth_backend import run_amaranth
+from sw.formats import NO_SPIKE, Timing, fire_times, weight_code
+from sw.golden import GoldenModel
+from sw.random_models import random_input_times, random_model
+
+
+def small_config(timing, **kw):
+    base = dict(pes=1, timing=timing, acc_width=24, max_layers=2, max_neurons=32, weight_depth=64,
+                bias_depth=8, slot_depth=4, event_depth=16)
+    base.update(kw)
+    return ArrayConfig(**base)
+
+
+@pytest.mark.parametrize("B", [1, 2, 4])
+def test_pe_accumulates_every_code_at_every_time(B):
+    """Each of the 31 codes at each time step, into 4 slots, including back-to-back
+    updates of one slot (the transparent accumulator read)."""
+    timing = Timing(T=8, B=B, frac_bits=12)
+    cfg = small_config(timing)
+    codes = [weight_code(s, m) for s in (0, 1) for m in range(15)] + [15]
+    bias = [1000, -2000, 0, 12345]
+    dut = ProcessingElement(cfg, weight_init=codes + [0] * (64 - len(codes)), bias_init=bias + [0] * 4)
+    table = timing.contribution_table()
+    rng = np.random.default_rng(B)
+    ops = [(int(rng.integers(0, len(codes))), int(rng.integers(0, 4)), int(rng.integers(0, 8))) for _ in range(300)]
+    ops += [(0, 2, 0)] * 5  # the same slot five cycles in a row
+    expected = list(bias)
+    updates = 0
+    for addr, slot, t in ops:
+        sign, mag = codes[addr] >> 4, codes[addr] & 15
+        expected[slot] += -table[mag, t] if sign else table[mag, t]
+        updates += mag != 15
+
+    got, seen_updates = [], []
+
+    async def bench(ctx):
+        for slot in range(4):
+            ctx.set(dut.cmd, {"op": PeOp.INIT, "slot": slot, "bias_addr": slot, "weight_addr": 0, "time": 0})
+            await ctx.tick()
+        for addr, slot, t in ops:
+            ctx.set(dut.cmd, {"op": PeOp.ACCUM, "slot": slot, "weight_addr": addr, "bias_addr": 0, "time": t})
+            await ctx.tick()
+            seen_updates.append(ctx.get(dut.updated))
+        for slot in range(4):
+            ctx.set(dut.cmd, {"op": PeOp.READ, "slot": slot, "weight_addr": 0, "bias_addr": 0, "time": 0})
+            await ctx.tick()
+            seen_updates.append(ctx.get(dut.updated))
+            got.append(ctx.get(dut.potential))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == expected
+    assert sum(seen_updates) == updates
+
+
+def test_fire_unit_matches_spec_including_non_monotone_table():
+    timing = Timing(T=6, B=2, frac_bits=12)
+    cfg = small_config(timing)
+    tables = [[900, 640, 450, 320, 225, 160], [100, 300, 50, 400, 10, 5]]
+    rng = np.random.default_rng(0)
+    values = list(rng.integers(-100, 1100, size=200)) + [900, 899, 160, 159, 5, 4]
+    dut = FireUnit(cfg)
+
+    async def driver(ctx):
+        ctx.set(dut.spikes.ready, 1)
+        for table in tables:
+            for t, v in enumerate(table):
+                ctx.set(dut.thresholds.en, 1)
+                ctx.set(dut.thresholds.index, t)
+                ctx.set(dut.thresholds.value, v)
+                await ctx.tick()
+            ctx.set(dut.thresholds.en, 0)
+            for n, v in enumerate(values):
+                ctx.set(dut.potentials.valid, 1)
+                ctx.set(dut.potentials.payload, {"neuron": n % 32, "value": int(v)})
+                await ctx.tick()
+            ctx.set(dut.potentials.valid, 0)
+
+    spikes = []  # the monitor records what leaves the unit, separately from the driver
+
+    async def monitor(ctx):
+        async for _, _, valid, payload in ctx.tick().sample(dut.spikes.valid, dut.spikes.payload):
+            if valid:
+                spikes.append((payload.neuron, payload.time))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(driver)
+    sim.add_process(monitor)
+    sim.run_until(1e-8 * (2 * (len(values) + len(tables[0])) + 10))
+    expected = []
+    for table in tables:
+        times = fire_times(np.array(values), np.array(table))
+        expected += [(n % 32, int(t)) for n, t in enumerate(times) if t != NO_SPIKE]
+    assert [(int(a), int(b)) for a, b in spikes] == expected
+
+
+@pytest.mark.parametrize("seed,pes,T,B", [(0, 1, 8, 1), (1, 3, 16, 2), (2, 4, 5, 4)])
+def test_array_in_amaranth_matches_golden(seed, pes, T, B):
+    rng = np.random.default_rng(seed)
+    timing = Timing(T=T, B=B, frac_bits=12)
+    model = random_model(rng, [9, 7, 6, 5], timing)
+    cfg = ArrayConfig.for_model(model, pes)
+    times = random_input_times(rng, 9, 3, timing)
+    golden = GoldenModel(model).run_times(times)
+    for baked in (False, True):
+        results = run_amaranth(cfg, network_image(model, cfg), model.sizes, times, baked=baked)
+        for b, r in enumerate(results):
+            for k, s in enumerate(r.spikes):
+                assert np.array_equal(s, golden.spikes[k][b]), (baked, b, k)
+            assert np.array_equal(r.potentials, golden.potentials[b])
+            assert sum(r.layer_cycles) == r.counters["cycles"]
+            # event-driven: accumulate cycles are input events x slots
+            assert r.counters["weight_reads"] == pes * sum(
+                e * -(-layer.n_out // pes) for e, layer in zip(r.layer_events, model.layers))
+
+
+def test_model_that_does_not_fit_names_the_resource():
+    model = random_model(np.random.default_rng(0), [20, 10, 4], Timing(T=8, B=2, frac_bits=12))
+    cfg = small_config(Timing(T=8, B=2, frac_bits=12), pes=2, max_neurons=16, weight_depth=64)
+    with pytest.raises(DoesNotFit, match="max_neurons: model needs 20, array has 16; weight_depth: model needs 120"):
+        cfg.check_fits(model)
+    with pytest.raises(DoesNotFit, match="built for"):
+        small_config(Timing(T=4, B=2, frac_bits=12)).check_fits(model)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"pes": 0}, "pes"), ({"acc_width": 8}, "acc_width"),
+                                          ({"weight_depth": -1}, "weight_depth")])
+def test_impossible_array_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small_config(Timing(), **kwargs)

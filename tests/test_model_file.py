@@ -1,0 +1,91 @@
+"""Model file format: exact round trips, and clear errors without partial output."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from sw.formats import FormatError, Timing
+from sw.model import ModelFileError, SnnModel
+from sw.random_models import random_model
+
+
+@pytest.fixture
+def model():
+    return random_model(np.random.default_rng(0), [12, 8, 5], Timing(T=8, B=2, frac_bits=12))
+
+
+def test_round_trip_is_exact(model, tmp_path):
+    model.info = {"note": "x"}
+    model.save(tmp_path / "m.npz")
+    back = SnnModel.load(tmp_path / "m.npz")
+    assert back.timing == model.timing and back.input_theta == model.input_theta and back.info == {"note": "x"}
+    for a, b in zip(model.layers, back.layers):
+        assert np.array_equal(a.weights, b.weights) and a.weights.dtype == b.weights.dtype
+        assert np.array_equal(a.bias, b.bias)
+        assert (a.thresholds is None and b.thresholds is None) or np.array_equal(a.thresholds, b.thresholds)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFileError, match="no such model file"):
+        SnnModel.load(tmp_path / "nope.npz")
+
+
+def test_corrupt_file(model, tmp_path):
+    path = tmp_path / "m.npz"
+    model.save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="not a readable firstspike model file|corrupt|invalid"):
+        SnnModel.load(path)
+    (tmp_path / "t.npz").write_text("hello")
+    with pytest.raises(ModelFileError, match="not a readable"):
+        SnnModel.load(tmp_path / "t.npz")
+
+
+def _rewrite_meta(path, change):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    change(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+def test_wrong_version_and_format(model, tmp_path):
+    path = tmp_path / "m.npz"
+    model.save(path)
+    _rewrite_meta(path, lambda m: m.update(version=99))
+    with pytest.raises(ModelFileError, match="version 99 is not supported"):
+        SnnModel.load(path)
+    _rewrite_meta(path, lambda m: m.update(version=1, format="other"))
+    with pytest.raises(ModelFileError, match="not a firstspike model file"):
+        SnnModel.load(path)
+
+
+def test_invalid_contents(model, tmp_path):
+    path = tmp_path / "m.npz"
+    model.save(path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["layer0_weights"] = arrays["layer0_weights"].copy()
+    arrays["layer0_weights"][0, 0] = 0b11111
+    np.savez(path, **arrays)
+    with pytest.raises(ModelFileError, match="negative zero"):
+        SnnModel.load(path)
+
+
+def test_failed_save_leaves_no_file(model, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez_compressed", boom)
+    with pytest.raises(OSError):
+        model.save(tmp_path / "m.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_layer_shapes_must_chain(model):
+    model.layers[1].weights = model.layers[1].weights[:, :3]
+    with pytest.raises(FormatError, match="layer 1: has 3 inputs but layer 0 has 8 outputs"):
+        model.validate()
