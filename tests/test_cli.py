@@ -1,0 +1,64 @@
+"""The firstspike command: help for every subcommand, clear errors, no partial output."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sim.cli import main
+
+SUBCOMMANDS = ["train", "convert", "verilog", "sim", "golden"]
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    assert f"usage: firstspike {cmd}" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True, text=True, check=True)
+    assert all(c in out.stdout for c in SUBCOMMANDS)
+
+
+def test_verilog_writes_design_and_manifest(digits_model, tmp_path, capsys):
+    _, snn, model = digits_model
+    assert main(["verilog", str(snn), "--pes", "4", "--out", str(tmp_path / "v")]) == 0
+    manifest = json.loads((tmp_path / "v" / "neuron_array.json").read_text())
+    assert manifest["config"]["pes"] == 4 and manifest["model"]["sizes"] == model.sizes
+    assert "module neuron_array" in (tmp_path / "v" / "neuron_array.v").read_text()
+
+
+def test_verilog_too_narrow_accumulator_is_refused(digits_model, tmp_path, capsys):
+    _, snn, model = digits_model
+    code = main(["verilog", str(snn), "--acc-width", "18", "--out", str(tmp_path / "v")])
+    assert code == 2
+    assert f"acc_width: model needs {model.acc_bits()}, array has 18" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+
+
+def test_bad_model_file(tmp_path, capsys):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    assert main(["verilog", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "v")]) == 2
+    assert "not a readable firstspike model file" in capsys.readouterr().err
+    assert main(["golden", str(tmp_path / "missing.npz")]) == 2
+    assert "no such model file" in capsys.readouterr().err
+
+
+def test_impossible_parameters(tmp_path, capsys):
+    assert main(["train", "--B", "3", "--out", str(tmp_path / "a.pt")]) == 2
+    assert "B (steps per octave) must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "a.pt").exists()
+    assert main(["verilog", "x.npz", "--pes", "0"]) == 2
+
+
+def test_convert_cat_needs_cat_checkpoint(tmp_path, capsys):
+    assert main(["train", "--method", "float", "--epochs", "2", "--out", str(tmp_path / "f.pt")]) == 0
+    assert main(["convert", str(tmp_path / "f.pt"), "--out", str(tmp_path / "s.npz")]) == 2
+    assert "trained without CAT" in capsys.readouterr().err
+    assert not (tmp_path / "s.npz").exists()
+    assert main(["convert", str(tmp_path / "f.pt"), "--calibration", "max", "--T", "8", "--B", "1",
+                 "--out", str(tmp_path / "s.npz")]) == 0
+    assert (tmp_path / "s.npz").exists()
