@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=0, help="number of test images (0: all)")
     p.add_argument("--out", default="build/sim", help="report directory")
     p.add_argument("--verilog-dir", default="build/verilog")
+    p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for latency and throughput")
+    p.add_argument("--tech", choices=["45nm", "28nm"], default="45nm", help="energy technology preset")
+    p.add_argument("--energy-overrides", help="YAML file replacing energy constants (name: value)")
 
     p = sub.add_parser("golden", help="accuracy and spike statistics of the golden model",
                        description="Run the integer golden model on the model's test set.")
@@ -77,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     from sw.convert import ConversionError
     from sw.formats import FormatError
     from sw.model import ModelFileError
+
+    from .energy import EnergyTableError
     try:
         return _run(args)
-    except (ModelFileError, FormatError, ConversionError, DoesNotFit, ValueError) as e:
+    except (ModelFileError, FormatError, ConversionError, DoesNotFit, EnergyTableError, ValueError) as e:
         print(f"firstspike {args.command}: error: {e}", file=sys.stderr)
         return 2
 
@@ -115,8 +120,11 @@ def _run(args) -> int:
         path = write_design(args.out, cfg, model)
         print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, accumulator {cfg.acc_width} bits)")
     elif args.command == "sim":
+        if args.clock_mhz <= 0:
+            raise ValueError(f"--clock-mhz must be positive, not {args.clock_mhz}")
         report = flow.simulate(args.model, pes=args.pes, images=args.images, out_dir=args.out,
-                               verilog_dir=args.verilog_dir)
+                               verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,
+                               energy_overrides=args.energy_overrides)
         return 1 if report["mismatches"] else 0
     elif args.command == "golden":
         from sw.data import load_dataset

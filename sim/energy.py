@@ -1,63 +1,157 @@
-"""Energy per inference from the array's event counters and a per-event energy table.
+"""Energy per inference from exact event counts (sim/perf.py) and a per-event energy table.
 
-A first-order model: each counted event costs a fixed energy taken from published 45 nm
-figures (Horowitz, "Computing's energy problem", ISSCC 2014, 0.9 V). Static power is
-not modelled yet. Every constant carries its source beside it; the report lists them.
+Two technology presets (45 nm from Horowitz, ISSCC 2014; 28 nm scaled from it) and user
+overrides from a YAML file. Every constant carries its source; reports list them.
+Also computes the literature's convention (SOPs x 0.9 pJ vs MACs x 4.6 pJ) and an 8-bit
+ANN baseline that counts memory traffic, so SNN numbers can be compared fairly.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
-# Horowitz ISSCC 2014, 45 nm: 32-bit integer add 0.1 pJ; 8 KB SRAM, 64-bit access ~10 pJ.
-INT32_ADD_PJ = 0.1  # source: Horowitz ISSCC 2014, table "Integer ADD 32 bit 0.1 pJ"
-SRAM_8KB_64BIT_PJ = 10.0  # source: Horowitz ISSCC 2014, "Memory 64 bit, 8 KB cache ~10 pJ"
-SRAM_PJ_PER_BIT = SRAM_8KB_64BIT_PJ / 64  # derived: linear in access width (first-order assumption)
-ADD_PJ_PER_BIT = INT32_ADD_PJ / 32  # derived: ripple adder energy linear in width (first-order)
-# Literature convention (e.g. Huang et al. ICML 2025): SOP 0.9 pJ, MAC 4.6 pJ (FP32, Horowitz).
-SOP_PJ = 0.9  # source: Horowitz ISSCC 2014, FP32 add
-MAC_PJ = 4.6  # source: Horowitz ISSCC 2014, FP32 mult 3.7 + add 0.9
+from .perf import LayerCounts
 
-SOURCES = {
-    "INT32_ADD_PJ": "Horowitz, ISSCC 2014, 45 nm: 32-bit integer add 0.1 pJ",
-    "SRAM_8KB_64BIT_PJ": "Horowitz, ISSCC 2014, 45 nm: 64-bit access of an 8 KB SRAM ~10 pJ",
-    "SRAM_PJ_PER_BIT": "SRAM_8KB_64BIT_PJ / 64 (assumes energy linear in access width)",
-    "ADD_PJ_PER_BIT": "INT32_ADD_PJ / 32 (assumes adder energy linear in width)",
-    "SOP_PJ": "Horowitz, ISSCC 2014: FP32 add 0.9 pJ (the SNN literature's SOP convention)",
-    "MAC_PJ": "Horowitz, ISSCC 2014: FP32 multiply-add 4.6 pJ (the ANN baseline of that convention)",
+HOROWITZ = "Horowitz, 'Computing's energy problem', ISSCC 2014, 45 nm, 0.9 V"
+
+# name: (value, source). Energies in pJ, power in uW.
+PRESET_45NM: dict[str, tuple[float, str]] = {
+    "int_add_pj_per_bit": (0.1 / 32, f"{HOROWITZ}: 32-bit integer add 0.1 pJ; / 32 (energy linear in width)"),
+    "sram_8kb_pj_per_bit": (10.0 / 64, f"{HOROWITZ}: 64-bit read of an 8 KB SRAM ~10 pJ; / 64"),
+    "sram_32kb_pj_per_bit": (20.0 / 64, f"{HOROWITZ}: 64-bit read of a 32 KB SRAM ~20 pJ; / 64"),
+    "sram_1mb_pj_per_bit": (100.0 / 64, f"{HOROWITZ}: 64-bit read of a 1 MB SRAM ~100 pJ; / 64"),
+    "int8_mac_pj": (0.2 + 0.03, f"{HOROWITZ}: 8-bit integer multiply 0.2 pJ + add 0.03 pJ"),
+    "fp32_mac_pj": (4.6, f"{HOROWITZ}: 32-bit float multiply 3.7 pJ + add 0.9 pJ (literature convention)"),
+    "fp32_add_pj": (0.9, f"{HOROWITZ}: 32-bit float add 0.9 pJ (the SNN literature's SOP convention)"),
+    "static_uw": (0.0, "not modelled by default: no leakage figure for these macros is adopted; "
+                       "set static_uw in an override file to include static power x runtime"),
 }
+SCALE_28NM = 28 / 45
+SCALE_28NM_SOURCE = ("45 nm value x 28/45: classical scaling of dynamic energy C*V^2 with capacitance "
+                     "proportional to feature size at an unchanged 0.9 V supply; Stillmaker and Baas "
+                     "(Integration 2017) show real nodes deviate from classical scaling: treat as rough")
+PRESETS = ("45nm", "28nm")
+
+
+class EnergyTableError(ValueError):
+    """An unknown preset, a malformed override file or an unknown constant."""
 
 
 @dataclass
-class EnergyBreakdown:
-    weight_reads_pj: float
-    accumulator_pj: float
-    events_pj: float
-    fire_pj: float
+class EnergyTable:
+    """Constants (name -> value) and their sources (name -> text)."""
 
-    @property
-    def total_pj(self) -> float:
-        return self.weight_reads_pj + self.accumulator_pj + self.events_pj + self.fire_pj
+    name: str
+    values: dict[str, float]
+    sources: dict[str, str]
 
-    def as_dict(self) -> dict:
-        return {"weight_reads_pj": self.weight_reads_pj, "accumulator_pj": self.accumulator_pj,
-                "events_pj": self.events_pj, "fire_pj": self.fire_pj, "total_pj": self.total_pj}
+    def __getitem__(self, key: str) -> float:
+        return self.values[key]
+
+    def sram_pj_per_bit(self, macro_bits: int) -> float:
+        """Energy per bit accessed of an SRAM macro of ``macro_bits``: log-linear between the
+        8 KB, 32 KB and 1 MB points; macros below 8 KB are charged the 8 KB figure (an
+        upper bound: small macros cost less)."""
+        points = [(8 * 8192, self["sram_8kb_pj_per_bit"]), (32 * 8192, self["sram_32kb_pj_per_bit"]),
+                  (1024 * 8192, self["sram_1mb_pj_per_bit"])]
+        if macro_bits <= points[0][0]:
+            return points[0][1]
+        for (s0, e0), (s1, e1) in zip(points, points[1:]):
+            if macro_bits <= s1:
+                f = (math.log(macro_bits) - math.log(s0)) / (math.log(s1) - math.log(s0))
+                return e0 + f * (e1 - e0)
+        return points[-1][1]
 
 
-def inference_energy(counters: dict, *, acc_width: int, event_bits: int, T: int, fired_neurons: int,
-                     init_writes: int) -> EnergyBreakdown:
-    """Energy of one inference from its counters.
+def energy_table(preset: str = "45nm", overrides: str | Path | None = None) -> EnergyTable:
+    """A preset, optionally with constants replaced from a YAML file (``name: value`` pairs)."""
+    if preset not in PRESETS:
+        raise EnergyTableError(f"unknown technology preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = {k: v for k, (v, _) in PRESET_45NM.items()}
+    sources = {k: s for k, (_, s) in PRESET_45NM.items()}
+    if preset == "28nm":
+        for k in values:
+            if k != "static_uw":
+                values[k] *= SCALE_28NM
+                sources[k] = f"{SCALE_28NM_SOURCE}. 45 nm source: {sources[k]}"
+    if overrides is not None:
+        import yaml
+        path = Path(overrides)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise EnergyTableError(f"{path}: cannot read energy overrides ({e})") from None
+        if not isinstance(data, dict):
+            raise EnergyTableError(f"{path}: expected a mapping of constant names to numbers")
+        unknown = sorted(set(data) - set(values))
+        if unknown:
+            raise EnergyTableError(f"{path}: unknown energy constants {unknown}; known: {sorted(values)}")
+        for k, v in data.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise EnergyTableError(f"{path}: {k} must be a non-negative number, not {v!r}")
+            values[k] = float(v)
+            sources[k] = f"user override from {path}"
+    return EnergyTable(name=preset, values=values, sources=sources)
 
-    - weight reads: 5-bit SRAM read per PE per accumulate cycle;
-    - accumulator: every accumulate cycle reads and writes an acc_width-bit word and
-      adds (the add only for nonzero weights), plus the bias initialisation writes;
-    - events: one event-memory read per processed event, one write per spike;
-    - fire: T comparisons of acc_width bits and one accumulator read per hidden neuron.
+
+@dataclass
+class ArrayGeometry:
+    """What the energy of an event depends on: widths and macro sizes (bits)."""
+
+    pes: int
+    T: int
+    acc_width: int
+    event_bits: int
+    weight_macro_bits: int  #: one PE's weight memory
+    acc_macro_bits: int  #: one PE's accumulator memory
+    event_macro_bits: int
+    threshold_macro_bits: int
+    clock_mhz: float = 100.0
+
+
+COMPONENTS = ("weight_reads", "accumulators", "event_memory", "fire", "static")
+
+
+def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int) -> dict[str, float]:
+    """Energy of one layer of image b, per component (pJ).
+
+    - weight_reads: a 5-bit read per PE per accumulate cycle;
+    - accumulators: read and write of acc_width bits per PE per accumulate cycle, an add
+      for each synaptic update, bias read + accumulator write per initialisation;
+    - event_memory: a read per input event, a write per output spike;
+    - fire: per hidden neuron an accumulator read and T comparisons (adds) of acc_width
+      bits, plus reading the T thresholds once;
+    - static: static_uw x the layer's run time.
     """
-    acc_rw = 2 * acc_width * SRAM_PJ_PER_BIT
-    return EnergyBreakdown(
-        weight_reads_pj=counters["weight_reads"] * 5 * SRAM_PJ_PER_BIT,
-        accumulator_pj=(counters["weight_reads"] * acc_rw + counters["acc_updates"] * acc_width * ADD_PJ_PER_BIT
-                        + init_writes * acc_width * SRAM_PJ_PER_BIT),
-        events_pj=(counters["events_in"] + counters["spikes"]) * event_bits * SRAM_PJ_PER_BIT,
-        fire_pj=fired_neurons * (T * acc_width * ADD_PJ_PER_BIT + acc_width * SRAM_PJ_PER_BIT),
-    )
+    add = table["int_add_pj_per_bit"] * g.acc_width
+    acc_bit = table.sram_pj_per_bit(g.acc_macro_bits)
+    acc_rw = 2 * g.acc_width * acc_bit
+    wr = int(c.weight_reads[b])
+    e = {
+        "weight_reads": wr * 5 * table.sram_pj_per_bit(g.weight_macro_bits),
+        "accumulators": wr * acc_rw + int(c.acc_updates[b]) * add + c.init_writes * acc_rw,
+        "event_memory": (int(c.input_events[b]) + int(c.spikes[b])) * g.event_bits
+        * table.sram_pj_per_bit(g.event_macro_bits),
+        "fire": c.fired_neurons * (g.acc_width * acc_bit + g.T * add)
+        + (g.T * g.acc_width * table.sram_pj_per_bit(g.threshold_macro_bits) if c.fired_neurons else 0.0),
+        "static": table["static_uw"] * 1e-6 * (int(c.cycles[b]) / (g.clock_mhz * 1e6)) * 1e12,
+    }
+    return e
+
+
+def ann_baselines_pj(layer_sizes: list[tuple[int, int]], table: EnergyTable, sops: float) -> dict[str, float]:
+    """Reference energies of the equivalent ANN (one inference, pJ).
+
+    - literature convention: SNN = synaptic operations x fp32 add; ANN = MACs x fp32 MAC;
+    - int8 ANN: MACs x int8 MAC, plus one 8-bit weight read per MAC from an SRAM holding
+      the whole layer, one 8-bit read per input activation and one 8-bit write per output.
+    """
+    macs = sum(n_in * n_out for n_in, n_out in layer_sizes)
+    int8 = 0.0
+    for n_in, n_out in layer_sizes:
+        w_bit = table.sram_pj_per_bit(8 * n_in * n_out)
+        a_bit = table.sram_pj_per_bit(8 * max(n_in, n_out))
+        int8 += n_in * n_out * (table["int8_mac_pj"] + 8 * w_bit) + (n_in + n_out) * 8 * a_bit
+    return {"snn_sop_fp32_add_pj": sops * table["fp32_add_pj"], "ann_mac_fp32_pj": macs * table["fp32_mac_pj"],
+            "ann_int8_pj": int8, "ann_macs": macs}

@@ -25,7 +25,7 @@ from sw.formats import Timing
 from sw.golden import GoldenModel
 from sw.model import ModelFileError, SnnModel
 
-from . import energy, verilator
+from . import energy, perf, verilator
 from .check import first_mismatch
 
 ANN_FORMAT = "firstspike-ann"
@@ -125,8 +125,18 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
 # ---------------------------------------------------------------------------
 # simulate
 # ---------------------------------------------------------------------------
+def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
+    ev = spike_event(cfg).size
+    return energy.ArrayGeometry(
+        pes=cfg.pes, T=cfg.timing.T, acc_width=cfg.acc_width, event_bits=ev,
+        weight_macro_bits=cfg.weight_depth * 5, acc_macro_bits=cfg.slot_depth * cfg.acc_width,
+        event_macro_bits=cfg.event_depth * ev, threshold_macro_bits=cfg.max_layers * cfg.timing.T * cfg.acc_width,
+        clock_mhz=clock_mhz)
+
+
 def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, out_dir="build/sim",
-             verilog_dir="build/verilog", quiet: bool = False) -> dict:
+             verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0, tech: str = "45nm",
+             energy_overrides: str | None = None) -> dict:
     """Run test images through the golden model and the generated RTL; write report.json."""
     model = SnnModel.load(model_path)
     dataset = model.info.get("dataset", "digits")
@@ -151,12 +161,18 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
     mismatches = [m for b, r in enumerate(results) if (m := first_mismatch(b, golden, b, r))]
     rtl_pred = np.array([int(np.argmax(r.potentials)) for r in results])
 
-    image_energy = [energy.inference_energy(
-        r.counters, acc_width=cfg.acc_width, event_bits=spike_event(cfg).size, T=cfg.timing.T,
-        fired_neurons=sum(layer.n_out for layer in model.layers[:-1]),
-        init_writes=sum(-(-layer.n_out // pes) * pes for layer in model.layers)) for r in results]
+    counts = perf.layer_counts(model, pes, golden)
+    geometry = array_geometry(cfg, clock_mhz)
+    table = energy.energy_table(tech, energy_overrides)
+    per_image = [[energy.layer_energy_pj(c, geometry, table, b) for c in counts] for b in range(n)]
+    layer_pj = [{k: float(np.mean([per_image[b][k_][k] for b in range(n)])) for k in energy.COMPONENTS}
+                for k_ in range(len(counts))]
+    total_pj = float(np.mean([sum(sum(e.values()) for e in img) for img in per_image]))
+    rtl_cycles = np.array([r.counters["cycles"] for r in results])
+    model_cycles = perf.total_cycles(counts)
     mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
-    macs = model.synapses()
+    baselines = energy.ann_baselines_pj([(layer.n_in, layer.n_out) for layer in model.layers], table,
+                                        mean("acc_updates"))
     report = {
         "dataset": dataset, "images": n, "model": str(model_path),
         "float_accuracy": float_acc,
@@ -164,24 +180,37 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
         "rtl_accuracy": float((rtl_pred == y).mean()),
         "mismatches": len(mismatches),
         "first_mismatch": str(mismatches[0]) if mismatches else None,
-        "cycles_per_image": mean("cycles"),
-        "cycles_per_image_max": int(max(r.counters["cycles"] for r in results)),
+        "cycles_per_image": float(rtl_cycles.mean()),
+        "cycles_model_per_image": float(model_cycles.mean()),
+        "cycle_model_exact": bool(np.array_equal(rtl_cycles, model_cycles) and all(
+            [int(c.cycles[b]) for c in counts] == r.layer_cycles for b, r in enumerate(results))),
+        "cycles_per_image_max": int(rtl_cycles.max()),
+        "clock_mhz": clock_mhz,
+        "latency_us": perf.latency_us(float(rtl_cycles.mean()), clock_mhz),
+        "throughput_per_s": perf.throughput_per_s(float(rtl_cycles.mean()), clock_mhz),
         "synaptic_events_per_image": mean("acc_updates"),
         "weight_reads_per_image": mean("weight_reads"),
         "events_in_per_image": mean("events_in"),
         "spikes_per_image": mean("spikes"),
-        "energy_per_image_uj": float(np.mean([e.total_pj for e in image_energy])) * 1e-6,
-        "energy_breakdown_pj": {k: float(np.mean([e.as_dict()[k] for e in image_energy]))
-                                for k in image_energy[0].as_dict()},
-        "literature_energy": {"snn_sop_uj": mean("acc_updates") * energy.SOP_PJ * 1e-6,
-                              "ann_mac_uj": macs * energy.MAC_PJ * 1e-6},
-        "energy_sources": energy.SOURCES,
-        "layers": [{"kind": "linear", "n_in": layer.n_in, "n_out": layer.n_out,
+        "energy_per_image_uj": total_pj * 1e-6,
+        "energy_technology": table.name,
+        "energy_breakdown_pj": {k: sum(layer[k] for layer in layer_pj) for k in energy.COMPONENTS},
+        "energy_baselines_pj": baselines,
+        "energy_constants": {k: {"value": table.values[k], "source": table.sources[k]} for k in table.values},
+        "layers": [{"kind": c.kind, "n_in": layer.n_in, "n_out": layer.n_out,
                     "cycles": float(np.mean([r.layer_cycles[k] for r in results])),
-                    "input_events": float(np.mean([r.layer_events[k] for r in results]))}
-                   for k, layer in enumerate(model.layers)],
+                    "cycles_model": float(c.cycles.mean()),
+                    "input_events": float(np.mean([r.layer_events[k] for r in results])),
+                    "spikes": float(c.spikes.mean()),
+                    "synaptic_events": float(c.acc_updates.mean()),
+                    "pe_utilization": float(c.pe_utilization.mean()),
+                    "energy_pj": layer_pj[k]}
+                   for k, (c, layer) in enumerate(zip(counts, model.layers))],
         "pe_count": pes, "T": model.timing.T, "B": model.timing.B, "frac_bits": model.timing.frac_bits,
-        "acc_width": cfg.acc_width, "verilog": str(v_path),
+        "acc_width": cfg.acc_width,
+        "memory_bits_per_pe": {"weights": cfg.weight_depth * 5, "biases": cfg.bias_depth * cfg.acc_width,
+                               "accumulators": cfg.slot_depth * cfg.acc_width},
+        "verilog": str(v_path),
         "verilator_build_s": built.build_seconds, "rtl_wall_s": run.wall_seconds,
         "flow_wall_s": time.perf_counter() - t0,
     }
@@ -203,10 +232,14 @@ def print_summary(r: dict) -> None:
         ("golden SNN accuracy", pct(r["golden_accuracy"])),
         ("RTL accuracy", pct(r["rtl_accuracy"])),
         ("mismatches (images)", str(r["mismatches"])),
-        ("cycles / image", f"{r['cycles_per_image']:.1f} (max {r['cycles_per_image_max']})"),
+        ("cycles / image", f"{r['cycles_per_image']:.1f} (max {r['cycles_per_image_max']}); "
+                           f"model {r['cycles_model_per_image']:.1f}, exact: {r['cycle_model_exact']}"),
+        ("latency / throughput", f"{r['latency_us']:.2f} us, {r['throughput_per_s']:.0f} images/s "
+                                 f"at {r['clock_mhz']:g} MHz"),
         ("synaptic events / image", f"{r['synaptic_events_per_image']:.1f}"),
         ("spikes / image", f"{r['spikes_per_image']:.1f} (+ {r['layers'][0]['input_events']:.1f} input)"),
-        ("energy / image", f"{r['energy_per_image_uj'] * 1e3:.3f} nJ (45 nm event model)"),
+        ("energy / image", f"{r['energy_per_image_uj'] * 1e3:.3f} nJ ({r['energy_technology']} event model); "
+                           f"int8 ANN {r['energy_baselines_pj']['ann_int8_pj'] / 1e3:.3f} nJ"),
         ("Verilator build", f"{r['verilator_build_s']:.1f} s (0 = reused)"),
         ("RTL simulation", f"{r['rtl_wall_s']:.1f} s"),
         ("Verilog", r["verilog"]),

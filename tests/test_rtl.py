@@ -12,6 +12,7 @@ from hw.verilog import write_design
 from sim import verilator
 from sim.check import first_mismatch
 from sim.flow import simulate
+from sim.perf import layer_counts
 from sw.formats import Timing
 from sw.golden import GoldenModel
 from sw.random_models import random_input_times, random_model
@@ -45,6 +46,7 @@ def test_random_networks_bit_exact(index, tmp_path):
     built = verilator.build(write_design(tmp_path / "v", cfg))
     for seed, model, times in nets:
         golden = GoldenModel(model).run_times(times)
+        counts = layer_counts(model, pes, golden)
         run = verilator.run(built, cfg, model.sizes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
                             work_dir=tmp_path / f"net{seed}")
         for b in range(len(times)):
@@ -52,6 +54,11 @@ def test_random_networks_bit_exact(index, tmp_path):
             mismatch = first_mismatch(b, golden, b, result)
             assert mismatch is None, f"seed {seed}, sizes {model.sizes}, {timing}, {pes} PEs: {mismatch}"
             assert sum(result.layer_cycles) == result.counters["cycles"]
+            # the performance model is exact, layer by layer and counter by counter
+            assert result.layer_cycles == [int(c.cycles[b]) for c in counts], f"seed {seed}"
+            assert result.layer_events == [int(c.input_events[b]) for c in counts], f"seed {seed}"
+            for key, attr in (("weight_reads", "weight_reads"), ("acc_updates", "acc_updates"), ("spikes", "spikes")):
+                assert result.counters[key] == sum(int(getattr(c, attr)[b]) for c in counts), f"seed {seed}: {key}"
 
 
 def test_random_networks_exercise_the_design():
@@ -76,7 +83,10 @@ def test_digits_model_bit_exact_on_rtl(digits_model, tmp_path):
     assert report["mismatches"] == 0, report["first_mismatch"]
     assert report["rtl_accuracy"] == report["golden_accuracy"]
     assert abs(report["golden_accuracy"] - report["float_accuracy"]) <= 0.01
-    assert report["cycles_per_image"] > 0 and report["energy_per_image_uj"] > 0
+    assert report["cycle_model_exact"] is True
+    assert report["cycles_model_per_image"] == report["cycles_per_image"]
+    assert [layer["cycles_model"] for layer in report["layers"]] == [layer["cycles"] for layer in report["layers"]]
+    assert report["energy_per_image_uj"] > 0 and report["energy_baselines_pj"]["ann_macs"] == 64 * 64 + 64 * 32 + 32 * 10
     assert (tmp_path / "sim" / "report.json").exists()
 
 
