@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PES ?= 16
 IMAGES ?= 0
 
-.PHONY: all venv sim test test-slow clean
+.PHONY: all venv sim synth test test-slow clean
 
 all: sim
 
@@ -30,6 +30,10 @@ build/model/snn.npz: build/model/ann.pt
 
 sim: build/model/snn.npz
 	$(FS) sim --model build/model/snn.npz --pes $(PES) --images $(IMAGES)
+
+# Yosys from PyPI: generic cells + iCE40 (several minutes for 16 PEs)
+synth: build/model/snn.npz
+	$(FS) synth --model build/model/snn.npz --pes $(PES)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

