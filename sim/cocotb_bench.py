@@ -1,5 +1,7 @@
 """cocotb testbench for the generated NeuronArray (runs inside the simulator process).
 
+The toplevel is the wrapper of sim.verilator.bench_top, which generates the clock.
+
 The job comes from the file named by FIRSTSPIKE_JOB (written by sim.verilator.run):
 the array configuration, layer sizes, optional network-load writes and the input
 spike times of every image. The bench only drives and records; the comparison with
@@ -13,16 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.config import ArrayConfig
 from hw.host import decode_stats, input_writes, result_reads, stats_reads
-
-CLOCK_NS = 10
 
 
 class HostDriver:
@@ -67,6 +67,8 @@ class ArrayBench:
     def __init__(self, dut, cfg: ArrayConfig):
         self.dut, self.cfg = dut, cfg
         self.host = HostDriver(dut)
+        self.busy_seconds = 0.0  # wall time while the array runs on its own
+        self.busy_cycles = 0
 
     async def reset(self):
         dut = self.dut
@@ -85,12 +87,15 @@ class ArrayBench:
         n_layers = len(sizes) - 1
         await self.host.write(input_writes(cfg, times))
         dut.start.value = 1
+        started = time.perf_counter()
         await RisingEdge(dut.clk)
         dut.start.value = 0
         await RisingEdge(dut.done)
+        self.busy_seconds += time.perf_counter() - started
         await RisingEdge(dut.clk)
         stats = await self.host.read(stats_reads(cfg, n_layers))
         counters, _, layer_events = decode_stats(cfg, n_layers, stats)
+        self.busy_cycles += counters["cycles"]
         self.host.cycles += counters["cycles"] + 2
         words = await self.host.read(result_reads(cfg, sum(layer_events), sizes[-1]))
         return stats, words
@@ -106,7 +111,7 @@ async def run_job(dut):
         loads = list(zip(job["load_addr"].tolist(), (int(d) for d in job["load_data"])))
     progress = os.environ.get("FIRSTSPIKE_PROGRESS")
 
-    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    # the clock runs inside the simulator (sim.verilator.bench_top): no per-edge Python
     bench = ArrayBench(dut, cfg)
     await bench.reset()
     await bench.host.write(loads)
@@ -124,4 +129,5 @@ async def run_job(dut):
              stats_len=np.array([len(s) for s in all_stats], dtype=np.int64),
              words=np.array([w for s in all_words for w in s], dtype=np.uint64),
              words_len=np.array([len(s) for s in all_words], dtype=np.int64),
-             sim_cycles=np.array(bench.host.cycles))
+             sim_cycles=np.array(bench.host.cycles), busy_cycles=np.array(bench.busy_cycles),
+             busy_seconds=np.array(bench.busy_seconds))

@@ -28,6 +28,7 @@ from sw.model import ModelFileError, SnnModel
 from . import energy, perf, verilator
 from .check import first_mismatch
 
+ROOT_DIR = Path(__file__).resolve().parent.parent
 ANN_FORMAT = "firstspike-ann"
 ANN_VERSION = 1
 
@@ -153,7 +154,7 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
     cfg = ArrayConfig.for_model(model, pes)
     v_path = write_design(verilog_dir, cfg, model)
     t0 = time.perf_counter()
-    built = verilator.build(v_path)
+    built = verilator.build(v_path, cfg)
     with tqdm(total=n, desc="RTL", unit="image", disable=quiet) as bar:
         run = verilator.run(built, cfg, model.sizes, golden.spikes[0], progress=bar,
                             work_dir=Path(out_dir) / "work")

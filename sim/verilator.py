@@ -18,10 +18,30 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import ArrayConfig
+from hw.neuron_array import host_data_bits
 from hw.verilog import TOP
 
+BENCH_TOP = "firstspike_tb"
+CLOCK_NS = 10
+
 ROOT = Path(__file__).resolve().parent.parent
-BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3"]
+BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--timing"]
+
+
+def bench_top(cfg: ArrayConfig) -> str:
+    """A wrapper that makes the clock inside the simulator, so that no Python (and no
+    VPI call) runs per clock edge while the array works; cocotb only drives the bus."""
+    a, d = cfg.region_bits + cfg.offset_bits, host_data_bits(cfg)
+    return f"""`timescale 1ns/1ps
+module {BENCH_TOP}(input rst, input start, input [{a - 1}:0] host__addr, input [{d - 1}:0] host__w_data,
+                   input host__w_en, output busy, output done, output [{d - 1}:0] host__r_data, output reg clk);
+  initial clk = 1'b0;
+  always #{CLOCK_NS // 2} clk = ~clk;
+  {TOP} array(.clk(clk), .rst(rst), .start(start), .host__addr(host__addr), .host__w_data(host__w_data),
+              .host__w_en(host__w_en), .busy(busy), .done(done), .host__r_data(host__r_data));
+endmodule
+"""
+
 
 
 def verilator_env() -> None:
@@ -32,9 +52,10 @@ def verilator_env() -> None:
     bin_dir = str(root / "bin")
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty; GCC needs "-include" to use
-    # the precompiled header, otherwise larger models fail to link. -O2 beats the default -Os.
-    flags = "OPT_FAST=-O2 CFG_CXXFLAGS_PCH_I=-include"
+    # The wheel's verilated.mk leaves its compiler-detected flags empty. GCC needs "-include"
+    # to use the precompiled header (otherwise larger models fail to link) and -fcoroutines
+    # with C++20 for --timing. -O2 beats the default -Os.
+    flags = "OPT_FAST=-O2 CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=gnu++20 CFG_CXXFLAGS_COROUTINES=-fcoroutines"
     if flags not in os.environ.get("MAKEFLAGS", ""):
         os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flags).strip()
 
@@ -48,23 +69,25 @@ class VerilatedModel:
     build_seconds: float  #: 0 when an earlier build was reused
 
 
-def build(verilog: str | os.PathLike, cache_dir: str | os.PathLike = ROOT / "build" / "verilator",
+def build(verilog: str | os.PathLike, cfg: ArrayConfig, cache_dir: str | os.PathLike = ROOT / "build" / "verilator",
           waves: bool = False) -> VerilatedModel:
-    """Compile ``verilog`` unless a build of the same text (and tracing) already exists."""
+    """Compile ``verilog`` (with its bench wrapper) unless the same build already exists."""
     from cocotb_tools.runner import get_runner
     verilog = Path(verilog).resolve()
-    digest = hashlib.sha256(verilog.read_bytes() + (b"waves" if waves else b"")).hexdigest()[:16]
+    wrapper = bench_top(cfg)
+    digest = hashlib.sha256(verilog.read_bytes() + wrapper.encode() + (b"waves" if waves else b"")).hexdigest()[:16]
     build_dir = Path(cache_dir).resolve() / digest
     stamp = build_dir / "firstspike.stamp"
-    if stamp.exists() and (build_dir / TOP).exists():
+    if stamp.exists() and (build_dir / BENCH_TOP).exists():
         return VerilatedModel(verilog, build_dir, 0.0)
     verilator_env()
     start = time.perf_counter()
     runner = get_runner("verilator")
     log = build_dir / "build.log"
     build_dir.mkdir(parents=True, exist_ok=True)
-    runner.build(sources=[verilog], hdl_toplevel=TOP, build_dir=build_dir, build_args=BUILD_ARGS,
-                 waves=waves, log_file=log)
+    (build_dir / f"{BENCH_TOP}.v").write_text(wrapper)
+    runner.build(sources=[verilog, build_dir / f"{BENCH_TOP}.v"], hdl_toplevel=BENCH_TOP, build_dir=build_dir,
+                 build_args=BUILD_ARGS, waves=waves, log_file=log, timescale=("1ns", "1ps"))
     seconds = time.perf_counter() - start
     stamp.write_text(json.dumps({"verilog": str(verilog), "seconds": seconds}))
     return VerilatedModel(verilog, build_dir, seconds)
@@ -78,11 +101,13 @@ class RtlRun:
     words: list[list[int]]
     wall_seconds: float
     sim_cycles: int  #: clock cycles simulated in total (loading and read-back included)
+    busy_cycles: int  #: cycles the array ran on its own (start to done), all images
+    busy_seconds: float  #: wall time of those cycles
 
 
 def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: np.ndarray,
         load_writes: list[tuple[int, int]] | None = None, progress=None,
-        work_dir: str | os.PathLike | None = None) -> RtlRun:
+        work_dir: str | os.PathLike | None = None, waves: bool = False) -> RtlRun:
     """Run the cocotb bench (sim/cocotb_bench.py) on every row of input_times.
 
     ``load_writes`` are host writes done once before the first image (None when the
@@ -124,9 +149,9 @@ def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: 
     env = {"FIRSTSPIKE_JOB": str(job), "FIRSTSPIKE_RESULT": str(result), "FIRSTSPIKE_PROGRESS": str(progress_file),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     try:
-        runner.test(test_module="sim.cocotb_bench", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+        runner.test(test_module="sim.cocotb_bench", hdl_toplevel=BENCH_TOP, hdl_toplevel_lang="verilog",
                     build_dir=model.build_dir,
-                    test_dir=work, extra_env=env, results_xml=str(work / "results.xml"),
+                    test_dir=work, extra_env=env, results_xml=str(work / "results.xml"), waves=waves,
                     log_file=work / "sim.log")
     except SystemExit as e:
         raise RuntimeError(f"RTL simulation failed (exit {e.code}); see {work / 'sim.log'}") from None
@@ -142,7 +167,9 @@ def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: 
         stats = _split(r["stats"], r["stats_len"])
         words = _split(r["words"], r["words_len"])
         cycles = int(r["sim_cycles"])
-    return RtlRun(stats=stats, words=words, wall_seconds=wall, sim_cycles=cycles)
+        busy_cycles, busy_seconds = int(r["busy_cycles"]), float(r["busy_seconds"])
+    return RtlRun(stats=stats, words=words, wall_seconds=wall, sim_cycles=cycles, busy_cycles=busy_cycles,
+                  busy_seconds=busy_seconds)
 
 
 def _split(flat: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
@@ -153,5 +180,5 @@ def _split(flat: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
     return out
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m sim.verilator FILE.v
-    print(build(sys.argv[1]))
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m sim.verilator FILE.v FILE.json
+    print(build(sys.argv[1], ArrayConfig.from_dict(json.loads(Path(sys.argv[2]).read_text())["config"])))

@@ -195,10 +195,7 @@ def encode_spike_times(x: np.ndarray, theta: float, timing: Timing) -> np.ndarra
         raise FormatError("input contains NaN or infinity")
     if not theta > 0:
         raise FormatError(f"theta must be positive, not {theta!r}")
-    levels = timing.levels(theta)
-    fires = x[..., None] >= levels  # (..., T), monotone: False...False True...True
-    t = np.argmax(fires, axis=-1)
-    return np.where(fires.any(axis=-1), t, NO_SPIKE).astype(np.int64)
+    return fire_times(x, timing.levels(theta))
 
 
 def decode_spike_times(t: np.ndarray, theta: float, timing: Timing) -> np.ndarray:
@@ -221,8 +218,17 @@ def threshold_table(theta_units: float, timing: Timing) -> np.ndarray:
 
 
 def fire_times(potential: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Spike time of integer potentials: the first t with V >= TH[t]; NO_SPIKE if none."""
-    fires = np.asarray(potential)[..., None] >= np.asarray(thresholds)
+    """Spike time of potentials: the first t with V >= TH[t]; NO_SPIKE if none.
+
+    For a non-increasing table the first passing t is the number of thresholds above V
+    (a binary search); any other table is compared entry by entry.
+    """
+    v = np.asarray(potential)
+    th = np.asarray(thresholds)
+    if np.all(th[1:] <= th[:-1]):
+        t = len(th) - np.searchsorted(th[::-1], v, side="right")
+        return np.where(t == len(th), NO_SPIKE, t).astype(np.int64)
+    fires = v[..., None] >= th
     t = np.argmax(fires, axis=-1)
     return np.where(fires.any(axis=-1), t, NO_SPIKE).astype(np.int64)
 

@@ -38,14 +38,17 @@ class GoldenModel:
     """Runs a converted model on integer spike times.
 
     Per layer it builds the signed contribution matrix of every (time, input) pair once,
-    so a batch costs one matrix product per layer. The product runs in float64, which is
-    exact here: every partial sum is an integer below 2**48 (SnnModel.validate).
+    so a batch costs one matrix product per layer. Products run in floating point, which
+    is exact here: every partial sum is an integer within the accumulator bound
+    (docs/spec.md, section 6), so float32 is exact when that bound is below 2**24 and
+    float64 always is (the bound is below 2**48, SnnModel.validate).
     """
 
     def __init__(self, model: SnnModel):
         self.model = model
+        self.dtype = np.float32 if model.acc_bits() <= 25 else np.float64  # 25 bits: |sums| < 2**24
         table = model.timing.contribution_table()  # (16, T)
-        self._matrices = [self._contribution_matrix(layer, table) for layer in model.layers]
+        self._matrices = [self._contribution_matrix(layer, table).astype(self.dtype) for layer in model.layers]
 
     @staticmethod
     def _contribution_matrix(layer: SnnLayer, table: np.ndarray) -> np.ndarray:
@@ -67,11 +70,11 @@ class GoldenModel:
             raise ValueError(f"layer {k} expects spike times of shape (batch, {n_in}), got {times.shape}")
         if np.any((times != NO_SPIKE) & ((times < 0) | (times >= T))):
             raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
-        onehot = np.zeros((times.shape[0], T * n_in))
+        onehot = np.zeros((times.shape[0], T * n_in), dtype=self.dtype)
         b, i = np.nonzero(times != NO_SPIKE)
         onehot[b, times[b, i] * n_in + i] = 1.0
         acc = onehot @ self._matrices[k]
-        return layer.bias[None, :] + np.rint(acc).astype(np.int64)
+        return layer.bias[None, :] + acc.astype(np.int64)
 
     def run_times(self, input_times: np.ndarray) -> GoldenResult:
         spikes = [np.asarray(input_times, dtype=np.int64)]

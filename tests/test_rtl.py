@@ -43,7 +43,7 @@ def test_random_networks_bit_exact(index, tmp_path):
     # one array big enough for every network of this group: built once, loaded per network
     need = [requirements(model, pes) for _, model, _ in nets]
     cfg = ArrayConfig(pes=pes, timing=timing, **{k: max(n[k] for n in need) for k in need[0]})
-    built = verilator.build(write_design(tmp_path / "v", cfg))
+    built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
     for seed, model, times in nets:
         golden = GoldenModel(model).run_times(times)
         counts = layer_counts(model, pes, golden)

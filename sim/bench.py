@@ -1,0 +1,128 @@
+"""Benchmarks (`make bench`): golden vs float model speed, RTL simulation speed, build times.
+
+Prints a table and writes build/bench.json. Numbers, not pass/fail: the targets (golden
+model no slower than 3x the float model; >= 1 M simulated processor cycles per second)
+are printed beside the measurements.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hw.config import ArrayConfig
+from hw.verilog import write_design
+from sw.data import load_dataset
+from sw.golden import GoldenModel
+from sw.model import SnnModel
+from sw.random_models import random_input_times, random_model
+
+from . import verilator
+from .flow import ROOT_DIR, ann_network, load_ann
+
+
+def _best_of(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run_bench(model_path="build/model/snn.npz", *, pes: int = 16, batch: int = 4096, rtl_images: int = 449,
+              wave_images: int = 50, out="build/bench.json", make_sim: bool = True) -> dict:
+    model = SnnModel.load(model_path)
+    ds = load_dataset(model.info.get("dataset", "digits"), seed=model.info.get("seed", 0))
+    x = np.resize(ds.x_test, (batch, ds.x_test.shape[1])).astype(np.float32)
+    net = ann_network(load_ann(model.info["ann"]), "float_state_dict")
+    xt = torch.as_tensor(x)
+    golden = GoldenModel(model)
+
+    def float_run():
+        with torch.no_grad():
+            net(xt).argmax(1)
+
+    float_s = _best_of(float_run, 7)
+    golden_s = _best_of(lambda: golden.run(x).predictions, 7)
+
+    cfg = ArrayConfig.for_model(model, pes)
+    rtl = {}
+    with tempfile.TemporaryDirectory(prefix="firstspike-bench-") as tmp:
+        v = write_design(Path(tmp) / "v", cfg, model)
+        times = golden.encode(ds.x_test)
+        for waves, n in ((False, rtl_images), (True, wave_images)):
+            built = verilator.build(v, cfg, Path(tmp) / "cache", waves=waves)  # cold: fresh cache
+            run = verilator.run(built, cfg, model.sizes, times[:n], work_dir=Path(tmp) / f"run{int(waves)}",
+                                waves=waves)
+            rtl[waves] = {"build_s": built.build_seconds, "images": n,
+                          "seconds_per_image": run.wall_seconds / n,
+                          "processor_cycles_per_s": run.busy_cycles / run.busy_seconds,
+                          "all_cycles_per_s": run.sim_cycles / run.wall_seconds}
+
+        # long-running workload: per-image start/done overhead no longer matters
+        rng = np.random.default_rng(0)
+        big = random_model(rng, [256, 256, 256, 10], model.timing)
+        big_cfg = ArrayConfig.for_model(big, 2)
+        big_v = write_design(Path(tmp) / "big", big_cfg, big)
+        built = verilator.build(big_v, big_cfg, Path(tmp) / "cache")
+        run = verilator.run(built, big_cfg, big.sizes, random_input_times(rng, 256, 4, model.timing),
+                            work_dir=Path(tmp) / "runbig")
+        rtl["long"] = {"cycles_per_image": run.busy_cycles / 4,
+                       "processor_cycles_per_s": run.busy_cycles / run.busy_seconds}
+
+    result = {
+        "batch": batch,
+        "float_images_per_s": batch / float_s,
+        "golden_images_per_s": batch / golden_s,
+        "golden_vs_float": float_s / golden_s,
+        "rtl_cycles_per_s": rtl["long"]["processor_cycles_per_s"],
+        "rtl_long_cycles_per_image": rtl["long"]["cycles_per_image"],
+        "rtl_digits_cycles_per_s": rtl[False]["processor_cycles_per_s"],
+        "rtl_all_cycles_per_s": rtl[False]["all_cycles_per_s"],
+        "rtl_seconds_per_image": rtl[False]["seconds_per_image"],
+        "rtl_images": rtl_images,
+        "rtl_waves_cycles_per_s": rtl[True]["processor_cycles_per_s"],
+        "rtl_waves_seconds_per_image": rtl[True]["seconds_per_image"],
+        "verilator_build_s": rtl[False]["build_s"],
+        "verilator_build_waves_s": rtl[True]["build_s"],
+        "pe_count": pes,
+    }
+    if make_sim:
+        start = time.perf_counter()
+        subprocess.run(["make", "-s", "sim"], cwd=ROOT_DIR, check=True, capture_output=True)
+        result["make_sim_s"] = time.perf_counter() - start
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print_bench(result)
+    return result
+
+
+def print_bench(r: dict) -> None:
+    rows = [
+        ("float model (PyTorch)", f"{r['float_images_per_s']:,.0f} images/s (batch {r['batch']})"),
+        ("golden model (NumPy, integer)", f"{r['golden_images_per_s']:,.0f} images/s = "
+                                          f"{r['golden_vs_float']:.2f}x float (target >= 0.33x)"),
+        ("RTL, processor running", f"{r['rtl_cycles_per_s']:,.0f} cycles/s (target >= 1,000,000), "
+                                   f"{r['rtl_long_cycles_per_image']:,.0f}-cycle runs"),
+        ("RTL, digits runs", f"{r['rtl_digits_cycles_per_s']:,.0f} cycles/s (~400-cycle runs: per-run overhead)"),
+        ("RTL, with host I/O", f"{r['rtl_all_cycles_per_s']:,.0f} cycles/s, "
+                               f"{r['rtl_seconds_per_image'] * 1e3:.1f} ms/image over {r['rtl_images']} images"),
+        ("RTL with VCD tracing", f"{r['rtl_waves_cycles_per_s']:,.0f} cycles/s, "
+                                 f"{r['rtl_waves_seconds_per_image'] * 1e3:.1f} ms/image"),
+        ("Verilator build (cold)", f"{r['verilator_build_s']:.1f} s; with tracing {r['verilator_build_waves_s']:.1f} s"),
+    ]
+    if "make_sim_s" in r:
+        rows.append(("make sim (warm)", f"{r['make_sim_s']:.1f} s"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    run_bench()
