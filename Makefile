@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PES ?= 16
 IMAGES ?= 0
 
-.PHONY: all venv sim synth bench test test-slow clean
+.PHONY: all venv sim synth report bench test test-slow clean
 
 all: sim
 
@@ -34,6 +34,11 @@ sim: build/model/snn.npz
 # Yosys from PyPI: generic cells + iCE40 (several minutes for 16 PEs)
 synth: build/model/snn.npz
 	$(FS) synth --model build/model/snn.npz --pes $(PES)
+
+# HTML report with plots (after make sim; includes make synth's results if present)
+report: build/model/snn.npz
+	@test -f build/sim/report.json || $(MAKE) sim
+	$(FS) report
 
 # speed of the golden model, the float model and the RTL simulation -> build/bench.json
 bench: build/model/snn.npz

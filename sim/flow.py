@@ -137,7 +137,7 @@ def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
 
 def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, out_dir="build/sim",
              verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0, tech: str = "45nm",
-             energy_overrides: str | None = None) -> dict:
+             energy_overrides: str | None = None, synth_target: str | None = None) -> dict:
     """Run test images through the golden model and the generated RTL; write report.json."""
     model = SnnModel.load(model_path)
     dataset = model.info.get("dataset", "digits")
@@ -215,6 +215,9 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
         "verilator_build_s": built.build_seconds, "rtl_wall_s": run.wall_seconds,
         "flow_wall_s": time.perf_counter() - t0,
     }
+    if synth_target:
+        from hw.synth import synthesize
+        report["synthesis"] = synthesize(v_path, Path(out_dir) / "synth", target=synth_target)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -245,6 +248,10 @@ def print_summary(r: dict) -> None:
         ("RTL simulation", f"{r['rtl_wall_s']:.1f} s"),
         ("Verilog", r["verilog"]),
     ]
+    if r.get("synthesis"):
+        sy = r["synthesis"]
+        rows.append(("synthesis", f"{sy['cells']} generic cells, {sy['ram_bits']} RAM bits; {sy['target']}: "
+                                  f"{sy['luts']} LUTs, {sy['flip_flops']} FFs"))
     width = max(len(k) for k, _ in rows)
     print()
     for k, v in rows:

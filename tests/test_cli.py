@@ -7,7 +7,7 @@ import pytest
 
 from sim.cli import main
 
-SUBCOMMANDS = ["train", "convert", "verilog", "sim", "synth", "golden"]
+SUBCOMMANDS = ["train", "convert", "verilog", "sim", "synth", "report", "golden"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)

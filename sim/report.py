@@ -1,0 +1,200 @@
+"""`firstspike report`: an HTML page with plots from a simulation run, synthesis and a sweep.
+
+- sweep: golden-model accuracy, spikes and energy per image for each conversion method
+  (max, percentile calibration, CAT) at several T and B, on the model's data set (the
+  RTL equals the golden model bit for bit, so the sweep needs no RTL run);
+- from build/sim/report.json: cycles, PE utilisation and energy per layer and component;
+- spike-time histograms per layer from the golden model;
+- from build/synth/synth.json: the synthesis table.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from hw.config import ArrayConfig  # noqa: E402
+from sw import ann as ann_lib  # noqa: E402
+from sw.convert import calibrate, convert  # noqa: E402
+from sw.data import load_dataset  # noqa: E402
+from sw.formats import NO_SPIKE, Timing  # noqa: E402
+from sw.golden import GoldenModel  # noqa: E402
+from sw.model import SnnModel  # noqa: E402
+
+from . import energy, perf  # noqa: E402
+from .flow import ann_network, array_geometry, load_ann  # noqa: E402
+
+SWEEP_T = (4, 8, 16)
+SWEEP_B = (1, 2)
+METHODS = ("max", "percentile", "cat")
+
+
+def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHODS, pes: int = 16,
+          cat_epochs: int = 40, quiet: bool = False) -> list[dict]:
+    """Accuracy, spikes and energy per image for each (method, T, B) on the test set."""
+    ckpt = load_ann(ann_path)
+    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"])
+    float_net = ann_network(ckpt, "float_state_dict")
+    float_acc = ann_lib.accuracy(float_net, ds.x_test, ds.y_test)
+    table = energy.energy_table()
+    rows = []
+    combos = [(m, T, B) for m in methods for B in Bs for T in Ts]
+    for method, T, B in tqdm(combos, desc="sweep", disable=quiet):
+        timing = Timing(T=T, B=B, frac_bits=16)
+        if method == "cat":
+            net = ann_network(ckpt, "float_state_dict")
+            cat = ann_lib.CatNetwork(net, timing, ckpt["input_theta"], calibrate(net, ds.x_train, "percentile"))
+            ann_lib.train(cat, ds.x_train, ds.y_train,
+                          ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=ckpt["seed"]))
+            model = convert(net, timing, ckpt["input_theta"], cat.thetas)
+        else:
+            model = convert(float_net, timing, ckpt["input_theta"], calibrate(float_net, ds.x_train, method))
+        g = GoldenModel(model).run(ds.x_test)
+        counts = perf.layer_counts(model, pes, g)
+        geo = array_geometry(ArrayConfig.for_model(model, pes), 100.0)
+        e = np.mean([sum(sum(energy.layer_energy_pj(c, geo, table, b).values()) for c in counts)
+                     for b in range(len(ds.x_test))])
+        rows.append({"method": method, "T": T, "B": B, "accuracy": float((g.predictions == ds.y_test).mean()),
+                     "float_accuracy": float_acc, "images": len(ds.x_test),
+                     "spikes_per_image": float(g.spike_counts()[:, 1:].sum(1).mean()),
+                     "energy_per_image_uj": float(e) * 1e-6,
+                     "cycles_per_image": float(perf.total_cycles(counts).mean())})
+    return rows
+
+
+def pes_note(r: dict) -> str:
+    return f"{r['pe_count']} PEs"
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = "build/sim/report.json",
+                 synth_json: str | os.PathLike | None = "build/synth/synth.json",
+                 sweep_rows: list[dict] | None = None) -> Path:
+    """Write index.html, the PNGs and report.json (the sim report plus the sweep) to out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sim_path = Path(sim_report)
+    if not sim_path.is_file():
+        raise FileNotFoundError(f"{sim_path}: no simulation report; run 'firstspike sim' first")
+    r = json.loads(sim_path.read_text())
+    model = SnnModel.load(r["model"])
+    ds = load_dataset(model.info.get("dataset", "digits"), seed=model.info.get("seed", 0))
+    golden = GoldenModel(model).run(ds.x_test[: r["images"]])
+    sections = []
+
+    # summary
+    f = lambda v: "n/a" if v is None else f"{100 * v:.2f} %"  # noqa: E731
+    sections.append("<h2>Summary</h2>" + _table(["quantity", "value"], [
+        ["data set / images", f"{r['dataset']} / {r['images']}"],
+        ["array", f"{r['pe_count']} PEs, T={r['T']}, B={r['B']}, accumulator {r['acc_width']} bits"],
+        ["float ANN / golden SNN / RTL accuracy", f"{f(r['float_accuracy'])} / {f(r['golden_accuracy'])} / "
+                                                  f"{f(r['rtl_accuracy'])}"],
+        ["RTL mismatches (images)", r["mismatches"]],
+        ["cycles per image (RTL / model)", f"{r['cycles_per_image']:.1f} / {r['cycles_model_per_image']:.1f}"],
+        ["latency, throughput", f"{r['latency_us']:.2f} us, {r['throughput_per_s']:.0f} images/s at "
+                                f"{r['clock_mhz']:g} MHz"],
+        ["energy per image", f"{r['energy_per_image_uj'] * 1e3:.2f} nJ ({r['energy_technology']})"],
+        ["int8 ANN baseline", f"{r['energy_baselines_pj']['ann_int8_pj'] / 1e3:.2f} nJ"],
+        ["literature convention: SNN SOPs x 0.9 pJ / ANN MACs x 4.6 pJ",
+         f"{r['energy_baselines_pj']['snn_sop_fp32_add_pj'] / 1e3:.2f} nJ / "
+         f"{r['energy_baselines_pj']['ann_mac_fp32_pj'] / 1e3:.2f} nJ"],
+    ]))
+
+    # sweep: accuracy vs T per method
+    if sweep_rows:
+        fig, axes = plt.subplots(1, len(sorted({s["B"] for s in sweep_rows})), figsize=(10, 3.8), squeeze=False)
+        for ax, B in zip(axes[0], sorted({s["B"] for s in sweep_rows})):
+            for method in METHODS:
+                pts = sorted((s["T"], s["accuracy"]) for s in sweep_rows if s["B"] == B and s["method"] == method)
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", label=method)
+            ax.axhline(sweep_rows[0]["float_accuracy"], color="gray", ls="--", label="float ANN")
+            ax.set(title=f"B = {B}", xlabel="T (time steps per layer)", ylabel="golden accuracy")
+            ax.legend()
+        name = _save(fig, out / "accuracy_vs_T.png")
+        sections.append(f"<h2>Accuracy vs T per conversion method</h2><p>Golden model on all "
+                        f"{sweep_rows[0]['images']} test images; float ANN {f(sweep_rows[0]['float_accuracy'])}. "
+                        f"Energy: 45 nm event model, {pes_note(r)}.</p><img src='{name}'>" + _table(
+            ["method", "T", "B", "accuracy", "spikes/image", "energy/image (nJ)", "cycles/image"],
+            [[s["method"], s["T"], s["B"], f"{100 * s['accuracy']:.2f} %", f"{s['spikes_per_image']:.1f}",
+              f"{s['energy_per_image_uj'] * 1e3:.2f}", f"{s['cycles_per_image']:.0f}"] for s in sweep_rows]))
+
+    # spike-time histograms
+    n_hist = len(golden.spikes)
+    fig, axes = plt.subplots(1, n_hist, figsize=(3.2 * n_hist, 3), squeeze=False)
+    for k, (ax, s) in enumerate(zip(axes[0], golden.spikes)):
+        ax.hist(s[s != NO_SPIKE], bins=np.arange(model.timing.T + 1) - 0.5)
+        ax.set(title="input" if k == 0 else f"hidden {k - 1}", xlabel="spike time t", ylabel="spikes")
+    sections.append(f"<h2>Spike times per layer</h2><img src='{_save(fig, out / 'spike_times.png')}'>")
+
+    # per layer: cycles, utilisation, energy
+    layers = r["layers"]
+    idx = np.arange(len(layers))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 3.6))
+    a1.bar(idx - 0.2, [lay["cycles"] for lay in layers], 0.4, label="RTL")
+    a1.bar(idx + 0.2, [lay["cycles_model"] for lay in layers], 0.4, label="model")
+    a1.set(title="cycles per layer", xlabel="layer")
+    a1.legend()
+    a2.bar(idx, [100 * lay["pe_utilization"] for lay in layers])
+    a2.set(title="PE utilisation (%)", xlabel="layer", ylim=(0, 100))
+    bottom = np.zeros(len(layers))
+    for comp in energy.COMPONENTS:
+        vals = np.array([lay["energy_pj"][comp] / 1e3 for lay in layers])
+        a3.bar(idx, vals, bottom=bottom, label=comp)
+        bottom += vals
+    a3.set(title="energy per layer (nJ)", xlabel="layer")
+    for ax in (a1, a2, a3):
+        ax.set_xticks(idx)
+    a3.legend(fontsize=8)
+    sections.append(f"<h2>Per layer</h2><img src='{_save(fig, out / 'layers.png')}'>" + _table(
+        ["layer", "kind", "n_in x n_out", "cycles (RTL)", "cycles (model)", "input events", "synaptic events",
+         "PE utilisation", "energy (nJ)"],
+        [[k, lay["kind"], f"{lay['n_in']} x {lay['n_out']}", f"{lay['cycles']:.1f}", f"{lay['cycles_model']:.1f}",
+          f"{lay['input_events']:.1f}", f"{lay['synaptic_events']:.1f}", f"{100 * lay['pe_utilization']:.1f} %",
+          f"{sum(lay['energy_pj'].values()) / 1e3:.2f}"] for k, lay in enumerate(layers)]))
+    sections.append("<h2>Energy by component</h2>" + _table(
+        ["component", "pJ per image"], [[k, f"{v:.1f}"] for k, v in r["energy_breakdown_pj"].items()]))
+    sections.append("<h2>Energy constants</h2>" + _table(
+        ["constant", "value", "source"], [[k, f"{v['value']:.5g}", v["source"]]
+                                          for k, v in r["energy_constants"].items()]))
+
+    # synthesis
+    synth = None
+    if synth_json is not None and Path(synth_json).is_file():
+        synth = json.loads(Path(synth_json).read_text())
+        sections.append("<h2>Synthesis</h2>" + _table(["quantity", "value"], [
+            ["Yosys", synth["yosys_version"]], ["generic cells", synth["cells"]], ["RAM bits", synth["ram_bits"]],
+            [f"{synth['target']} LUTs", synth["luts"]], [f"{synth['target']} flip-flops", synth["flip_flops"]],
+            [f"{synth['target']} block RAMs", sum(synth["bram_blocks"].values())],
+            ["memory bits per PE", ", ".join(f"{k} {v}" for k, v in r["memory_bits_per_pe"].items())]]))
+    else:
+        sections.append("<h2>Synthesis</h2><p>No synthesis results: run <code>make synth</code>.</p>")
+
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>firstspike report</title><style>"
+            "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
+            "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}"
+            "</style></head><body><h1>firstspike report</h1>" + "".join(sections) + "</body></html>")
+    (out / "index.html").write_text(page)
+    combined = dict(r, sweep=sweep_rows, synthesis=synth)
+    (out / "report.json").write_text(json.dumps(combined, indent=2) + "\n")
+    return out / "index.html"

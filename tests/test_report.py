@@ -1,0 +1,31 @@
+"""The HTML report: files, key numbers, and a clear error without a simulation run."""
+import json
+
+import pytest
+
+from sim.flow import simulate
+from sim.report import sweep, write_report
+
+
+def test_report_for_a_small_run(digits_model, tmp_path):
+    ann, snn, _ = digits_model
+    sim = simulate(snn, pes=16, images=20, out_dir=tmp_path / "sim", verilog_dir=tmp_path / "v", quiet=True)
+    rows = sweep(ann, Ts=(4, 8), Bs=(1,), methods=("max", "cat"), cat_epochs=2, quiet=True)
+    assert [(r["method"], r["T"]) for r in rows] == [("max", 4), ("max", 8), ("cat", 4), ("cat", 8)]
+    assert all(0 < r["accuracy"] <= 1 and r["spikes_per_image"] > 0 and r["energy_per_image_uj"] > 0 for r in rows)
+    page = write_report(tmp_path / "report", sim_report=tmp_path / "sim" / "report.json", synth_json=None,
+                        sweep_rows=rows)
+    text = page.read_text()
+    for png in ("accuracy_vs_T.png", "spike_times.png", "layers.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 5000
+        assert png in text
+    assert f"{sim['cycles_per_image']:.1f} / {sim['cycles_model_per_image']:.1f}" in text
+    assert f"{100 * rows[0]['accuracy']:.2f} %" in text
+    assert "No synthesis results" in text
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["sweep"] == rows and saved["mismatches"] == 0
+
+
+def test_report_needs_a_simulation(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no simulation report"):
+        write_report(tmp_path, sim_report=tmp_path / "missing.json")
