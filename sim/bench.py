@@ -17,13 +17,12 @@ import torch
 
 from hw.config import ArrayConfig
 from hw.verilog import write_design
-from sw.data import load_dataset
 from sw.golden import GoldenModel
 from sw.model import SnnModel
 from sw.random_models import random_input_times, random_model
 
 from . import verilator
-from .flow import ROOT_DIR, ann_network, load_ann
+from .flow import ROOT_DIR, ann_network, dataset_of, load_ann
 
 
 def _best_of(fn, repeats: int) -> float:
@@ -38,7 +37,7 @@ def _best_of(fn, repeats: int) -> float:
 def run_bench(model_path="build/model/snn.npz", *, pes: int = 16, batch: int = 4096, rtl_images: int = 449,
               wave_images: int = 50, out="build/bench.json", make_sim: bool = True) -> dict:
     model = SnnModel.load(model_path)
-    ds = load_dataset(model.info.get("dataset", "digits"), seed=model.info.get("seed", 0))
+    ds = dataset_of(model)
     x = np.resize(ds.x_test, (batch, ds.x_test.shape[1])).astype(np.float32)
     net = ann_network(load_ann(model.info["ann"]), "float_state_dict")
     xt = torch.as_tensor(x)

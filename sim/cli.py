@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train an MLP on a data set; with --method cat, fine-tune it with the "
                                    "SNN's quantisers (conversion-aware training).")
     p.add_argument("--out", default="build/model/ann.pt", help="checkpoint to write")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", choices=["digits", "mnist", "cifar10"], default="digits",
+                   help="digits is built in; mnist and cifar10 are read from --data-dir")
+    p.add_argument("--data-dir", help="directory with the MNIST IDX files or the CIFAR-10 python batches")
     p.add_argument("--hidden", type=_sizes, default=[64, 32], help="hidden layer widths, e.g. 64,32")
     p.add_argument("--method", choices=["cat", "float"], default="cat")
     p.add_argument("--epochs", type=int, default=60, help="float training epochs")
@@ -43,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Quantise an ANN checkpoint to the integer SNN (docs/spec.md).")
     p.add_argument("ann", help="checkpoint written by 'firstspike train'")
     p.add_argument("--out", default="build/model/snn.npz")
-    p.add_argument("--calibration", choices=["cat", "max", "percentile"], default="cat",
-                   help="cat: thresholds learned in CAT; max/percentile: from activation statistics")
+    p.add_argument("--calibration", choices=["cat", "max", "percentile", "iteration"], default="cat",
+                   help="cat: thresholds learned in CAT; max/percentile: from activation statistics; "
+                        "iteration: minimum expected error under a Gaussian fit (threshold iteration)")
     p.add_argument("--percentile", type=float, default=99.9)
     _timing_args(p, default=False)
 
@@ -119,7 +122,7 @@ def _run(args) -> int:
     if args.command == "train":
         ckpt = flow.train_ann(args.out, dataset=args.dataset, hidden=args.hidden, method=args.method,
                               timing=Timing(T=args.T, B=args.B, frac_bits=args.frac_bits),
-                              epochs=args.epochs, cat_epochs=args.cat_epochs, seed=args.seed)
+                              epochs=args.epochs, cat_epochs=args.cat_epochs, seed=args.seed, data_dir=args.data_dir)
         print(f"float accuracy {ckpt['float_accuracy']:.4f}"
               + (f", CAT accuracy {ckpt['cat_accuracy']:.4f}" if args.method == "cat" else "")
               + f"; wrote {args.out}")
@@ -177,11 +180,10 @@ def _run(args) -> int:
         path = write_report(args.out, sim_report=args.sim, synth_json=args.synth, sweep_rows=rows)
         print(f"wrote {path}")
     elif args.command == "golden":
-        from sw.data import load_dataset
         from sw.golden import GoldenModel
         from sw.model import SnnModel
         model = SnnModel.load(args.model)
-        ds = load_dataset(model.info.get("dataset", "digits"), seed=model.info.get("seed", 0))
+        ds = flow.dataset_of(model)
         g = GoldenModel(model).run(ds.x_test)
         print(json.dumps({"images": len(ds.x_test), "accuracy": float((g.predictions == ds.y_test).mean()),
                           "spikes_per_layer": g.spike_counts().mean(0).round(2).tolist()}))

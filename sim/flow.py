@@ -38,7 +38,7 @@ ANN_VERSION = 1
 # ---------------------------------------------------------------------------
 def train_ann(out: str | os.PathLike, *, dataset: str = "digits", hidden: list[int] = (64, 32),
               method: str = "cat", timing: Timing = Timing(), epochs: int = 60, cat_epochs: int = 40,
-              seed: int = 0, quiet: bool = False) -> dict:
+              seed: int = 0, quiet: bool = False, data_dir: str | os.PathLike | None = None) -> dict:
     """Train a float MLP, then (method "cat") fine-tune it with conversion-aware training.
 
     Saves a checkpoint with both weight sets, the learned thresholds and the accuracies.
@@ -46,14 +46,16 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", hidden: list[i
     if method not in ("float", "cat"):
         raise ValueError(f"method must be 'float' or 'cat', not {method!r}")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    ds = load_dataset(dataset, seed=seed)
+    data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
+    ds = load_dataset(dataset, seed=seed, data_dir=data_dir)
     sizes = [ds.features, *hidden, ds.classes]
     net = ann_lib.mlp(sizes, seed=seed)
     total = epochs + (cat_epochs if method == "cat" else 0)
     with tqdm(total=total, desc="train", unit="epoch", disable=quiet) as bar:
         ann_lib.train(net, ds.x_train, ds.y_train, ann_lib.TrainConfig(epochs=epochs, seed=seed), progress=bar)
         float_acc = ann_lib.accuracy(net, ds.x_test, ds.y_test)
-        ckpt = {"format": ANN_FORMAT, "version": ANN_VERSION, "dataset": dataset, "sizes": sizes, "seed": seed,
+        ckpt = {"format": ANN_FORMAT, "version": ANN_VERSION, "dataset": dataset, "data_dir": data_dir,
+                "sizes": sizes, "seed": seed,
                 "method": method, "float_state_dict": {k: v.clone() for k, v in net.state_dict().items()},
                 "float_accuracy": float_acc, "input_theta": 1.0,
                 "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
@@ -103,7 +105,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     """Convert a checkpoint: "cat" uses the thresholds CAT learned (and its T, B);
     "max"/"percentile" calibrate the float network's thresholds on the training set."""
     ckpt = load_ann(ann_path)
-    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"])
+    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=ckpt.get("data_dir"))
     if calibration == "cat":
         if ckpt["thetas"] is None:
             raise ValueError(f"{ann_path} was trained without CAT; use --calibration max or percentile")
@@ -114,13 +116,20 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         net, thetas, timing = ann_network(ckpt), ckpt["thetas"], trained
     else:
         net = ann_network(ckpt, "float_state_dict")
-        thetas = calibrate(net, ds.x_train, calibration, percentile)
         timing = timing or Timing(**ckpt["timing"])
+        thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing)
     model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-mlp",
-                    info={"dataset": ckpt["dataset"], "seed": ckpt["seed"], "calibration": calibration,
+                    info={"dataset": ckpt["dataset"], "data_dir": ckpt.get("data_dir"), "seed": ckpt["seed"],
+                          "calibration": calibration,
                           "ann": str(Path(ann_path).resolve()), "float_accuracy": ckpt["float_accuracy"]})
     model.save(out)
     return model
+
+
+def dataset_of(model: SnnModel):
+    """The data set a converted model was trained on (its test split is what we evaluate)."""
+    info = model.info
+    return load_dataset(info.get("dataset", "digits"), seed=info.get("seed", 0), data_dir=info.get("data_dir"))
 
 
 # ---------------------------------------------------------------------------
@@ -140,8 +149,8 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
              energy_overrides: str | None = None, synth_target: str | None = None) -> dict:
     """Run test images through the golden model and the generated RTL; write report.json."""
     model = SnnModel.load(model_path)
-    dataset = model.info.get("dataset", "digits")
-    ds = load_dataset(dataset, seed=model.info.get("seed", 0))
+    ds = dataset_of(model)
+    dataset = ds.name
     n = len(ds.x_test) if images in (0, None) else min(images, len(ds.x_test))
     x, y = ds.x_test[:n], ds.y_test[:n]
     golden = GoldenModel(model).run(x)

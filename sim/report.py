@@ -30,18 +30,18 @@ from sw.golden import GoldenModel  # noqa: E402
 from sw.model import SnnModel  # noqa: E402
 
 from . import energy, perf  # noqa: E402
-from .flow import ann_network, array_geometry, load_ann  # noqa: E402
+from .flow import ann_network, array_geometry, dataset_of, load_ann  # noqa: E402
 
 SWEEP_T = (4, 8, 16)
 SWEEP_B = (1, 2)
-METHODS = ("max", "percentile", "cat")
+METHODS = ("max", "percentile", "iteration", "cat")
 
 
 def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHODS, pes: int = 16,
           cat_epochs: int = 40, quiet: bool = False) -> list[dict]:
     """Accuracy, spikes and energy per image for each (method, T, B) on the test set."""
     ckpt = load_ann(ann_path)
-    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"])
+    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=ckpt.get("data_dir"))
     float_net = ann_network(ckpt, "float_state_dict")
     float_acc = ann_lib.accuracy(float_net, ds.x_test, ds.y_test)
     table = energy.energy_table()
@@ -56,7 +56,8 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
                           ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=ckpt["seed"]))
             model = convert(net, timing, ckpt["input_theta"], cat.thetas)
         else:
-            model = convert(float_net, timing, ckpt["input_theta"], calibrate(float_net, ds.x_train, method))
+            model = convert(float_net, timing, ckpt["input_theta"],
+                            calibrate(float_net, ds.x_train, method, timing=timing))
         g = GoldenModel(model).run(ds.x_test)
         counts = perf.layer_counts(model, pes, g)
         geo = array_geometry(ArrayConfig.for_model(model, pes), 100.0)
@@ -98,7 +99,7 @@ def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = 
         raise FileNotFoundError(f"{sim_path}: no simulation report; run 'firstspike sim' first")
     r = json.loads(sim_path.read_text())
     model = SnnModel.load(r["model"])
-    ds = load_dataset(model.info.get("dataset", "digits"), seed=model.info.get("seed", 0))
+    ds = dataset_of(model)
     golden = GoldenModel(model).run(ds.x_test[: r["images"]])
     sections = []
 

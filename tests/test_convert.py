@@ -65,3 +65,28 @@ def test_bad_thresholds():
         net[0].weight[0, 0] = float("nan")
     with pytest.raises(ConversionError, match="NaN"):
         convert(net, Timing(), 1.0, [1.0])
+
+
+@pytest.mark.parametrize("mu,sigma,T,B", [(0.5, 1.0, 8, 2), (2.0, 0.5, 16, 1), (-0.5, 2.0, 4, 4)])
+def test_threshold_iteration_minimises_expected_error(mu, sigma, T, B):
+    """The fitted threshold is as good as a brute-force Monte-Carlo search of the same objective."""
+    from sw.convert import threshold_iteration
+    from sw.formats import decode_spike_times, encode_spike_times
+    t = Timing(T=T, B=B)
+    rng = np.random.default_rng(0)
+    theta = threshold_iteration(rng.normal(mu, sigma, size=(50000, 1)), t)
+    x = np.maximum(rng.normal(mu, sigma, 200000), 0)
+
+    def mse(th):
+        return ((decode_spike_times(encode_spike_times(x, th, t), th, t) - x) ** 2).mean()
+    best = min(mse(th) for th in np.geomspace(0.05, 10 * (abs(mu) + 3 * sigma), 300))
+    assert mse(theta) <= 1.02 * best
+
+
+def test_iteration_calibration_needs_timing():
+    net = mlp([8, 16, 4])
+    x = np.random.default_rng(0).random((300, 8)).astype(np.float32)
+    with pytest.raises(ConversionError, match="needs the timing"):
+        calibrate(net, x, "iteration")
+    (theta,) = calibrate(net, x, "iteration", timing=Timing(T=8, B=2))
+    assert 0 < theta < 10
