@@ -1,8 +1,9 @@
 """ANN-to-SNN conversion: threshold calibration and quantisation to the integer model.
 
-Supported networks: an ``nn.Sequential`` of ``Linear`` and ``ReLU`` (``Dropout``,
-``Identity`` and ``Flatten`` are passed over), alternating Linear, ReLU, ..., Linear.
-Anything else raises ConversionError naming the layer and its position.
+Supported networks: alternating Linear, ReLU, ..., Linear, given as an ``nn.Sequential``
+or as any ``nn.Module`` whose torch.fx graph is such a chain (sw/graph.py: functional
+ReLU, Flatten/view, Dropout, BatchNorm1d folded into the Linear before it). Anything
+else raises ConversionError naming the layer and where it sits.
 """
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ class ConversionError(ValueError):
 
 
 def linear_layers(net: nn.Module) -> list[nn.Linear]:
-    """The Linear layers of a supported Sequential, checked for the Linear/ReLU pattern."""
-    if not isinstance(net, nn.Sequential):
-        raise ConversionError(f"expected an nn.Sequential of Linear/ReLU layers, got {type(net).__name__}")
+    """The Linear layers of a supported network, checked for the Linear/ReLU pattern.
+
+    A Sequential of Linear/ReLU (and no-op layers) is read directly; any other module is
+    traced with torch.fx (sw/graph.py), which also folds BatchNorm1d.
+    """
+    if not (isinstance(net, nn.Sequential) and all(isinstance(m, (nn.Linear, nn.ReLU) + _PASSED_OVER)
+                                                   for m in net)):
+        from .graph import canonical_mlp
+        net = canonical_mlp(net)
     linears: list[nn.Linear] = []
     expect_linear = True
     for idx, (name, mod) in enumerate(net.named_children()):
