@@ -1,0 +1,49 @@
+"""Slow RTL suites (`make test-slow`): larger networks and every digits image at 1 and 4 PEs.
+
+Reproduce a random-network failure from the seed in the assertion message.
+"""
+import numpy as np
+import pytest
+
+from hw.config import ArrayConfig, network_image
+from hw.host import decode_results, network_writes
+from hw.verilog import write_design
+from sim import verilator
+from sim.check import first_mismatch
+from sim.flow import simulate
+from sim.perf import layer_counts
+from sw.formats import Timing
+from sw.golden import GoldenModel
+from sw.random_models import random_input_times, random_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("seed,sizes,pes,T,B", [
+    (1, [784, 128, 64, 10], 16, 16, 2),  # an MNIST-sized MLP
+    (2, [300, 200, 100, 50, 10], 7, 32, 4),  # PE count dividing nothing
+    (3, [256, 256, 10], 1, 8, 1),
+])
+def test_large_random_networks(seed, sizes, pes, T, B, tmp_path):
+    timing = Timing(T=T, B=B, frac_bits=16)
+    rng = np.random.default_rng(seed)
+    model = random_model(rng, sizes, timing)
+    times = random_input_times(rng, sizes[0], 10, timing)
+    cfg = ArrayConfig.for_model(model, pes)
+    built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
+    run = verilator.run(built, cfg, model.sizes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
+                        work_dir=tmp_path / "run")
+    golden = GoldenModel(model).run_times(times)
+    counts = layer_counts(model, pes, golden)
+    for b in range(len(times)):
+        result = decode_results(cfg, model.sizes, run.stats[b], run.words[b])
+        assert first_mismatch(b, golden, b, result) is None, f"seed {seed}: {first_mismatch(b, golden, b, result)}"
+        assert result.layer_cycles == [int(c.cycles[b]) for c in counts], f"seed {seed}"
+
+
+@pytest.mark.parametrize("pes", [1, 4])
+def test_digits_all_images(digits_model, pes, tmp_path):
+    _, snn, _ = digits_model
+    report = simulate(snn, pes=pes, images=0, out_dir=tmp_path / "sim", verilog_dir=tmp_path / "v", quiet=True)
+    assert report["images"] == 449 and report["mismatches"] == 0, report["first_mismatch"]
+    assert report["cycle_model_exact"] and report["rtl_accuracy"] == report["golden_accuracy"]
