@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PES ?= 16
 IMAGES ?= 0
 
-.PHONY: all venv sim synth report bench test test-slow clean
+.PHONY: all venv sim synth report bench lint test test-slow clean
 
 all: sim
 
@@ -44,7 +44,11 @@ report: build/model/snn.npz
 bench: build/model/snn.npz
 	$(PY) -m sim.bench
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sw hw sim tests
+
 test: $(STAMP)
+	$(VENV)/bin/ruff check sw hw sim tests
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -114,7 +114,8 @@ def print_bench(r: dict) -> None:
                                f"{r['rtl_seconds_per_image'] * 1e3:.1f} ms/image over {r['rtl_images']} images"),
         ("RTL with VCD tracing", f"{r['rtl_waves_cycles_per_s']:,.0f} cycles/s, "
                                  f"{r['rtl_waves_seconds_per_image'] * 1e3:.1f} ms/image"),
-        ("Verilator build (cold)", f"{r['verilator_build_s']:.1f} s; with tracing {r['verilator_build_waves_s']:.1f} s"),
+        ("Verilator build (cold)", f"{r['verilator_build_s']:.1f} s; "
+                                   f"with tracing {r['verilator_build_waves_s']:.1f} s"),
     ]
     if "make_sim_s" in r:
         rows.append(("make sim (warm)", f"{r['make_sim_s']:.1f} s"))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hw.config import ArrayConfig, network_image
+from hw.config import ArrayConfig
 from hw.host import decode_results
 from hw.layouts import spike_event
 from hw.verilog import write_design

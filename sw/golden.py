@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .formats import NO_SPIKE, encode_spike_times, fire_times, split_codes
+from .formats import NO_SPIKE, decode_weights, encode_spike_times, fire_times, split_codes
 from .model import SnnLayer, SnnModel
 
 
@@ -96,7 +96,6 @@ def reference_potentials(model: SnnModel, k: int, times: np.ndarray) -> np.ndarr
     No truncation, exact 2**(-t/B): the golden model must stay within the spec's
     quantisation bound of this (docs/spec.md, section 3).
     """
-    from .formats import decode_weights
     layer = model.layers[k]
     t = model.timing
     w = decode_weights(layer.weights, 0)  # 2**(-m), signed

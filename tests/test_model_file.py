@@ -1,6 +1,5 @@
 """Model file format: exact round trips, and clear errors without partial output."""
 import json
-import zipfile
 
 import numpy as np
 import pytest

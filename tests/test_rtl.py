@@ -31,7 +31,8 @@ def _networks(index, timing):
         rng = np.random.default_rng(seed)
         depth = int(rng.integers(1, 4))
         sizes = [int(s) for s in rng.integers(1, 25, size=depth + 1)]
-        out.append((seed, random_model(rng, sizes, timing), random_input_times(rng, sizes[0], IMAGES_PER_NETWORK, timing)))
+        times = random_input_times(rng, sizes[0], IMAGES_PER_NETWORK, timing)
+        out.append((seed, random_model(rng, sizes, timing), times))
     return out
 
 
@@ -86,7 +87,8 @@ def test_digits_model_bit_exact_on_rtl(digits_model, tmp_path):
     assert report["cycle_model_exact"] is True
     assert report["cycles_model_per_image"] == report["cycles_per_image"]
     assert [layer["cycles_model"] for layer in report["layers"]] == [layer["cycles"] for layer in report["layers"]]
-    assert report["energy_per_image_uj"] > 0 and report["energy_baselines_pj"]["ann_macs"] == 64 * 64 + 64 * 32 + 32 * 10
+    assert report["energy_per_image_uj"] > 0
+    assert report["energy_baselines_pj"]["ann_macs"] == 64 * 64 + 64 * 32 + 32 * 10
     assert (tmp_path / "sim" / "report.json").exists()
 
 
@@ -98,7 +100,34 @@ def test_mismatch_is_reported_precisely():
     from hw.host import RunResult
     spikes = [s[0].copy() for s in golden.spikes]
     spikes[1][2] = 7 if spikes[1][2] != 7 else 6
-    bad = RunResult(spikes=spikes, potentials=golden.potentials[0].copy(), counters={}, layer_cycles=[], layer_events=[])
+    bad = RunResult(spikes=spikes, potentials=golden.potentials[0].copy(), counters={}, layer_cycles=[],
+                    layer_events=[])
     m = first_mismatch(4, golden, 0, bad)
     assert (m.image, m.layer, m.neuron, m.got) == (4, "hidden 0", 2, spikes[1][2])
     assert "image 4: hidden 0 neuron 2: spike time expected" in str(m)
+
+
+def test_a_wrong_weight_in_the_rtl_is_caught(tmp_path):
+    """End to end, the comparison detects a real difference: the array runs a network with
+    one output-layer weight changed, the golden model the original."""
+    timing = Timing(T=8, B=1, frac_bits=12)
+    rng = np.random.default_rng(11)
+    model = random_model(rng, [6, 4, 3], timing, zero_fraction=0.0)
+    times = np.zeros((1, 6), dtype=np.int64)  # every input spikes at t = 0
+    golden = GoldenModel(model).run_times(times)
+    h = int(np.flatnonzero(golden.spikes[1][0] >= 0)[0])  # a hidden neuron that fired
+    cfg = ArrayConfig.for_model(model, 1)
+    image = network_image(model, cfg)
+    old = int(model.layers[1].weights[0, h])
+    new = 0b00000 if old != 0b00000 else 0b10000  # +-2**s: the largest magnitude, another value
+    image.weights[0][image.descriptors[1].weight_base + 0 * 4 + h] = new  # output neuron 0, slot 0
+    built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
+    run = verilator.run(built, cfg, model.sizes, times, load_writes=network_writes(cfg, image),
+                        work_dir=tmp_path / "run")
+    result = decode_results(cfg, model.sizes, run.stats[0], run.words[0])
+    mismatch = first_mismatch(0, golden, 0, result)
+    assert mismatch is not None and (mismatch.layer, mismatch.neuron, mismatch.what) == ("output", 0, "potential")
+    table = timing.contribution_table()
+    sign = lambda code: -1 if code >> 4 else 1  # noqa: E731
+    t = int(golden.spikes[1][0][h])
+    assert mismatch.got - mismatch.expected == sign(new) * table[new & 15, t] - sign(old) * table[old & 15, t]
