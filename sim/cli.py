@@ -146,8 +146,6 @@ def _run(args) -> int:
         path = write_design(args.out, cfg, model)
         print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, accumulator {cfg.acc_width} bits)")
     elif args.command == "sim":
-        if args.clock_mhz <= 0:
-            raise ValueError(f"--clock-mhz must be positive, not {args.clock_mhz}")
         report = flow.simulate(args.model, pes=args.pes, images=args.images, out_dir=args.out,
                                verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,
                                energy_overrides=args.energy_overrides, synth_target=args.synth)
@@ -161,6 +159,7 @@ def _run(args) -> int:
             from sw.model import SnnModel
             model = SnnModel.load(args.model)
             verilog = write_design(args.out, ArrayConfig.for_model(model, args.pes), model)
+        print(f"synthesising {verilog} (generic, then {args.target}); large arrays take minutes", flush=True)
         r = synthesize(verilog, args.out, target=args.target)
         print(f"{r['yosys_version']}: {r['cells']} generic cells, {r['ram_bits']} RAM bits; {args.target}: "
               f"{r['luts']} LUTs, {r['flip_flops']} flip-flops, {sum(r['bram_blocks'].values())} block RAMs "

@@ -148,6 +148,10 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
              verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0, tech: str = "45nm",
              energy_overrides: str | None = None, synth_target: str | None = None) -> dict:
     """Run test images through the golden model and the generated RTL; write report.json."""
+    if not isinstance(images, int) or images < 0:
+        raise ValueError(f"images must be a non-negative integer (0: the whole test set), not {images!r}")
+    if clock_mhz <= 0:
+        raise ValueError(f"clock_mhz must be positive, not {clock_mhz!r}")
     model = SnnModel.load(model_path)
     ds = dataset_of(model)
     dataset = ds.name

@@ -52,6 +52,10 @@ def test_impossible_parameters(tmp_path, capsys):
     assert "B (steps per octave) must be one of" in capsys.readouterr().err
     assert not (tmp_path / "a.pt").exists()
     assert main(["verilog", "x.npz", "--pes", "0"]) == 2
+    assert main(["sim", "--images", "-3"]) == 2
+    assert "images must be a non-negative integer" in capsys.readouterr().err
+    assert main(["sim", "--clock-mhz", "0"]) == 2
+    assert "clock_mhz must be positive" in capsys.readouterr().err
 
 
 def test_convert_cat_needs_cat_checkpoint(tmp_path, capsys):
