@@ -39,7 +39,7 @@ def run_bench(model_path="build/model/snn.npz", *, pes: int = 16, batch: int = 4
     model = SnnModel.load(model_path)
     ds = dataset_of(model)
     x = np.resize(ds.x_test, (batch, ds.x_test.shape[1])).astype(np.float32)
-    net = ann_network(load_ann(model.info["ann"]), "float_state_dict")
+    net = ann_network(load_ann(model.info["ann"]))
     xt = torch.as_tensor(x)
     golden = GoldenModel(model)
 

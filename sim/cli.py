@@ -28,13 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train an ANN (float, then conversion-aware)",
-                       description="Train an MLP on a data set; with --method cat, fine-tune it with the "
-                                   "SNN's quantisers (conversion-aware training).")
+                       description="Train a network recipe (MLP, small CNN, VGG-11/16) on a data set; with "
+                                   "--method cat, fine-tune it with the SNN's quantisers (conversion-aware "
+                                   "training). Uses the GPU when PyTorch sees one.")
     p.add_argument("--out", default="build/model/ann.pt", help="checkpoint to write")
     p.add_argument("--dataset", choices=["digits", "mnist", "cifar10"], default="digits",
                    help="digits is built in; mnist and cifar10 are read from --data-dir")
     p.add_argument("--data-dir", help="directory with the MNIST IDX files or the CIFAR-10 python batches")
-    p.add_argument("--hidden", type=_sizes, default=[64, 32], help="hidden layer widths, e.g. 64,32")
+    p.add_argument("--arch", choices=["mlp", "cnn", "vgg11", "vgg16"], default="mlp",
+                   help="mlp: Linear/ReLU; cnn: two conv3+maxpool blocks and a linear layer; vgg11/vgg16: "
+                        "for 32x32 images")
+    p.add_argument("--hidden", type=_sizes, default=[64, 32], help="MLP hidden layer widths, e.g. 64,32")
+    p.add_argument("--width", type=float, default=1.0, help="channel-count multiplier of cnn/vgg recipes")
     p.add_argument("--method", choices=["cat", "float"], default="cat")
     p.add_argument("--epochs", type=int, default=60, help="float training epochs")
     p.add_argument("--cat-epochs", type=int, default=40, help="conversion-aware fine-tuning epochs")
@@ -120,7 +125,8 @@ def _run(args) -> int:
 
     from . import flow
     if args.command == "train":
-        ckpt = flow.train_ann(args.out, dataset=args.dataset, hidden=args.hidden, method=args.method,
+        ckpt = flow.train_ann(args.out, dataset=args.dataset, arch=args.arch, hidden=args.hidden,
+                              width=args.width, method=args.method,
                               timing=Timing(T=args.T, B=args.B, frac_bits=args.frac_bits),
                               epochs=args.epochs, cat_epochs=args.cat_epochs, seed=args.seed, data_dir=args.data_dir)
         print(f"float accuracy {ckpt['float_accuracy']:.4f}"

@@ -30,32 +30,54 @@ from .check import first_mismatch
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 ANN_FORMAT = "firstspike-ann"
-ANN_VERSION = 1
+ANN_VERSION = 2
 
 
 # ---------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------
-def train_ann(out: str | os.PathLike, *, dataset: str = "digits", hidden: list[int] = (64, 32),
-              method: str = "cat", timing: Timing = Timing(), epochs: int = 60, cat_epochs: int = 40,
-              seed: int = 0, quiet: bool = False, data_dir: str | os.PathLike | None = None) -> dict:
-    """Train a float MLP, then (method "cat") fine-tune it with conversion-aware training.
+ARCHS = ("mlp", "cnn", "vgg11", "vgg16")
 
-    Saves a checkpoint with both weight sets, the learned thresholds and the accuracies.
+
+def build_network(arch: str, *, features: int, classes: int, shape: tuple = (), hidden=(64, 32),
+                  width: float = 1.0, seed: int = 0) -> torch.nn.Module:
+    """The float network of a recipe for a data set's sizes (flat inputs for every recipe)."""
+    if arch == "mlp":
+        return ann_lib.mlp([features, *hidden, classes], seed=seed)
+    if not shape:
+        raise ValueError(f"the {arch} recipe needs image-shaped data")
+    if arch == "cnn":
+        return ann_lib.digits_cnn(tuple(shape), classes, seed=seed, width=max(1, int(round(16 * width))))
+    if arch in ann_lib.VGG_CONFIGS:
+        return ann_lib.vgg(arch, tuple(shape), classes, width=width, seed=seed)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "mlp", hidden: list[int] = (64, 32),
+              width: float = 1.0, method: str = "cat", timing: Timing = Timing(), epochs: int = 60,
+              cat_epochs: int = 40, seed: int = 0, quiet: bool = False,
+              data_dir: str | os.PathLike | None = None) -> dict:
+    """Train a float network, then (method "cat") fine-tune it with conversion-aware training.
+
+    Saves a checkpoint with the float weights, the CAT network (BatchNorm folded, the
+    weights and thresholds CAT learned) and the accuracies.
     """
     if method not in ("float", "cat"):
         raise ValueError(f"method must be 'float' or 'cat', not {method!r}")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
     ds = load_dataset(dataset, seed=seed, data_dir=data_dir)
-    sizes = [ds.features, *hidden, ds.classes]
-    net = ann_lib.mlp(sizes, seed=seed)
+    recipe = {"arch": arch, "features": ds.features, "classes": ds.classes, "shape": list(ds.shape),
+              "hidden": list(hidden), "width": width, "seed": seed}
+    net = build_network(**recipe)
     total = epochs + (cat_epochs if method == "cat" else 0)
     with tqdm(total=total, desc="train", unit="epoch", disable=quiet) as bar:
         ann_lib.train(net, ds.x_train, ds.y_train, ann_lib.TrainConfig(epochs=epochs, seed=seed), progress=bar)
         float_acc = ann_lib.accuracy(net, ds.x_test, ds.y_test)
         ckpt = {"format": ANN_FORMAT, "version": ANN_VERSION, "dataset": dataset, "data_dir": data_dir,
-                "sizes": sizes, "seed": seed,
+                "recipe": recipe, "seed": seed,
                 "method": method, "float_state_dict": {k: v.clone() for k, v in net.state_dict().items()},
                 "float_accuracy": float_acc, "input_theta": 1.0,
                 "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
@@ -64,10 +86,10 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", hidden: list[i
             cat = ann_lib.CatNetwork(net, timing, 1.0, thetas)
             ann_lib.train(cat, ds.x_train, ds.y_train,
                           ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=seed), progress=bar)
-            ckpt.update(state_dict=net.state_dict(), thetas=cat.thetas,
+            ckpt.update(cat_state_dict=cat.state_dict(), thetas=cat.thetas,
                         cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test))
         else:
-            ckpt.update(state_dict=net.state_dict(), thetas=None)
+            ckpt.update(cat_state_dict=None, thetas=None)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
@@ -87,14 +109,25 @@ def load_ann(path: str | os.PathLike) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != ANN_FORMAT:
         raise ModelFileError(f"{path}: not a firstspike ANN checkpoint")
     if ckpt.get("version") != ANN_VERSION:
-        raise ModelFileError(f"{path}: ANN checkpoint version {ckpt.get('version')!r} is not supported")
+        raise ModelFileError(f"{path}: ANN checkpoint version {ckpt.get('version')!r} is not supported "
+                             f"(this firstspike reads version {ANN_VERSION}; retrain with 'firstspike train')")
     return ckpt
 
 
-def ann_network(ckpt: dict, which: str = "state_dict") -> torch.nn.Sequential:
-    net = ann_lib.mlp(ckpt["sizes"])
-    net.load_state_dict(ckpt[which])
+def ann_network(ckpt: dict) -> torch.nn.Module:
+    """The float network of a checkpoint, in eval mode."""
+    net = build_network(**ckpt["recipe"])
+    net.load_state_dict(ckpt["float_state_dict"])
     return net.eval()
+
+
+def cat_network(ckpt: dict) -> ann_lib.CatNetwork:
+    """The network CAT trained (quantisers on), with its learned thresholds."""
+    if ckpt.get("cat_state_dict") is None:
+        raise ValueError("this checkpoint was trained without CAT; use --calibration max, percentile or iteration")
+    cat = ann_lib.CatNetwork(ann_network(ckpt), Timing(**ckpt["timing"]), ckpt["input_theta"], ckpt["thetas"])
+    cat.load_state_dict(ckpt["cat_state_dict"])
+    return cat.eval()
 
 
 # ---------------------------------------------------------------------------
@@ -102,25 +135,24 @@ def ann_network(ckpt: dict, which: str = "state_dict") -> torch.nn.Sequential:
 # ---------------------------------------------------------------------------
 def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibration: str = "cat",
                 percentile: float = 99.9, timing: Timing | None = None) -> SnnModel:
-    """Convert a checkpoint: "cat" uses the thresholds CAT learned (and its T, B);
-    "max"/"percentile" calibrate the float network's thresholds on the training set."""
+    """Convert a checkpoint: "cat" uses the network and thresholds CAT learned (and its T, B);
+    "max"/"percentile"/"iteration" calibrate the float network's thresholds on the training set."""
     ckpt = load_ann(ann_path)
     ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=ckpt.get("data_dir"))
     if calibration == "cat":
-        if ckpt["thetas"] is None:
-            raise ValueError(f"{ann_path} was trained without CAT; use --calibration max or percentile")
         trained = Timing(**ckpt["timing"])
         if timing is not None and timing != trained:
             raise ValueError(f"CAT trained with {trained}; converting at {timing} would lose what CAT learned. "
-                             "Retrain with the wanted T and B, or use --calibration max/percentile")
-        net, thetas, timing = ann_network(ckpt), ckpt["thetas"], trained
+                             "Retrain with the wanted T and B, or use --calibration max/percentile/iteration")
+        cat = cat_network(ckpt)
+        net, thetas, timing = cat.stages, cat.thetas, trained
     else:
-        net = ann_network(ckpt, "float_state_dict")
+        net = ann_network(ckpt)
         timing = timing or Timing(**ckpt["timing"])
         thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing)
-    model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-mlp",
+    model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-{ckpt['recipe']['arch']}",
                     info={"dataset": ckpt["dataset"], "data_dir": ckpt.get("data_dir"), "seed": ckpt["seed"],
-                          "calibration": calibration,
+                          "calibration": calibration, "arch": ckpt["recipe"]["arch"],
                           "ann": str(Path(ann_path).resolve()), "float_accuracy": ckpt["float_accuracy"]})
     model.save(out)
     return model
@@ -161,7 +193,7 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
 
     float_acc = None
     if "ann" in model.info and Path(model.info["ann"]).is_file():
-        net = ann_network(load_ann(model.info["ann"]), "float_state_dict")
+        net = ann_network(load_ann(model.info["ann"]))
         float_acc = ann_lib.accuracy(net, x, y)
 
     cfg = ArrayConfig.for_model(model, pes)

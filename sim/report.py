@@ -42,7 +42,7 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
     """Accuracy, spikes and energy per image for each (method, T, B) on the test set."""
     ckpt = load_ann(ann_path)
     ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=ckpt.get("data_dir"))
-    float_net = ann_network(ckpt, "float_state_dict")
+    float_net = ann_network(ckpt)
     float_acc = ann_lib.accuracy(float_net, ds.x_test, ds.y_test)
     table = energy.energy_table()
     rows = []
@@ -50,11 +50,11 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
     for method, T, B in tqdm(combos, desc="sweep", disable=quiet):
         timing = Timing(T=T, B=B, frac_bits=16)
         if method == "cat":
-            net = ann_network(ckpt, "float_state_dict")
+            net = ann_network(ckpt)
             cat = ann_lib.CatNetwork(net, timing, ckpt["input_theta"], calibrate(net, ds.x_train, "percentile"))
             ann_lib.train(cat, ds.x_train, ds.y_train,
                           ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=ckpt["seed"]))
-            model = convert(net, timing, ckpt["input_theta"], cat.thetas)
+            model = convert(cat.stages, timing, ckpt["input_theta"], cat.thetas)
         else:
             model = convert(float_net, timing, ckpt["input_theta"],
                             calibrate(float_net, ds.x_train, method, timing=timing))

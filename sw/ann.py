@@ -61,21 +61,25 @@ def log_quantise_weights(w: torch.Tensor) -> torch.Tensor:
 
 
 class CatNetwork(nn.Module):
-    """An MLP run with the SNN's formats: the network CAT trains and conversion reads.
+    """A network run with the SNN's formats: the network CAT trains and conversion reads.
 
-    ``net`` is the plain nn.Sequential (its Linear layers hold the float weights);
+    Built from any convertible network (sw/convert.network_stages): BatchNorm is folded
+    into the conv/linear layer before it first, so CAT quantises exactly the weights the
+    SNN will hold. The stage layers are copies: CAT trains them, not ``net``.
     ``thetas`` are the hidden layers' thresholds, learned in CAT.
     """
 
-    def __init__(self, net: nn.Sequential, timing: Timing, input_theta: float, thetas: list[float],
-                 quantise: bool = True):
+    def __init__(self, net: nn.Module, timing: Timing, input_theta: float, thetas: list[float],
+                 quantise: bool = True, input_shape=None):
         super().__init__()
-        self.net = net
+        from .convert import network_stages
+        self.stages = network_stages(net, input_shape)
+        self.layers = nn.ModuleList(st.layer for st in self.stages)
         self.timing = timing
         self.input_theta = float(input_theta)
-        self.linears = [m for m in net if isinstance(m, nn.Linear)]
-        if len(thetas) != len(self.linears) - 1:
-            raise ValueError(f"need {len(self.linears) - 1} thresholds, got {len(thetas)}")
+        n_hidden = sum(st.hidden for st in self.stages)
+        if len(thetas) != n_hidden:
+            raise ValueError(f"need {n_hidden} thresholds, got {len(thetas)}")
         self.log_thetas = nn.Parameter(torch.log(torch.tensor(thetas, dtype=torch.float32)))
         self.quantise = quantise
 
@@ -84,15 +88,61 @@ class CatNetwork(nn.Module):
         return [float(v) for v in torch.exp(self.log_thetas).detach()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.quantise:
-            return self.net(x)
-        x = ttfs_quantise(x, torch.tensor(self.input_theta), self.timing)
+        x = x.reshape(x.shape[0], -1)
+        if self.quantise:
+            x = ttfs_quantise(x, torch.tensor(self.input_theta, device=x.device), self.timing)
         thetas = torch.exp(self.log_thetas)
-        for k, lin in enumerate(self.linears):
-            x = nn.functional.linear(x, log_quantise_weights(lin.weight), lin.bias)
-            if k < len(self.linears) - 1:
-                x = ttfs_quantise(x, thetas[k], self.timing)
-        return x
+        for k, st in enumerate(self.stages):
+            z = st.forward(x, log_quantise_weights(st.layer.weight) if self.quantise else None)
+            if not st.hidden:
+                return z
+            a = ttfs_quantise(z, thetas[k], self.timing) if self.quantise else torch.relu(z)
+            x = st.pool_flat(a)
+        raise AssertionError("unreachable: the last stage is the output layer")
+
+
+# ---------------------------------------------------------------------------
+# Model recipes beyond the MLP
+# ---------------------------------------------------------------------------
+def digits_cnn(image_shape=(1, 8, 8), classes: int = 10, seed: int = 0, width: int = 16) -> nn.Sequential:
+    """Small CNN for 8x8 digits: conv3-BN-ReLU-pool2, conv3-BN-ReLU-pool2, linear.
+
+    Takes flat inputs (Unflatten first), as every data set here is stored flat.
+    """
+    torch.manual_seed(seed)
+    c, h, w = image_shape
+    return nn.Sequential(
+        nn.Unflatten(1, tuple(image_shape)),
+        nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(2 * width * (h // 4) * (w // 4), classes))
+
+
+VGG_CONFIGS = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+def vgg(name: str = "vgg11", image_shape=(3, 32, 32), classes: int = 10, width: float = 1.0,
+        seed: int = 0) -> nn.Sequential:
+    """VGG-11/16 for 32x32 inputs (CIFAR-10 style): conv3-BN-ReLU blocks, 2x2 max pools,
+    one linear classifier. ``width`` scales every channel count (reduced-width variants)."""
+    if name not in VGG_CONFIGS:
+        raise ValueError(f"unknown VGG {name!r}; choose one of {', '.join(VGG_CONFIGS)}")
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Unflatten(1, tuple(image_shape))]
+    c, size = image_shape[0], image_shape[1]
+    for v in VGG_CONFIGS[name]:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        else:
+            out = max(1, int(round(v * width)))
+            layers += [nn.Conv2d(c, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+            c = out
+    layers += [nn.Flatten(), nn.Linear(c * size * size, classes)]
+    return nn.Sequential(*layers)
 
 
 # ---------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """ANN-to-SNN conversion: threshold calibration and quantisation to the integer model.
 
-Supported networks: alternating Linear, ReLU, ..., Linear, given as an ``nn.Sequential``
-or as any ``nn.Module`` whose torch.fx graph is such a chain (sw/graph.py: functional
-ReLU, Flatten/view, Dropout, BatchNorm1d folded into the Linear before it). Anything
-else raises ConversionError naming the layer and where it sits.
+Supported networks: any ``nn.Module`` whose torch.fx graph is a chain of Conv2d, Linear,
+ReLU, MaxPool2d, AvgPool2d, BatchNorm (folded), Flatten/Unflatten and no-ops (sw/graph.py).
+The chain is cut into stages: a weighted layer (Conv2d or Linear), then for hidden stages
+a ReLU and an optional max pool. Average pools are linear: they are folded into the next
+weighted layer (kernel and stride multiplied by the pool size, weights divided by its
+area), so the SNN never runs them. Anything else raises ConversionError naming the layer
+and where it sits.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,64 +21,182 @@ from .formats import (Timing, decode_spike_times, encode_spike_times, encode_wei
 from .model import SnnLayer, SnnModel
 
 CALIBRATIONS = ("max", "percentile", "iteration")
-_PASSED_OVER = (nn.Dropout, nn.Identity, nn.Flatten)
 
 
 class ConversionError(ValueError):
     """The network cannot be converted; the message says which layer and why."""
 
 
-def linear_layers(net: nn.Module) -> list[nn.Linear]:
-    """The Linear layers of a supported network, checked for the Linear/ReLU pattern.
+@dataclass
+class Stage:
+    """One SNN layer in float form: a weighted layer, its ReLU (hidden) and max pool."""
 
-    A Sequential of Linear/ReLU (and no-op layers) is read directly; any other module is
-    traced with torch.fx (sw/graph.py), which also folds BatchNorm1d.
-    """
-    if not (isinstance(net, nn.Sequential) and all(isinstance(m, (nn.Linear, nn.ReLU) + _PASSED_OVER)
-                                                   for m in net)):
-        from .graph import canonical_mlp
-        net = canonical_mlp(net)
-    linears: list[nn.Linear] = []
-    expect_linear = True
-    for idx, (name, mod) in enumerate(net.named_children()):
-        where = f"at position {idx} ('{name}')"
-        if isinstance(mod, _PASSED_OVER):
-            continue
-        if isinstance(mod, nn.Linear):
-            if not expect_linear:
-                raise ConversionError(f"Linear {where} follows another Linear without a ReLU between them")
-            linears.append(mod)
-            expect_linear = False
-        elif isinstance(mod, nn.ReLU):
-            if expect_linear:
-                raise ConversionError(f"ReLU {where} must follow a Linear layer")
-            expect_linear = True
+    layer: nn.Linear | nn.Conv2d  #: average pools already folded in
+    in_shape: tuple[int, int, int]  #: (C, H, W) of the spikes it reads
+    hidden: bool
+    pool: int = 1
+
+    @property
+    def kind(self) -> str:
+        return "conv" if isinstance(self.layer, nn.Conv2d) else "linear"
+
+    def forward(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activations from flat inputs (batch, C*H*W); ``weight`` replaces the layer's."""
+        w = self.layer.weight if weight is None else weight
+        if self.kind == "conv":
+            z = nn.functional.conv2d(h.reshape(-1, *self.in_shape), w, self.layer.bias,
+                                     stride=self.layer.stride, padding=self.layer.padding)
         else:
-            raise ConversionError(f"unsupported layer {type(mod).__name__} {where}; "
-                                  "supported: Linear, ReLU (Dropout, Identity, Flatten are passed over)")
-    if not linears:
-        raise ConversionError("the network has no Linear layer")
-    if expect_linear:
-        raise ConversionError("the network must end with a Linear layer (the class scores), not a ReLU")
-    return linears
+            z = nn.functional.linear(h.reshape(h.shape[0], -1), w, self.layer.bias)
+        return z
+
+    def pool_flat(self, a: torch.Tensor) -> torch.Tensor:
+        """Max pool of the activations (if any), flattened for the next stage."""
+        if self.pool > 1:
+            a = nn.functional.max_pool2d(a, self.pool)
+        return a.reshape(a.shape[0], -1)
+
+
+def _fold_avgpool(layer: nn.Module, k: int, shape: tuple[int, int, int], where: str) -> nn.Module:
+    """``layer(avg_pool(x, k))`` as one layer on x (exact in float)."""
+    c, h, w = shape
+    if h % k or w % k:
+        raise ConversionError(f"AvgPool2d({k}) before {where}: the {h}x{w} input is not a multiple of {k}, "
+                              "so the pool cannot be folded into the next layer")
+    with torch.no_grad():
+        if isinstance(layer, nn.Conv2d):
+            kk = layer.kernel_size[0] * k
+            folded = nn.Conv2d(layer.in_channels, layer.out_channels, kk, stride=layer.stride[0] * k,
+                               padding=layer.padding[0] * k, bias=layer.bias is not None)
+            wt = layer.weight.repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
+        else:
+            folded = nn.Linear(c * h * w, layer.out_features, bias=layer.bias is not None)
+            wt = layer.weight.reshape(-1, c, h // k, w // k)
+            wt = (wt.repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)).reshape(layer.out_features, -1)
+        folded.weight.copy_(wt)
+        if layer.bias is not None:
+            folded.bias.copy_(layer.bias)
+    return folded
+
+
+def network_stages(net: nn.Module | list, input_shape: tuple[int, int, int] | None = None) -> list[Stage]:
+    """The stages of a supported network (a list of stages is returned as it is).
+
+    ``input_shape`` (C, H, W) is needed for conv nets whose first op is not an
+    ``nn.Unflatten``/``view`` giving the flat input its image shape.
+    """
+    if isinstance(net, list):
+        return net
+    from .graph import canonical_network
+    seq = canonical_network(net)
+    stages: list[Stage] = []
+    shape = tuple(input_shape) if input_shape is not None else None  # shape of the spikes flowing
+    flat = input_shape is None
+    avg = 1  # pending average pool, folded into the next weighted layer
+    expect_weighted = True
+    for idx, mod in enumerate(seq):
+        where = f"{type(mod).__name__} at position {idx} of the layer chain"
+        if isinstance(mod, nn.Unflatten):
+            size = tuple(int(v) for v in mod.unflattened_size)
+            if stages or avg > 1 or len(size) != 3:
+                raise ConversionError(f"{where}: only the flat input may be given an image shape (C, H, W)")
+            if shape is not None and int(np.prod(shape)) != int(np.prod(size)):
+                raise ConversionError(f"{where}: input of {int(np.prod(shape))} values cannot be viewed as {size}")
+            shape, flat = size, False
+        elif isinstance(mod, nn.Flatten):
+            flat = True
+        elif isinstance(mod, (nn.Conv2d, nn.Linear)):
+            if not expect_weighted:
+                raise ConversionError(f"{where} follows another weighted layer without a ReLU between them")
+            if isinstance(mod, nn.Conv2d):
+                if shape is None or flat and shape[1:] == (1, 1) and stages:
+                    raise ConversionError(f"{where}: a convolution needs image-shaped input; add nn.Unflatten "
+                                          "before it or give input_shape")
+                if mod.in_channels != shape[0]:
+                    raise ConversionError(f"{where} expects {mod.in_channels} channels, gets {shape[0]}")
+                if avg > 1:
+                    mod = _fold_avgpool(mod, avg, shape, where)
+                c, h, w = shape
+                k, s, p = mod.kernel_size[0], mod.stride[0], mod.padding[0]
+                out = (mod.out_channels, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+                if min(out[1:]) < 1:
+                    raise ConversionError(f"{where}: kernel {k} does not fit the {h}x{w} input")
+            else:
+                if shape is None:
+                    shape = (mod.in_features, 1, 1)
+                if not flat and shape[1:] != (1, 1):
+                    raise ConversionError(f"{where} needs flat input; add nn.Flatten before it")
+                if avg > 1 and (shape[1] % avg or shape[2] % avg):
+                    raise ConversionError(f"AvgPool2d({avg}) before {where}: the {shape[1]}x{shape[2]} input is "
+                                          f"not a multiple of {avg}, so the pool cannot be folded into the next layer")
+                pooled = int(np.prod(shape)) // (avg * avg)
+                if mod.in_features != pooled:
+                    raise ConversionError(f"{where} has {mod.in_features} inputs but receives {pooled}")
+                if avg > 1:
+                    mod = _fold_avgpool(mod, avg, shape, where)
+                out = (mod.out_features, 1, 1)
+            stages.append(Stage(layer=mod, in_shape=shape, hidden=False))
+            shape, avg, expect_weighted = out, 1, False
+            flat = isinstance(mod, nn.Linear)
+        elif isinstance(mod, nn.ReLU):
+            if expect_weighted or stages[-1].hidden:
+                raise ConversionError(f"{where} must follow a Linear or Conv2d layer")
+            stages[-1].hidden = True
+            expect_weighted = True
+        elif isinstance(mod, nn.MaxPool2d):
+            k = mod.kernel_size
+            if not stages or stages[-1].kind != "conv" or stages[-1].pool > 1 or avg > 1:
+                raise ConversionError(f"{where} must follow a Conv2d (and its ReLU); one pool per layer")
+            if shape[1] < k or shape[2] < k:
+                raise ConversionError(f"{where}: pool {k} is larger than the {shape[1]}x{shape[2]} input")
+            stages[-1].pool = k
+            shape = (shape[0], shape[1] // k, shape[2] // k)
+        elif isinstance(mod, nn.AvgPool2d):
+            if shape is None or flat or not expect_weighted or avg > 1:
+                raise ConversionError(f"{where} must follow a Conv2d's ReLU (or the image input)")
+            avg = mod.kernel_size
+        else:  # canonical_network returns nothing else
+            raise ConversionError(f"unsupported layer {where}")
+    if not stages:
+        raise ConversionError("the network has no Linear or Conv2d layer")
+    if expect_weighted or avg > 1:
+        raise ConversionError("the network must end with a Linear layer (the class scores), not a ReLU or pool")
+    if stages[-1].kind != "linear":
+        raise ConversionError("the network must end with a Linear layer (the class scores)")
+    if any(st.pool > 1 and not st.hidden for st in stages):
+        raise ConversionError("a max pool must come with a ReLU")
+    return stages
+
+
+def linear_layers(net: nn.Module) -> list[nn.Linear]:
+    """The Linear layers of a supported MLP (ConversionError for conv nets)."""
+    stages = network_stages(net)
+    if any(st.kind == "conv" for st in stages):
+        raise ConversionError("this network has convolutions; use network_stages")
+    return [st.layer for st in stages]
 
 
 @torch.no_grad()
-def hidden_preactivations(net: nn.Sequential, x: np.ndarray) -> list[np.ndarray]:
-    """Inputs of every hidden ReLU of the float network (batch, width), one array per layer."""
-    linears = linear_layers(net)
-    h = torch.as_tensor(x, dtype=torch.float32)
-    outs = []
-    for k, lin in enumerate(linears[:-1]):
-        h = lin(h)
-        outs.append(h.numpy().astype(np.float64))
-        h = torch.relu(h)
-    return outs
+def hidden_preactivations(net, x: np.ndarray, input_shape=None, batch: int = 512) -> list[np.ndarray]:
+    """Inputs of every hidden ReLU of the float network, one (samples, channels) array per layer.
+
+    For conv layers every position is a sample of its channel.
+    """
+    stages = network_stages(net, input_shape)
+    outs: list[list[np.ndarray]] = [[] for st in stages if st.hidden]
+    for start in range(0, len(x), batch):
+        h = torch.as_tensor(x[start:start + batch], dtype=torch.float32)
+        for k, st in enumerate(stages[:-1]):
+            z = st.forward(h)
+            zz = z.transpose(1, -1).reshape(-1, z.shape[1]) if z.dim() == 4 else z
+            outs[k].append(zz.numpy().astype(np.float64))
+            h = st.pool_flat(torch.relu(z))
+    return [np.concatenate(o) for o in outs]
 
 
-def hidden_activations(net: nn.Sequential, x: np.ndarray) -> list[np.ndarray]:
+def hidden_activations(net, x: np.ndarray, input_shape=None) -> list[np.ndarray]:
     """ReLU outputs of every hidden layer of the float network, one array per layer."""
-    return [np.maximum(z, 0.0) for z in hidden_preactivations(net, x)]
+    return [np.maximum(z, 0.0) for z in hidden_preactivations(net, x, input_shape)]
 
 
 def gaussian_ttfs_error(theta: float, mu: np.ndarray, sigma: np.ndarray, timing: Timing, points: int = 801) -> float:
@@ -122,8 +245,8 @@ def threshold_iteration(pre: np.ndarray, timing: Timing) -> float:
     return best if gaussian_ttfs_error(best, mu, sigma, timing) <= errors[i] else float(grid[i])
 
 
-def calibrate(net: nn.Sequential, x: np.ndarray, method: str = "percentile",
-              percentile: float = 99.9, timing: Timing | None = None) -> list[float]:
+def calibrate(net, x: np.ndarray, method: str = "percentile",
+              percentile: float = 99.9, timing: Timing | None = None, input_shape=None) -> list[float]:
     """Hidden-layer thresholds from float activation statistics on calibration inputs.
 
     ``max``: the largest activation; ``percentile``: that percentile of the positive
@@ -138,9 +261,9 @@ def calibrate(net: nn.Sequential, x: np.ndarray, method: str = "percentile",
     if method == "iteration":
         if timing is None:
             raise ConversionError("threshold iteration needs the timing (T, B) the SNN will use")
-        return [threshold_iteration(pre, timing) for pre in hidden_preactivations(net, x)]
+        return [threshold_iteration(pre, timing) for pre in hidden_preactivations(net, x, input_shape)]
     thetas = []
-    for k, act in enumerate(hidden_activations(net, x)):
+    for k, act in enumerate(hidden_activations(net, x, input_shape)):
         pos = act[act > 0]
         if pos.size == 0:
             raise ConversionError(f"hidden layer {k} is never active on the calibration data")
@@ -148,35 +271,39 @@ def calibrate(net: nn.Sequential, x: np.ndarray, method: str = "percentile",
     return thetas
 
 
-def convert(net: nn.Sequential, timing: Timing, input_theta: float, thetas: list[float],
-            name: str = "snn", info: dict | None = None) -> SnnModel:
-    """Quantise a float network with given thresholds into the integer SNN of docs/spec.md.
+def convert(net, timing: Timing, input_theta: float, thetas: list[float],
+            name: str = "snn", info: dict | None = None, input_shape=None) -> SnnModel:
+    """Quantise a float network (or its stages) with given thresholds into the integer SNN.
 
     Layer k's accumulator unit is theta_{k-1} * 2**(s_k - F) (theta_{-1} = input_theta);
     the bias is rounded half away from zero to that unit and the threshold table is
-    TH[t] = ceil(theta_k / unit * 2**(-t/B)).
+    TH[t] = ceil(theta_k / unit * 2**(-t/B)) (docs/spec.md).
     """
-    linears = linear_layers(net)
-    if len(thetas) != len(linears) - 1:
-        raise ConversionError(f"need one threshold per hidden layer ({len(linears) - 1}), got {len(thetas)}")
+    stages = network_stages(net, input_shape)
+    n_hidden = sum(st.hidden for st in stages)
+    if len(thetas) != n_hidden:
+        raise ConversionError(f"need one threshold per hidden layer ({n_hidden}), got {len(thetas)}")
     for k, th in enumerate(thetas):
         if not (np.isfinite(th) and th > 0):
             raise ConversionError(f"threshold of hidden layer {k} must be positive, not {th!r}")
     layers = []
     theta_prev = float(input_theta)
-    for k, lin in enumerate(linears):
+    for k, st in enumerate(stages):
+        lin = st.layer
         w = lin.weight.detach().cpu().double().numpy()
         b = (lin.bias.detach().cpu().double().numpy() if lin.bias is not None
              else np.zeros(w.shape[0]))
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
-            raise ConversionError(f"Linear layer {k} has NaN or infinite parameters")
+            raise ConversionError(f"{type(lin).__name__} layer {k} has NaN or infinite parameters")
         s = weight_scale_for(w)
         unit = theta_prev * 2.0 ** (s - timing.frac_bits)
         bias = (np.sign(b) * np.floor(np.abs(b) / unit + 0.5)).astype(np.int64)
-        hidden = k < len(linears) - 1
+        geometry = dict(kind=st.kind, in_shape=st.in_shape, pool=st.pool)
+        if st.kind == "conv":
+            geometry.update(stride=lin.stride[0], padding=lin.padding[0])
         layers.append(SnnLayer(weights=encode_weights(w, s), bias=bias,
-                               thresholds=threshold_table(thetas[k] / unit, timing) if hidden else None,
-                               weight_scale=s, theta=thetas[k] if hidden else None, unit=unit))
-        if hidden:
+                               thresholds=threshold_table(thetas[k] / unit, timing) if st.hidden else None,
+                               weight_scale=s, theta=thetas[k] if st.hidden else None, unit=unit, **geometry))
+        if st.hidden:
             theta_prev = thetas[k]
     return SnnModel(timing=timing, input_theta=float(input_theta), layers=layers, name=name, info=info or {})

@@ -1,10 +1,17 @@
-"""Read any PyTorch model's graph (torch.fx) into the canonical Linear/ReLU chain we convert.
+"""Read any PyTorch model's graph (torch.fx) into the canonical layer chain we convert.
 
-Accepted ops: ``Linear``; ``ReLU`` as a module, ``F.relu``, ``torch.relu`` or ``.relu()``;
-``BatchNorm1d`` directly after a Linear (folded into it); ``Flatten``, ``torch.flatten``,
-``.view``/``.reshape``/``.flatten`` (the data is already flat); ``Dropout`` and
+Accepted ops: ``Conv2d`` (square kernel, equal strides and paddings, groups 1, dilation 1,
+zero padding); ``Linear``; ``ReLU`` as a module, ``F.relu``, ``torch.relu`` or ``.relu()``;
+``MaxPool2d`` and ``AvgPool2d`` with kernel == stride, no padding (module or functional);
+``BatchNorm2d``/``BatchNorm1d`` directly after a Conv2d/Linear (folded into it);
+``Flatten``, ``torch.flatten``, ``.view``/``.reshape``/``.flatten``; ``Unflatten`` or a
+constant ``.view(-1, C, H, W)`` that gives a flat input its image shape; ``Dropout`` and
 ``Identity`` (no-ops at inference). Anything else raises ConversionError naming the op
 and the graph node where it sits.
+
+The canonical chain is an ``nn.Sequential`` of ``Unflatten`` (first, for conv nets),
+``Conv2d``, ``Linear``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d`` and ``Flatten`` that
+computes what the model computes on flat inputs (batch, C*H*W).
 """
 from __future__ import annotations
 
@@ -20,31 +27,36 @@ _RELU_FUNCS = {torch.relu, nn.functional.relu}
 _FLATTEN_FUNCS = {torch.flatten}
 _NOOP_FUNCS = {nn.functional.dropout}
 _FLATTEN_METHODS = {"view", "reshape", "flatten", "contiguous"}
-_NOOP_MODULES = (nn.Dropout, nn.Identity, nn.Flatten)
+_NOOP_MODULES = (nn.Dropout, nn.Identity)
+_POOL_FUNCS = {nn.functional.max_pool2d: nn.MaxPool2d, nn.functional.avg_pool2d: nn.AvgPool2d}
+_SUPPORTED = ("Conv2d, Linear, ReLU, MaxPool2d, AvgPool2d, BatchNorm2d/BatchNorm1d (folded), "
+              "Flatten, Unflatten, Dropout, Identity")
 
 
-def fold_batchnorm(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
-    """A Linear computing bn(linear(x)) with the running statistics (inference mode)."""
-    if bn.num_features != linear.out_features:
-        raise ConversionError(f"BatchNorm1d has {bn.num_features} features but the Linear before it has "
-                              f"{linear.out_features} outputs")
+def _bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    inv = 1 / torch.sqrt(bn.running_var + bn.eps)
+    scale = bn.weight * inv if bn.affine else inv
+    shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
+    return scale, shift
+
+
+def fold_batchnorm(layer: nn.Linear | nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> nn.Module:
+    """A copy of ``layer`` computing bn(layer(x)) with the running statistics (inference mode)."""
+    out = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+    if bn.num_features != out:
+        raise ConversionError(f"{type(bn).__name__} has {bn.num_features} features but the "
+                              f"{type(layer).__name__} before it has {out} outputs")
+    folded = _copy(layer, bias=True)
     with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(
-            bn.running_var + bn.eps)
-        shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
-        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
-        folded = nn.Linear(linear.in_features, linear.out_features)
-        folded.weight.copy_(linear.weight * scale[:, None])
-        folded.bias.copy_((bias - bn.running_mean) * scale + shift)
+        scale, shift = _bn_scale_shift(bn)
+        bias = layer.bias if layer.bias is not None else torch.zeros(out)
+        folded.weight.copy_(layer.weight * scale.reshape(-1, *[1] * (layer.weight.dim() - 1)))
+        folded.bias.copy_(bias * scale + shift)
     return folded
 
 
-def canonical_mlp(model: nn.Module) -> nn.Sequential:
-    """The model as an nn.Sequential of Linear and ReLU, BatchNorm folded (a copy)."""
-    if isinstance(model, nn.Sequential) and all(isinstance(m, (nn.Linear, nn.ReLU) + _NOOP_MODULES)
-                                                for m in model):
-        layers = [m for m in model if isinstance(m, (nn.Linear, nn.ReLU))]
-        return nn.Sequential(*[_copy(m) for m in layers])
+def canonical_network(model: nn.Module) -> nn.Sequential:
+    """The model as the canonical chain (a copy; BatchNorm folded, parameters detached)."""
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as e:  # fx raises many kinds for data-dependent control flow
@@ -75,19 +87,29 @@ def canonical_mlp(model: nn.Module) -> nn.Sequential:
             what = getattr(node.target, "__name__", node.target)
             raise ConversionError(f"only a chain of layers is supported: {node.op} '{what}' {where} "
                                   "does not take the previous layer's output as its only input")
-        kind = _classify(node, modules, where)
-        if kind == "noop":
+        kind = _classify(node, modules, where, chain)
+        if kind is None:
             pass
-        elif kind == "relu":
-            chain.append(nn.ReLU())
-        elif isinstance(kind, nn.BatchNorm1d):
-            if not chain or not isinstance(chain[-1], nn.Linear):
-                raise ConversionError(f"BatchNorm1d {where} must directly follow a Linear layer to be folded")
+        elif isinstance(kind, nn.modules.batchnorm._BatchNorm):
+            want = nn.Linear if isinstance(kind, nn.BatchNorm1d) else nn.Conv2d
+            if not chain or not isinstance(chain[-1], want):
+                raise ConversionError(f"{type(kind).__name__} {where} must directly follow a {want.__name__} "
+                                      "layer to be folded")
             chain[-1] = fold_batchnorm(chain[-1], kind)
         else:
-            chain.append(_copy(kind))
+            chain.append(kind)
         current = node
     return nn.Sequential(*chain)
+
+
+def canonical_mlp(model: nn.Module) -> nn.Sequential:
+    """canonical_network for models that must be Linear/ReLU chains (no convolutions)."""
+    seq = canonical_network(model)
+    for idx, m in enumerate(seq):
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Unflatten)):
+            raise ConversionError(f"{type(m).__name__} at position {idx} of the canonical chain: "
+                                  "an MLP was expected")
+    return seq
 
 
 def _is_shape_query(node: torch.fx.Node) -> bool:
@@ -97,39 +119,129 @@ def _is_shape_query(node: torch.fx.Node) -> bool:
                 and node.args[0].op != "placeholder" and _is_shape_query(node.args[0])))
 
 
-def _copy(m: nn.Module) -> nn.Module:
+def _copy(m: nn.Module, bias: bool | None = None) -> nn.Module:
+    """A detached copy of a Linear or Conv2d (optionally forcing a bias)."""
+    has_bias = m.bias is not None if bias is None else bias
     if isinstance(m, nn.Linear):
-        c = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
-        c.load_state_dict(m.state_dict())
-        return c
-    return nn.ReLU()
+        c = nn.Linear(m.in_features, m.out_features, bias=has_bias)
+    else:
+        c = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                      bias=has_bias)
+    with torch.no_grad():
+        c.weight.copy_(m.weight)
+        if has_bias:
+            c.bias.copy_(m.bias if m.bias is not None else torch.zeros_like(c.bias))
+    return c
 
 
-def _classify(node: torch.fx.Node, modules: dict, where: str):
+def _single(value, what: str, where: str) -> int:
+    """One integer for both axes, or a clear error."""
+    if isinstance(value, (tuple, list)):
+        if len(set(value)) != 1:
+            raise ConversionError(f"{what} {tuple(value)} {where}: only equal sizes for both axes are supported")
+        value = value[0]
+    if not isinstance(value, int):
+        raise ConversionError(f"{what} {value!r} {where} must be an integer")
+    return value
+
+
+def _conv(mod: nn.Conv2d, where: str) -> nn.Conv2d:
+    name = f"Conv2d {where}"
+    if mod.groups != 1:
+        raise ConversionError(f"{name}: groups={mod.groups}; only groups=1 is supported")
+    if _single(mod.dilation, "dilation", where) != 1:
+        raise ConversionError(f"{name}: dilation {mod.dilation}; only 1 is supported")
+    if isinstance(mod.padding, str):
+        raise ConversionError(f"{name}: padding '{mod.padding}'; give the padding as an integer")
+    if mod.padding_mode != "zeros":
+        raise ConversionError(f"{name}: padding_mode '{mod.padding_mode}'; only zero padding is supported")
+    for what in ("kernel_size", "stride", "padding"):
+        _single(getattr(mod, what), what, where)
+    return _copy(mod)
+
+
+def _pool(cls, kernel, stride, padding, ceil_mode, where: str, extra_ok: bool = True) -> nn.Module:
+    name = f"{cls.__name__} {where}"
+    k = _single(kernel, "pool kernel", where)
+    s = k if stride is None or stride == [] else _single(stride, "pool stride", where)
+    if s != k:
+        raise ConversionError(f"{name}: kernel {k} with stride {s}; only non-overlapping pools "
+                              "(stride == kernel) are supported")
+    if _single(padding, "pool padding", where) != 0:
+        raise ConversionError(f"{name}: padding is not supported")
+    if ceil_mode:
+        raise ConversionError(f"{name}: ceil_mode=True is not supported")
+    if not extra_ok:
+        raise ConversionError(f"{name}: unsupported options")
+    return cls(k)
+
+
+def _view_shape(node: torch.fx.Node, chain: list) -> nn.Module | None:
+    """A constant view(-1, C, H, W) of the flat input becomes Unflatten; others flatten."""
+    args = [a for a in node.args[1:]]
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = list(args[0])
+    if len(args) == 4 and all(isinstance(a, int) for a in args[1:]):
+        return nn.Unflatten(1, tuple(args[1:]))
+    return nn.Flatten()
+
+
+def _classify(node: torch.fx.Node, modules: dict, where: str, chain: list):
+    """The canonical module for a node, a BatchNorm to fold, or None for a no-op."""
     if node.op == "call_module":
         mod = modules[node.target]
+        name = f"'{node.target}' {where}"
         if isinstance(mod, nn.Linear):
-            return mod
+            return _copy(mod)
+        if isinstance(mod, nn.Conv2d):
+            return _conv(mod, name)
         if isinstance(mod, nn.ReLU):
-            return "relu"
-        if isinstance(mod, nn.BatchNorm1d):
+            return nn.ReLU()
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             return mod
+        if isinstance(mod, nn.MaxPool2d):
+            if _single(mod.dilation, "dilation", name) != 1:
+                raise ConversionError(f"MaxPool2d {name}: dilation is not supported")
+            return _pool(nn.MaxPool2d, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, name)
+        if isinstance(mod, nn.AvgPool2d):
+            if mod.divisor_override is not None:
+                raise ConversionError(f"AvgPool2d {name}: divisor_override is not supported")
+            return _pool(nn.AvgPool2d, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, name)
+        if isinstance(mod, nn.Flatten):
+            return nn.Flatten()
+        if isinstance(mod, nn.Unflatten):
+            return nn.Unflatten(1, tuple(mod.unflattened_size)) if mod.dim == 1 else _unsupported(mod, name)
         if isinstance(mod, _NOOP_MODULES):
-            return "noop"
-        raise ConversionError(f"unsupported layer {type(mod).__name__} '{node.target}' {where}; supported: "
-                              "Linear, ReLU, BatchNorm1d (folded), Flatten, Dropout, Identity")
+            return None
+        _unsupported(mod, name)
     if node.op == "call_function":
         if node.target in _RELU_FUNCS:
-            return "relu"
-        if node.target in _FLATTEN_FUNCS or node.target in _NOOP_FUNCS:
-            return "noop"
+            return nn.ReLU()
+        if node.target in _FLATTEN_FUNCS:
+            return nn.Flatten()
+        if node.target in _NOOP_FUNCS:
+            return None
+        if node.target in _POOL_FUNCS:
+            kw = dict(node.kwargs)
+            args = list(node.args[1:])
+            names = ["kernel_size", "stride", "padding"]
+            for n, a in zip(names, args):
+                kw[n] = a
+            return _pool(_POOL_FUNCS[node.target], kw.get("kernel_size"), kw.get("stride"), kw.get("padding", 0),
+                         kw.get("ceil_mode", False), where)
         name = getattr(node.target, "__name__", str(node.target))
         hint = " (arithmetic on activations)" if node.target in (operator.add, operator.mul) else ""
         raise ConversionError(f"unsupported function {name}{hint} {where}")
     if node.op == "call_method":
         if node.target == "relu":
-            return "relu"
+            return nn.ReLU()
+        if node.target in ("view", "reshape"):
+            return _view_shape(node, chain)
         if node.target in _FLATTEN_METHODS:
-            return "noop"
+            return nn.Flatten() if node.target == "flatten" else None
         raise ConversionError(f"unsupported method .{node.target}() {where}")
     raise ConversionError(f"unsupported graph operation {node.op} {where}")
+
+
+def _unsupported(mod: nn.Module, name: str):
+    raise ConversionError(f"unsupported layer {type(mod).__name__} {name}; supported: {_SUPPORTED}")

@@ -2,13 +2,20 @@
 
 A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 
-- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (1), ``T``, ``B``,
+- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (2), ``T``, ``B``,
   ``frac_bits``, ``input_theta``, ``name``, ``info`` (free-form provenance), and per layer
-  ``n_in``, ``n_out``, ``weight_scale``, ``theta`` (float threshold, null for the output
-  layer), ``unit`` (the float value of one accumulator unit);
-- ``layer{k}_weights``: uint8 (n_out, n_in) 5-bit weight codes;
-- ``layer{k}_bias``: int64 (n_out,) initial potentials in accumulator units;
+  ``kind`` ("linear" or "conv"), ``in_shape`` ([C, H, W] of its input spikes), ``stride``,
+  ``padding``, ``pool`` (max-pooling size applied to its spikes, 1 = none), ``n_in``,
+  ``n_out``, ``weight_scale``, ``theta`` (float threshold, null for the output layer),
+  ``unit`` (the float value of one accumulator unit);
+- ``layer{k}_weights``: uint8 5-bit weight codes, (n_out, n_in) for linear layers,
+  (C_out, C_in, K, K) for conv layers;
+- ``layer{k}_bias``: int64 (C_out,) initial potentials in accumulator units, per channel;
 - ``layer{k}_thresholds``: int64 (T,) threshold table (hidden layers only).
+
+Spikes are numbered in (channel, y, x) order, PyTorch's flattening order, so a linear
+layer after a conv layer reads them as they are. Version 1 files (linear layers only,
+no geometry fields) still load.
 
 It is written to a temporary file and renamed, so a failed save leaves no partial file.
 """
@@ -28,7 +35,9 @@ from .formats import (ZERO_MAG, FormatError, Timing, check_weight_codes, signed_
                       split_codes)
 
 FILE_FORMAT = "firstspike-snn"
-FILE_VERSION = 1
+FILE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+KINDS = ("linear", "conv")
 MAX_ACC_BITS = 48  #: beyond this the golden model's float64 matmul would stop being exact
 
 
@@ -38,22 +47,110 @@ class ModelFileError(ValueError):
 
 @dataclass
 class SnnLayer:
-    """One fully connected TTFS layer in integer form."""
+    """One TTFS layer in integer form: fully connected or convolutional (docs/spec.md).
 
-    weights: np.ndarray  #: uint8 (n_out, n_in) weight codes
-    bias: np.ndarray  #: int64 (n_out,) initial potential in accumulator units
+    A conv layer has square kernels, one stride and one zero padding for both axes; its
+    spikes may be max-pooled (window = stride = ``pool``, no padding, remainder dropped,
+    as ``nn.MaxPool2d(pool)``). A linear layer reads its input flattened in (c, y, x) order.
+    """
+
+    weights: np.ndarray  #: uint8 codes: (n_out, n_in) linear, (C_out, C_in, K, K) conv
+    bias: np.ndarray  #: int64 (C_out,) initial potential in accumulator units
     thresholds: np.ndarray | None  #: int64 (T,) TH[t]; None for the output layer
     weight_scale: int = 0  #: s: weights are +-2**(s - m)
     theta: float | None = None  #: float threshold the table was made from
     unit: float = 1.0  #: float value of one accumulator unit (for decoding only)
+    kind: str = "linear"
+    in_shape: tuple | None = None  #: (C, H, W) of the input spikes; default (n_in, 1, 1)
+    stride: int = 1
+    padding: int = 0
+    pool: int = 1  #: max pooling of the output spikes (1: none)
+
+    def __post_init__(self):
+        if self.in_shape is None:
+            self.in_shape = (int(self.weights.shape[1]), 1, 1) if self.kind == "linear" else None
+        if self.in_shape is not None:
+            self.in_shape = tuple(int(v) for v in self.in_shape)
+
+    @property
+    def channels(self) -> int:
+        """Output channels (neurons for a linear layer)."""
+        return int(self.weights.shape[0])
+
+    @property
+    def kernel(self) -> int:
+        return int(self.weights.shape[2]) if self.kind == "conv" else 1
+
+    @property
+    def conv_shape(self) -> tuple[int, int, int]:
+        """(C_out, H, W) of the potentials, before pooling."""
+        if self.kind == "linear":
+            return (self.channels, 1, 1)
+        _, h, w = self.in_shape
+        k, s, p = self.kernel, self.stride, self.padding
+        return (self.channels, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """(C_out, H, W) of the output spikes, after pooling."""
+        c, h, w = self.conv_shape
+        return (c, h // self.pool, w // self.pool)
 
     @property
     def n_in(self) -> int:
-        return int(self.weights.shape[1])
+        return int(np.prod(self.in_shape))
 
     @property
     def n_out(self) -> int:
-        return int(self.weights.shape[0])
+        return int(np.prod(self.out_shape))
+
+    @property
+    def n_neurons(self) -> int:
+        """Potentials the layer accumulates (before pooling)."""
+        return int(np.prod(self.conv_shape))
+
+    def connections(self) -> int:
+        """Synapses used in one pass (MACs of the equivalent ANN): padding taps excluded."""
+        if self.kind == "linear":
+            return self.n_in * self.channels
+        c_in, h, w = self.in_shape
+        _, ho, wo = self.conv_shape
+        k, s, p = self.kernel, self.stride, self.padding
+        ky = np.arange(k)
+        rows = sum(int(((oy * s - p + ky >= 0) & (oy * s - p + ky < h)).sum()) for oy in range(ho))
+        cols = sum(int(((ox * s - p + ky >= 0) & (ox * s - p + ky < w)).sum()) for ox in range(wo))
+        return self.channels * c_in * rows * cols
+
+    def check_geometry(self, where: str) -> None:
+        if self.kind not in KINDS:
+            raise FormatError(f"{where}: kind must be one of {KINDS}, not {self.kind!r}")
+        for name in ("stride", "pool"):
+            if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 1:
+                raise FormatError(f"{where}: {name} must be a positive integer, not {getattr(self, name)!r}")
+        if not isinstance(self.padding, (int, np.integer)) or self.padding < 0:
+            raise FormatError(f"{where}: padding must be a non-negative integer, not {self.padding!r}")
+        w = np.asarray(self.weights)
+        if self.in_shape is None or len(self.in_shape) != 3 or min(self.in_shape) < 1:
+            raise FormatError(f"{where}: in_shape must be three positive sizes (C, H, W), not {self.in_shape!r}")
+        if self.kind == "linear":
+            if w.ndim != 2:
+                raise FormatError(f"{where}: linear weights must be a matrix (n_out, n_in)")
+            if (self.stride, self.padding, self.pool) != (1, 0, 1):
+                raise FormatError(f"{where}: a linear layer has no stride, padding or pooling")
+            if w.shape[1] != self.n_in:
+                raise FormatError(f"{where}: weights have {w.shape[1]} inputs but in_shape {self.in_shape} "
+                                  f"holds {self.n_in}")
+        else:
+            if w.ndim != 4 or w.shape[2] != w.shape[3]:
+                raise FormatError(f"{where}: conv weights must be (C_out, C_in, K, K) with a square kernel")
+            if w.shape[1] != self.in_shape[0]:
+                raise FormatError(f"{where}: weights have {w.shape[1]} input channels, in_shape {self.in_shape}")
+            _, ho, wo = self.conv_shape
+            if min(ho, wo) < 1:
+                raise FormatError(f"{where}: kernel {self.kernel} with padding {self.padding} does not fit "
+                                  f"the {self.in_shape[1]}x{self.in_shape[2]} input")
+            if min(ho, wo) < self.pool:
+                raise FormatError(f"{where}: pooling {self.pool} is larger than the {ho}x{wo} output")
 
     @property
     def is_output(self) -> bool:
@@ -84,17 +181,23 @@ class SnnModel:
         for k, layer in enumerate(self.layers):
             where = f"layer {k}"
             w = np.asarray(layer.weights)
-            if w.ndim != 2 or w.dtype != np.uint8:
-                raise FormatError(f"{where}: weights must be a uint8 matrix (n_out, n_in)")
+            if w.dtype != np.uint8 or w.ndim not in (2, 4):
+                raise FormatError(f"{where}: weights must be uint8 codes (n_out, n_in) or (C_out, C_in, K, K)")
             if min(w.shape) < 1:
                 raise FormatError(f"{where}: weights must have at least one row and column")
+            layer.check_geometry(where)
             check_weight_codes(w, where)
-            if layer.bias.shape != (layer.n_out,) or layer.bias.dtype != np.int64:
-                raise FormatError(f"{where}: bias must be int64 of shape ({layer.n_out},)")
+            if layer.bias.shape != (layer.channels,) or layer.bias.dtype != np.int64:
+                raise FormatError(f"{where}: bias must be int64 of shape ({layer.channels},)")
+            if k > 0 and layer.kind == "conv" and layer.in_shape != self.layers[k - 1].out_shape:
+                raise FormatError(f"{where}: expects input {layer.in_shape} but layer {k - 1} produces "
+                                  f"{self.layers[k - 1].out_shape}")
             if k > 0 and layer.n_in != self.layers[k - 1].n_out:
                 raise FormatError(f"{where}: has {layer.n_in} inputs but layer {k - 1} has "
                                   f"{self.layers[k - 1].n_out} outputs")
             last = k == len(self.layers) - 1
+            if last and (layer.kind != "linear"):
+                raise FormatError(f"{where}: the output layer must be linear (it emits class scores)")
             if last and layer.thresholds is not None:
                 raise FormatError(f"{where}: the output layer emits potentials and has no thresholds")
             if not last:
@@ -114,7 +217,7 @@ class SnnModel:
         return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
 
     def potential_bound(self, k: int) -> np.ndarray:
-        """Per neuron of layer k: |bias| + sum of the largest contribution of every input.
+        """Per output channel of layer k: |bias| + sum of the largest contribution of every input.
 
         Every partial sum of a layer's accumulation lies within this bound whatever the
         input spikes and their order (docs/spec.md, section 6).
@@ -123,7 +226,7 @@ class SnnModel:
         _, mag = split_codes(layer.weights)
         one = 1 << self.timing.frac_bits  # M[0] == 2**F: the contribution at t = 0, m = 0
         c_max = np.where(mag == ZERO_MAG, 0, np.int64(one) >> np.minimum(mag, 62).astype(np.int64))
-        return np.abs(layer.bias) + c_max.sum(axis=1)
+        return np.abs(layer.bias) + c_max.reshape(layer.channels, -1).sum(axis=1)
 
     def acc_bits(self) -> int:
         """Two's-complement width that holds every potential, bias and threshold."""
@@ -135,7 +238,8 @@ class SnnModel:
         return signed_bits(-hi, hi)
 
     def synapses(self) -> int:
-        return sum(layer.n_in * layer.n_out for layer in self.layers)
+        """Connections used by one inference (the equivalent ANN's MACs)."""
+        return sum(layer.connections() for layer in self.layers)
 
     # -- file format ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -145,7 +249,9 @@ class SnnModel:
             "format": FILE_FORMAT, "version": FILE_VERSION, "name": self.name,
             "T": self.timing.T, "B": self.timing.B, "frac_bits": self.timing.frac_bits,
             "input_theta": float(self.input_theta), "info": self.info,
-            "layers": [{"n_in": layer.n_in, "n_out": layer.n_out, "weight_scale": int(layer.weight_scale),
+            "layers": [{"kind": layer.kind, "in_shape": list(layer.in_shape), "stride": int(layer.stride),
+                        "padding": int(layer.padding), "pool": int(layer.pool),
+                        "n_in": layer.n_in, "n_out": layer.n_out, "weight_scale": int(layer.weight_scale),
                         "theta": None if layer.theta is None else float(layer.theta),
                         "unit": float(layer.unit)} for layer in self.layers],
         }
@@ -185,16 +291,19 @@ class SnnModel:
         if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT:
             raise ModelFileError(f"{path}: not a firstspike model file (format is "
                                  f"{meta.get('format') if isinstance(meta, dict) else meta!r})")
-        if meta.get("version") != FILE_VERSION:
+        if meta.get("version") not in READABLE_VERSIONS:
             raise ModelFileError(f"{path}: model file version {meta.get('version')!r} is not supported; "
-                                 f"this firstspike reads version {FILE_VERSION}")
+                                 f"this firstspike reads versions {', '.join(map(str, READABLE_VERSIONS))}")
         try:
             layers = []
             for k, lm in enumerate(meta["layers"]):
                 th = data.get(f"layer{k}_thresholds")
                 layers.append(SnnLayer(weights=data[f"layer{k}_weights"], bias=data[f"layer{k}_bias"],
                                        thresholds=th, weight_scale=int(lm["weight_scale"]),
-                                       theta=lm["theta"], unit=float(lm["unit"])))
+                                       theta=lm["theta"], unit=float(lm["unit"]),
+                                       kind=lm.get("kind", "linear"), in_shape=lm.get("in_shape"),
+                                       stride=int(lm.get("stride", 1)), padding=int(lm.get("padding", 0)),
+                                       pool=int(lm.get("pool", 1))))
                 if (layers[-1].n_in, layers[-1].n_out) != (lm["n_in"], lm["n_out"]):
                     raise FormatError(f"layer {k}: metadata says {lm['n_in']}x{lm['n_out']}, "
                                       f"arrays say {layers[-1].n_in}x{layers[-1].n_out}")

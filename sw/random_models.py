@@ -31,3 +31,41 @@ def random_input_times(rng: np.random.Generator, n: int, batch: int, timing: Tim
     """(batch, n) spike times with some silent inputs."""
     t = rng.integers(0, timing.T, size=(batch, n))
     return np.where(rng.random((batch, n)) < silent_fraction, -1, t).astype(np.int64)
+
+
+def _random_codes(rng: np.random.Generator, shape: tuple, zero_fraction: float) -> np.ndarray:
+    mag = rng.integers(0, 15, size=shape)
+    sign = rng.integers(0, 2, size=shape)
+    return np.where(rng.random(shape) < zero_fraction, ZERO_CODE, mag | (sign * SIGN_BIT)).astype(np.uint8)
+
+
+def random_cnn(rng: np.random.Generator, in_shape: tuple[int, int, int], convs: list[dict], hidden: list[int],
+               classes: int, timing: Timing, zero_fraction: float = 0.2) -> SnnModel:
+    """A random conv net: conv layers (dicts with ``channels``, ``kernel`` and optionally
+    ``stride``, ``padding``, ``pool``), then linear layers of sizes ``hidden``, then the output."""
+    layers = []
+    one = 1 << timing.frac_bits
+    shape = tuple(in_shape)
+    for spec in convs:
+        k = spec["kernel"]
+        c_out = spec["channels"]
+        codes = _random_codes(rng, (c_out, shape[0], k, k), zero_fraction)
+        typical = one * np.sqrt(shape[0] * k * k) / 4
+        bias = rng.integers(-int(typical), int(typical) + 1, size=c_out).astype(np.int64)
+        layer = SnnLayer(weights=codes, bias=bias, thresholds=threshold_table(float(typical * rng.uniform(0.3, 2.0)),
+                                                                               timing),
+                         kind="conv", in_shape=shape, stride=spec.get("stride", 1),
+                         padding=spec.get("padding", 0), pool=spec.get("pool", 1))
+        layers.append(layer)
+        shape = layer.out_shape
+    n_in = int(np.prod(shape))
+    for k, n_out in enumerate([*hidden, classes]):
+        typical = one * np.sqrt(n_in) / 4
+        last = k == len(hidden)
+        layers.append(SnnLayer(
+            weights=_random_codes(rng, (n_out, n_in), zero_fraction),
+            bias=rng.integers(-int(typical), int(typical) + 1, size=n_out).astype(np.int64),
+            thresholds=None if last else threshold_table(float(typical * rng.uniform(0.3, 3.0)), timing),
+            in_shape=shape if k == 0 else None))
+        n_in, shape = n_out, None
+    return SnnModel(timing=timing, input_theta=1.0, layers=layers, name="random-cnn")

@@ -12,10 +12,20 @@ from sw.golden import GoldenModel
 
 @pytest.mark.parametrize("net,match", [
     (nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), r"unsupported layer Sigmoid '1' at graph node"),
-    (nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), "follows another Linear"),
+    (nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), "Linear at position 1 of the layer chain follows another"),
     (nn.Sequential(nn.Linear(4, 4), nn.ReLU()), "must end with a Linear"),
     (nn.Sequential(nn.ReLU(), nn.Linear(4, 2)), "must follow a Linear"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3)), "unsupported layer Conv2d '0' at graph node '_0'"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3)), "a convolution needs image-shaped input"),
+    (nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3, groups=1, dilation=2)), "dilation"),
+    (nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2, 1)),
+     "only non-overlapping pools"),
+    (nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten()),
+     "must end with a Linear"),
+    (nn.Sequential(nn.Unflatten(1, (1, 5, 5)), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8, 2)),
+     "not a multiple of 2"),
+    (nn.Sequential(nn.Unflatten(1, (2, 4, 4)), nn.Conv2d(1, 2, 3)), "expects 1 channels, gets 2"),
+    (nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Linear(8, 2)),
+     "needs flat input; add nn.Flatten"),
 ])
 def test_unsupported_networks_name_the_layer(net, match):
     with pytest.raises(ConversionError, match=match):

@@ -71,12 +71,11 @@ def test_cat_network_predicts_like_golden(digits_model):
     """CAT's ANN runs the SNN's quantisers, so its predictions equal the golden model's."""
     import torch
 
-    from sim.flow import ann_network, load_ann
-    from sw.ann import CatNetwork
+    from sim.flow import cat_network, load_ann
     from sw.data import load_dataset
     ann_path, _, model = digits_model
     ckpt = load_ann(ann_path)
-    cat = CatNetwork(ann_network(ckpt), model.timing, 1.0, ckpt["thetas"])
+    cat = cat_network(ckpt)
     ds = load_dataset("digits")
     with torch.no_grad():
         ann_pred = cat(torch.as_tensor(ds.x_test)).argmax(1).numpy()

@@ -86,5 +86,5 @@ def test_failed_save_leaves_no_file(model, tmp_path, monkeypatch):
 
 def test_layer_shapes_must_chain(model):
     model.layers[1].weights = model.layers[1].weights[:, :3]
-    with pytest.raises(FormatError, match="layer 1: has 3 inputs but layer 0 has 8 outputs"):
+    with pytest.raises(FormatError, match=r"layer 1: weights have 3 inputs but in_shape \(8, 1, 1\) holds 8"):
         model.validate()
