@@ -1,9 +1,12 @@
 """Parameters of a NeuronArray and the mapping of a converted model into its memories.
 
-Neuron j of a layer lives in PE ``j % pes`` at slot ``j // pes``. PE p's weight memory
-holds, per layer, ``slots * n_in`` codes at ``weight_base + slot * n_in + i`` (so the
-address of the next slot is one addition away: no multiplier); its bias memory holds
-``slots`` entries at ``bias_base + slot``. Padding neurons (j >= n_out) get the zero
+Every layer runs as a convolution: a linear layer is a conv whose kernel covers its
+whole input (a linear layer on flat input has a 1x1 input and kernel). Output channel
+o lives in PE ``o % pes`` at slot ``o // pes``; its potential at output position
+(y, x) is accumulator ``(y * W_out + x) * slots + slot``. PE p's weight memory holds, per
+layer, ``slots * C_in * KH * KW`` codes at
+``weight_base + slot * C_in*KH*KW + (c * KH + ky) * KW + kx``; its bias memory holds
+``slots`` entries at ``bias_base + slot``. Padding channels (o >= C_out) get the zero
 weight code and bias 0 and are never fired. See docs/hardware.md.
 """
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sw.formats import ZERO_CODE, Timing
-from sw.model import SnnModel
+from sw.model import SnnLayer, SnnModel
 
 
 class DoesNotFit(ValueError):
@@ -55,14 +58,15 @@ class ArrayConfig:
     timing: Timing
     acc_width: int
     max_layers: int
-    max_neurons: int  #: largest layer width, input layer included
+    max_channels: int  #: most channels of any layer's input or output
+    max_size: int  #: largest image height/width, kernel size or padding + 1 of any layer
     weight_depth: int  #: weight codes per PE
     bias_depth: int  #: biases per PE
     slot_depth: int  #: accumulators per PE
     event_depth: int  #: event memory entries (shared)
 
     def __post_init__(self):
-        for name in ("pes", "max_layers", "max_neurons", "weight_depth", "bias_depth", "slot_depth", "event_depth"):
+        for name in ("pes", "max_layers", "max_channels", "max_size", "weight_depth", "bias_depth", "slot_depth", "event_depth"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -74,12 +78,12 @@ class ArrayConfig:
 
     # -- derived widths ------------------------------------------------------------------
     @property
-    def neuron_bits(self) -> int:
-        return max(1, (self.max_neurons - 1).bit_length())
+    def channel_bits(self) -> int:
+        return max(1, (self.max_channels - 1).bit_length())
 
     @property
-    def count_bits(self) -> int:
-        return max(1, self.max_neurons.bit_length())
+    def coord_bits(self) -> int:
+        return max(1, (self.max_size - 1).bit_length())
 
     @property
     def region_count(self) -> int:
@@ -118,6 +122,8 @@ class ArrayConfig:
         """The smallest configuration that runs ``model`` (overrides may enlarge it)."""
         if not isinstance(pes, int) or pes < 1:
             raise ValueError(f"pes must be a positive integer, not {pes!r}")
+        if unsupported(model):
+            raise DoesNotFit("; ".join(unsupported(model)))
         need = requirements(model, pes)
         cfg = cls(pes=pes, timing=model.timing, **need)
         return replace(cfg, **overrides) if overrides else cfg
@@ -127,36 +133,85 @@ class ArrayConfig:
         if model.timing != self.timing:
             raise DoesNotFit(f"the model uses {model.timing} but the array was built for {self.timing}")
         need = requirements(model, self.pes)
-        short = [f"{name}: model needs {need[name]}, array has {getattr(self, name)}"
-                 for name in need if need[name] > getattr(self, name)]
+        short = unsupported(model) + [f"{name}: model needs {need[name]}, array has {getattr(self, name)}"
+                                      for name in need if need[name] > getattr(self, name)]
         if short:
             raise DoesNotFit("model does not fit the array: " + "; ".join(short))
 
 
+def _log2_exact(v: int) -> int | None:
+    return v.bit_length() - 1 if v >= 1 and v & (v - 1) == 0 else None
+
+
+def hardware_geometry(layer: SnnLayer) -> dict[str, int]:
+    """A layer as the convolution the array runs (sizes of docs/hardware.md)."""
+    c_in, h_in, w_in = layer.in_shape
+    c_out, h_out, w_out = layer.conv_shape
+    if layer.kind == "conv":
+        kh = kw = layer.kernel
+    else:
+        kh, kw = h_in, w_in
+    return dict(c_in=c_in, h_in=h_in, w_in=w_in, kh=kh, kw=kw, c_out=c_out, h_out=h_out, w_out=w_out,
+                padding=layer.padding, stride=layer.stride, pool=layer.pool,
+                h_pool=h_out // layer.pool, w_pool=w_out // layer.pool)
+
+
+def unsupported(model: SnnModel) -> list[str]:
+    """What of a model the array cannot run at any size (strides and pools must be powers of two)."""
+    out = []
+    for k, layer in enumerate(model.layers):
+        for what in ("stride", "pool"):
+            v = getattr(layer, what)
+            if _log2_exact(v) is None or v > 128:
+                out.append(f"layer {k}: {what} {v} is not a power of two up to 128 (the array shifts, "
+                           "it does not divide)")
+    return out
+
+
 def requirements(model: SnnModel, pes: int) -> dict[str, int]:
     """Memory sizes and widths a model needs on an array of ``pes`` PEs."""
-    slots = [-(-layer.n_out // pes) for layer in model.layers]
+    geo = [hardware_geometry(layer) for layer in model.layers]
+    slots = [-(-g["c_out"] // pes) for g in geo]
     return {
         "acc_width": max(model.acc_bits(), model.timing.frac_bits + 2),
         "max_layers": len(model.layers),
-        "max_neurons": max(model.sizes),
-        "weight_depth": sum(s * layer.n_in for s, layer in zip(slots, model.layers)),
+        "max_channels": max(max(g["c_in"], g["c_out"]) for g in geo),
+        "max_size": max(max(g["h_in"], g["w_in"], g["kh"], g["kw"], g["h_out"], g["w_out"], g["padding"] + 1)
+                        for g in geo),
+        "weight_depth": sum(s * g["c_in"] * g["kh"] * g["kw"] for s, g in zip(slots, geo)),
         "bias_depth": sum(slots),
-        "slot_depth": max(slots),
-        # input events plus the spikes of every hidden layer, at most one per neuron
+        "slot_depth": max(s * g["h_out"] * g["w_out"] for s, g in zip(slots, geo)),
+        # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
         "event_depth": sum(model.sizes[:-1]),
     }
 
 
 @dataclass
 class Descriptor:
-    """One layer's entry in the descriptor memory."""
+    """One layer's entry in the descriptor memory (field meanings: docs/hardware.md).
 
-    n_in: int
-    n_out: int
+    Products the address generators need are precomputed here, by the host, so the
+    sequencer adds instead of multiplying in its inner loops.
+    """
+
+    c_in: int
+    kh: int
+    kw: int
+    padding: int
+    stride_log2: int
+    c_out: int
+    h_out: int
+    w_out: int
+    pool_log2: int
+    h_pool: int
+    w_pool: int
     slots: int
     weight_base: int
     bias_base: int
+    kernel_area: int  #: kh * kw: weight address step per input channel
+    slot_stride: int  #: c_in * kh * kw: weight address step per slot
+    row_stride: int  #: w_out * slots: accumulator address step per output row
+    acc_count: int  #: h_out * w_out * slots: accumulators to initialise
 
 
 @dataclass
@@ -179,13 +234,20 @@ def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
     thresholds = [0] * (cfg.max_layers * T)
     descriptors = []
     for k, layer in enumerate(model.layers):
-        slots = -(-layer.n_out // P)
-        descriptors.append(Descriptor(n_in=layer.n_in, n_out=layer.n_out, slots=slots,
-                                      weight_base=len(weights[0]), bias_base=len(biases[0])))
-        padded = np.full((slots * P, layer.n_in), ZERO_CODE, dtype=np.int64)
-        padded[:layer.n_out] = layer.weights
+        g = hardware_geometry(layer)
+        slots = -(-g["c_out"] // P)
+        fan_in = g["c_in"] * g["kh"] * g["kw"]
+        descriptors.append(Descriptor(
+            c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
+            c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
+            h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots,
+            weight_base=len(weights[0]), bias_base=len(biases[0]),
+            kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
+            acc_count=g["h_out"] * g["w_out"] * slots))
+        padded = np.full((slots * P, fan_in), ZERO_CODE, dtype=np.int64)
+        padded[:g["c_out"]] = layer.weights.reshape(g["c_out"], fan_in)  # (c, ky, kx) order either way
         bias = np.zeros(slots * P, dtype=np.int64)
-        bias[:layer.n_out] = layer.bias
+        bias[:g["c_out"]] = layer.bias
         for p in range(P):
             weights[p].extend(int(c) for c in padded[p::P].reshape(-1))  # slot-major, then input
             biases[p].extend(int(b) for b in bias[p::P])

@@ -31,6 +31,10 @@ class FireUnit(wiring.Component):
     The table is not assumed monotone: a priority encoder picks the first passing t,
     exactly as the spec (section 4) and the golden model say.
 
+    Max pooling in TTFS is the earliest spike of the window (spec section 5): the samples
+    of one window arrive back to back between ``first`` and ``last``; the unit keeps the
+    running minimum and emits one event, at the window's (pooled) coordinates, on ``last``.
+
     Members
     -------
     potentials : In(stream.Signature(potential_sample))
@@ -63,11 +67,21 @@ class FireUnit(wiring.Component):
             with m.If(value >= table[t]):
                 m.d.comb += first.eq(t)
 
+        sample = self.potentials.payload
+        running = Signal(range(T + 1))  # earliest time of the window so far (T: none)
+        earliest = Signal(range(T + 1))
+        m.d.comb += earliest.eq(first)
+        with m.If(~sample.first & (running < first)):
+            m.d.comb += earliest.eq(running)
+
         m.d.comb += self.potentials.ready.eq(~self.spikes.valid | self.spikes.ready)
         with m.If(self.potentials.valid & self.potentials.ready):
-            m.d.sync += [self.spikes.valid.eq(first != T),
-                         self.spikes.payload.neuron.eq(self.potentials.payload.neuron),
-                         self.spikes.payload.time.eq(first)]
+            m.d.sync += [running.eq(earliest),
+                         self.spikes.valid.eq(sample.last & (earliest != T)),
+                         self.spikes.payload.channel.eq(sample.channel),
+                         self.spikes.payload.y.eq(sample.y),
+                         self.spikes.payload.x.eq(sample.x),
+                         self.spikes.payload.time.eq(earliest)]
         with m.Elif(self.spikes.ready):
             m.d.sync += self.spikes.valid.eq(0)
         return m

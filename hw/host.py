@@ -5,7 +5,7 @@ drive the bus with these transactions, so the protocol lives in one place.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -21,8 +21,7 @@ def network_writes(cfg: ArrayConfig, image: NetworkImage) -> list[tuple[int, int
     layout = layer_descriptor(cfg)
     writes = [(a(Region.CONTROL, 0), image.n_layers)]
     for k, d in enumerate(image.descriptors):
-        writes.append((a(Region.DESCRIPTORS, k), pack(layout, n_in=d.n_in, n_out=d.n_out, slots=d.slots,
-                                                      weight_base=d.weight_base, bias_base=d.bias_base)))
+        writes.append((a(Region.DESCRIPTORS, k), pack(layout, **asdict(d))))
     mask = (1 << cfg.acc_width) - 1
     writes += [(a(Region.THRESHOLDS, i), v & mask) for i, v in enumerate(image.thresholds)]
     for p in range(cfg.pes):
@@ -31,11 +30,22 @@ def network_writes(cfg: ArrayConfig, image: NetworkImage) -> list[tuple[int, int
     return writes
 
 
-def input_writes(cfg: ArrayConfig, times: np.ndarray) -> list[tuple[int, int]]:
-    """Writes that place one image's input spike times (n_in,) as events, in neuron order."""
+def _shape(s) -> tuple[int, int, int]:
+    return (int(s), 1, 1) if np.isscalar(s) else tuple(int(v) for v in s)
+
+
+def input_writes(cfg: ArrayConfig, times: np.ndarray, shape=None) -> list[tuple[int, int]]:
+    """Writes that place one image's input spike times as events, in (c, y, x) order.
+
+    ``times`` is flat (C*H*W,); ``shape`` (C, H, W) is the first layer's input shape
+    (default: (len(times), 1, 1), a flat input).
+    """
     layout = spike_event(cfg)
-    neurons = np.flatnonzero(np.asarray(times) != NO_SPIKE)
-    writes = [(cfg.address(Region.EVENTS, k), pack(layout, neuron=int(i), time=int(times[i])))
+    times = np.asarray(times)
+    c_, h_, w_ = _shape(len(times) if shape is None else shape)
+    neurons = np.flatnonzero(times != NO_SPIKE)
+    writes = [(cfg.address(Region.EVENTS, k), pack(layout, channel=int(i) // (h_ * w_), y=(int(i) // w_) % h_,
+                                                   x=int(i) % w_, time=int(times[i])))
               for k, i in enumerate(neurons)]
     writes.append((cfg.address(Region.CONTROL, 1), len(neurons)))
     return writes
@@ -72,12 +82,16 @@ def decode_stats(cfg: ArrayConfig, n_layers: int, words: list[int]) -> tuple[dic
     return counters, [int(w) for w in words[nc:nc + n_layers]], [int(w) for w in words[nc + n_layers:]]
 
 
-def decode_results(cfg: ArrayConfig, sizes: list[int], stats: list[int], words: list[int]) -> RunResult:
+def decode_results(cfg: ArrayConfig, shapes: list, stats: list[int], words: list[int]) -> RunResult:
     """Turn the words read back into per-layer spike times and signed potentials.
 
-    ``sizes`` are the layer widths, input first. Events of layer k are the slice of the
-    event memory after those of layers < k; a neuron with no event did not fire.
+    ``shapes`` are the layers' spike shapes (C, H, W), input first (``SnnModel.shapes``;
+    plain widths mean flat layers). Events of layer k are the slice of the event memory
+    after those of layers < k; a neuron with no event did not fire. Spike times come out
+    flat in (c, y, x) order, like the golden model's.
     """
+    shapes = [_shape(s) for s in shapes]
+    sizes = [int(np.prod(s)) for s in shapes]
     n_layers = len(sizes) - 1
     counters, layer_cycles, layer_events = decode_stats(cfg, n_layers, stats)
     layout = spike_event(cfg)
@@ -85,11 +99,13 @@ def decode_results(cfg: ArrayConfig, sizes: list[int], stats: list[int], words: 
     spikes, pos = [], 0
     for k in range(n_layers):
         t = np.full(sizes[k], NO_SPIKE, dtype=np.int64)
+        c_, h_, w_ = shapes[k]
         for w in words[pos:pos + layer_events[k]]:
             ev = unpack(layout, w)
-            if not 0 <= ev["neuron"] < sizes[k] or t[ev["neuron"]] != NO_SPIKE:
+            j = (ev["channel"] * h_ + ev["y"]) * w_ + ev["x"]
+            if not (ev["channel"] < c_ and ev["y"] < h_ and ev["x"] < w_) or t[j] != NO_SPIKE:
                 raise ValueError(f"layer {k}: malformed event {ev} read back from the array")
-            t[ev["neuron"]] = ev["time"]
+            t[j] = ev["time"]
         spikes.append(t)
         pos += layer_events[k]
     raw = words[total:total + sizes[-1]]

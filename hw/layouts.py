@@ -15,9 +15,9 @@ class PeOp(enum.Enum, shape=2):
     """What every PE does with the command broadcast this cycle."""
 
     NOP = 0  #: nothing
-    INIT = 1  #: accumulator[slot] <- bias[bias_addr]
-    ACCUM = 2  #: accumulator[slot] += contribution of weight[weight_addr] at time
-    READ = 3  #: potential <- accumulator[slot] on the next cycle
+    INIT = 1  #: accumulator[acc_addr] <- bias[bias_addr]
+    ACCUM = 2  #: accumulator[acc_addr] += contribution of weight[weight_addr] at time
+    READ = 3  #: potential <- accumulator[acc_addr] on the next cycle
 
 
 def _bits(depth: int) -> int:
@@ -25,23 +25,36 @@ def _bits(depth: int) -> int:
 
 
 def spike_event(cfg: ArrayConfig) -> data.StructLayout:
-    """A spike: which neuron of the layer, at which time step."""
-    return data.StructLayout({"neuron": unsigned(cfg.neuron_bits), "time": unsigned(cfg.timing.time_bits)})
+    """A spike: which neuron of the layer (channel, row, column), at which time step."""
+    return data.StructLayout({"channel": unsigned(cfg.channel_bits), "y": unsigned(cfg.coord_bits),
+                              "x": unsigned(cfg.coord_bits), "time": unsigned(cfg.timing.time_bits)})
 
 
 def potential_sample(cfg: ArrayConfig) -> data.StructLayout:
-    """A neuron's final potential, on its way to the fire stage."""
-    return data.StructLayout({"neuron": unsigned(cfg.neuron_bits), "value": signed(cfg.acc_width)})
+    """A neuron's final potential on its way to the fire stage, with the (pooled) position
+    of the spike it may become; ``first``/``last`` mark the ends of a max-pool window."""
+    return data.StructLayout({"channel": unsigned(cfg.channel_bits), "y": unsigned(cfg.coord_bits),
+                              "x": unsigned(cfg.coord_bits), "first": 1, "last": 1,
+                              "value": signed(cfg.acc_width)})
 
 
 def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
-    """One entry of the descriptor memory: the network's layer list is data, not circuit."""
+    """One entry of the descriptor memory: the network's layer list is data, not circuit.
+
+    Field meanings: hw.config.Descriptor and docs/hardware.md.
+    """
+    size = unsigned(max(1, cfg.max_size.bit_length()))
+    channels = unsigned(max(1, cfg.max_channels.bit_length()))
     return data.StructLayout({
-        "n_in": unsigned(cfg.count_bits),
-        "n_out": unsigned(cfg.count_bits),
+        "c_in": channels, "kh": size, "kw": size, "padding": size, "stride_log2": unsigned(3),
+        "c_out": channels, "h_out": size, "w_out": size, "pool_log2": unsigned(3), "h_pool": size, "w_pool": size,
         "slots": unsigned(max(1, cfg.slot_depth.bit_length())),
         "weight_base": unsigned(_bits(cfg.weight_depth)),
         "bias_base": unsigned(_bits(cfg.bias_depth)),
+        "kernel_area": unsigned(max(1, (cfg.max_size ** 2).bit_length())),
+        "slot_stride": unsigned(max(1, cfg.weight_depth.bit_length())),
+        "row_stride": unsigned(max(1, cfg.slot_depth.bit_length())),
+        "acc_count": unsigned(max(1, cfg.slot_depth.bit_length())),
     })
 
 
@@ -50,7 +63,7 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         "op": PeOp,
         "weight_addr": unsigned(_bits(cfg.weight_depth)),
         "bias_addr": unsigned(_bits(cfg.bias_depth)),
-        "slot": unsigned(_bits(cfg.slot_depth)),
+        "acc_addr": unsigned(_bits(cfg.slot_depth)),
         "time": unsigned(cfg.timing.time_bits),
     })
 

@@ -108,7 +108,7 @@ class NeuronArray(wiring.Component):
             with m.If(seq.busy):
                 m.d.comb += pe.cmd.eq(seq.cmd)
             with m.Else():
-                m.d.comb += [pe.cmd.op.eq(PeOp.READ), pe.cmd.slot.eq(offset)]
+                m.d.comb += [pe.cmd.op.eq(PeOp.READ), pe.cmd.acc_addr.eq(offset)]
             updates = updates + pe.updated
         m.d.comb += seq.updates.eq(updates)
 

@@ -12,7 +12,7 @@ from .layouts import PeOp, pe_command
 
 
 class ProcessingElement(wiring.Component):
-    """Shift-add accumulation for the neurons j with j % pes == this PE's index.
+    """Shift-add accumulation for the output channels o with o % pes == this PE's index.
 
     Two-stage pipeline. Stage 0 presents the command's addresses to the synchronous
     weight, bias and accumulator memories; stage 1 computes and writes back. A spike at
@@ -66,11 +66,11 @@ class ProcessingElement(wiring.Component):
 
         # stage 0: addresses to the synchronous read ports
         cmd = self.cmd
-        m.d.comb += [w_rd.addr.eq(cmd.weight_addr), b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.slot)]
+        m.d.comb += [w_rd.addr.eq(cmd.weight_addr), b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.acc_addr)]
         op1 = Signal(PeOp)
-        slot1 = Signal.like(cmd.slot)
+        slot1 = Signal.like(cmd.acc_addr)
         time1 = Signal.like(cmd.time)
-        m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.slot), time1.eq(cmd.time)]
+        m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time)]
 
         # stage 1: contribution = M[t % B] >> (m + t // B), zero for the zero code
         sign = w_rd.data[WEIGHT_BITS - 1]

@@ -1,7 +1,7 @@
 """Sequencer: runs a network's layers one after another on the PE array."""
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -17,12 +17,20 @@ def _addr(depth: int) -> int:
 class Sequencer(wiring.Component):
     """Walks the descriptor list; per layer: INIT, THRESHOLDS, ACCUMULATE, FIRE.
 
-    - INIT: every PE loads its accumulators with their biases (``slots`` cycles).
+    Every layer is a convolution (hw/config.py; a linear layer's kernel covers its input).
+
+    - INIT: every PE loads its accumulators with their channel's bias (``acc_count`` cycles).
     - THRESHOLDS: the layer's T thresholds go into the fire unit (hidden layers, T cycles).
-    - ACCUMULATE: each input event of the layer is broadcast to all PEs for ``slots``
-      cycles, one slot per cycle (``events * slots`` cycles: event-driven, independent of T).
-    - FIRE (hidden layers): neurons 0..n_out-1 are read one per cycle and pass the fire
-      unit; its spikes are appended to the event memory and become the next layer's input.
+    - ACCUMULATE: an input event (c, y, x, t) touches the output positions whose window
+      covers (y, x). The address generator walks exactly those kernel taps (their range
+      is computed from the event in its first cycle: no cycle is spent on a tap outside
+      the image or off the stride grid) and, per tap, the ``slots`` channel groups: one
+      command to all PEs per (tap, slot). An event that touches nothing costs one cycle.
+      Cycles follow the spikes, not T.
+    - FIRE (hidden layers): potentials are read one per cycle, in pooled-output order
+      (row, column, channel, then the pool window), and pass the fire unit, which keeps
+      the earliest spike of each window; its spikes are appended to the event memory and
+      become the next layer's input.
 
     The event memory therefore ends up holding every layer's events in order: the input
     events, then layer 0's spikes, then layer 1's, and so on. Layer l's events occupy
@@ -87,6 +95,7 @@ class Sequencer(wiring.Component):
             m.d.comb += [port.addr.eq(host.addr), port.data.eq(host.data), port.en.eq(host.en)]
 
         busy = Signal()
+        size = range(cfg.max_size + 1)
         layer = Signal(range(L + 1))
         desc = d_rd.data
         last = Signal()
@@ -96,13 +105,16 @@ class Sequencer(wiring.Component):
         ptr = Signal.like(ev_base)
         wptr = Signal.like(ev_base)
         slot = Signal(range(cfg.slot_depth + 1))
-        waddr = Signal.like(self.cmd.weight_addr)
+        acc = Signal(range(cfg.slot_depth + 1))
         thr_base = Signal(range(L * T + 1))
         thr_index = Signal(range(T + 1))
-        neuron = Signal(range(cfg.max_neurons + 1))
+        # fire scan: pooled position (py, px), channel ch = slot_f * P + fire_pe, window (dy, dx)
+        py, px, dy, dx = (Signal(size, name=n) for n in ("py", "px", "dy", "dx"))
+        ch = Signal(range(cfg.max_channels + 1))
+        slot_f = Signal.like(slot)
         fire_pe = Signal(range(P))
         fire_valid = Signal()  # a READ is in the PEs' stage 1 this cycle
-        fire_neuron = Signal.like(neuron)
+        fire_sample = Signal(potential_sample(cfg))  # its coordinates; value comes from the PE
         fire_sel = Signal.like(fire_pe)
         thr_valid = Signal()
         thr_slot = Signal(range(T))
@@ -131,7 +143,7 @@ class Sequencer(wiring.Component):
         # fire pipeline: READ command -> PE potential -> fire unit -> event memory
         m.d.sync += fire_valid.eq(0)
         m.d.comb += [self.potentials.valid.eq(fire_valid),
-                     self.potentials.payload.neuron.eq(fire_neuron),
+                     self.potentials.payload.eq(fire_sample),
                      self.potentials.payload.value.eq(self.pe_potentials[fire_sel]),
                      self.spikes.ready.eq(1)]
 
@@ -156,6 +168,58 @@ class Sequencer(wiring.Component):
                          layer_events[layer].eq(ev_end - ev_base)]
 
         event = e_rd.data
+
+        # -- accumulate address generator ------------------------------------------------
+        # Per axis, for input coordinate v: a = v + padding; the taps k with (a - k) a
+        # multiple of the stride and 0 <= (a - k) >> stride_log2 < out are k0, k0 + stride, ...
+        # where o_max = min(a >> stride_log2, out - 1) and k0 = a - (o_max << stride_log2).
+        def taps(v, kernel, out, name):
+            a = Signal(range(2 * cfg.max_size + 1), name=f"{name}_a")
+            o_top = Signal(range(2 * cfg.max_size + 1), name=f"{name}_o_top")
+            o_max = Signal(size, name=f"{name}_o_max")
+            k0 = Signal(range(2 * cfg.max_size + 1), name=f"{name}_k0")
+            n = Signal(size, name=f"{name}_n")
+            q = Signal(size, name=f"{name}_q")
+            m.d.comb += [a.eq(v + desc.padding), o_top.eq(a >> desc.stride_log2),
+                         o_max.eq(Mux(o_top > out - 1, out - 1, o_top)),
+                         k0.eq(a - (o_max << desc.stride_log2)),
+                         q.eq(((kernel - 1 - k0) >> desc.stride_log2) + 1)]
+            with m.If(k0 < kernel):
+                m.d.comb += n.eq(Mux(o_max + 1 < q, o_max + 1, q))
+            return k0, o_max, n
+
+        ky0, oy0, ny0 = taps(event.y, desc.kh, desc.h_out, "ty")
+        kx0, ox0, nx0 = taps(event.x, desc.kw, desc.w_out, "tx")
+        w0 = Signal.like(self.cmd.weight_addr)
+        a0 = Signal.like(self.cmd.acc_addr)
+        m.d.comb += [w0.eq(desc.weight_base + event.channel * desc.kernel_area + ky0 * desc.kw + kx0),
+                     a0.eq(oy0 * desc.row_stride + ox0 * desc.slots)]
+        first = Signal()  # first cycle of an event: loop state comes from the event itself
+        ny, nx, jy, jx = (Signal(size, name=n) for n in ("ny", "nx", "jy", "jx"))
+        w_row, w_col, w_cur = (Signal.like(w0, name=n) for n in ("w_row", "w_col", "w_cur"))
+        a_row, a_col, a_cur = (Signal.like(a0, name=n) for n in ("a_row", "a_col", "a_cur"))
+        c_ny, c_nx, c_jy, c_jx = (Signal(size, name=f"c_{n}") for n in ("ny", "nx", "jy", "jx"))
+        c_slot = Signal.like(slot)
+        c_w_row, c_w_col, c_w = (Signal.like(w0, name=f"c_{n}") for n in ("w_row", "w_col", "w"))
+        c_a_row, c_a_col, c_a = (Signal.like(a0, name=f"c_{n}") for n in ("a_row", "a_col", "a"))
+        with m.If(first):
+            m.d.comb += [c_ny.eq(ny0), c_nx.eq(nx0), c_jy.eq(0), c_jx.eq(0), c_slot.eq(0),
+                         c_w_row.eq(w0), c_w_col.eq(w0), c_w.eq(w0), c_a_row.eq(a0), c_a_col.eq(a0), c_a.eq(a0)]
+        with m.Else():
+            m.d.comb += [c_ny.eq(ny), c_nx.eq(nx), c_jy.eq(jy), c_jx.eq(jx), c_slot.eq(slot),
+                         c_w_row.eq(w_row), c_w_col.eq(w_col), c_w.eq(w_cur),
+                         c_a_row.eq(a_row), c_a_col.eq(a_col), c_a.eq(a_cur)]
+        event_done = Signal()
+        m.d.comb += event_done.eq((c_ny == 0) | (c_nx == 0) |
+                                  ((c_slot == desc.slots - 1) & (c_jx == c_nx - 1) & (c_jy == c_ny - 1)))
+
+        # -- fire scan addresses ---------------------------------------------------------
+        pool_last = Signal(size)
+        fire_addr = Signal.like(a0)
+        m.d.comb += [pool_last.eq((1 << desc.pool_log2) - 1),
+                     fire_addr.eq((((py << desc.pool_log2) + dy) * desc.row_stride)
+                                  + (((px << desc.pool_log2) + dx) * desc.slots) + slot_f)]
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -169,13 +233,15 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         m.d.sync += done.eq(1)
             with m.State("DESCRIPTOR"):  # d_rd.data becomes valid next cycle
-                m.d.sync += slot.eq(0)
+                m.d.sync += [slot.eq(0), acc.eq(0)]
                 m.next = "INIT"
             with m.State("INIT"):
-                m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.slot.eq(slot),
+                m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.acc_addr.eq(acc),
                              self.cmd.bias_addr.eq(desc.bias_base + slot)]
-                m.d.sync += slot.eq(slot + 1)
+                m.d.sync += [slot.eq(slot + 1), acc.eq(acc + 1)]
                 with m.If(slot == desc.slots - 1):
+                    m.d.sync += slot.eq(0)
+                with m.If(acc == desc.acc_count - 1):
                     m.d.sync += [slot.eq(0), thr_index.eq(0)]
                     m.next = "ACCUMULATE_FIRST"
                     with m.If(~last):
@@ -190,26 +256,38 @@ class Sequencer(wiring.Component):
                     m.next = "AFTER_ACCUMULATE"
                 with m.Else():
                     m.d.comb += [dp_e_addr.eq(ev_base), dp_e_en.eq(1)]
-                    m.d.sync += [ptr.eq(ev_base + 1), slot.eq(0)]
+                    m.d.sync += [ptr.eq(ev_base + 1), first.eq(1)]
                     m.next = "ACCUMULATE"
             with m.State("ACCUMULATE"):
-                row = Signal.like(waddr)
-                m.d.comb += row.eq(waddr)
-                with m.If(slot == 0):
-                    m.d.comb += row.eq(desc.weight_base + event.neuron)
-                m.d.comb += [self.cmd.op.eq(PeOp.ACCUM), self.cmd.slot.eq(slot),
-                             self.cmd.weight_addr.eq(row), self.cmd.time.eq(event.time)]
-                m.d.sync += [waddr.eq(row + desc.n_in), slot.eq(slot + 1),
-                             counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + P)]
-                with m.If(slot == desc.slots - 1):
-                    m.d.sync += [slot.eq(0), counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)]
+                with m.If((c_ny != 0) & (c_nx != 0)):
+                    m.d.comb += [self.cmd.op.eq(PeOp.ACCUM), self.cmd.acc_addr.eq(c_a),
+                                 self.cmd.weight_addr.eq(c_w), self.cmd.time.eq(event.time)]
+                    m.d.sync += counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + P)
+                # next (slot, kx, ky): slot fastest, then the kernel column, then the row
+                m.d.sync += [first.eq(0), ny.eq(c_ny), nx.eq(c_nx), jy.eq(c_jy), jx.eq(c_jx), slot.eq(c_slot),
+                             w_row.eq(c_w_row), w_col.eq(c_w_col), w_cur.eq(c_w),
+                             a_row.eq(c_a_row), a_col.eq(c_a_col), a_cur.eq(c_a)]
+                with m.If(c_slot != desc.slots - 1):
+                    m.d.sync += [slot.eq(c_slot + 1), w_cur.eq(c_w + desc.slot_stride), a_cur.eq(c_a + 1)]
+                with m.Elif(c_jx != c_nx - 1):
+                    step_w = c_w_col + (1 << desc.stride_log2)
+                    step_a = c_a_col - desc.slots
+                    m.d.sync += [slot.eq(0), jx.eq(c_jx + 1), w_col.eq(step_w), w_cur.eq(step_w),
+                                 a_col.eq(step_a), a_cur.eq(step_a)]
+                with m.Else():
+                    step_w = c_w_row + (desc.kw << desc.stride_log2)
+                    step_a = c_a_row - desc.row_stride
+                    m.d.sync += [slot.eq(0), jx.eq(0), jy.eq(c_jy + 1), w_row.eq(step_w), w_col.eq(step_w),
+                                 w_cur.eq(step_w), a_row.eq(step_a), a_col.eq(step_a), a_cur.eq(step_a)]
+                with m.If(event_done):
+                    m.d.sync += [first.eq(1), counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)]
                     with m.If(ptr == ev_end):
                         m.next = "AFTER_ACCUMULATE"
                     with m.Else():
                         m.d.comb += [dp_e_addr.eq(ptr), dp_e_en.eq(1)]
                         m.d.sync += ptr.eq(ptr + 1)
             with m.State("AFTER_ACCUMULATE"):
-                m.d.sync += [neuron.eq(0), fire_pe.eq(0), slot.eq(0)]
+                m.d.sync += [py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), ch.eq(0), fire_pe.eq(0), slot_f.eq(0)]
                 with m.If(last):
                     end_layer()
                     m.d.sync += [busy.eq(0), done.eq(1)]
@@ -217,13 +295,25 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     m.next = "FIRE"
             with m.State("FIRE"):
-                m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.slot.eq(slot)]
-                m.d.sync += [fire_valid.eq(1), fire_neuron.eq(neuron), fire_sel.eq(fire_pe),
-                             neuron.eq(neuron + 1), fire_pe.eq(fire_pe + 1)]
-                with m.If(fire_pe == P - 1):
-                    m.d.sync += [fire_pe.eq(0), slot.eq(slot + 1)]
-                with m.If(neuron == desc.n_out - 1):
-                    m.next = "FIRE_FLUSH"
+                m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(fire_addr)]
+                m.d.sync += [fire_valid.eq(1), fire_sel.eq(fire_pe),
+                             fire_sample.channel.eq(ch), fire_sample.y.eq(py), fire_sample.x.eq(px),
+                             fire_sample.first.eq((dy == 0) & (dx == 0)),
+                             fire_sample.last.eq((dy == pool_last) & (dx == pool_last))]
+                # window (dx fastest, dy), then channel (PE, slot), then px, then py
+                m.d.sync += dx.eq(dx + 1)
+                with m.If(dx == pool_last):
+                    m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
+                    with m.If(dy == pool_last):
+                        m.d.sync += [dy.eq(0), ch.eq(ch + 1), fire_pe.eq(fire_pe + 1)]
+                        with m.If(fire_pe == P - 1):
+                            m.d.sync += [fire_pe.eq(0), slot_f.eq(slot_f + 1)]
+                        with m.If(ch == desc.c_out - 1):
+                            m.d.sync += [ch.eq(0), fire_pe.eq(0), slot_f.eq(0), px.eq(px + 1)]
+                            with m.If(px == desc.w_pool - 1):
+                                m.d.sync += [px.eq(0), py.eq(py + 1)]
+                                with m.If(py == desc.h_pool - 1):
+                                    m.next = "FIRE_FLUSH"
             with m.State("FIRE_FLUSH"):  # wait for the last spikes to reach the event memory
                 with m.If(~fire_valid & ~self.spikes.valid):
                     end_layer()

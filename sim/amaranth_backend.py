@@ -10,12 +10,12 @@ from hw.host import RunResult, decode_results, decode_stats, input_writes, netwo
 from hw.neuron_array import NeuronArray
 
 
-def run_amaranth(cfg: ArrayConfig, image: NetworkImage, sizes: list[int], input_times: np.ndarray,
+def run_amaranth(cfg: ArrayConfig, image: NetworkImage, shapes: list, input_times: np.ndarray,
                  *, load: bool = True, baked: bool = False, max_cycles: int = 1_000_000) -> list[RunResult]:
     """Load ``image`` through the host bus (or bake it in), run every row of input_times."""
     dut = NeuronArray(cfg, image if baked else None)
     results: list[RunResult] = []
-    n_layers = len(sizes) - 1
+    n_layers = len(shapes) - 1
 
     async def bench(ctx):
         async def write(pairs):
@@ -37,7 +37,7 @@ def run_amaranth(cfg: ArrayConfig, image: NetworkImage, sizes: list[int], input_
         if load and not baked:
             await write(network_writes(cfg, image))
         for times in input_times:
-            await write(input_writes(cfg, times))
+            await write(input_writes(cfg, times, shapes[0]))
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
@@ -49,8 +49,8 @@ def run_amaranth(cfg: ArrayConfig, image: NetworkImage, sizes: list[int], input_
                 raise TimeoutError(f"no done after {max_cycles} cycles")
             stats = await read(stats_reads(cfg, n_layers))
             _, _, layer_events = decode_stats(cfg, n_layers, stats)
-            words = await read(result_reads(cfg, sum(layer_events), sizes[-1]))
-            results.append(decode_results(cfg, sizes, stats, words))
+            words = await read(result_reads(cfg, sum(layer_events), int(np.prod(shapes[-1]))))
+            results.append(decode_results(cfg, shapes, stats, words))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

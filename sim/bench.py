@@ -57,7 +57,7 @@ def run_bench(model_path="build/model/snn.npz", *, pes: int = 16, batch: int = 4
         times = golden.encode(ds.x_test)
         for waves, n in ((False, rtl_images), (True, wave_images)):
             built = verilator.build(v, cfg, Path(tmp) / "cache", waves=waves)  # cold: fresh cache
-            run = verilator.run(built, cfg, model.sizes, times[:n], work_dir=Path(tmp) / f"run{int(waves)}",
+            run = verilator.run(built, cfg, model.shapes, times[:n], work_dir=Path(tmp) / f"run{int(waves)}",
                                 waves=waves)
             rtl[waves] = {"build_s": built.build_seconds, "images": n,
                           "seconds_per_image": run.wall_seconds / n,
@@ -70,7 +70,7 @@ def run_bench(model_path="build/model/snn.npz", *, pes: int = 16, batch: int = 4
         big_cfg = ArrayConfig.for_model(big, 2)
         big_v = write_design(Path(tmp) / "big", big_cfg, big)
         built = verilator.build(big_v, big_cfg, Path(tmp) / "cache")
-        run = verilator.run(built, big_cfg, big.sizes, random_input_times(rng, 256, 4, model.timing),
+        run = verilator.run(built, big_cfg, big.shapes, random_input_times(rng, 256, 4, model.timing),
                             work_dir=Path(tmp) / "runbig")
         rtl["long"] = {"cycles_per_image": run.busy_cycles / 4,
                        "processor_cycles_per_s": run.busy_cycles / run.busy_seconds}

@@ -3,7 +3,7 @@
 The toplevel is the wrapper of sim.verilator.bench_top, which generates the clock.
 
 The job comes from the file named by FIRSTSPIKE_JOB (written by sim.verilator.run):
-the array configuration, layer sizes, optional network-load writes and the input
+the array configuration, layer spike shapes, optional network-load writes and the input
 spike times of every image. The bench only drives and records; the comparison with
 the golden model happens afterwards in sim.flow, outside the simulator.
 
@@ -82,10 +82,10 @@ class ArrayBench:
         dut.rst.value = 0
         await RisingEdge(dut.clk)
 
-    async def run_image(self, times, sizes):
+    async def run_image(self, times, shapes):
         dut, cfg = self.dut, self.cfg
-        n_layers = len(sizes) - 1
-        await self.host.write(input_writes(cfg, times))
+        n_layers = len(shapes) - 1
+        await self.host.write(input_writes(cfg, times, shapes[0]))
         dut.start.value = 1
         started = time.perf_counter()
         await RisingEdge(dut.clk)
@@ -97,7 +97,7 @@ class ArrayBench:
         counters, _, layer_events = decode_stats(cfg, n_layers, stats)
         self.busy_cycles += counters["cycles"]
         self.host.cycles += counters["cycles"] + 2
-        words = await self.host.read(result_reads(cfg, sum(layer_events), sizes[-1]))
+        words = await self.host.read(result_reads(cfg, sum(layer_events), int(np.prod(shapes[-1]))))
         return stats, words
 
 
@@ -106,7 +106,7 @@ async def run_job(dut):
     """Run every image of the job and save the raw read-back words."""
     with np.load(os.environ["FIRSTSPIKE_JOB"], allow_pickle=False) as job:
         cfg = ArrayConfig.from_dict(json.loads(str(job["config"])))
-        sizes = [int(s) for s in job["sizes"]]
+        shapes = [tuple(int(v) for v in s) for s in job["shapes"]]
         inputs = job["input_times"]
         loads = list(zip(job["load_addr"].tolist(), (int(d) for d in job["load_data"])))
     progress = os.environ.get("FIRSTSPIKE_PROGRESS")
@@ -118,7 +118,7 @@ async def run_job(dut):
 
     all_stats, all_words = [], []
     for n, times in enumerate(inputs):
-        stats, words = await bench.run_image(times, sizes)
+        stats, words = await bench.run_image(times, shapes)
         all_stats.append(stats)
         all_words.append(words)
         if progress:

@@ -140,18 +140,23 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     return e
 
 
-def ann_baselines_pj(layer_sizes: list[tuple[int, int]], table: EnergyTable, sops: float) -> dict[str, float]:
+def ann_baselines_pj(layers: list[tuple[int, ...]], table: EnergyTable, sops: float) -> dict[str, float]:
     """Reference energies of the equivalent ANN (one inference, pJ).
+
+    ``layers``: per layer (n_in, n_out) for a fully connected layer, or
+    (n_in, n_out, macs, weights) in general (a conv layer reuses its weights: macs > weights).
 
     - literature convention: SNN = synaptic operations x fp32 add; ANN = MACs x fp32 MAC;
     - int8 ANN: MACs x int8 MAC, plus one 8-bit weight read per MAC from an SRAM holding
       the whole layer, one 8-bit read per input activation and one 8-bit write per output.
     """
-    macs = sum(n_in * n_out for n_in, n_out in layer_sizes)
+    full = [(n_in, n_out, n_in * n_out, n_in * n_out) if len(t) == 2 else t for t in layers for n_in, n_out in
+            [t[:2]]]
+    macs = sum(f[2] for f in full)
     int8 = 0.0
-    for n_in, n_out in layer_sizes:
-        w_bit = table.sram_pj_per_bit(8 * n_in * n_out)
+    for n_in, n_out, m, weights in full:
+        w_bit = table.sram_pj_per_bit(8 * weights)
         a_bit = table.sram_pj_per_bit(8 * max(n_in, n_out))
-        int8 += n_in * n_out * (table["int8_mac_pj"] + 8 * w_bit) + (n_in + n_out) * 8 * a_bit
+        int8 += m * (table["int8_mac_pj"] + 8 * w_bit) + (n_in + n_out) * 8 * a_bit
     return {"snn_sop_fp32_add_pj": sops * table["fp32_add_pj"], "ann_mac_fp32_pj": macs * table["fp32_mac_pj"],
             "ann_int8_pj": int8, "ann_macs": macs}

@@ -201,9 +201,9 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
     t0 = time.perf_counter()
     built = verilator.build(v_path, cfg)
     with tqdm(total=n, desc="RTL", unit="image", disable=quiet) as bar:
-        run = verilator.run(built, cfg, model.sizes, golden.spikes[0], progress=bar,
+        run = verilator.run(built, cfg, model.shapes, golden.spikes[0], progress=bar,
                             work_dir=Path(out_dir) / "work")
-    results = [decode_results(cfg, model.sizes, run.stats[b], run.words[b]) for b in range(n)]
+    results = [decode_results(cfg, model.shapes, run.stats[b], run.words[b]) for b in range(n)]
     mismatches = [m for b, r in enumerate(results) if (m := first_mismatch(b, golden, b, r))]
     rtl_pred = np.array([int(np.argmax(r.potentials)) for r in results])
 
@@ -217,7 +217,8 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
     rtl_cycles = np.array([r.counters["cycles"] for r in results])
     model_cycles = perf.total_cycles(counts)
     mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
-    baselines = energy.ann_baselines_pj([(layer.n_in, layer.n_out) for layer in model.layers], table,
+    baselines = energy.ann_baselines_pj([(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size)
+                                         for layer in model.layers], table,
                                         mean("acc_updates"))
     report = {
         "dataset": dataset, "images": n, "model": str(model_path),

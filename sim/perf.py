@@ -1,17 +1,20 @@
 """Performance model: the NeuronArray's exact cycle and event counts, from the golden model.
 
-Derived from the sequencer's schedule (hw/sequencer.py, docs/hardware.md). For a layer
-with ``slots = ceil(n_out / P)`` and ``E`` input events:
+Derived from the sequencer's schedule (hw/sequencer.py, docs/hardware.md). Every layer
+runs as a convolution (a linear layer's kernel covers its input). With ``P`` PEs,
+``slots = ceil(C_out / P)``, ``taps(e)`` the kernel taps an input event e touches (the
+output positions whose window covers it) and ``q`` the max-pool size:
 
-    cycles = 1                    DESCRIPTOR
-           + slots                INIT
-           + T        (hidden)    THRESHOLDS
-           + 1                    ACCUMULATE_FIRST
-           + E * slots            ACCUMULATE
-           + 1                    AFTER_ACCUMULATE
-           + n_out    (hidden)    FIRE
-           + 2 + f    (hidden)    FIRE_FLUSH; f = 1 if neuron n_out-1 fired (its event
-                                  still has to reach the event memory), else 0
+    cycles = 1                                  DESCRIPTOR
+           + H_out * W_out * slots              INIT
+           + T                     (hidden)     THRESHOLDS
+           + 1                                  ACCUMULATE_FIRST
+           + sum_e max(1, taps(e) * slots)      ACCUMULATE (an event touching nothing: 1)
+           + 1                                  AFTER_ACCUMULATE
+           + H_pool * W_pool * C_out * q * q   (hidden)  FIRE, one potential per cycle
+           + 2 + f                 (hidden)     FIRE_FLUSH; f = 1 if the layer's last
+                                                output neuron fired (its event still has
+                                                to reach the event memory), else 0
 
 Tests assert equality with the RTL's counters, layer by layer, on every tested network.
 """
@@ -20,7 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from hw.config import hardware_geometry
 from sw.formats import NO_SPIKE, ZERO_MAG, split_codes
 from sw.golden import GoldenResult
 from sw.model import SnnModel
@@ -33,12 +38,20 @@ class LayerCounts:
     kind: str
     cycles: np.ndarray
     input_events: np.ndarray
-    weight_reads: np.ndarray  #: one per PE per accumulate cycle
+    weight_reads: np.ndarray  #: one per PE per accumulate command
     acc_updates: np.ndarray  #: synaptic events: accumulations of a nonzero weight
     spikes: np.ndarray  #: output spikes (0 for the output layer)
-    fired_neurons: int  #: neurons that pass the fire unit (n_out for hidden layers)
+    fired_neurons: int  #: potentials that pass the fire unit (0 for the output layer)
     init_writes: int  #: accumulator initialisations, all PEs
-    pe_utilization: np.ndarray  #: acc_updates / (P * cycles)
+    accumulate_cycles: np.ndarray  #: cycles of the ACCUMULATE state
+    pe_utilization: np.ndarray  #: acc_updates / (P * cycles): the whole layer
+    accumulate_utilization: np.ndarray  #: acc_updates / (P * accumulate_cycles)
+
+
+def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:
+    """Per input coordinate v: how many kernel offsets k put it in an output's window."""
+    v = np.arange(size_in)[:, None] + padding - np.arange(kernel)[None, :]
+    return ((v >= 0) & (v % stride == 0) & (v // stride < size_out)).sum(axis=1)
 
 
 def layer_counts(model: SnnModel, pes: int, golden: GoldenResult) -> list[LayerCounts]:
@@ -46,24 +59,35 @@ def layer_counts(model: SnnModel, pes: int, golden: GoldenResult) -> list[LayerC
     T = model.timing.T
     out = []
     for k, layer in enumerate(model.layers):
-        slots = -(-layer.n_out // pes)
-        active = golden.spikes[k] != NO_SPIKE  # (batch, n_in)
-        events = active.sum(axis=1)
+        g = hardware_geometry(layer)
+        slots = -(-g["c_out"] // pes)
+        active = (golden.spikes[k] != NO_SPIKE).reshape(-1, g["c_in"], g["h_in"], g["w_in"])
+        events = active.sum(axis=(1, 2, 3))
+        taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
+                        axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))  # (H_in, W_in)
+        per_event = (taps * slots)[None, None]
+        accumulate = (active * np.maximum(1, per_event)).sum(axis=(1, 2, 3))
+        commands = (active * per_event).sum(axis=(1, 2, 3))
         _, mag = split_codes(layer.weights)
-        nonzero_per_input = (mag != ZERO_MAG).sum(axis=0)  # (n_in,)
-        updates = active.astype(np.int64) @ nonzero_per_input
-        cycles = 1 + slots + 1 + events * slots + 1
+        nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
+        updates = torch.nn.functional.conv2d(torch.from_numpy(active.astype(np.float64)),
+                                             torch.from_numpy(nonzero[None].astype(np.float64)),
+                                             stride=g["stride"], padding=g["padding"])
+        updates = updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64)
+        acc_count = g["h_out"] * g["w_out"] * slots
+        cycles = 1 + acc_count + 1 + accumulate + 1
         if layer.is_output:
             spikes = np.zeros_like(events)
             fired = 0
         else:
             fired_out = golden.spikes[k + 1] != NO_SPIKE
             spikes = fired_out.sum(axis=1)
-            cycles = cycles + T + layer.n_out + 2 + fired_out[:, -1].astype(np.int64)
-            fired = layer.n_out
-        out.append(LayerCounts(kind="linear", cycles=cycles, input_events=events, weight_reads=events * slots * pes,
-                               acc_updates=updates, spikes=spikes, fired_neurons=fired, init_writes=slots * pes,
-                               pe_utilization=updates / (pes * cycles)))
+            fired = g["h_pool"] * g["w_pool"] * g["c_out"] * g["pool"] ** 2
+            cycles = cycles + T + fired + 2 + fired_out[:, -1].astype(np.int64)
+        out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=events, weight_reads=commands * pes,
+                               acc_updates=updates, spikes=spikes, fired_neurons=fired, init_writes=acc_count * pes,
+                               accumulate_cycles=accumulate, pe_utilization=updates / (pes * cycles),
+                               accumulate_utilization=updates / (pes * np.maximum(1, accumulate))))
     return out
 
 

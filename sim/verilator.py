@@ -128,7 +128,7 @@ class RtlRun:
     busy_seconds: float  #: wall time of those cycles
 
 
-def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: np.ndarray,
+def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.ndarray,
         load_writes: list[tuple[int, int]] | None = None, progress=None,
         work_dir: str | os.PathLike | None = None, waves: bool = False) -> RtlRun:
     """Run the cocotb bench (sim/cocotb_bench.py) on every row of input_times.
@@ -143,7 +143,7 @@ def run(model: VerilatedModel, cfg: ArrayConfig, sizes: list[int], input_times: 
     for f in (result, progress_file):
         f.unlink(missing_ok=True)
     loads = np.array(load_writes if load_writes else [], dtype=object).reshape(-1, 2)
-    np.savez(job, config=np.array(json.dumps(cfg.to_dict())), sizes=np.array(sizes, dtype=np.int64),
+    np.savez(job, config=np.array(json.dumps(cfg.to_dict())), shapes=np.array([(s, 1, 1) if np.isscalar(s) else tuple(s) for s in shapes], dtype=np.int64),
              input_times=np.asarray(input_times, dtype=np.int64),
              load_addr=np.array([int(a) for a, _ in loads], dtype=np.int64),
              load_data=np.array([str(int(d)) for _, d in loads]))  # decimal strings: data may exceed 64 bits

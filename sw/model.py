@@ -213,6 +213,11 @@ class SnnModel:
 
     # -- sizes -------------------------------------------------------------------------
     @property
+    def shapes(self) -> list[tuple[int, int, int]]:
+        """Spike shapes (C, H, W) between layers, input first, output layer last."""
+        return [self.layers[0].in_shape] + [layer.out_shape for layer in self.layers]
+
+    @property
     def sizes(self) -> list[int]:
         return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
 

@@ -45,7 +45,8 @@ def test_overrides(tmp_path):
 def test_layer_energy_counts_each_event():
     c = LayerCounts(kind="linear", cycles=np.array([1000]), input_events=np.array([10]),
                     weight_reads=np.array([40]), acc_updates=np.array([30]), spikes=np.array([5]),
-                    fired_neurons=8, init_writes=4, pe_utilization=np.array([0.0]))
+                    fired_neurons=8, init_writes=4, pe_utilization=np.array([0.0]), accumulate_cycles=np.array([0]),
+                    accumulate_utilization=np.array([0.0]))
     g = ArrayGeometry(pes=4, T=8, acc_width=20, event_bits=10, weight_macro_bits=100, acc_macro_bits=100,
                       event_macro_bits=100, threshold_macro_bits=100, clock_mhz=100)
     t = energy_table()
@@ -63,7 +64,8 @@ def test_static_power_times_runtime(tmp_path):
     f.write_text("static_uw: 100\n")
     c = LayerCounts(kind="linear", cycles=np.array([1000]), input_events=np.array([0]), weight_reads=np.array([0]),
                     acc_updates=np.array([0]), spikes=np.array([0]), fired_neurons=0, init_writes=0,
-                    pe_utilization=np.array([0.0]))
+                    pe_utilization=np.array([0.0]), accumulate_cycles=np.array([0]),
+                    accumulate_utilization=np.array([0.0]))
     g = ArrayGeometry(pes=1, T=8, acc_width=20, event_bits=10, weight_macro_bits=1, acc_macro_bits=1,
                       event_macro_bits=1, threshold_macro_bits=1, clock_mhz=100)
     # 100 uW for 1000 cycles at 100 MHz (10 us) = 1 nJ
@@ -73,6 +75,8 @@ def test_static_power_times_runtime(tmp_path):
 def test_ann_baselines():
     t = energy_table()
     b = ann_baselines_pj([(4, 3)], t, sops=7)
+    conv = ann_baselines_pj([(4, 3, 12, 12)], t, sops=7)  # the general form of the same layer
+    assert conv == b
     assert b["ann_macs"] == 12
     assert b["ann_mac_fp32_pj"] == pytest.approx(12 * 4.6)
     assert b["snn_sop_fp32_add_pj"] == pytest.approx(7 * 0.9)

@@ -14,7 +14,7 @@ from sw.random_models import random_input_times, random_model
 
 
 def small_config(timing, **kw):
-    base = dict(pes=1, timing=timing, acc_width=24, max_layers=2, max_neurons=32, weight_depth=64,
+    base = dict(pes=1, timing=timing, acc_width=24, max_layers=2, max_channels=32, max_size=4, weight_depth=64,
                 bias_depth=8, slot_depth=4, event_depth=16)
     base.update(kw)
     return ArrayConfig(**base)
@@ -44,14 +44,14 @@ def test_pe_accumulates_every_code_at_every_time(B):
 
     async def bench(ctx):
         for slot in range(4):
-            ctx.set(dut.cmd, {"op": PeOp.INIT, "slot": slot, "bias_addr": slot, "weight_addr": 0, "time": 0})
+            ctx.set(dut.cmd, {"op": PeOp.INIT, "acc_addr": slot, "bias_addr": slot, "weight_addr": 0, "time": 0})
             await ctx.tick()
         for addr, slot, t in ops:
-            ctx.set(dut.cmd, {"op": PeOp.ACCUM, "slot": slot, "weight_addr": addr, "bias_addr": 0, "time": t})
+            ctx.set(dut.cmd, {"op": PeOp.ACCUM, "acc_addr": slot, "weight_addr": addr, "bias_addr": 0, "time": t})
             await ctx.tick()
             seen_updates.append(ctx.get(dut.updated))
         for slot in range(4):
-            ctx.set(dut.cmd, {"op": PeOp.READ, "slot": slot, "weight_addr": 0, "bias_addr": 0, "time": 0})
+            ctx.set(dut.cmd, {"op": PeOp.READ, "acc_addr": slot, "weight_addr": 0, "bias_addr": 0, "time": 0})
             await ctx.tick()
             seen_updates.append(ctx.get(dut.updated))
             got.append(ctx.get(dut.potential))
@@ -83,7 +83,8 @@ def test_fire_unit_matches_spec_including_non_monotone_table():
             ctx.set(dut.thresholds.en, 0)
             for n, v in enumerate(values):
                 ctx.set(dut.potentials.valid, 1)
-                ctx.set(dut.potentials.payload, {"neuron": n % 32, "value": int(v)})
+                ctx.set(dut.potentials.payload, {"channel": n % 32, "y": 0, "x": 0, "first": 1, "last": 1,
+                                                 "value": int(v)})
                 await ctx.tick()
             ctx.set(dut.potentials.valid, 0)
 
@@ -92,7 +93,7 @@ def test_fire_unit_matches_spec_including_non_monotone_table():
     async def monitor(ctx):
         async for _, _, valid, payload in ctx.tick().sample(dut.spikes.valid, dut.spikes.payload):
             if valid:
-                spikes.append((payload.neuron, payload.time))
+                spikes.append((payload.channel, payload.time))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -115,7 +116,7 @@ def test_array_in_amaranth_matches_golden(seed, pes, T, B):
     times = random_input_times(rng, 9, 3, timing)
     golden = GoldenModel(model).run_times(times)
     for baked in (False, True):
-        results = run_amaranth(cfg, network_image(model, cfg), model.sizes, times, baked=baked)
+        results = run_amaranth(cfg, network_image(model, cfg), model.shapes, times, baked=baked)
         for b, r in enumerate(results):
             for k, s in enumerate(r.spikes):
                 assert np.array_equal(s, golden.spikes[k][b]), (baked, b, k)
@@ -126,10 +127,72 @@ def test_array_in_amaranth_matches_golden(seed, pes, T, B):
                 e * -(-layer.n_out // pes) for e, layer in zip(r.layer_events, model.layers))
 
 
+def test_conv_array_in_amaranth_matches_golden():
+    """A conv layer with stride 2 and padding, one with pooling, then linear layers."""
+    from sw.random_models import random_cnn
+    rng = np.random.default_rng(7)
+    timing = Timing(T=6, B=2, frac_bits=10)
+    model = random_cnn(rng, (2, 6, 6), [dict(channels=3, kernel=3, stride=2, padding=1),
+                                        dict(channels=5, kernel=2, padding=1, pool=2)], [4], 3, timing)
+    cfg = ArrayConfig.for_model(model, 2)
+    times = random_input_times(rng, model.layers[0].n_in, 2, timing)
+    golden = GoldenModel(model).run_times(times)
+    results = run_amaranth(cfg, network_image(model, cfg), model.shapes, times)
+    for b, r in enumerate(results):
+        for k, s in enumerate(r.spikes):
+            assert np.array_equal(s, golden.spikes[k][b]), (b, k)
+        assert np.array_equal(r.potentials, golden.potentials[b])
+
+
+def test_fire_unit_pools_the_earliest_spike_of_each_window():
+    """Windows of 4 samples (first/last flags): one event per window, at its earliest time."""
+    timing = Timing(T=6, B=2, frac_bits=12)
+    cfg = small_config(timing)
+    table = [900, 640, 450, 320, 225, 160]
+    rng = np.random.default_rng(3)
+    values = rng.integers(-100, 1100, size=(40, 4))
+    values[0] = [0, 0, 0, 0]  # a silent window
+    values[1] = [100, 950, 0, 0]  # clipped to t = 0 by its second sample
+    dut = FireUnit(cfg)
+
+    async def driver(ctx):
+        ctx.set(dut.spikes.ready, 1)
+        for t, v in enumerate(table):
+            ctx.set(dut.thresholds.en, 1)
+            ctx.set(dut.thresholds.index, t)
+            ctx.set(dut.thresholds.value, v)
+            await ctx.tick()
+        ctx.set(dut.thresholds.en, 0)
+        for w, window in enumerate(values):
+            for i, v in enumerate(window):
+                ctx.set(dut.potentials.valid, 1)
+                ctx.set(dut.potentials.payload, {"channel": w % 32, "y": w % 4, "x": 3 - w % 4, "first": i == 0,
+                                                 "last": i == 3, "value": int(v)})
+                await ctx.tick()
+        ctx.set(dut.potentials.valid, 0)
+
+    spikes = []
+
+    async def monitor(ctx):
+        async for _, _, valid, payload in ctx.tick().sample(dut.spikes.valid, dut.spikes.payload):
+            if valid:
+                spikes.append((int(payload.channel), int(payload.y), int(payload.x), int(payload.time)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(driver)
+    sim.add_process(monitor)
+    sim.run_until(1e-8 * (values.size + len(table) + 10))
+    times = fire_times(values.reshape(-1), np.array(table)).reshape(values.shape)
+    earliest = np.where(times == NO_SPIKE, 99, times).min(axis=1)
+    expected = [(w % 32, w % 4, 3 - w % 4, int(t)) for w, t in enumerate(earliest) if t != 99]
+    assert spikes == expected and expected[0][3] == 0 and len(expected) < len(values)
+
+
 def test_model_that_does_not_fit_names_the_resource():
     model = random_model(np.random.default_rng(0), [20, 10, 4], Timing(T=8, B=2, frac_bits=12))
-    cfg = small_config(Timing(T=8, B=2, frac_bits=12), pes=2, max_neurons=16, weight_depth=64)
-    with pytest.raises(DoesNotFit, match="max_neurons: model needs 20, array has 16; weight_depth: model needs 120"):
+    cfg = small_config(Timing(T=8, B=2, frac_bits=12), pes=2, max_channels=16, weight_depth=64)
+    with pytest.raises(DoesNotFit, match="max_channels: model needs 20, array has 16; weight_depth: model needs 120"):
         cfg.check_fits(model)
     with pytest.raises(DoesNotFit, match="built for"):
         small_config(Timing(T=4, B=2, frac_bits=12)).check_fits(model)

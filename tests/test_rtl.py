@@ -1,7 +1,8 @@
 """Generated Verilog under Verilator + cocotb, bit-exact against the golden model.
 
-Random networks: reproduce a failure with the seed printed in the assertion message,
-e.g. ``random_model(np.random.default_rng(SEED), sizes, timing)`` as in ``_networks``.
+Random networks: reproduce a failure with the seed printed in the assertion message:
+``_networks(index, timing)`` / ``_cnns(index, timing)`` build network ``seed`` from
+``np.random.default_rng(seed)``.
 """
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from sim.flow import simulate
 from sim.perf import layer_counts
 from sw.formats import Timing
 from sw.golden import GoldenModel
-from sw.random_models import random_input_times, random_model
+from sw.random_models import random_cnn, random_input_times, random_model
 
 # (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8
 CONFIGS = [(1, 8, 1, 12), (4, 16, 2, 16), (16, 8, 4, 14), (4, 5, 8, 10), (16, 32, 2, 16), (1, 12, 4, 12)]
@@ -36,30 +37,85 @@ def _networks(index, timing):
     return out
 
 
-@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" for c in CONFIGS])
-def test_random_networks_bit_exact(index, tmp_path):
-    pes, T, B, F = CONFIGS[index]
-    timing = Timing(T=T, B=B, frac_bits=F)
-    nets = _networks(index, timing)
-    # one array big enough for every network of this group: built once, loaded per network
+def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path):
+    """Build one array big enough for every network, load each, compare with golden and perf model."""
     need = [requirements(model, pes) for _, model, _ in nets]
     cfg = ArrayConfig(pes=pes, timing=timing, **{k: max(n[k] for n in need) for k in need[0]})
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
     for seed, model, times in nets:
         golden = GoldenModel(model).run_times(times)
         counts = layer_counts(model, pes, golden)
-        run = verilator.run(built, cfg, model.sizes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
+        run = verilator.run(built, cfg, model.shapes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
                             work_dir=tmp_path / f"net{seed}")
         for b in range(len(times)):
-            result = decode_results(cfg, model.sizes, run.stats[b], run.words[b])
+            result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
             mismatch = first_mismatch(b, golden, b, result)
-            assert mismatch is None, f"seed {seed}, sizes {model.sizes}, {timing}, {pes} PEs: {mismatch}"
+            assert mismatch is None, f"seed {seed}, shapes {model.shapes}, {timing}, {pes} PEs: {mismatch}"
             assert sum(result.layer_cycles) == result.counters["cycles"]
             # the performance model is exact, layer by layer and counter by counter
             assert result.layer_cycles == [int(c.cycles[b]) for c in counts], f"seed {seed}"
             assert result.layer_events == [int(c.input_events[b]) for c in counts], f"seed {seed}"
             for key, attr in (("weight_reads", "weight_reads"), ("acc_updates", "acc_updates"), ("spikes", "spikes")):
                 assert result.counters[key] == sum(int(getattr(c, attr)[b]) for c in counts), f"seed {seed}: {key}"
+
+
+@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" for c in CONFIGS])
+def test_random_networks_bit_exact(index, tmp_path):
+    pes, T, B, F = CONFIGS[index]
+    timing = Timing(T=T, B=B, frac_bits=F)
+    _check_bit_exact_and_cycles(_networks(index, timing), pes, timing, tmp_path)
+
+
+# (PEs, T, B, frac_bits) for conv nets: 1, 4 and 16 PEs, channel counts mostly not multiples of them
+CNN_CONFIGS = [(1, 8, 2, 12), (4, 16, 2, 14), (16, 8, 1, 12), (4, 6, 4, 10)]
+CNNS_PER_CONFIG = 9
+
+
+def _cnns(index, timing):
+    """Random conv nets: 1-2 conv layers (kernel 1/3/5, stride 1/2, padding up to k//2,
+    max pooling 1/2), 0-1 hidden linear layers, one seed per network."""
+    out = []
+    for n in range(CNNS_PER_CONFIG):
+        seed = 5000 + 1000 * index + n
+        rng = np.random.default_rng(seed)
+        shape = (int(rng.integers(1, 4)), int(rng.integers(5, 11)), int(rng.integers(5, 11)))
+        convs, h, w = [], shape[1], shape[2]
+        for _ in range(int(rng.integers(1, 3))):
+            k = int(rng.choice([1, 3, 5]))
+            p, s = int(rng.integers(0, k // 2 + 1)), int(rng.choice([1, 2]))
+            if k > min(h, w) + 2 * p:
+                k, p = 1, 0
+            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            pool = 2 if min(h, w) >= 2 and rng.random() < 0.5 else 1
+            h, w = h // pool, w // pool
+            convs.append(dict(channels=int(rng.integers(1, 21)), kernel=k, stride=s, padding=p, pool=pool))
+        hidden = [int(rng.integers(1, 17))] if rng.random() < 0.5 else []
+        model = random_cnn(rng, shape, convs, hidden, int(rng.integers(2, 11)), timing)
+        out.append((seed, model, random_input_times(rng, model.layers[0].n_in, 2, timing)))
+    return out
+
+
+@pytest.mark.parametrize("index", range(len(CNN_CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" for c in CNN_CONFIGS])
+def test_random_cnns_bit_exact(index, tmp_path):
+    pes, T, B, F = CNN_CONFIGS[index]
+    timing = Timing(T=T, B=B, frac_bits=F)
+    _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path)
+
+
+def test_random_cnns_cover_the_geometry():
+    """The CNN generator exercises every kernel, stride, padding and pooling it promises."""
+    seen = set()
+    channels_not_multiple = 0
+    for index, (pes, T, B, F) in enumerate(CNN_CONFIGS):
+        for _, model, _ in _cnns(index, Timing(T=T, B=B, frac_bits=F)):
+            for layer in model.layers:
+                if layer.kind == "conv":
+                    seen |= {("k", layer.kernel), ("s", layer.stride), ("p", layer.padding), ("pool", layer.pool)}
+                    channels_not_multiple += layer.channels % pes != 0
+    assert {("k", 1), ("k", 3), ("k", 5), ("s", 1), ("s", 2), ("p", 0), ("p", 1), ("p", 2), ("pool", 1),
+            ("pool", 2)} <= seen
+    assert channels_not_multiple >= 20
+    assert len(CNN_CONFIGS) * CNNS_PER_CONFIG >= 30
 
 
 def test_random_networks_exercise_the_design():
@@ -122,9 +178,9 @@ def test_a_wrong_weight_in_the_rtl_is_caught(tmp_path):
     new = 0b00000 if old != 0b00000 else 0b10000  # +-2**s: the largest magnitude, another value
     image.weights[0][image.descriptors[1].weight_base + 0 * 4 + h] = new  # output neuron 0, slot 0
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
-    run = verilator.run(built, cfg, model.sizes, times, load_writes=network_writes(cfg, image),
+    run = verilator.run(built, cfg, model.shapes, times, load_writes=network_writes(cfg, image),
                         work_dir=tmp_path / "run")
-    result = decode_results(cfg, model.sizes, run.stats[0], run.words[0])
+    result = decode_results(cfg, model.shapes, run.stats[0], run.words[0])
     mismatch = first_mismatch(0, golden, 0, result)
     assert mismatch is not None and (mismatch.layer, mismatch.neuron, mismatch.what) == ("output", 0, "potential")
     table = timing.contribution_table()

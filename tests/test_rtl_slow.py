@@ -31,12 +31,12 @@ def test_large_random_networks(seed, sizes, pes, T, B, tmp_path):
     times = random_input_times(rng, sizes[0], 10, timing)
     cfg = ArrayConfig.for_model(model, pes)
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
-    run = verilator.run(built, cfg, model.sizes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
+    run = verilator.run(built, cfg, model.shapes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
                         work_dir=tmp_path / "run")
     golden = GoldenModel(model).run_times(times)
     counts = layer_counts(model, pes, golden)
     for b in range(len(times)):
-        result = decode_results(cfg, model.sizes, run.stats[b], run.words[b])
+        result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
         assert first_mismatch(b, golden, b, result) is None, f"seed {seed}: {first_mismatch(b, golden, b, result)}"
         assert result.layer_cycles == [int(c.cycles[b]) for c in counts], f"seed {seed}"
 
