@@ -7,6 +7,9 @@ FS := $(VENV)/bin/firstspike
 STAMP := $(VENV)/.installed
 PES ?= 16
 IMAGES ?= 0
+# digits recipe: cnn (default) or mlp
+MODEL ?= cnn
+MDIR := build/model/$(MODEL)
 
 .PHONY: all venv sim synth report bench lint test test-slow clean
 
@@ -22,27 +25,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-build/model/ann.pt: $(STAMP)
-	$(FS) train --out $@
+$(MDIR)/ann.pt: $(STAMP)
+	$(FS) train --arch $(MODEL) --out $@
 
-build/model/snn.npz: build/model/ann.pt
+$(MDIR)/snn.npz: $(MDIR)/ann.pt
 	$(FS) convert $< --out $@
 
-sim: build/model/snn.npz
-	$(FS) sim --model build/model/snn.npz --pes $(PES) --images $(IMAGES)
+sim: $(MDIR)/snn.npz
+	$(FS) sim --model $(MDIR)/snn.npz --pes $(PES) --images $(IMAGES)
 
 # Yosys from PyPI: generic cells + iCE40 (several minutes for 16 PEs)
-synth: build/model/snn.npz
-	$(FS) synth --model build/model/snn.npz --pes $(PES)
+synth: $(MDIR)/snn.npz
+	$(FS) synth --model $(MDIR)/snn.npz --pes $(PES)
 
 # HTML report with plots (after make sim; includes make synth's results if present)
-report: build/model/snn.npz
+report: $(MDIR)/snn.npz
 	@test -f build/sim/report.json || $(MAKE) sim
 	$(FS) report
 
 # speed of the golden model, the float model and the RTL simulation -> build/bench.json
-bench: build/model/snn.npz
-	$(PY) -m sim.bench
+bench: $(MDIR)/snn.npz
+	$(PY) -m sim.bench $(MDIR)/snn.npz
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sw hw sim tests

@@ -66,7 +66,8 @@ class ArrayConfig:
     event_depth: int  #: event memory entries (shared)
 
     def __post_init__(self):
-        for name in ("pes", "max_layers", "max_channels", "max_size", "weight_depth", "bias_depth", "slot_depth", "event_depth"):
+        for name in ("pes", "max_layers", "max_channels", "max_size", "weight_depth", "bias_depth", "slot_depth",
+                     "event_depth"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")

