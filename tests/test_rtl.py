@@ -148,6 +148,22 @@ def test_digits_model_bit_exact_on_rtl(digits_model, tmp_path):
     assert (tmp_path / "sim" / "report.json").exists()
 
 
+def test_digits_cnn_bit_exact_on_rtl(digits_cnn, tmp_path):
+    """The trained digits CNN (two conv + max-pool layers, one linear) on 200 test images."""
+    _, snn_path, _ = digits_cnn
+    report = simulate(snn_path, pes=16, images=200, out_dir=tmp_path / "sim", verilog_dir=tmp_path / "v", quiet=True)
+    assert report["images"] == 200
+    assert report["mismatches"] == 0, report["first_mismatch"]
+    assert report["rtl_accuracy"] == report["golden_accuracy"]
+    assert report["cycle_model_exact"] is True
+    layers = report["layers"]
+    assert [(lay["kind"], lay["maxpool"]) for lay in layers] == [("conv", 2), ("conv", 2), ("linear", 1)]
+    assert [lay["out_shape"] for lay in layers] == [[16, 4, 4], [32, 2, 2], [10, 1, 1]]
+    for lay in layers:
+        assert 0 < lay["pe_utilization"] <= lay["accumulate_utilization"] <= 1
+        assert lay["cycles"] == lay["cycles_model"] and lay["spikes"] >= 0
+
+
 def test_mismatch_is_reported_precisely():
     timing = Timing(T=8, B=2, frac_bits=12)
     model = random_model(np.random.default_rng(5), [6, 5, 3], timing)
