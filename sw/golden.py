@@ -41,7 +41,7 @@ class GoldenModel:
     so a batch costs one matrix product per layer; a conv layer first gathers each output
     position's receptive field (im2col, strided views, no loop over pixels). Products run
     in floating point, which is exact here: every partial sum is an integer within the
-    accumulator bound (docs/spec.md, section 6), so float32 is exact when that bound is
+    accumulator bound (docs/spec.md, section 7), so float32 is exact when that bound is
     below 2**24 and float64 always is (the bound is below 2**48, SnnModel.validate).
     """
 

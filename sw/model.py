@@ -225,7 +225,7 @@ class SnnModel:
         """Per output channel of layer k: |bias| + sum of the largest contribution of every input.
 
         Every partial sum of a layer's accumulation lies within this bound whatever the
-        input spikes and their order (docs/spec.md, section 6).
+        input spikes and their order (docs/spec.md, section 7).
         """
         layer = self.layers[k]
         _, mag = split_codes(layer.weights)
