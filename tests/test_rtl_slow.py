@@ -1,4 +1,5 @@
-"""Slow RTL suites (`make test-slow`): larger networks and every digits image at 1 and 4 PEs.
+"""Slow RTL suites (`make test-slow`): larger networks, a reduced-width VGG-11 and every
+digits image at 1 and 4 PEs.
 
 Reproduce a random-network failure from the seed in the assertion message.
 """
@@ -47,3 +48,33 @@ def test_digits_all_images(digits_model, pes, tmp_path):
     report = simulate(snn, pes=pes, images=0, out_dir=tmp_path / "sim", verilog_dir=tmp_path / "v", quiet=True)
     assert report["images"] == 449 and report["mismatches"] == 0, report["first_mismatch"]
     assert report["cycle_model_exact"] and report["rtl_accuracy"] == report["golden_accuracy"]
+
+
+def test_reduced_width_vgg11_bit_exact(tmp_path):
+    """VGG-11 for 32x32x3 inputs at 1/16 width (4..32 channels, 8 conv layers, 5 max pools),
+    converted with max calibration, 3 random images through the RTL at 16 PEs."""
+    import torch
+
+    from sw.ann import vgg
+    from sw.convert import calibrate, convert
+    net = vgg("vgg11", (3, 32, 32), 10, width=1 / 16, seed=0).eval()
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 3 * 32 * 32)).astype(np.float32)
+    with torch.no_grad():
+        for m in net.modules():  # non-trivial BatchNorm statistics, as after training
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(0.0, 0.3)
+    timing = Timing(T=16, B=2, frac_bits=14)
+    model = convert(net, timing, 1.0, calibrate(net, x, "percentile", 99.0))
+    assert sum(layer.kind == "conv" for layer in model.layers) == 8
+    cfg = ArrayConfig.for_model(model, 16)
+    built = verilator.build(write_design(tmp_path / "v", cfg, model), cfg)
+    golden = GoldenModel(model).run(x[:3])
+    run = verilator.run(built, cfg, model.shapes, golden.spikes[0], work_dir=tmp_path / "run")
+    counts = layer_counts(model, 16, golden)
+    for b in range(3):
+        result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
+        assert first_mismatch(b, golden, b, result) is None
+        assert result.layer_cycles == [int(c.cycles[b]) for c in counts]
+    assert golden.spike_counts()[:, 1:].sum() > 100  # the network is not silent
