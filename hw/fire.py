@@ -1,7 +1,7 @@
 """FireUnit: turns a neuron's final potential into its time-to-first-spike event."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,21 +26,26 @@ class ThresholdWrite(wiring.Signature):
 class FireUnit(wiring.Component):
     """Spike time = the first t with potential >= TH[t]; no event if there is none.
 
-    All T comparisons happen in parallel against a threshold register file that the
-    sequencer loads once per layer, so firing costs one cycle per neuron whatever T is.
-    The table is not assumed monotone: a priority encoder picks the first passing t,
-    exactly as the spec (section 4) and the golden model say.
+    One comparator set per PE lane: a sample carries the potentials of all PEs, read in
+    the same cycle, and every lane compares its value with all T thresholds at once
+    (a register file the sequencer loads once per layer). The table is not assumed
+    monotone: a priority encoder per lane picks the first passing t, exactly as the spec
+    (section 4) and the golden model say.
 
     Max pooling in TTFS is the earliest spike of the window (spec section 5): the samples
-    of one window arrive back to back between ``first`` and ``last``; the unit keeps the
-    running minimum and emits one event, at the window's (pooled) coordinates, on ``last``.
+    of one window arrive back to back between ``first`` and ``last``; each lane keeps its
+    running minimum. On ``last`` the lanes that fire (and hold a real channel,
+    ``channel_base + p < channels``) become pending spikes, emitted one per cycle, lowest
+    lane first, while the next window's samples already come in; that window's last
+    sample waits until the previous spikes are out (the last one may leave in the same
+    cycle). A group of k spikes thus costs max(window samples, k) cycles.
 
     Members
     -------
     potentials : In(stream.Signature(potential_sample))
     spikes : Out(stream.Signature(spike_event))
-        One registered stage; a sample that does not fire produces nothing.
     thresholds : In(ThresholdWrite)
+    channels : In  output channels of the current layer
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -49,39 +54,57 @@ class FireUnit(wiring.Component):
             "potentials": In(stream.Signature(potential_sample(cfg))),
             "spikes": Out(stream.Signature(spike_event(cfg))),
             "thresholds": In(ThresholdWrite(cfg)),
+            "channels": In(range(cfg.max_channels + 1)),
         })
 
     def elaborate(self, platform):
-        T = self.cfg.timing.T
+        cfg = self.cfg
+        T, P = cfg.timing.T, cfg.pes
         m = Module()
-        table = [Signal(signed(self.cfg.acc_width), name=f"threshold_{t}") for t in range(T)]
+        table = [Signal(signed(cfg.acc_width), name=f"threshold_{t}") for t in range(T)]
         with m.If(self.thresholds.en):
             for t in range(T):
                 with m.If(self.thresholds.index == t):
                     m.d.sync += table[t].eq(self.thresholds.value)
 
-        value = self.potentials.payload.value
-        first = Signal(range(T + 1))
-        m.d.comb += first.eq(T)
-        for t in reversed(range(T)):  # later assignments win: the smallest passing t
-            with m.If(value >= table[t]):
-                m.d.comb += first.eq(t)
-
         sample = self.potentials.payload
-        running = Signal(range(T + 1))  # earliest time of the window so far (T: none)
-        earliest = Signal(range(T + 1))
-        m.d.comb += earliest.eq(first)
-        with m.If(~sample.first & (running < first)):
-            m.d.comb += earliest.eq(running)
+        accept = Signal()
+        pending = Signal(P)  # lanes with a spike still to emit
+        pending_t = [Signal(range(T + 1), name=f"pending_t{p}") for p in range(P)]
+        base = Signal.like(sample.channel_base)
+        py, px = Signal.like(sample.y), Signal.like(sample.x)
+        # a window's last sample waits until at most one spike is pending (and leaving now)
+        m.d.comb += [self.potentials.ready.eq(~sample.last | ((pending & (pending - 1)) == 0) &
+                                              ((pending == 0) | self.spikes.ready)),
+                     accept.eq(self.potentials.valid & self.potentials.ready)]
+        load = []
+        for p in range(P):
+            value = sample.values[p]
+            first = Signal(range(T + 1), name=f"first_t{p}")
+            m.d.comb += first.eq(T)
+            for t in reversed(range(T)):  # later assignments win: the smallest passing t
+                with m.If(value >= table[t]):
+                    m.d.comb += first.eq(t)
+            running = Signal(range(T + 1), name=f"running_t{p}")  # earliest of the window so far (T: none)
+            earliest = Signal(range(T + 1), name=f"earliest_t{p}")
+            m.d.comb += earliest.eq(Mux(~sample.first & (running < first), running, first))
+            with m.If(accept):
+                m.d.sync += running.eq(earliest)
+            with m.If(accept & sample.last):
+                m.d.sync += pending_t[p].eq(earliest)
+            load.append((earliest != T) & (sample.channel_base + p < self.channels))
 
-        m.d.comb += self.potentials.ready.eq(~self.spikes.valid | self.spikes.ready)
-        with m.If(self.potentials.valid & self.potentials.ready):
-            m.d.sync += [running.eq(earliest),
-                         self.spikes.valid.eq(sample.last & (earliest != T)),
-                         self.spikes.payload.channel.eq(sample.channel),
-                         self.spikes.payload.y.eq(sample.y),
-                         self.spikes.payload.x.eq(sample.x),
-                         self.spikes.payload.time.eq(earliest)]
-        with m.Elif(self.spikes.ready):
-            m.d.sync += self.spikes.valid.eq(0)
+        # emit the lowest pending lane each cycle
+        lane = Signal(range(P))
+        for p in reversed(range(P)):
+            with m.If(pending[p]):
+                m.d.comb += lane.eq(p)
+        m.d.comb += [self.spikes.valid.eq(pending != 0),
+                     self.spikes.payload.channel.eq(base + lane),
+                     self.spikes.payload.y.eq(py), self.spikes.payload.x.eq(px),
+                     self.spikes.payload.time.eq(Array(pending_t)[lane])]
+        with m.If(self.spikes.valid & self.spikes.ready):
+            m.d.sync += pending.eq(pending & ~(1 << lane))
+        with m.If(accept & sample.last):
+            m.d.sync += [pending.eq(Cat(*load)), base.eq(sample.channel_base), py.eq(sample.y), px.eq(sample.x)]
         return m

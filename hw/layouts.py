@@ -31,11 +31,14 @@ def spike_event(cfg: ArrayConfig) -> data.StructLayout:
 
 
 def potential_sample(cfg: ArrayConfig) -> data.StructLayout:
-    """A neuron's final potential on its way to the fire stage, with the (pooled) position
-    of the spike it may become; ``first``/``last`` mark the ends of a max-pool window."""
-    return data.StructLayout({"channel": unsigned(cfg.channel_bits), "y": unsigned(cfg.coord_bits),
+    """One potential per PE, read in the same cycle, on their way to the fire stage.
+
+    Lane p holds channel ``channel_base + p`` at (pooled) position (y, x); ``first`` and
+    ``last`` mark the ends of a max-pool window.
+    """
+    return data.StructLayout({"channel_base": unsigned(cfg.channel_bits + 1), "y": unsigned(cfg.coord_bits),
                               "x": unsigned(cfg.coord_bits), "first": 1, "last": 1,
-                              "value": signed(cfg.acc_width)})
+                              "values": data.ArrayLayout(signed(cfg.acc_width), cfg.pes)})
 
 
 def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:

@@ -76,6 +76,7 @@ class NeuronArray(wiring.Component):
         wiring.connect(m, seq.potentials, fire.potentials)
         wiring.connect(m, fire.spikes, seq.spikes)
         wiring.connect(m, seq.thresholds, fire.thresholds)
+        m.d.comb += fire.channels.eq(seq.channels)
 
         host = self.host
         region = host.addr[cfg.offset_bits:]

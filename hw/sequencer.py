@@ -27,10 +27,11 @@ class Sequencer(wiring.Component):
       the image or off the stride grid) and, per tap, the ``slots`` channel groups: one
       command to all PEs per (tap, slot). An event that touches nothing costs one cycle.
       Cycles follow the spikes, not T.
-    - FIRE (hidden layers): potentials are read one per cycle, in pooled-output order
-      (row, column, channel, then the pool window), and pass the fire unit, which keeps
-      the earliest spike of each window; its spikes are appended to the event memory and
-      become the next layer's input.
+    - FIRE (hidden layers): every PE's potential at one address is read in the same
+      cycle, in pooled-output order (row, column, channel group, then the pool window),
+      and passes the fire unit's per-PE comparators, which keep the earliest spike of each
+      window; the spikes are appended to the event memory, one per cycle, and become the
+      next layer's input.
 
     The event memory therefore ends up holding every layer's events in order: the input
     events, then layer 0's spikes, then layer 1's, and so on. Layer l's events occupy
@@ -68,6 +69,7 @@ class Sequencer(wiring.Component):
             "pe_potentials": In(data.ArrayLayout(signed(W), cfg.pes)),
             "updates": In(range(cfg.pes + 1)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
+            "channels": Out(range(cfg.max_channels + 1)),
             "spikes": In(stream.Signature(spike_event(cfg))),
             "thresholds": Out(ThresholdWrite(cfg)),
             "descriptor_w": In(memory.WritePort.Signature(addr_width=_addr(L), shape=layer_descriptor(cfg))),
@@ -108,14 +110,14 @@ class Sequencer(wiring.Component):
         acc = Signal(range(cfg.slot_depth + 1))
         thr_base = Signal(range(L * T + 1))
         thr_index = Signal(range(T + 1))
-        # fire scan: pooled position (py, px), channel ch = slot_f * P + fire_pe, window (dy, dx)
+        # fire scan: pooled position (py, px), channel group slot_f (channels slot_f * P + lane),
+        # window (dy, dx); all PEs are read in the same cycle
         py, px, dy, dx = (Signal(size, name=n) for n in ("py", "px", "dy", "dx"))
-        ch = Signal(range(cfg.max_channels + 1))
         slot_f = Signal.like(slot)
-        fire_pe = Signal(range(P))
-        fire_valid = Signal()  # a READ is in the PEs' stage 1 this cycle
-        fire_sample = Signal(potential_sample(cfg))  # its coordinates; value comes from the PE
-        fire_sel = Signal.like(fire_pe)
+        ch_base = Signal(range(cfg.slot_depth * P + P + 1))
+        fire_valid = Signal()  # a READ's potentials are on the PEs' outputs this cycle
+        fire_sample = Signal(potential_sample(cfg))  # their coordinates; values come from the PEs
+        held_addr = Signal(range(cfg.slot_depth + 1))  # address of the sample presented
         thr_valid = Signal()
         thr_slot = Signal(range(T))
 
@@ -140,12 +142,17 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.thresholds.en.eq(thr_valid), self.thresholds.index.eq(thr_slot),
                      self.thresholds.value.eq(t_rd.data)]
 
-        # fire pipeline: READ command -> PE potential -> fire unit -> event memory
-        m.d.sync += fire_valid.eq(0)
-        m.d.comb += [self.potentials.valid.eq(fire_valid),
+        # fire pipeline: READ command -> PE potentials -> fire unit -> event memory.
+        # A sample the fire unit does not take is read again (same address) next cycle.
+        fire_taken = Signal()
+        m.d.comb += [fire_taken.eq(~fire_valid | self.potentials.ready),
+                     self.potentials.valid.eq(fire_valid),
                      self.potentials.payload.eq(fire_sample),
-                     self.potentials.payload.value.eq(self.pe_potentials[fire_sel]),
+                     self.potentials.payload.values.eq(self.pe_potentials),
+                     self.channels.eq(desc.c_out),
                      self.spikes.ready.eq(1)]
+        with m.If(fire_valid & self.potentials.ready):
+            m.d.sync += fire_valid.eq(0)
 
         # event memory: datapath while busy, host otherwise
         dp_e_addr = Signal.like(e_rd.addr)
@@ -287,7 +294,7 @@ class Sequencer(wiring.Component):
                         m.d.comb += [dp_e_addr.eq(ptr), dp_e_en.eq(1)]
                         m.d.sync += ptr.eq(ptr + 1)
             with m.State("AFTER_ACCUMULATE"):
-                m.d.sync += [py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), ch.eq(0), fire_pe.eq(0), slot_f.eq(0)]
+                m.d.sync += [py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot_f.eq(0), ch_base.eq(0)]
                 with m.If(last):
                     end_layer()
                     m.d.sync += [busy.eq(0), done.eq(1)]
@@ -295,26 +302,28 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     m.next = "FIRE"
             with m.State("FIRE"):
-                m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(fire_addr)]
-                m.d.sync += [fire_valid.eq(1), fire_sel.eq(fire_pe),
-                             fire_sample.channel.eq(ch), fire_sample.y.eq(py), fire_sample.x.eq(px),
-                             fire_sample.first.eq((dy == 0) & (dx == 0)),
-                             fire_sample.last.eq((dy == pool_last) & (dx == pool_last))]
-                # window (dx fastest, dy), then channel (PE, slot), then px, then py
-                m.d.sync += dx.eq(dx + 1)
-                with m.If(dx == pool_last):
-                    m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
-                    with m.If(dy == pool_last):
-                        m.d.sync += [dy.eq(0), ch.eq(ch + 1), fire_pe.eq(fire_pe + 1)]
-                        with m.If(fire_pe == P - 1):
-                            m.d.sync += [fire_pe.eq(0), slot_f.eq(slot_f + 1)]
-                        with m.If(ch == desc.c_out - 1):
-                            m.d.sync += [ch.eq(0), fire_pe.eq(0), slot_f.eq(0), px.eq(px + 1)]
-                            with m.If(px == desc.w_pool - 1):
-                                m.d.sync += [px.eq(0), py.eq(py + 1)]
-                                with m.If(py == desc.h_pool - 1):
-                                    m.next = "FIRE_FLUSH"
+                with m.If(fire_taken):
+                    m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(fire_addr)]
+                    m.d.sync += [fire_valid.eq(1), held_addr.eq(fire_addr),
+                                 fire_sample.channel_base.eq(ch_base), fire_sample.y.eq(py), fire_sample.x.eq(px),
+                                 fire_sample.first.eq((dy == 0) & (dx == 0)),
+                                 fire_sample.last.eq((dy == pool_last) & (dx == pool_last))]
+                    # window (dx fastest, dy), then channel group, then px, then py
+                    m.d.sync += dx.eq(dx + 1)
+                    with m.If(dx == pool_last):
+                        m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
+                        with m.If(dy == pool_last):
+                            m.d.sync += [dy.eq(0), slot_f.eq(slot_f + 1), ch_base.eq(ch_base + P)]
+                            with m.If(slot_f == desc.slots - 1):
+                                m.d.sync += [slot_f.eq(0), ch_base.eq(0), px.eq(px + 1)]
+                                with m.If(px == desc.w_pool - 1):
+                                    m.d.sync += [px.eq(0), py.eq(py + 1)]
+                                    with m.If(py == desc.h_pool - 1):
+                                        m.next = "FIRE_FLUSH"
+                with m.Else():
+                    m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr)]
             with m.State("FIRE_FLUSH"):  # wait for the last spikes to reach the event memory
+                m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr)]
                 with m.If(~fire_valid & ~self.spikes.valid):
                     end_layer()
                     m.d.sync += [ev_base.eq(ev_end), ev_end.eq(wptr), layer.eq(layer + 1),

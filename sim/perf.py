@@ -11,10 +11,12 @@ output positions whose window covers it) and ``q`` the max-pool size:
            + 1                                  ACCUMULATE_FIRST
            + sum_e max(1, taps(e) * slots)      ACCUMULATE (an event touching nothing: 1)
            + 1                                  AFTER_ACCUMULATE
-           + H_pool * W_pool * C_out * q * q   (hidden)  FIRE, one potential per cycle
-           + 2 + f                 (hidden)     FIRE_FLUSH; f = 1 if the layer's last
-                                                output neuron fired (its event still has
-                                                to reach the event memory), else 0
+           + q*q + sum_{g < G-1} max(q*q, k_g) + k_{G-1} + 2   (hidden)  FIRE, FIRE_FLUSH
+
+For FIRE, the G = H_pool * W_pool * slots groups (one pooled position, P channels) are
+read in order; each takes q*q cycles of reads, all PEs at once, and its k_g spikes leave
+one per cycle while the next group is read (hw/fire.py), so a group costs
+max(q*q, k_g); the last group's spikes drain in FIRE_FLUSH.
 
 Tests assert equality with the RTL's counters, layer by layer, on every tested network.
 """
@@ -41,7 +43,7 @@ class LayerCounts:
     weight_reads: np.ndarray  #: one per PE per accumulate command
     acc_updates: np.ndarray  #: synaptic events: accumulations of a nonzero weight
     spikes: np.ndarray  #: output spikes (0 for the output layer)
-    fired_neurons: int  #: potentials that pass the fire unit (0 for the output layer)
+    fired_neurons: int  #: potentials that pass the fire unit's comparators (0 for the output layer)
     init_writes: int  #: accumulator initialisations, all PEs
     accumulate_cycles: np.ndarray  #: cycles of the ACCUMULATE state
     pe_utilization: np.ndarray  #: acc_updates / (P * cycles): the whole layer
@@ -82,8 +84,15 @@ def layer_counts(model: SnnModel, pes: int, golden: GoldenResult) -> list[LayerC
         else:
             fired_out = golden.spikes[k + 1] != NO_SPIKE
             spikes = fired_out.sum(axis=1)
-            fired = g["h_pool"] * g["w_pool"] * g["c_out"] * g["pool"] ** 2
-            cycles = cycles + T + fired + 2 + fired_out[:, -1].astype(np.int64)
+            fired = g["h_pool"] * g["w_pool"] * slots * pes * g["pool"] ** 2
+            window = g["pool"] ** 2
+            # spikes per group (pooled position, channel group), in scan order
+            padded = np.zeros((len(spikes), slots * pes, g["h_pool"], g["w_pool"]), dtype=np.int64)
+            padded[:, :g["c_out"]] = fired_out.reshape(-1, g["c_out"], g["h_pool"], g["w_pool"])
+            groups = padded.reshape(-1, slots, pes, g["h_pool"], g["w_pool"]).sum(axis=2)
+            groups = groups.transpose(0, 2, 3, 1).reshape(len(spikes), -1)  # (batch, G): py, px, slot
+            fire = window + np.maximum(window, groups[:, :-1]).sum(axis=1) + groups[:, -1] + 2
+            cycles = cycles + T + fire
         out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=events, weight_reads=commands * pes,
                                acc_updates=updates, spikes=spikes, fired_neurons=fired, init_writes=acc_count * pes,
                                accumulate_cycles=accumulate, pe_utilization=updates / (pes * cycles),

@@ -74,6 +74,7 @@ def test_fire_unit_matches_spec_including_non_monotone_table():
 
     async def driver(ctx):
         ctx.set(dut.spikes.ready, 1)
+        ctx.set(dut.channels, 32)
         for table in tables:
             for t, v in enumerate(table):
                 ctx.set(dut.thresholds.en, 1)
@@ -83,8 +84,8 @@ def test_fire_unit_matches_spec_including_non_monotone_table():
             ctx.set(dut.thresholds.en, 0)
             for n, v in enumerate(values):
                 ctx.set(dut.potentials.valid, 1)
-                ctx.set(dut.potentials.payload, {"channel": n % 32, "y": 0, "x": 0, "first": 1, "last": 1,
-                                                 "value": int(v)})
+                ctx.set(dut.potentials.payload, {"channel_base": n % 32, "y": 0, "x": 0, "first": 1, "last": 1,
+                                                 "values": [int(v)]})
                 await ctx.tick()
             ctx.set(dut.potentials.valid, 0)
 
@@ -157,6 +158,7 @@ def test_fire_unit_pools_the_earliest_spike_of_each_window():
 
     async def driver(ctx):
         ctx.set(dut.spikes.ready, 1)
+        ctx.set(dut.channels, 32)
         for t, v in enumerate(table):
             ctx.set(dut.thresholds.en, 1)
             ctx.set(dut.thresholds.index, t)
@@ -166,8 +168,8 @@ def test_fire_unit_pools_the_earliest_spike_of_each_window():
         for w, window in enumerate(values):
             for i, v in enumerate(window):
                 ctx.set(dut.potentials.valid, 1)
-                ctx.set(dut.potentials.payload, {"channel": w % 32, "y": w % 4, "x": 3 - w % 4, "first": i == 0,
-                                                 "last": i == 3, "value": int(v)})
+                ctx.set(dut.potentials.payload, {"channel_base": w % 32, "y": w % 4, "x": 3 - w % 4,
+                                                 "first": i == 0, "last": i == 3, "values": [int(v)]})
                 await ctx.tick()
         ctx.set(dut.potentials.valid, 0)
 
