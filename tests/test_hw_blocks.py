@@ -205,3 +205,11 @@ def test_model_that_does_not_fit_names_the_resource():
 def test_impossible_array_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         small_config(Timing(), **kwargs)
+
+
+def test_strides_and_pools_must_be_powers_of_two():
+    from sw.random_models import random_cnn
+    model = random_cnn(np.random.default_rng(0), (1, 9, 9), [dict(channels=2, kernel=3, stride=3, pool=3)], [], 2,
+                       Timing(T=8, B=2, frac_bits=10))
+    with pytest.raises(DoesNotFit, match="layer 0: stride 3 is not a power of two.*layer 0: pool 3 is not"):
+        ArrayConfig.for_model(model, 4)
