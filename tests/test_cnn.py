@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from sw.convert import calibrate, convert, network_stages
-from sw.formats import Timing, split_codes
-from sw.golden import GoldenModel, max_pool_times
+from sw.formats import NO_SPIKE, Timing, fire_times, split_codes
+from sw.golden import GoldenModel, fire_and_pool, max_pool_times
 from sw.model import SnnModel
 from sw.random_models import random_cnn, random_input_times
 
@@ -131,7 +131,7 @@ def test_golden_conv_equals_naive_loops(seed):
     model = random_cnn(rng, (2, 7, 6), [dict(channels=3, kernel=int(rng.choice([1, 3, 5])), stride=2, padding=2),
                                         dict(channels=4, kernel=3, padding=1, pool=2)], [5], 3, t)
     g = GoldenModel(model)
-    g.IM2COL_ENTRIES = 3000  # force several chunks
+    g.ONEHOT_ENTRIES = 3000  # force several chunks
     r = g.run_times(random_input_times(rng, model.layers[0].n_in, 5, t))
     for k in range(2):
         assert np.array_equal(g.layer_potentials(k, r.spikes[k]), _naive_conv(model.layers[k], r.spikes[k],
@@ -143,6 +143,22 @@ def test_max_pool_is_the_earliest_spike_and_drops_the_remainder():
                        -1, -1, 1, 9, 0]])  # one channel, 2 x 5
     assert max_pool_times(times, (1, 2, 5), 2, 16).tolist() == [[3, 1]]
     assert max_pool_times(np.full((1, 4), -1), (1, 2, 2), 2, 16).tolist() == [[-1]]
+
+
+@pytest.mark.parametrize("pool", [2, 4])
+def test_pooling_potentials_first_equals_pooling_spike_times(pool):
+    """The fast path (max of potentials, then fire) against fire-then-earliest-spike.
+
+    Reproduce: rng = np.random.default_rng(pool) as below."""
+    rng = np.random.default_rng(pool)
+    th = np.sort(rng.integers(0, 400, 16))[::-1]  # non-increasing, with repeats
+    v = rng.integers(-3000, 500, (20, 3 * 9 * 7))
+    fast = fire_and_pool(v, th, (3, 9, 7), pool, 16)
+    assert np.array_equal(fast, max_pool_times(fire_times(v, th), (3, 9, 7), pool, 16))
+    assert (fast != NO_SPIKE).any() and (fast == NO_SPIKE).any()
+    rising = th[::-1].copy()  # not monotone the right way: the general path, same answer
+    assert np.array_equal(fire_and_pool(v, rising, (3, 9, 7), pool, 16),
+                          max_pool_times(fire_times(v, rising), (3, 9, 7), pool, 16))
 
 
 def test_cnn_model_file_round_trip(tmp_path):
