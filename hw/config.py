@@ -64,13 +64,20 @@ class ArrayConfig:
     bias_depth: int  #: biases per PE
     slot_depth: int  #: accumulators per PE
     event_depth: int  #: event memory entries (shared)
+    #: spikes the fire stage writes per cycle: the event memory has this many banks
+    #: (a power of two up to ``pes``; 0 picks min(4, pes) rounded down to a power of two)
+    spike_lanes: int = 0
 
     def __post_init__(self):
+        if self.spike_lanes == 0 and isinstance(self.pes, int) and self.pes >= 1:
+            object.__setattr__(self, "spike_lanes", default_spike_lanes(self.pes))
         for name in ("pes", "max_layers", "max_channels", "max_size", "weight_depth", "bias_depth", "slot_depth",
                      "event_depth"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if _log2_exact(self.spike_lanes) is None or self.spike_lanes > self.pes:
+            raise ValueError(f"spike_lanes must be a power of two up to pes ({self.pes}), not {self.spike_lanes!r}")
         if self.pes > 64:
             raise ValueError(f"pes must be at most 64, not {self.pes}")
         if not isinstance(self.acc_width, int) or not self.timing.frac_bits + 2 <= self.acc_width <= 48:
@@ -85,6 +92,15 @@ class ArrayConfig:
     @property
     def coord_bits(self) -> int:
         return max(1, (self.max_size - 1).bit_length())
+
+    @property
+    def lane_bits(self) -> int:
+        return self.spike_lanes.bit_length() - 1
+
+    @property
+    def event_bank_depth(self) -> int:
+        """Entries per event memory bank: event address a is row a >> lane_bits of bank a % lanes."""
+        return -(-self.event_depth // self.spike_lanes)
 
     @property
     def region_count(self) -> int:
@@ -140,6 +156,12 @@ class ArrayConfig:
             raise DoesNotFit("model does not fit the array: " + "; ".join(short))
 
 
+def default_spike_lanes(pes: int) -> int:
+    """min(4, pes) rounded down to a power of two: four lanes keep the fire stage ahead of a
+    2x2 pool window for up to 16 spikes per group, at four event memory banks."""
+    return 1 << (min(4, pes).bit_length() - 1)
+
+
 def _log2_exact(v: int) -> int | None:
     return v.bit_length() - 1 if v >= 1 and v & (v - 1) == 0 else None
 
@@ -160,6 +182,10 @@ def hardware_geometry(layer: SnnLayer) -> dict[str, int]:
 def unsupported(model: SnnModel) -> list[str]:
     """What of a model the array cannot run at any size (strides and pools must be powers of two)."""
     out = []
+    geo = hardware_geometry(model.layers[-1])
+    if geo["h_out"] * geo["w_out"] != 1:
+        out.append(f"output layer: {geo['h_out']}x{geo['w_out']} positions; the array reads one potential per "
+                   "output channel (end the network with a linear layer)")
     for k, layer in enumerate(model.layers):
         for what in ("stride", "pool"):
             v = getattr(layer, what)
@@ -181,7 +207,8 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
                         for g in geo),
         "weight_depth": sum(s * g["c_in"] * g["kh"] * g["kw"] for s, g in zip(slots, geo)),
         "bias_depth": sum(slots),
-        "slot_depth": max(s * g["h_out"] * g["w_out"] for s, g in zip(slots, geo)),
+        # hidden layers use accumulators from 0 up, the output layer the top ``slots`` ones
+        "slot_depth": max([s * g["h_out"] * g["w_out"] for s, g in zip(slots[:-1], geo)], default=0) + slots[-1],
         # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
         "event_depth": sum(model.sizes[:-1]),
     }
@@ -212,7 +239,8 @@ class Descriptor:
     kernel_area: int  #: kh * kw: weight address step per input channel
     slot_stride: int  #: c_in * kh * kw: weight address step per slot
     row_stride: int  #: w_out * slots: accumulator address step per output row
-    acc_count: int  #: h_out * w_out * slots: accumulators to initialise
+    acc_count: int  #: h_out * w_out * slots: accumulators the layer uses
+    acc_base: int  #: first accumulator: 0 for hidden layers, slot_depth - slots for the output layer
 
 
 @dataclass
@@ -244,7 +272,8 @@ def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
             h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots,
             weight_base=len(weights[0]), bias_base=len(biases[0]),
             kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
-            acc_count=g["h_out"] * g["w_out"] * slots))
+            acc_count=g["h_out"] * g["w_out"] * slots,
+            acc_base=cfg.slot_depth - slots if layer.is_output else 0))
         padded = np.full((slots * P, fan_in), ZERO_CODE, dtype=np.int64)
         padded[:g["c_out"]] = layer.weights.reshape(g["c_out"], fan_in)  # (c, ky, kx) order either way
         bias = np.zeros(slots * P, dtype=np.int64)

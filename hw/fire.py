@@ -6,7 +6,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ArrayConfig
-from .layouts import potential_sample, spike_event
+from .layouts import potential_sample, spike_group
 
 
 class ThresholdWrite(wiring.Signature):
@@ -35,15 +35,16 @@ class FireUnit(wiring.Component):
     Max pooling in TTFS is the earliest spike of the window (spec section 5): the samples
     of one window arrive back to back between ``first`` and ``last``; each lane keeps its
     running minimum. On ``last`` the lanes that fire (and hold a real channel,
-    ``channel_base + p < channels``) become pending spikes, emitted one per cycle, lowest
-    lane first, while the next window's samples already come in; that window's last
-    sample waits until the previous spikes are out (the last one may leave in the same
-    cycle). A group of k spikes thus costs max(window samples, k) cycles.
+    ``channel_base + p < channels``) become pending spikes. Up to L = ``spike_lanes`` of
+    them leave per cycle, lowest PE lanes first, while the next window's samples already
+    come in; that window's last sample waits until the pending spikes leave in the same
+    cycle (at most L left). A group of k spikes thus costs max(window samples, ceil(k / L))
+    cycles.
 
     Members
     -------
     potentials : In(stream.Signature(potential_sample))
-    spikes : Out(stream.Signature(spike_event))
+    spikes : Out(stream.Signature(spike_group))  up to ``spike_lanes`` spikes per transfer
     thresholds : In(ThresholdWrite)
     channels : In  output channels of the current layer
     """
@@ -52,7 +53,7 @@ class FireUnit(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "potentials": In(stream.Signature(potential_sample(cfg))),
-            "spikes": Out(stream.Signature(spike_event(cfg))),
+            "spikes": Out(stream.Signature(spike_group(cfg))),
             "thresholds": In(ThresholdWrite(cfg)),
             "channels": In(range(cfg.max_channels + 1)),
         })
@@ -73,9 +74,23 @@ class FireUnit(wiring.Component):
         pending_t = [Signal(range(T + 1), name=f"pending_t{p}") for p in range(P)]
         base = Signal.like(sample.channel_base)
         py, px = Signal.like(sample.y), Signal.like(sample.x)
-        # a window's last sample waits until at most one spike is pending (and leaving now)
-        m.d.comb += [self.potentials.ready.eq(~sample.last | ((pending & (pending - 1)) == 0) &
-                                              ((pending == 0) | self.spikes.ready)),
+        # the lowest L pending lanes leave this cycle; `rest` is what stays pending
+        L = cfg.spike_lanes
+        remaining = [pending]
+        lanes = []
+        for i in range(L):
+            r = remaining[-1]
+            lane = Signal(range(P), name=f"lane{i}")
+            for p in reversed(range(P)):
+                with m.If(r[p]):
+                    m.d.comb += lane.eq(p)
+            lanes.append(lane)
+            nxt = Signal(P, name=f"pending_after{i}")
+            m.d.comb += nxt.eq(r & (r - 1))  # drop the lowest set bit
+            remaining.append(nxt)
+        rest = remaining[-1]
+        # a window's last sample waits until the pending spikes all leave now
+        m.d.comb += [self.potentials.ready.eq(~sample.last | (rest == 0) & ((pending == 0) | self.spikes.ready)),
                      accept.eq(self.potentials.valid & self.potentials.ready)]
         load = []
         for p in range(P):
@@ -94,17 +109,17 @@ class FireUnit(wiring.Component):
                 m.d.sync += pending_t[p].eq(earliest)
             load.append((earliest != T) & (sample.channel_base + p < self.channels))
 
-        # emit the lowest pending lane each cycle
-        lane = Signal(range(P))
-        for p in reversed(range(P)):
-            with m.If(pending[p]):
-                m.d.comb += lane.eq(p)
-        m.d.comb += [self.spikes.valid.eq(pending != 0),
-                     self.spikes.payload.channel.eq(base + lane),
-                     self.spikes.payload.y.eq(py), self.spikes.payload.x.eq(px),
-                     self.spikes.payload.time.eq(Array(pending_t)[lane])]
+        count = Signal(range(L + 1))
+        for i in range(L):
+            with m.If(remaining[i] != 0):
+                m.d.comb += count.eq(i + 1)
+        times = Array(pending_t)
+        m.d.comb += [self.spikes.valid.eq(pending != 0), self.spikes.payload.count.eq(count)]
+        for i, lane in enumerate(lanes):
+            ev = self.spikes.payload.events[i]
+            m.d.comb += [ev.channel.eq(base + lane), ev.y.eq(py), ev.x.eq(px), ev.time.eq(times[lane])]
         with m.If(self.spikes.valid & self.spikes.ready):
-            m.d.sync += pending.eq(pending & ~(1 << lane))
+            m.d.sync += pending.eq(rest)
         with m.If(accept & sample.last):
             m.d.sync += [pending.eq(Cat(*load)), base.eq(sample.channel_base), py.eq(sample.y), px.eq(sample.x)]
         return m

@@ -59,10 +59,14 @@ def stats_reads(cfg: ArrayConfig, n_layers: int) -> list[int]:
 
 
 def result_reads(cfg: ArrayConfig, total_events: int, n_out: int) -> list[int]:
-    """Addresses of every event of the run, then the n_out output potentials."""
+    """Addresses of every event of the run, then the n_out output potentials.
+
+    The output layer's accumulators are the top ``ceil(n_out / pes)`` of each PE.
+    """
     a = cfg.address
+    base = cfg.slot_depth - -(-n_out // cfg.pes)
     return ([a(Region.EVENTS, k) for k in range(total_events)]
-            + [a(cfg.pe_region(j % cfg.pes, 2), j // cfg.pes) for j in range(n_out)])
+            + [a(cfg.pe_region(j % cfg.pes, 2), base + j // cfg.pes) for j in range(n_out)])
 
 
 @dataclass

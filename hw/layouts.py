@@ -17,7 +17,7 @@ class PeOp(enum.Enum, shape=2):
     NOP = 0  #: nothing
     INIT = 1  #: accumulator[acc_addr] <- bias[bias_addr]
     ACCUM = 2  #: accumulator[acc_addr] += contribution of weight[weight_addr] at time
-    READ = 3  #: potential <- accumulator[acc_addr] on the next cycle
+    READ = 3  #: potential <- accumulator[acc_addr] (+ bias[bias_addr] if add_bias) on the next cycle
 
 
 def _bits(depth: int) -> int:
@@ -28,6 +28,12 @@ def spike_event(cfg: ArrayConfig) -> data.StructLayout:
     """A spike: which neuron of the layer (channel, row, column), at which time step."""
     return data.StructLayout({"channel": unsigned(cfg.channel_bits), "y": unsigned(cfg.coord_bits),
                               "x": unsigned(cfg.coord_bits), "time": unsigned(cfg.timing.time_bits)})
+
+
+def spike_group(cfg: ArrayConfig) -> data.StructLayout:
+    """Up to ``spike_lanes`` spikes leaving the fire stage in one cycle: lanes 0..count-1."""
+    return data.StructLayout({"count": range(cfg.spike_lanes + 1),
+                              "events": data.ArrayLayout(spike_event(cfg), cfg.spike_lanes)})
 
 
 def potential_sample(cfg: ArrayConfig) -> data.StructLayout:
@@ -58,6 +64,7 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
         "slot_stride": unsigned(max(1, cfg.weight_depth.bit_length())),
         "row_stride": unsigned(max(1, cfg.slot_depth.bit_length())),
         "acc_count": unsigned(max(1, cfg.slot_depth.bit_length())),
+        "acc_base": unsigned(max(1, cfg.slot_depth.bit_length())),
     })
 
 
@@ -68,6 +75,9 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         "bias_addr": unsigned(_bits(cfg.bias_depth)),
         "acc_addr": unsigned(_bits(cfg.slot_depth)),
         "time": unsigned(cfg.timing.time_bits),
+        "add_bias": 1,  #: READ: the potential includes bias[bias_addr]
+        "clear": 1,  #: accumulator[clear_addr] <- 0 this cycle (the fire stage took its value)
+        "clear_addr": unsigned(_bits(cfg.slot_depth)),
     })
 
 

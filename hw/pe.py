@@ -21,6 +21,11 @@ class ProcessingElement(wiring.Component):
     port is transparent to its write port, so a command may read the slot the previous
     command is writing.
 
+    Hidden layers accumulate from zero and add the bias when the fire stage reads the
+    potential (``add_bias``); the fire stage then clears the accumulator (``clear``), so
+    the next layer finds zeros and needs no initialisation pass. The output layer's
+    accumulators are initialised with their bias (INIT), for the host to read.
+
     Members
     -------
     cmd : In(pe_command)
@@ -70,7 +75,8 @@ class ProcessingElement(wiring.Component):
         op1 = Signal(PeOp)
         slot1 = Signal.like(cmd.acc_addr)
         time1 = Signal.like(cmd.time)
-        m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time)]
+        add_bias1 = Signal()
+        m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time), add_bias1.eq(cmd.add_bias)]
 
         # stage 1: contribution = M[t % B] >> (m + t // B), zero for the zero code
         sign = w_rd.data[WEIGHT_BITS - 1]
@@ -89,13 +95,16 @@ class ProcessingElement(wiring.Component):
         m.d.comb += contribution.eq(Mux(mag == ZERO_MAG, 0, mant >> shift))
 
         acc = a_rd.data
-        m.d.comb += [a_wr.addr.eq(slot1), self.potential.eq(acc)]
+        m.d.comb += [a_wr.addr.eq(slot1), self.potential.eq(Mux(add_bias1, acc + b_rd.data, acc))]
         with m.Switch(op1):
             with m.Case(PeOp.INIT):
                 m.d.comb += [a_wr.data.eq(b_rd.data), a_wr.en.eq(1)]
             with m.Case(PeOp.ACCUM):
                 m.d.comb += [a_wr.data.eq(Mux(sign, acc - contribution, acc + contribution)),
                              a_wr.en.eq(1), self.updated.eq(mag != ZERO_MAG)]
+        # the sequencer never clears in a cycle whose stage 1 writes (READs precede clears)
+        with m.If(cmd.clear):
+            m.d.comb += [a_wr.addr.eq(cmd.clear_addr), a_wr.data.eq(0), a_wr.en.eq(1)]
         return m
 
 

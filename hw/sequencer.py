@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import COUNTER_BITS, ArrayConfig, Counter
 from .fire import ThresholdWrite
-from .layouts import PeOp, layer_descriptor, pe_command, potential_sample, spike_event
+from .layouts import PeOp, layer_descriptor, pe_command, potential_sample, spike_event, spike_group
 
 
 def _addr(depth: int) -> int:
@@ -15,12 +15,16 @@ def _addr(depth: int) -> int:
 
 
 class Sequencer(wiring.Component):
-    """Walks the descriptor list; per layer: INIT, THRESHOLDS, ACCUMULATE, FIRE.
+    """Walks the descriptor list; per layer: DESCRIPTOR, (CLEAR), (INIT), ACCUMULATE, FIRE.
 
     Every layer is a convolution (hw/config.py; a linear layer's kernel covers its input).
 
-    - INIT: every PE loads its accumulators with their channel's bias (``acc_count`` cycles).
-    - THRESHOLDS: the layer's T thresholds go into the fire unit (hidden layers, T cycles).
+    - DESCRIPTOR: the layer's entry is read; a hidden layer's T thresholds start loading
+      into the fire unit, in parallel with what follows (FIRE waits until they are in).
+    - CLEAR: zeroes accumulators a previous layer left dirty (a pool remainder it never
+      read). Hidden layers accumulate from zero: the fire stage adds the bias as it reads
+      a potential and clears the accumulator (hw/pe.py).
+    - INIT (output layer): its accumulators, the top ``slots`` of each PE, get their bias.
     - ACCUMULATE: an input event (c, y, x, t) touches the output positions whose window
       covers (y, x). The address generator walks exactly those kernel taps (their range
       is computed from the event in its first cycle: no cycle is spent on a tap outside
@@ -30,8 +34,11 @@ class Sequencer(wiring.Component):
     - FIRE (hidden layers): every PE's potential at one address is read in the same
       cycle, in pooled-output order (row, column, channel group, then the pool window),
       and passes the fire unit's per-PE comparators, which keep the earliest spike of each
-      window; the spikes are appended to the event memory, one per cycle, and become the
-      next layer's input.
+      window; up to ``spike_lanes`` spikes per cycle are appended to the event memory
+      (one bank each) and become the next layer's input.
+
+    After reset or a descriptor write, the next start first clears every accumulator
+    (not counted in the run's cycles).
 
     The event memory therefore ends up holding every layer's events in order: the input
     events, then layer 0's spikes, then layer 1's, and so on. Layer l's events occupy
@@ -70,7 +77,7 @@ class Sequencer(wiring.Component):
             "updates": In(range(cfg.pes + 1)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
             "channels": Out(range(cfg.max_channels + 1)),
-            "spikes": In(stream.Signature(spike_event(cfg))),
+            "spikes": In(stream.Signature(spike_group(cfg))),
             "thresholds": Out(ThresholdWrite(cfg)),
             "descriptor_w": In(memory.WritePort.Signature(addr_width=_addr(L), shape=layer_descriptor(cfg))),
             "threshold_w": In(memory.WritePort.Signature(addr_width=_addr(L * T), shape=signed(W))),
@@ -89,10 +96,14 @@ class Sequencer(wiring.Component):
             shape=layer_descriptor(cfg), depth=L, init=self._descriptor_init)
         m.submodules.thresholds = thresholds = memory.Memory(
             shape=signed(cfg.acc_width), depth=L * T, init=self._threshold_init)
-        m.submodules.events = events = memory.Memory(shape=spike_event(cfg), depth=cfg.event_depth, init=[])
+        E, lb = cfg.spike_lanes, cfg.lane_bits
+        banks = []
+        for b in range(E):  # event address a: bank a % E, row a // E
+            mem = memory.Memory(shape=spike_event(cfg), depth=cfg.event_bank_depth, init=[])
+            m.submodules[f"events{b}"] = mem
+            banks.append((mem.read_port(), mem.write_port()))
         d_rd, d_wr = descriptors.read_port(), descriptors.write_port()
         t_rd, t_wr = thresholds.read_port(), thresholds.write_port()
-        e_rd, e_wr = events.read_port(), events.write_port()
         for port, host in ((d_wr, self.descriptor_w), (t_wr, self.threshold_w)):
             m.d.comb += [port.addr.eq(host.addr), port.data.eq(host.data), port.en.eq(host.en)]
 
@@ -120,6 +131,12 @@ class Sequencer(wiring.Component):
         held_addr = Signal(range(cfg.slot_depth + 1))  # address of the sample presented
         thr_valid = Signal()
         thr_slot = Signal(range(T))
+        thr_loading = Signal()
+        held_bias = Signal.like(self.cmd.bias_addr)
+        # accumulators [0, dirty) may be nonzero; the rest are zero (hidden layers clear
+        # what they fire). After reset or a new descriptor everything may be dirty.
+        dirty = Signal(range(cfg.slot_depth + 1))
+        dirty_all = Signal(init=1)
 
         counters = [Signal(unsigned(COUNTER_BITS), name=c.name.lower()) for c in Counter]
         cycles = counters[Counter.CYCLES]
@@ -137,10 +154,19 @@ class Sequencer(wiring.Component):
         # descriptor of the current layer: valid one cycle after `layer` changes
         m.d.comb += d_rd.addr.eq(layer)
 
-        # threshold loading pipeline (memory read -> fire unit register file)
+        # threshold loading (memory read -> fire unit register file), in parallel with the
+        # layer's accumulation; started by DESCRIPTOR for hidden layers
         m.d.sync += thr_valid.eq(0)
         m.d.comb += [self.thresholds.en.eq(thr_valid), self.thresholds.index.eq(thr_slot),
-                     self.thresholds.value.eq(t_rd.data)]
+                     self.thresholds.value.eq(t_rd.data), t_rd.addr.eq(thr_base + thr_index)]
+        with m.If(thr_loading):
+            m.d.sync += [thr_valid.eq(1), thr_slot.eq(thr_index), thr_index.eq(thr_index + 1)]
+            with m.If(thr_index == T - 1):
+                m.d.sync += thr_loading.eq(0)
+        thr_ready = Signal()
+        m.d.comb += thr_ready.eq(~thr_loading & ~thr_valid)
+        with m.If(self.descriptor_w.en):
+            m.d.sync += dirty_all.eq(1)
 
         # fire pipeline: READ command -> PE potentials -> fire unit -> event memory.
         # A sample the fire unit does not take is read again (same address) next cycle.
@@ -153,28 +179,49 @@ class Sequencer(wiring.Component):
                      self.spikes.ready.eq(1)]
         with m.If(fire_valid & self.potentials.ready):
             m.d.sync += fire_valid.eq(0)
+            # the fire unit took the value: clear the accumulator for the next layer
+            m.d.comb += [self.cmd.clear.eq(1), self.cmd.clear_addr.eq(held_addr)]
 
-        # event memory: datapath while busy, host otherwise
-        dp_e_addr = Signal.like(e_rd.addr)
+        # event memory banks: datapath while busy, host otherwise. A read answers the
+        # address of the last enabled read (the bank index is kept with it).
+        dp_e_addr = Signal(range(cfg.event_depth + 1))
         dp_e_en = Signal()
-        m.d.comb += [e_rd.addr.eq(dp_e_addr), e_rd.en.eq(dp_e_en)]
+        e_raddr = Signal.like(dp_e_addr)
+        e_ren = Signal()
+        m.d.comb += [e_raddr.eq(dp_e_addr), e_ren.eq(dp_e_en)]
         with m.If(~busy):
-            m.d.comb += [e_rd.addr.eq(self.event_r.addr), e_rd.en.eq(self.event_r.en),
-                         e_wr.addr.eq(self.event_w.addr), e_wr.data.eq(self.event_w.data),
-                         e_wr.en.eq(self.event_w.en)]
-        with m.Else():
-            m.d.comb += [e_wr.addr.eq(wptr), e_wr.data.eq(self.spikes.payload), e_wr.en.eq(self.spikes.valid)]
+            m.d.comb += [e_raddr.eq(self.event_r.addr), e_ren.eq(self.event_r.en)]
+        bank_r = Signal(range(E))
+        if E > 1:
+            with m.If(e_ren):
+                m.d.sync += bank_r.eq(e_raddr[:lb])
+        e_data = Signal(spike_event(cfg))
+        m.d.comb += e_data.eq(Array(rd.data for rd, _ in banks)[bank_r])
+        group = self.spikes.payload
+        for b, (rd, wr) in enumerate(banks):
+            m.d.comb += [rd.addr.eq(e_raddr >> lb), rd.en.eq(e_ren)]
+            with m.If(~busy):
+                m.d.comb += [wr.addr.eq(self.event_w.addr >> lb), wr.data.eq(self.event_w.data),
+                             wr.en.eq(self.event_w.en & (self.event_w.addr[:lb] == b if E > 1 else 1))]
+            with m.Else():  # spike lane i of the group goes to bank (wptr + i) % E
+                lane = Signal(range(E), name=f"bank{b}_lane")
+                if E > 1:
+                    m.d.comb += lane.eq((b + E - wptr[:lb])[:lb])
+                m.d.comb += [wr.addr.eq((wptr + lane) >> lb), wr.data.eq(group.events[lane]),
+                             wr.en.eq(self.spikes.valid & (lane < group.count))]
+        with m.If(busy):
             with m.If(self.spikes.valid):
-                m.d.sync += [wptr.eq(wptr + 1), counters[Counter.SPIKES].eq(counters[Counter.SPIKES] + 1)]
+                m.d.sync += [wptr.eq(wptr + group.count),
+                             counters[Counter.SPIKES].eq(counters[Counter.SPIKES] + group.count)]
             m.d.sync += [cycles.eq(cycles + 1),
                          counters[Counter.ACC_UPDATES].eq(counters[Counter.ACC_UPDATES] + self.updates)]
-        m.d.comb += self.event_r.data.eq(e_rd.data)
+        m.d.comb += self.event_r.data.eq(e_data)
 
         def end_layer():
             m.d.sync += [layer_cycles[layer].eq(cycles + 1 - layer_start), layer_start.eq(cycles + 1),
                          layer_events[layer].eq(ev_end - ev_base)]
 
-        event = e_rd.data
+        event = e_data
 
         # -- accumulate address generator ------------------------------------------------
         # Per axis, for input coordinate v: a = v + padding; the taps k with (a - k) a
@@ -200,7 +247,7 @@ class Sequencer(wiring.Component):
         w0 = Signal.like(self.cmd.weight_addr)
         a0 = Signal.like(self.cmd.acc_addr)
         m.d.comb += [w0.eq(desc.weight_base + event.channel * desc.kernel_area + ky0 * desc.kw + kx0),
-                     a0.eq(oy0 * desc.row_stride + ox0 * desc.slots)]
+                     a0.eq(desc.acc_base + oy0 * desc.row_stride + ox0 * desc.slots)]
         first = Signal()  # first cycle of an event: loop state comes from the event itself
         ny, nx, jy, jx = (Signal(size, name=n) for n in ("ny", "nx", "jy", "jx"))
         w_row, w_col, w_cur = (Signal.like(w0, name=n) for n in ("w_row", "w_col", "w_cur"))
@@ -231,32 +278,49 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [layer.eq(0), ev_base.eq(0), ev_end.eq(self.n_inputs), wptr.eq(self.n_inputs),
-                                 thr_base.eq(0), layer_start.eq(0), done.eq(0)]
+                                 thr_base.eq(0), layer_start.eq(0), done.eq(0), acc.eq(0)]
                     m.d.sync += [c.eq(0) for c in counters]
                     m.d.sync += [s.eq(0) for s in layer_cycles] + [s.eq(0) for s in layer_events]
                     with m.If(self.n_layers != 0):
                         m.d.sync += busy.eq(1)
                         m.next = "DESCRIPTOR"
+                        with m.If(dirty_all):
+                            m.next = "SETUP_CLEAR"
                     with m.Else():
                         m.d.sync += done.eq(1)
+            with m.State("SETUP_CLEAR"):  # once after reset or new descriptors; not counted
+                m.d.comb += [self.cmd.clear.eq(1), self.cmd.clear_addr.eq(acc)]
+                m.d.sync += acc.eq(acc + 1)
+                with m.If(acc == cfg.slot_depth - 1):
+                    m.d.sync += [dirty_all.eq(0), dirty.eq(0), layer_start.eq(0)]
+                    m.d.sync += [c.eq(0) for c in counters]
+                    m.next = "DESCRIPTOR"
             with m.State("DESCRIPTOR"):  # d_rd.data becomes valid next cycle
                 m.d.sync += [slot.eq(0), acc.eq(0)]
-                m.next = "INIT"
-            with m.State("INIT"):
-                m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.acc_addr.eq(acc),
+                with m.If(~last):
+                    m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
+                with m.If(dirty != 0):
+                    m.next = "CLEAR"
+                with m.Elif(last):
+                    m.next = "INIT"
+                with m.Else():
+                    m.next = "ACCUMULATE_FIRST"
+            with m.State("CLEAR"):  # accumulators a previous layer left nonzero
+                m.d.comb += [self.cmd.clear.eq(1), self.cmd.clear_addr.eq(acc)]
+                m.d.sync += acc.eq(acc + 1)
+                with m.If(acc == dirty - 1):
+                    m.d.sync += [dirty.eq(0), acc.eq(0)]
+                    m.next = "ACCUMULATE_FIRST"
+                    with m.If(last):
+                        m.next = "INIT"
+            with m.State("INIT"):  # output layer: its accumulators start at their bias
+                m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.acc_addr.eq(desc.acc_base + acc),
                              self.cmd.bias_addr.eq(desc.bias_base + slot)]
                 m.d.sync += [slot.eq(slot + 1), acc.eq(acc + 1)]
                 with m.If(slot == desc.slots - 1):
                     m.d.sync += slot.eq(0)
                 with m.If(acc == desc.acc_count - 1):
-                    m.d.sync += [slot.eq(0), thr_index.eq(0)]
-                    m.next = "ACCUMULATE_FIRST"
-                    with m.If(~last):
-                        m.next = "THRESHOLDS"
-            with m.State("THRESHOLDS"):
-                m.d.comb += t_rd.addr.eq(thr_base + thr_index)
-                m.d.sync += [thr_valid.eq(1), thr_slot.eq(thr_index), thr_index.eq(thr_index + 1)]
-                with m.If(thr_index == T - 1):
+                    m.d.sync += slot.eq(0)
                     m.next = "ACCUMULATE_FIRST"
             with m.State("ACCUMULATE_FIRST"):
                 with m.If(ev_base == ev_end):
@@ -299,12 +363,14 @@ class Sequencer(wiring.Component):
                     end_layer()
                     m.d.sync += [busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
-                with m.Else():
+                with m.Elif(thr_ready):
                     m.next = "FIRE"
             with m.State("FIRE"):
+                fire_bias = desc.bias_base + slot_f
                 with m.If(fire_taken):
-                    m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(fire_addr)]
-                    m.d.sync += [fire_valid.eq(1), held_addr.eq(fire_addr),
+                    m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(fire_addr),
+                                 self.cmd.bias_addr.eq(fire_bias), self.cmd.add_bias.eq(1)]
+                    m.d.sync += [fire_valid.eq(1), held_addr.eq(fire_addr), held_bias.eq(fire_bias),
                                  fire_sample.channel_base.eq(ch_base), fire_sample.y.eq(py), fire_sample.x.eq(px),
                                  fire_sample.first.eq((dy == 0) & (dx == 0)),
                                  fire_sample.last.eq((dy == pool_last) & (dx == pool_last))]
@@ -321,11 +387,17 @@ class Sequencer(wiring.Component):
                                     with m.If(py == desc.h_pool - 1):
                                         m.next = "FIRE_FLUSH"
                 with m.Else():
-                    m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr)]
+                    m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr),
+                                 self.cmd.bias_addr.eq(held_bias), self.cmd.add_bias.eq(1)]
             with m.State("FIRE_FLUSH"):  # wait for the last spikes to reach the event memory
-                m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr)]
+                m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr),
+                             self.cmd.bias_addr.eq(held_bias), self.cmd.add_bias.eq(1)]
                 with m.If(~fire_valid & ~self.spikes.valid):
                     end_layer()
+                    # a pool remainder row or column was never read, so never cleared
+                    with m.If(((desc.h_pool << desc.pool_log2) != desc.h_out) |
+                              ((desc.w_pool << desc.pool_log2) != desc.w_out)):
+                        m.d.sync += dirty.eq(desc.acc_count)
                     m.d.sync += [ev_base.eq(ev_end), ev_end.eq(wptr), layer.eq(layer + 1),
                                  thr_base.eq(thr_base + T)]
                     m.next = "DESCRIPTOR"

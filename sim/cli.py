@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pes", type=int, default=16, help="number of processing elements")
     p.add_argument("--out", default="build/verilog", help="output directory")
     p.add_argument("--acc-width", type=int, help="accumulator bits (default: what the model needs)")
+    p.add_argument("--spike-lanes", type=int, help="spikes the fire stage writes per cycle (event memory banks; "
+                                                   "a power of two up to --pes; default min(4, pes))")
 
     p = sub.add_parser("sim", help="run test images through golden model and RTL, compare, report",
                        description="Generate Verilog, build it with Verilator, run test images with cocotb, "
@@ -169,10 +171,13 @@ def _run(args) -> int:
         from sw.model import SnnModel
         model = SnnModel.load(args.model)
         extra = {"acc_width": args.acc_width} if args.acc_width else {}
+        if args.spike_lanes:
+            extra["spike_lanes"] = args.spike_lanes
         cfg = ArrayConfig.for_model(model, args.pes, **extra)
         cfg.check_fits(model)
         path = write_design(args.out, cfg, model)
-        print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, accumulator {cfg.acc_width} bits)")
+        print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, {cfg.spike_lanes} spike lanes, "
+              f"accumulator {cfg.acc_width} bits)")
     elif args.command == "sim":
         report = flow.simulate(resolve_model(args.model), pes=args.pes, images=args.images, out_dir=args.out,
                                verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,

@@ -118,7 +118,7 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
 
     - weight_reads: a 5-bit read per PE per accumulate cycle;
     - accumulators: read and write of acc_width bits per PE per accumulate cycle, an add
-      for each synaptic update, bias read + accumulator write per initialisation;
+      for each synaptic update, bias read + accumulator write per initialisation or clear;
     - event_memory: a read per input event, a write per output spike;
     - fire: per hidden neuron an accumulator read and T comparisons (adds) of acc_width
       bits, plus reading the T thresholds once;

@@ -172,7 +172,7 @@ def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
     return energy.ArrayGeometry(
         pes=cfg.pes, T=cfg.timing.T, acc_width=cfg.acc_width, event_bits=ev,
         weight_macro_bits=cfg.weight_depth * 5, acc_macro_bits=cfg.slot_depth * cfg.acc_width,
-        event_macro_bits=cfg.event_depth * ev, threshold_macro_bits=cfg.max_layers * cfg.timing.T * cfg.acc_width,
+        event_macro_bits=cfg.event_bank_depth * ev, threshold_macro_bits=cfg.max_layers * cfg.timing.T * cfg.acc_width,
         clock_mhz=clock_mhz)
 
 
@@ -207,7 +207,7 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
     mismatches = [m for b, r in enumerate(results) if (m := first_mismatch(b, golden, b, r))]
     rtl_pred = np.array([int(np.argmax(r.potentials)) for r in results])
 
-    counts = perf.layer_counts(model, pes, golden)
+    counts = perf.layer_counts(model, pes, golden, cfg.spike_lanes)
     geometry = array_geometry(cfg, clock_mhz)
     table = energy.energy_table(tech, energy_overrides)
     per_image = [[energy.layer_energy_pj(c, geometry, table, b) for c in counts] for b in range(n)]

@@ -2,21 +2,24 @@
 
 Derived from the sequencer's schedule (hw/sequencer.py, docs/hardware.md). Every layer
 runs as a convolution (a linear layer's kernel covers its input). With ``P`` PEs,
-``slots = ceil(C_out / P)``, ``taps(e)`` the kernel taps an input event e touches (the
-output positions whose window covers it) and ``q`` the max-pool size:
+``L`` spike lanes, ``slots = ceil(C_out / P)``, ``taps(e)`` the kernel taps an input
+event e touches (the output positions whose window covers it), ``q`` the max-pool size,
+``A = sum_e max(1, taps(e) * slots)`` the ACCUMULATE cycles (an event touching nothing:
+1) and ``d`` the accumulators left dirty by the previous layer (its ``acc_count`` if it
+is hidden and its pooling drops a remainder row or column, else 0):
 
-    cycles = 1                                  DESCRIPTOR
-           + H_out * W_out * slots              INIT
-           + T                     (hidden)     THRESHOLDS
-           + 1                                  ACCUMULATE_FIRST
-           + sum_e max(1, taps(e) * slots)      ACCUMULATE (an event touching nothing: 1)
-           + 1                                  AFTER_ACCUMULATE
-           + q*q + sum_{g < G-1} max(q*q, k_g) + k_{G-1} + 2   (hidden)  FIRE, FIRE_FLUSH
+    hidden layer:  1 + max(d + 2 + A, T + 2)          DESCRIPTOR, CLEAR, ACCUMULATE_FIRST,
+                                                      ACCUMULATE, AFTER_ACCUMULATE (waits for
+                                                      the T thresholds, loaded meanwhile)
+                   + q*q + sum_{g < G-1} max(q*q, ceil(k_g / L)) + ceil(k_{G-1} / L) + 2
+                                                      FIRE, FIRE_FLUSH
+    output layer:  1 + d + acc_count + 1 + A + 1      DESCRIPTOR, CLEAR, INIT, ACCUMULATE...
 
 For FIRE, the G = H_pool * W_pool * slots groups (one pooled position, P channels) are
 read in order; each takes q*q cycles of reads, all PEs at once, and its k_g spikes leave
-one per cycle while the next group is read (hw/fire.py), so a group costs
-max(q*q, k_g); the last group's spikes drain in FIRE_FLUSH.
+L per cycle while the next group is read (hw/fire.py), so a group costs
+max(q*q, ceil(k_g / L)); the last group's spikes drain in FIRE_FLUSH. The one-time
+accumulator clear after reset or new descriptors is not part of a run's cycles.
 
 Tests assert equality with the RTL's counters, layer by layer, on every tested network.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hw.config import hardware_geometry
+from hw.config import default_spike_lanes, hardware_geometry
 from sw.formats import NO_SPIKE, ZERO_MAG, split_codes
 from sw.golden import GoldenResult
 from sw.model import SnnModel
@@ -44,7 +47,7 @@ class LayerCounts:
     acc_updates: np.ndarray  #: synaptic events: accumulations of a nonzero weight
     spikes: np.ndarray  #: output spikes (0 for the output layer)
     fired_neurons: int  #: potentials that pass the fire unit's comparators (0 for the output layer)
-    init_writes: int  #: accumulator initialisations, all PEs
+    init_writes: int  #: accumulator writes outside accumulation (INIT, CLEAR, fire-stage clears), all PEs
     accumulate_cycles: np.ndarray  #: cycles of the ACCUMULATE state
     pe_utilization: np.ndarray  #: acc_updates / (P * cycles): the whole layer
     accumulate_utilization: np.ndarray  #: acc_updates / (P * accumulate_cycles)
@@ -56,10 +59,15 @@ def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: in
     return ((v >= 0) & (v % stride == 0) & (v // stride < size_out)).sum(axis=1)
 
 
-def layer_counts(model: SnnModel, pes: int, golden: GoldenResult) -> list[LayerCounts]:
-    """Exact counts of every layer for every image of a golden batch."""
+def layer_counts(model: SnnModel, pes: int, golden: GoldenResult, lanes: int | None = None) -> list[LayerCounts]:
+    """Exact counts of every layer for every image of a golden batch.
+
+    ``lanes``: the array's spike lanes (default: ArrayConfig's default for ``pes``).
+    """
     T = model.timing.T
+    L = lanes or default_spike_lanes(pes)
     out = []
+    dirty = 0
     for k, layer in enumerate(model.layers):
         g = hardware_geometry(layer)
         slots = -(-g["c_out"] // pes)
@@ -77,8 +85,9 @@ def layer_counts(model: SnnModel, pes: int, golden: GoldenResult) -> list[LayerC
                                              stride=g["stride"], padding=g["padding"])
         updates = updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64)
         acc_count = g["h_out"] * g["w_out"] * slots
-        cycles = 1 + acc_count + 1 + accumulate + 1
         if layer.is_output:
+            cycles = 1 + dirty + acc_count + 1 + accumulate + 1
+            writes = dirty + acc_count  # CLEAR, INIT
             spikes = np.zeros_like(events)
             fired = 0
         else:
@@ -91,10 +100,14 @@ def layer_counts(model: SnnModel, pes: int, golden: GoldenResult) -> list[LayerC
             padded[:, :g["c_out"]] = fired_out.reshape(-1, g["c_out"], g["h_pool"], g["w_pool"])
             groups = padded.reshape(-1, slots, pes, g["h_pool"], g["w_pool"]).sum(axis=2)
             groups = groups.transpose(0, 2, 3, 1).reshape(len(spikes), -1)  # (batch, G): py, px, slot
-            fire = window + np.maximum(window, groups[:, :-1]).sum(axis=1) + groups[:, -1] + 2
-            cycles = cycles + T + fire
+            drain = -(-groups // L)
+            fire = window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
+            cycles = 1 + np.maximum(dirty + 2 + accumulate, T + 2) + fire
+            writes = dirty + g["h_pool"] * g["w_pool"] * slots * g["pool"] ** 2  # CLEAR, the fire stage's clears
+            remainder = g["h_pool"] * g["pool"] != g["h_out"] or g["w_pool"] * g["pool"] != g["w_out"]
+        dirty = acc_count if not layer.is_output and remainder else 0
         out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=events, weight_reads=commands * pes,
-                               acc_updates=updates, spikes=spikes, fired_neurons=fired, init_writes=acc_count * pes,
+                               acc_updates=updates, spikes=spikes, fired_neurons=fired, init_writes=writes * pes,
                                accumulate_cycles=accumulate, pe_utilization=updates / (pes * cycles),
                                accumulate_utilization=updates / (pes * np.maximum(1, accumulate))))
     return out

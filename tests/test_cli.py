@@ -28,7 +28,12 @@ def test_verilog_writes_design_and_manifest(digits_model, tmp_path, capsys):
     assert main(["verilog", str(snn), "--pes", "4", "--out", str(tmp_path / "v")]) == 0
     manifest = json.loads((tmp_path / "v" / "neuron_array.json").read_text())
     assert manifest["config"]["pes"] == 4 and manifest["model"]["sizes"] == model.sizes
+    assert manifest["config"]["spike_lanes"] == 4
     assert "module neuron_array" in (tmp_path / "v" / "neuron_array.v").read_text()
+    assert main(["verilog", str(snn), "--pes", "4", "--spike-lanes", "2", "--out", str(tmp_path / "v2")]) == 0
+    assert json.loads((tmp_path / "v2" / "neuron_array.json").read_text())["config"]["spike_lanes"] == 2
+    assert main(["verilog", str(snn), "--pes", "4", "--spike-lanes", "8", "--out", str(tmp_path / "v3")]) == 2
+    assert "spike_lanes must be a power of two up to pes (4)" in capsys.readouterr().err
 
 
 def test_verilog_too_narrow_accumulator_is_refused(digits_model, tmp_path, capsys):

@@ -93,8 +93,8 @@ def test_fire_unit_matches_spec_including_non_monotone_table():
 
     async def monitor(ctx):
         async for _, _, valid, payload in ctx.tick().sample(dut.spikes.valid, dut.spikes.payload):
-            if valid:
-                spikes.append((payload.channel, payload.time))
+            for ev in list(payload.events)[:payload.count] if valid else []:
+                spikes.append((ev.channel, ev.time))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -177,8 +177,8 @@ def test_fire_unit_pools_the_earliest_spike_of_each_window():
 
     async def monitor(ctx):
         async for _, _, valid, payload in ctx.tick().sample(dut.spikes.valid, dut.spikes.payload):
-            if valid:
-                spikes.append((int(payload.channel), int(payload.y), int(payload.x), int(payload.time)))
+            for ev in list(payload.events)[:payload.count] if valid else []:
+                spikes.append((int(ev.channel), int(ev.y), int(ev.x), int(ev.time)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -213,3 +213,37 @@ def test_strides_and_pools_must_be_powers_of_two():
                        Timing(T=8, B=2, frac_bits=10))
     with pytest.raises(DoesNotFit, match="layer 0: stride 3 is not a power of two.*layer 0: pool 3 is not"):
         ArrayConfig.for_model(model, 4)
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_spike_lanes_change_cycles_not_results(lanes):
+    """The same conv network (odd sizes: a pool remainder to clear) at 4 PEs with 1, 2 and
+    4 spike lanes: identical spikes, and cycles exactly as the performance model says."""
+    from sim.perf import layer_counts
+    from sw.random_models import random_cnn
+    rng = np.random.default_rng(11)
+    timing = Timing(T=4, B=2, frac_bits=10)
+    model = random_cnn(rng, (1, 5, 5), [dict(channels=6, kernel=3, padding=1, pool=2),
+                                        dict(channels=5, kernel=1, pool=1)], [], 3, timing)
+    cfg = ArrayConfig.for_model(model, 4, spike_lanes=lanes)
+    times = random_input_times(rng, model.layers[0].n_in, 2, timing)
+    golden = GoldenModel(model).run_times(times)
+    counts = layer_counts(model, 4, golden, lanes)
+    results = run_amaranth(cfg, network_image(model, cfg), model.shapes, times)
+    for b, r in enumerate(results):
+        for k, s in enumerate(r.spikes):
+            assert np.array_equal(s, golden.spikes[k][b]), (b, k)
+        assert np.array_equal(r.potentials, golden.potentials[b])
+        assert r.layer_cycles == [int(c.cycles[b]) for c in counts]
+    # enough spikes for the lanes to matter: one lane is slower than four
+    one, four = (sum(c.cycles for c in layer_counts(model, 4, golden, n)) for n in (1, 4))
+    assert (one > four).all()
+
+
+def test_spike_lanes_must_be_a_power_of_two_up_to_pes():
+    with pytest.raises(ValueError, match="spike_lanes"):
+        small_config(Timing(T=4, B=2, frac_bits=8), pes=4, spike_lanes=3)
+    with pytest.raises(ValueError, match="spike_lanes"):
+        small_config(Timing(T=4, B=2, frac_bits=8), pes=2, spike_lanes=4)
+    assert small_config(Timing(T=4, B=2, frac_bits=8), pes=16).spike_lanes == 4
+    assert small_config(Timing(T=4, B=2, frac_bits=8), pes=3).spike_lanes == 2
