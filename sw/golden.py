@@ -38,48 +38,70 @@ class GoldenResult:
 class GoldenModel:
     """Runs a converted model on integer spike times.
 
-    Per layer it builds the signed contribution matrix of every (time, input) pair once,
-    so a batch costs one matrix product per layer; a conv layer is one float convolution of
-    the spikes' one-hot time code (no loop over pixels). Products run
-    in floating point, which is exact here: every partial sum is an integer within the
-    accumulator bound (docs/spec.md, section 7), so float32 is exact when that bound is
-    below 2**24 and float64 always is (the bound is below 2**48, SnnModel.validate).
+    A spike at time t on input i adds a value that depends only on (t, the weight's
+    code), so each layer keeps a table: row ``(t + 1) * fan_in + f`` holds, for every
+    output channel, what a spike at t on fan-in position f adds (row block 0, "no spike",
+    is zero). An output's potential is then the sum of ``fan_in`` table rows picked by
+    its inputs' spike times: one gathered sum per output position
+    (``torch.nn.functional.embedding_bag``), the same additions the hardware does and
+    no T-times wider product. A conv layer's fan-in of every output position comes from
+    a precomputed index map (padding reads a "no spike" input), so there is no loop over
+    pixels. Sums run in floating point, which is exact here: every partial sum is an
+    integer within the accumulator bound (docs/spec.md, section 7), so float32 is exact
+    when that bound is below 2**24 and float64 always is (the bound is below 2**48,
+    SnnModel.validate).
     """
 
-    #: conv layers are evaluated in chunks of images whose one-hot input stays below this many entries
-    ONEHOT_ENTRIES = 1 << 24
+    #: layers are evaluated in chunks of images whose gathered indices stay below this many entries
+    CHUNK_ENTRIES = 1 << 24
 
     def __init__(self, model: SnnModel):
         self.model = model
         self.dtype = np.float32 if model.acc_bits() <= 25 else np.float64  # 25 bits: |sums| < 2**24
         table = model.timing.contribution_table()  # (16, T)
-        self._matrices = [self._contribution_matrix(layer, table).astype(self.dtype) for layer in model.layers]
-        self._conv_kernels = {k: self._conv_kernel(layer, self._matrices[k], model.timing.T)
-                              for k, layer in enumerate(model.layers) if layer.kind == "conv"}
+        self._tables = [torch.from_numpy(self._contribution_table(layer, table).astype(self.dtype))
+                        for layer in model.layers]
+        self._fan_maps = [self._fan_map(layer) for layer in model.layers]
 
     @staticmethod
-    def _contribution_matrix(layer: SnnLayer, table: np.ndarray) -> np.ndarray:
-        """(T * fan_in, C_out) float64: row t * fan_in + i holds what a spike at t on input i adds.
+    def _contribution_table(layer: SnnLayer, table: np.ndarray) -> np.ndarray:
+        """((T + 1) * fan_in, C_out): row (t + 1) * fan_in + f is what a spike at t on fan-in f adds.
 
-        fan_in is n_in for a linear layer and C_in * K * K, in (c, ky, kx) order, for a conv layer.
+        fan_in is n_in for a linear layer and C_in * K * K, in (c, ky, kx) order, for a
+        conv layer. Rows 0 .. fan_in - 1 (no spike) are zero.
         """
         sign, mag = split_codes(layer.weights.reshape(layer.channels, -1))  # (C_out, fan_in)
         signed = np.where(sign == 1, -1, 1)[None] * table.T[:, mag]  # (T, C_out, fan_in)
-        return signed.transpose(0, 2, 1).reshape(-1, layer.channels).astype(np.float64)
+        rows = signed.transpose(0, 2, 1).reshape(-1, layer.channels).astype(np.float64)
+        return np.concatenate([np.zeros((layer.weights[0].size, layer.channels)), rows])
 
     @staticmethod
-    def _conv_kernel(layer: SnnLayer, matrix: np.ndarray, T: int) -> torch.Tensor:
-        """The contribution matrix as a (C_out, T * C_in, K, K) convolution kernel."""
-        c_in, K = layer.in_shape[0], layer.kernel
-        kernel = matrix.reshape(T, c_in, K, K, layer.channels).transpose(4, 0, 1, 2, 3)
-        return torch.from_numpy(np.ascontiguousarray(kernel).reshape(layer.channels, T * c_in, K, K))
+    def _fan_map(layer: SnnLayer) -> tuple[np.ndarray, np.ndarray]:
+        """(source, offset), each (positions * fan_in,): the input each fan-in slot reads
+        (n_in for padding: a column that never spikes) and f, its row offset in the table."""
+        if layer.kind != "conv":
+            return np.arange(layer.n_in), np.arange(layer.n_in, dtype=np.int32)
+        c_in, h, w = layer.in_shape
+        _, ho, wo = layer.conv_shape
+        K, s, p = layer.kernel, layer.stride, layer.padding
+        c, ky, kx = np.meshgrid(np.arange(c_in), np.arange(K), np.arange(K), indexing="ij")
+        oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+        y = oy.reshape(-1, 1) * s - p + ky.reshape(1, -1)  # (positions, fan_in)
+        x = ox.reshape(-1, 1) * s - p + kx.reshape(1, -1)
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        source = np.where(inside, (c.reshape(1, -1) * h + y) * w + x, c_in * h * w)
+        offset = np.broadcast_to(np.arange(c_in * K * K), source.shape)
+        return source.reshape(-1), np.ascontiguousarray(offset, dtype=np.int32).reshape(-1)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Input spike times of float inputs (batch, n_in)."""
         return encode_spike_times(x, self.model.input_theta, self.model.timing)
 
     def layer_potentials(self, k: int, times: np.ndarray) -> np.ndarray:
-        """Integer potentials of layer k after all input spikes (batch, n_out), int64."""
+        """Integer potentials of layer k after all input spikes (batch, C_out * H_out * W_out), int64.
+
+        Conv layers' potentials are in (c, y, x) order.
+        """
         layer = self.model.layers[k]
         times = np.asarray(times)
         T, n_in = self.model.timing.T, layer.n_in
@@ -87,46 +109,59 @@ class GoldenModel:
             raise ValueError(f"layer {k} expects spike times of shape (batch, {n_in}), got {times.shape}")
         if np.any((times != NO_SPIKE) & ((times < 0) | (times >= T))):
             raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
-        if layer.kind == "conv":
-            return self._conv_potentials(k, times)
-        onehot = np.zeros((times.shape[0], T * n_in), dtype=self.dtype)
-        b, i = np.nonzero(times != NO_SPIKE)
-        onehot[b, times[b, i] * n_in + i] = 1.0
-        acc = onehot @ self._matrices[k]
-        return layer.bias[None, :] + acc.astype(np.int64)
+        return self._potentials(k, torch.from_numpy(times)).numpy().astype(np.int64)
 
-    def _conv_potentials(self, k: int, times: np.ndarray) -> np.ndarray:
-        """Conv layer: (batch, C_out * H_out * W_out) potentials in (c, y, x) order.
-
-        The one-hot input has T * C_in channels (channel t * C_in + c is 1 where input
-        channel c spikes at t); one float convolution with the (C_out, T * C_in, K, K)
-        contribution kernel gives the exact integer sums (see the class docstring).
-        """
+    def _potentials(self, k: int, times: torch.Tensor) -> torch.Tensor:
+        """Layer k's potentials (batch, C_out * H_out * W_out) as exact integers in self.dtype."""
         layer = self.model.layers[k]
-        T = self.model.timing.T
-        c_in, h, w = layer.in_shape
-        chunk = max(1, self.ONEHOT_ENTRIES // (T * c_in * h * w))
-        kernel = self._conv_kernels[k]
+        table = self._tables[k]
+        source, offset = self._fan_maps[k]
+        fan_in = layer.weights[0].size
+        batch = times.shape[0]
+        # row block of each input: 0 for no spike, t + 1 otherwise; a last column of zeros for padding
+        blocks = np.zeros((batch, times.shape[1] + 1), dtype=np.int32)
+        np.multiply(times.numpy() + 1, fan_in, out=blocks[:, :-1], casting="unsafe")
+        positions = len(source) // fan_in
+        chunk = max(1, self.CHUNK_ENTRIES // len(source))
         out = []
-        for start in range(0, times.shape[0], chunk):
-            tb = torch.from_numpy(times[start:start + chunk].reshape(-1, 1, c_in, h, w))
-            onehot = torch.zeros((tb.shape[0], T + 1, c_in, h, w), dtype=kernel.dtype)
-            onehot.scatter_(1, torch.where(tb == NO_SPIKE, T, tb), 1.0)  # silent inputs go to plane T
-            onehot = onehot[:, :T].reshape(tb.shape[0], T * c_in, h, w)
-            acc = torch.nn.functional.conv2d(onehot, kernel, stride=layer.stride, padding=layer.padding)
-            out.append(acc.reshape(tb.shape[0], -1).numpy().astype(np.int64))
-        potentials = np.concatenate(out).reshape(times.shape[0], layer.channels, -1)
-        potentials += layer.bias[None, :, None]
-        return potentials.reshape(times.shape[0], -1)
+        for start in range(0, batch, chunk):
+            rows = np.take(blocks[start:start + chunk], source, axis=1)  # (b, positions * fan_in); numpy's
+            rows += offset  # take is several times faster than torch's index_select here
+            sums = torch.nn.functional.embedding_bag(torch.from_numpy(rows).view(-1, fan_in), table, mode="sum")
+            out.append(sums.view(-1, positions, layer.channels).transpose(1, 2).reshape(-1, layer.channels * positions))
+        bias = torch.from_numpy(np.repeat(layer.bias, positions).astype(self.dtype))
+        return (torch.cat(out) if len(out) > 1 else out[0]).add_(bias)
 
     def run_times(self, input_times: np.ndarray) -> GoldenResult:
-        spikes = [np.asarray(input_times, dtype=np.int64)]
+        input_times = np.asarray(input_times, dtype=np.int64)
+        T = self.model.timing.T
+        n_in = self.model.layers[0].n_in
+        if input_times.ndim != 2 or input_times.shape[1] != n_in:
+            raise ValueError(f"layer 0 expects spike times of shape (batch, {n_in}), got {input_times.shape}")
+        if np.any((input_times != NO_SPIKE) & ((input_times < 0) | (input_times >= T))):
+            raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
+        spikes = [input_times]
+        times = torch.from_numpy(input_times)
         for k, layer in enumerate(self.model.layers):
-            v = self.layer_potentials(k, spikes[-1])
+            v = self._potentials(k, times)
             if layer.is_output:
-                return GoldenResult(spikes=spikes, potentials=v)
-            spikes.append(fire_and_pool(v, layer.thresholds, layer.conv_shape, layer.pool, self.model.timing.T))
+                return GoldenResult(spikes=spikes, potentials=v.numpy().astype(np.int64))
+            times = self._fire_and_pool(k, v)
+            spikes.append(times.numpy())
         raise AssertionError("unreachable: the last layer is the output layer")
+
+    def _fire_and_pool(self, k: int, v: torch.Tensor) -> torch.Tensor:
+        """fire_and_pool on exact float potentials, in torch (int64 spike times)."""
+        layer = self.model.layers[k]
+        th = layer.thresholds
+        if not np.all(th[1:] <= th[:-1]):
+            return torch.from_numpy(fire_and_pool(v.numpy().astype(np.int64), th, layer.conv_shape, layer.pool,
+                                                  self.model.timing.T))
+        if layer.pool > 1:
+            v = torch.nn.functional.max_pool2d(v.view(-1, *layer.conv_shape), layer.pool).reshape(v.shape[0], -1)
+        ascending = torch.from_numpy(np.ascontiguousarray(th[::-1]).astype(self.dtype))
+        t = len(th) - torch.searchsorted(ascending, v, right=True)  # thresholds above v = first passing t
+        return torch.where(t == len(th), NO_SPIKE, t)
 
     def run(self, x: np.ndarray) -> GoldenResult:
         """Encode float inputs and run the network."""

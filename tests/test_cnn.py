@@ -131,7 +131,7 @@ def test_golden_conv_equals_naive_loops(seed):
     model = random_cnn(rng, (2, 7, 6), [dict(channels=3, kernel=int(rng.choice([1, 3, 5])), stride=2, padding=2),
                                         dict(channels=4, kernel=3, padding=1, pool=2)], [5], 3, t)
     g = GoldenModel(model)
-    g.ONEHOT_ENTRIES = 3000  # force several chunks
+    g.CHUNK_ENTRIES = 600  # force several chunks
     r = g.run_times(random_input_times(rng, model.layers[0].n_in, 5, t))
     for k in range(2):
         assert np.array_equal(g.layer_potentials(k, r.spikes[k]), _naive_conv(model.layers[k], r.spikes[k],
