@@ -157,8 +157,16 @@ class GoldenModel:
         if not np.all(th[1:] <= th[:-1]):
             return torch.from_numpy(fire_and_pool(v.numpy().astype(np.int64), th, layer.conv_shape, layer.pool,
                                                   self.model.timing.T))
-        if layer.pool > 1:
-            v = torch.nn.functional.max_pool2d(v.view(-1, *layer.conv_shape), layer.pool).reshape(v.shape[0], -1)
+        if layer.pool > 1:  # elementwise maxima of strided views: several times faster than max_pool2d
+            q = layer.pool
+            c, h, w = layer.conv_shape
+            full = v.view(-1, c, h, w)
+            m = full[:, :, :h // q * q:q, :w // q * q:q]
+            for dy in range(q):
+                for dx in range(q):
+                    if dy or dx:
+                        m = torch.maximum(m, full[:, :, dy:h // q * q:q, dx:w // q * q:q])
+            v = m.reshape(v.shape[0], -1)
         ascending = torch.from_numpy(np.ascontiguousarray(th[::-1]).astype(self.dtype))
         t = len(th) - torch.searchsorted(ascending, v, right=True)  # thresholds above v = first passing t
         return torch.where(t == len(th), NO_SPIKE, t)

@@ -161,6 +161,28 @@ def test_pooling_potentials_first_equals_pooling_spike_times(pool):
                           max_pool_times(fire_times(v, rising), (3, 9, 7), pool, 16))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_golden_run_equals_layer_by_layer_numpy_reference(seed):
+    """run_times (torch firing and pooling) against layer_potentials + numpy fire_and_pool,
+    on odd sizes (pool remainders) and pools of 2 and 4. Reproduce: default_rng(seed) as below."""
+    rng = np.random.default_rng(seed)
+    t = Timing(T=8, B=2, frac_bits=10)
+    model = random_cnn(rng, (2, 11, 9), [dict(channels=5, kernel=3, padding=1, pool=2),
+                                         dict(channels=4, kernel=1, pool=4 if seed else 1)], [6], 3, t)
+    if seed == 2:  # a table that is not non-increasing: the general path
+        th = model.layers[0].thresholds
+        th[2], th[5] = th[5], th[2]
+    g = GoldenModel(model)
+    r = g.run_times(random_input_times(rng, model.layers[0].n_in, 7, t))
+    times = r.spikes[0]
+    for k, layer in enumerate(model.layers[:-1]):
+        times = fire_and_pool(g.layer_potentials(k, times), layer.thresholds, layer.conv_shape, layer.pool, t.T)
+        assert np.array_equal(r.spikes[k + 1], times), k
+        assert (times != NO_SPIKE).any()
+        assert np.all(np.diff(layer.thresholds) <= 0) == (seed != 2 or k > 0)
+    assert np.array_equal(r.potentials, g.layer_potentials(len(model.layers) - 1, times))
+
+
 def test_cnn_model_file_round_trip(tmp_path):
     model = random_cnn(np.random.default_rng(3), (1, 6, 6), [dict(channels=2, kernel=3, stride=2, padding=1,
                                                                   pool=1)], [], 2, Timing(T=8, B=2, frac_bits=10))
