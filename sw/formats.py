@@ -190,12 +190,28 @@ def encode_spike_times(x: np.ndarray, theta: float, timing: Timing) -> np.ndarra
     hidden layers fire by the integer rule of the spec, which is the same
     quantiser applied to the integer potential.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        x = x.astype(np.float64)
     if not np.all(np.isfinite(x)):
         raise FormatError("input contains NaN or infinity")
     if not theta > 0:
         raise FormatError(f"theta must be positive, not {theta!r}")
-    return fire_times(x, timing.levels(theta))
+    levels = timing.levels(theta)
+    if x.dtype == np.float32:  # same answers as float64, half the memory traffic
+        levels = round_up_to_float32(levels)
+    return fire_times(x, levels)
+
+
+def round_up_to_float32(v: np.ndarray) -> np.ndarray:
+    """The smallest float32 at or above each float64 (inf above the float32 range).
+
+    A float32 x satisfies x >= v exactly when x >= round_up_to_float32(v), so float32
+    inputs can be compared in float32 with the results of float64 comparisons.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    f = v.astype(np.float32)
+    return np.where(f < v, np.nextafter(f, np.float32(np.inf)), f)
 
 
 def decode_spike_times(t: np.ndarray, theta: float, timing: Timing) -> np.ndarray:
@@ -226,11 +242,35 @@ def fire_times(potential: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     v = np.asarray(potential)
     th = np.asarray(thresholds)
     if np.all(th[1:] <= th[:-1]):
-        t = len(th) - np.searchsorted(th[::-1], v, side="right")
-        return np.where(t == len(th), NO_SPIKE, t).astype(np.int64)
+        # passing thresholds -> spike time: none -> NO_SPIKE, all T -> 0
+        time_of_count = np.array([NO_SPIKE] + list(range(len(th) - 1, -1, -1)), dtype=np.int64)
+        return time_of_count[count_at_or_below(th, v)]  # fancy indexing: faster than np.take here
     fires = v[..., None] >= th
     t = np.argmax(fires, axis=-1)
     return np.where(fires.any(axis=-1), t, NO_SPIKE).astype(np.int64)
+
+
+#: tables up to this long are counted by comparisons, longer ones by binary search
+COMPARE_MAX = 32
+
+
+def count_at_or_below(table: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Entries of ``table`` at or below each element of v (np.searchsorted(sorted table, v, "right")).
+
+    A short table is counted one comparison per entry over the whole array, several
+    times faster than a binary search per element (numpy's searchsorted), which is
+    kept for long tables. Comparisons follow numpy's promotion, so mixed int/float
+    operands compare exactly.
+    """
+    table = np.asarray(table)
+    if len(table) > COMPARE_MAX:
+        return np.searchsorted(np.sort(table), v, side="right")
+    count = np.zeros(np.shape(v), dtype=np.int8)
+    passed = np.empty(np.shape(v), dtype=bool)
+    for level in table:
+        np.greater_equal(v, level, out=passed)
+        count += passed.view(np.int8)  # int8 + int8: no bool -> int8 cast per element
+    return count
 
 
 def signed_bits(lo: int, hi: int) -> int:

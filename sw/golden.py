@@ -107,7 +107,7 @@ class GoldenModel:
         T, n_in = self.model.timing.T, layer.n_in
         if times.ndim != 2 or times.shape[1] != n_in:
             raise ValueError(f"layer {k} expects spike times of shape (batch, {n_in}), got {times.shape}")
-        if np.any((times != NO_SPIKE) & ((times < 0) | (times >= T))):
+        if times.size and not (NO_SPIKE <= times.min() and times.max() < T):  # NO_SPIKE is -1
             raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
         return self._potentials(k, torch.from_numpy(times)).numpy().astype(np.int64)
 
@@ -118,6 +118,11 @@ class GoldenModel:
         source, offset = self._fan_maps[k]
         fan_in = layer.weights[0].size
         batch = times.shape[0]
+        bias = torch.from_numpy(np.repeat(layer.bias, len(source) // fan_in).astype(self.dtype))
+        if layer.kind != "conv":  # the fan-in map is the identity: row (t + 1) * n_in + f, no gather
+            rows = np.multiply(times.numpy(), fan_in, dtype=np.int32, casting="unsafe")
+            rows += offset + fan_in
+            return torch.nn.functional.embedding_bag(torch.from_numpy(rows), table, mode="sum").add_(bias)
         # row block of each input: 0 for no spike, t + 1 otherwise; a last column of zeros for padding
         blocks = np.zeros((batch, times.shape[1] + 1), dtype=np.int32)
         np.multiply(times.numpy() + 1, fan_in, out=blocks[:, :-1], casting="unsafe")
@@ -129,7 +134,6 @@ class GoldenModel:
             rows += offset  # take is several times faster than torch's index_select here
             sums = torch.nn.functional.embedding_bag(torch.from_numpy(rows).view(-1, fan_in), table, mode="sum")
             out.append(sums.view(-1, positions, layer.channels).transpose(1, 2).reshape(-1, layer.channels * positions))
-        bias = torch.from_numpy(np.repeat(layer.bias, positions).astype(self.dtype))
         return (torch.cat(out) if len(out) > 1 else out[0]).add_(bias)
 
     def run_times(self, input_times: np.ndarray) -> GoldenResult:
@@ -138,7 +142,7 @@ class GoldenModel:
         n_in = self.model.layers[0].n_in
         if input_times.ndim != 2 or input_times.shape[1] != n_in:
             raise ValueError(f"layer 0 expects spike times of shape (batch, {n_in}), got {input_times.shape}")
-        if np.any((input_times != NO_SPIKE) & ((input_times < 0) | (input_times >= T))):
+        if input_times.size and not (NO_SPIKE <= input_times.min() and input_times.max() < T):  # NO_SPIKE is -1
             raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
         spikes = [input_times]
         times = torch.from_numpy(input_times)
@@ -167,9 +171,8 @@ class GoldenModel:
                     if dy or dx:
                         m = torch.maximum(m, full[:, :, dy:h // q * q:q, dx:w // q * q:q])
             v = m.reshape(v.shape[0], -1)
-        ascending = torch.from_numpy(np.ascontiguousarray(th[::-1]).astype(self.dtype))
-        t = len(th) - torch.searchsorted(ascending, v, right=True)  # thresholds above v = first passing t
-        return torch.where(t == len(th), NO_SPIKE, t)
+        # thresholds are exact in self.dtype (they fit the accumulator width, SnnModel.acc_bits)
+        return torch.from_numpy(fire_times(v.numpy(), th.astype(self.dtype)))
 
     def run(self, x: np.ndarray) -> GoldenResult:
         """Encode float inputs and run the network."""

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from sw.formats import (MAX_MAG, NO_SPIKE, SIGN_BIT, ZERO_CODE, FormatError, Timing, check_weight_codes,
-                        decode_spike_times, decode_weights, encode_spike_times, encode_weights, fire_times,
+                        COMPARE_MAX, count_at_or_below, decode_spike_times, decode_weights, encode_spike_times,
+                        encode_weights, fire_times,
                         signed_bits, split_codes, threshold_table, weight_code, weight_scale_for)
 
 
@@ -89,6 +90,28 @@ def test_fire_times_first_threshold_passed():
     assert fire_times(np.array([200, 100, 99, 50, 35, 34, -5]), th).tolist() == [0, 0, 1, 2, 3, NO_SPIKE, NO_SPIKE]
     table = threshold_table(100.0, Timing(T=4, B=2))
     assert table.tolist() == [100, 71, 50, 36]
+
+
+@pytest.mark.parametrize("T,B,theta", [(16, 2, 0.9), (16, 2, 1.0), (8, 1, 3.3), (40, 4, 0.37), (256, 8, 1e-3)])
+def test_float32_inputs_encode_as_their_float64_values(T, B, theta):
+    """Float32 inputs are compared in float32 against levels rounded up: the same spike times."""
+    t = Timing(T=T, B=B)
+    levels32 = t.levels(theta).astype(np.float32)
+    near = np.concatenate([levels32, np.nextafter(levels32, np.float32(0)), np.nextafter(levels32, np.float32(9)),
+                           np.random.default_rng(T).uniform(0, 1.2 * theta, 1000).astype(np.float32), [0, 1e30]])
+    x = near.astype(np.float32)
+    assert encode_spike_times(x, theta, t).tolist() == encode_spike_times(x.astype(np.float64), theta, t).tolist()
+
+
+@pytest.mark.parametrize("length", [1, 5, COMPARE_MAX, COMPARE_MAX + 1, 200])
+def test_count_at_or_below_equals_binary_search(length):
+    """Counting by comparisons (short tables) and by binary search (long ones) agree, ties included."""
+    rng = np.random.default_rng(length)
+    table = np.sort(rng.integers(-50, 50, length))[::-1]
+    v = np.concatenate([table, table - 1, table + 1, rng.integers(-60, 60, 500)])
+    expect = np.searchsorted(np.sort(table), v, side="right")
+    assert count_at_or_below(table, v).tolist() == expect.tolist()
+    assert count_at_or_below(table.astype(np.float32), v.astype(np.float32)).tolist() == expect.tolist()
 
 
 @pytest.mark.parametrize("kwargs,match", [
