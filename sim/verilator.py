@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import ArrayConfig
+from hw.config import ArrayConfig, Counter
 from hw.neuron_array import host_data_bits
 from hw.verilog import TOP
+
+from . import host_script
 
 BENCH_TOP = "firstspike_tb"
 CLOCK_NS = 10
@@ -29,19 +31,103 @@ BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--tim
 
 
 def bench_top(cfg: ArrayConfig) -> str:
-    """A wrapper that makes the clock inside the simulator, so that no Python (and no
-    VPI call) runs per clock edge while the array works; cocotb only drives the bus."""
+    """A wrapper with the clock and a host sequencer (sim.host_script) inside the simulator.
+
+    Per script (``<dir>/script<chunk>.hex``, dir from the ``+firstspike_dir=`` plusarg):
+    after a ``go`` pulse the sequencer loads the script, replays it one bus word per
+    cycle (writes, reads, runs to ``done``, reads of a counted range) and writes every
+    word read to ``<dir>/capture<chunk>.hex``, then raises ``script_done``. So no Python
+    (and no VPI call) runs per clock edge at all; cocotb only starts scripts.
+    """
     a, d = cfg.region_bits + cfg.offset_bits, host_data_bits(cfg)
+    script_depth, capture_depth = host_script.depths(cfg)
+    w = host_script.OP_BITS + a + d
     return f"""`timescale 1ns/1ps
-module {BENCH_TOP}(input rst, input start, input [{a - 1}:0] host__addr, input [{d - 1}:0] host__w_data,
-                   input host__w_en, output busy, output done, output [{d - 1}:0] host__r_data, output reg clk);
+module {BENCH_TOP}(input rst, input go, input [31:0] chunk, output reg script_done, output reg clk,
+                   output reg [63:0] cycles, output reg [31:0] captured);
+  localparam A = {a}, D = {d}, W = {w};
+  localparam [2:0] OP_END = {host_script.OP_END}, OP_WRITE = {host_script.OP_WRITE}, OP_READ = {host_script.OP_READ},
+                   OP_RUN = {host_script.OP_RUN}, OP_READ_COUNTED = {host_script.OP_READ_COUNTED};
+  localparam [2:0] IDLE = 0, STEP = 1, RUN_START = 2, RUN_WAIT = 3, COUNTED = 4, FINISH = 5;
   initial clk = 1'b0;
   always #{CLOCK_NS // 2} clk = ~clk;
-  {TOP} array(.clk(clk), .rst(rst), .start(start), .host__addr(host__addr), .host__w_data(host__w_data),
-              .host__w_en(host__w_en), .busy(busy), .done(done), .host__r_data(host__r_data));
+
+  reg [W-1:0] script [0:{script_depth - 1}];
+  reg [D-1:0] capture [0:{capture_depth - 1}];
+  reg [A-1:0] addr, next_addr;
+  reg [D-1:0] w_data, last;
+  reg w_en, start, read1, read2;
+  reg [2:0] state;
+  reg [31:0] pc, remaining;
+  wire busy, done;
+  wire [D-1:0] r_data;
+  string dir;
+  initial if (!$value$plusargs("firstspike_dir=%s", dir)) dir = ".";
+
+  {TOP} array(.clk(clk), .rst(rst), .start(start), .host__addr(addr), .host__w_data(w_data),
+              .host__w_en(w_en), .busy(busy), .done(done), .host__r_data(r_data));
+
+  wire [2:0] op = script[pc][W-1:A+D];
+  wire [A-1:0] op_addr = script[pc][A+D-1:D];
+  wire [D-1:0] op_data = script[pc][D-1:0];
+  wire reads_pending = read1 | read2;
+
+  // r_data answers the address of the previous cycle: an address set at one edge is
+  // read by the array at the next and captured here at the one after (read1, read2)
+  always @(posedge clk) begin
+    w_en <= 1'b0;
+    start <= 1'b0;
+    read1 <= 1'b0;
+    read2 <= read1;
+    if (read2) begin
+      capture[captured] <= r_data;
+      captured <= captured + 1;
+      last <= r_data;
+    end
+    if (state != IDLE) cycles <= cycles + 1;
+    if (rst) begin
+      state <= IDLE;
+      script_done <= 1'b0;
+      read2 <= 1'b0;
+    end else case (state)
+      IDLE: if (go) begin
+        $readmemh($sformatf("%s/script%0d.hex", dir, chunk), script);
+        pc <= 0;
+        captured <= 0;
+        cycles <= 0;
+        script_done <= 1'b0;
+        state <= STEP;
+      end
+      STEP: case (op)
+        OP_WRITE: begin addr <= op_addr; w_data <= op_data; w_en <= 1'b1; pc <= pc + 1; end
+        OP_READ: begin addr <= op_addr; read1 <= 1'b1; pc <= pc + 1; end
+        OP_RUN: begin start <= 1'b1; pc <= pc + 1; state <= RUN_START; end
+        OP_READ_COUNTED: if (!reads_pending) begin
+          next_addr <= op_addr;
+          remaining <= last[31:0];
+          pc <= pc + 1;
+          state <= COUNTED;
+        end
+        default: if (!reads_pending) state <= FINISH;
+      endcase
+      RUN_START: state <= RUN_WAIT;  // done still shows the last run here
+      RUN_WAIT: if (done) state <= STEP;
+      COUNTED: if (remaining == 0) state <= STEP; else begin
+        addr <= next_addr;
+        next_addr <= next_addr + 1;
+        read1 <= 1'b1;
+        remaining <= remaining - 1;
+      end
+      FINISH: begin
+        if (captured != 0) $writememh($sformatf("%s/capture%0d.hex", dir, chunk), capture, 0, captured - 1);
+        script_done <= 1'b1;
+        state <= IDLE;
+      end
+      default: state <= IDLE;
+    endcase
+  end
 endmodule
 """
-
 
 
 CONTROL_FILE = f"""`verilator_config
@@ -120,34 +206,32 @@ def build(verilog: str | os.PathLike, cfg: ArrayConfig, cache_dir: str | os.Path
 class RtlRun:
     """Raw words read back from the array for every image, plus wall time."""
 
-    stats: list[list[int]]
-    words: list[list[int]]
-    wall_seconds: float
+    stats: list[list[int]]  #: per image: hw.host.stats_reads words
+    words: list[list[int]]  #: per image: every event, then the output potentials
+    wall_seconds: float  #: the whole simulator run, start-up included
     sim_cycles: int  #: clock cycles simulated in total (loading and read-back included)
+    sim_seconds: float  #: wall time of those cycles (the scripts, without simulator start-up)
     busy_cycles: int  #: cycles the array ran on its own (start to done), all images
-    busy_seconds: float  #: wall time of those cycles
 
 
 def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.ndarray,
         load_writes: list[tuple[int, int]] | None = None, progress=None,
         work_dir: str | os.PathLike | None = None, waves: bool = False) -> RtlRun:
-    """Run the cocotb bench (sim/cocotb_bench.py) on every row of input_times.
+    """Run every row of input_times through the simulator (sim/cocotb_bench.py).
 
     ``load_writes`` are host writes done once before the first image (None when the
-    network is baked into the Verilog). ``progress`` (a tqdm bar) advances per image.
+    network is baked into the Verilog). ``progress`` (a tqdm bar) advances per script.
     """
     verilator_env()
     work = (Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="firstspike-rtl-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    job, result, progress_file = work / "job.npz", work / "result.npz", work / "progress"
+    job, result, progress_file = work / "job.json", work / "result.json", work / "progress"
     for f in (result, progress_file):
         f.unlink(missing_ok=True)
-    loads = np.array(load_writes if load_writes else [], dtype=object).reshape(-1, 2)
-    shape_rows = [(s, 1, 1) if np.isscalar(s) else tuple(s) for s in shapes]
-    np.savez(job, config=np.array(json.dumps(cfg.to_dict())), shapes=np.array(shape_rows, dtype=np.int64),
-             input_times=np.asarray(input_times, dtype=np.int64),
-             load_addr=np.array([int(a) for a, _ in loads], dtype=np.int64),
-             load_data=np.array([str(int(d)) for _, d in loads]))  # decimal strings: data may exceed 64 bits
+    input_times = np.asarray(input_times, dtype=np.int64).reshape(len(input_times), -1)
+    chunks = host_script.chunk_scripts(cfg, shapes, input_times, load_writes, *host_script.depths(cfg))
+    host_script.write_chunks(chunks, work, cfg.region_bits + cfg.offset_bits, host_data_bits(cfg))
+    job.write_text(json.dumps({"images": [c.images for c in chunks]}))
 
     done = threading.Event()
 
@@ -173,9 +257,8 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     try:
         runner.test(test_module="sim.cocotb_bench", hdl_toplevel=BENCH_TOP, hdl_toplevel_lang="verilog",
-                    build_dir=model.build_dir,
-                    test_dir=work, extra_env=env, results_xml=str(work / "results.xml"), waves=waves,
-                    log_file=work / "sim.log")
+                    build_dir=model.build_dir, test_dir=work, extra_env=env, plusargs=[f"+firstspike_dir={work}"],
+                    results_xml=str(work / "results.xml"), waves=waves, log_file=work / "sim.log")
     except SystemExit as e:
         raise RuntimeError(f"RTL simulation failed (exit {e.code}); see {work / 'sim.log'}") from None
     finally:
@@ -186,21 +269,16 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     tests, failures = get_results(work / "results.xml")
     if failures or not result.exists():
         raise RuntimeError(f"RTL simulation wrote no results; see {work / 'sim.log'}")
-    with np.load(result) as r:
-        stats = _split(r["stats"], r["stats_len"])
-        words = _split(r["words"], r["words_len"])
-        cycles = int(r["sim_cycles"])
-        busy_cycles, busy_seconds = int(r["busy_cycles"]), float(r["busy_seconds"])
-    return RtlRun(stats=stats, words=words, wall_seconds=wall, sim_cycles=cycles, busy_cycles=busy_cycles,
-                  busy_seconds=busy_seconds)
-
-
-def _split(flat: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
-    out, pos = [], 0
-    for n in lengths:
-        out.append([int(v) for v in flat[pos:pos + n]])
-        pos += n
-    return out
+    timing = json.loads(result.read_text())
+    stats, words = [], []
+    for i, chunk in enumerate(chunks):
+        captured = host_script.read_capture(work / f"capture{i}.hex")
+        for s, w in host_script.split_image_captures(cfg, shapes, captured, chunk.images):
+            stats.append(s)
+            words.append(w)
+    busy = sum(s[Counter.CYCLES] for s in stats)
+    return RtlRun(stats=stats, words=words, wall_seconds=wall, sim_cycles=timing["cycles"],
+                  sim_seconds=timing["seconds"], busy_cycles=busy)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m sim.verilator FILE.v FILE.json
