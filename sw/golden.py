@@ -62,6 +62,9 @@ class GoldenModel:
         self._tables = [torch.from_numpy(self._contribution_table(layer, table).astype(self.dtype))
                         for layer in model.layers]
         self._fan_maps = [self._fan_map(layer) for layer in model.layers]
+        self._biases = [torch.from_numpy(np.repeat(layer.bias, len(source) // layer.weights[0].size)
+                                         .astype(self.dtype)) for layer, (source, _) in zip(model.layers,
+                                                                                           self._fan_maps)]
 
     @staticmethod
     def _contribution_table(layer: SnnLayer, table: np.ndarray) -> np.ndarray:
@@ -102,30 +105,34 @@ class GoldenModel:
 
         Conv layers' potentials are in (c, y, x) order.
         """
-        layer = self.model.layers[k]
-        times = np.asarray(times)
-        T, n_in = self.model.timing.T, layer.n_in
+        times = self._checked_times(k, times)
+        return self._potentials(k, times).numpy().astype(np.int64)
+
+    def _checked_times(self, k: int, times: np.ndarray) -> np.ndarray:
+        """``times`` as int64, or a ValueError if they are not layer k's input spike times."""
+        times = np.asarray(times, dtype=np.int64)
+        T, n_in = self.model.timing.T, self.model.layers[k].n_in
         if times.ndim != 2 or times.shape[1] != n_in:
             raise ValueError(f"layer {k} expects spike times of shape (batch, {n_in}), got {times.shape}")
         if times.size and not (NO_SPIKE <= times.min() and times.max() < T):  # NO_SPIKE is -1
             raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
-        return self._potentials(k, torch.from_numpy(times)).numpy().astype(np.int64)
+        return times
 
-    def _potentials(self, k: int, times: torch.Tensor) -> torch.Tensor:
+    def _potentials(self, k: int, times: np.ndarray) -> torch.Tensor:
         """Layer k's potentials (batch, C_out * H_out * W_out) as exact integers in self.dtype."""
         layer = self.model.layers[k]
         table = self._tables[k]
         source, offset = self._fan_maps[k]
         fan_in = layer.weights[0].size
         batch = times.shape[0]
-        bias = torch.from_numpy(np.repeat(layer.bias, len(source) // fan_in).astype(self.dtype))
+        bias = self._biases[k]
         if layer.kind != "conv":  # the fan-in map is the identity: row (t + 1) * n_in + f, no gather
-            rows = np.multiply(times.numpy(), fan_in, dtype=np.int32, casting="unsafe")
+            rows = np.multiply(times, fan_in, dtype=np.int32, casting="unsafe")
             rows += offset + fan_in
             return torch.nn.functional.embedding_bag(torch.from_numpy(rows), table, mode="sum").add_(bias)
         # row block of each input: 0 for no spike, t + 1 otherwise; a last column of zeros for padding
         blocks = np.zeros((batch, times.shape[1] + 1), dtype=np.int32)
-        np.multiply(times.numpy() + 1, fan_in, out=blocks[:, :-1], casting="unsafe")
+        np.multiply(times + 1, fan_in, out=blocks[:, :-1], casting="unsafe")
         positions = len(source) // fan_in
         chunk = max(1, self.CHUNK_ENTRIES // len(source))
         out = []
@@ -137,42 +144,17 @@ class GoldenModel:
         return (torch.cat(out) if len(out) > 1 else out[0]).add_(bias)
 
     def run_times(self, input_times: np.ndarray) -> GoldenResult:
-        input_times = np.asarray(input_times, dtype=np.int64)
-        T = self.model.timing.T
-        n_in = self.model.layers[0].n_in
-        if input_times.ndim != 2 or input_times.shape[1] != n_in:
-            raise ValueError(f"layer 0 expects spike times of shape (batch, {n_in}), got {input_times.shape}")
-        if input_times.size and not (NO_SPIKE <= input_times.min() and input_times.max() < T):  # NO_SPIKE is -1
-            raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
-        spikes = [input_times]
-        times = torch.from_numpy(input_times)
+        times = self._checked_times(0, input_times)
+        spikes = [times]
         for k, layer in enumerate(self.model.layers):
             v = self._potentials(k, times)
             if layer.is_output:
                 return GoldenResult(spikes=spikes, potentials=v.numpy().astype(np.int64))
-            times = self._fire_and_pool(k, v)
-            spikes.append(times.numpy())
+            # thresholds are exact in self.dtype (they fit the accumulator width, SnnModel.acc_bits)
+            times = fire_and_pool(v.numpy(), layer.thresholds.astype(self.dtype), layer.conv_shape, layer.pool,
+                                  self.model.timing.T)
+            spikes.append(times)
         raise AssertionError("unreachable: the last layer is the output layer")
-
-    def _fire_and_pool(self, k: int, v: torch.Tensor) -> torch.Tensor:
-        """fire_and_pool on exact float potentials, in torch (int64 spike times)."""
-        layer = self.model.layers[k]
-        th = layer.thresholds
-        if not np.all(th[1:] <= th[:-1]):
-            return torch.from_numpy(fire_and_pool(v.numpy().astype(np.int64), th, layer.conv_shape, layer.pool,
-                                                  self.model.timing.T))
-        if layer.pool > 1:  # elementwise maxima of strided views: several times faster than max_pool2d
-            q = layer.pool
-            c, h, w = layer.conv_shape
-            full = v.view(-1, c, h, w)
-            m = full[:, :, :h // q * q:q, :w // q * q:q]
-            for dy in range(q):
-                for dx in range(q):
-                    if dy or dx:
-                        m = torch.maximum(m, full[:, :, dy:h // q * q:q, dx:w // q * q:q])
-            v = m.reshape(v.shape[0], -1)
-        # thresholds are exact in self.dtype (they fit the accumulator width, SnnModel.acc_bits)
-        return torch.from_numpy(fire_times(v.numpy(), th.astype(self.dtype)))
 
     def run(self, x: np.ndarray) -> GoldenResult:
         """Encode float inputs and run the network."""
@@ -191,15 +173,25 @@ def fire_and_pool(potentials: np.ndarray, thresholds: np.ndarray, shape: tuple[i
     th = np.asarray(thresholds)
     if pool == 1 or not np.all(th[1:] <= th[:-1]):
         return max_pool_times(fire_times(potentials, th), shape, pool, T)
-    c, h, w = shape
-    ho, wo = h // pool, w // pool
-    v = potentials.reshape(-1, c, h, w)
-    m = v[:, :, :ho * pool:pool, :wo * pool:pool]
+    m = _pool_windows(potentials.reshape(-1, *shape), pool, torch.maximum)
+    return fire_times(m.reshape(potentials.shape[0], -1), th)
+
+
+def _pool_windows(x: np.ndarray, pool: int, combine) -> np.ndarray:
+    """``combine`` (torch.maximum or torch.minimum) over each pool x pool window of x (batch, C, H, W).
+
+    A remainder row or column is dropped. One elementwise combine per window offset of
+    strided views, in torch: several times faster than a strided reduction, max_pool2d
+    or the same combines in numpy.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    h, w = x.shape[2] // pool * pool, x.shape[3] // pool * pool
+    m = t[:, :, :h:pool, :w:pool]
     for dy in range(pool):
         for dx in range(pool):
             if dy or dx:
-                m = np.maximum(m, v[:, :, dy:ho * pool:pool, dx:wo * pool:pool])
-    return fire_times(m.reshape(potentials.shape[0], -1), th)
+                m = combine(m, t[:, :, dy:h:pool, dx:w:pool])
+    return m.numpy()
 
 
 def max_pool_times(times: np.ndarray, shape: tuple[int, int, int], pool: int, T: int) -> np.ndarray:
@@ -210,14 +202,7 @@ def max_pool_times(times: np.ndarray, shape: tuple[int, int, int], pool: int, T:
     """
     if pool == 1:
         return times
-    c, h, w = shape
-    ho, wo = h // pool, w // pool
-    t = np.where(times == NO_SPIKE, T, times).reshape(-1, c, h, w)
-    m = t[:, :, :ho * pool:pool, :wo * pool:pool]
-    for dy in range(pool):  # one elementwise minimum per window offset: faster than a strided reduce
-        for dx in range(pool):
-            if dy or dx:
-                m = np.minimum(m, t[:, :, dy:ho * pool:pool, dx:wo * pool:pool])
+    m = _pool_windows(np.where(times == NO_SPIKE, T, times).reshape(-1, *shape), pool, torch.minimum)
     return np.where(m == T, NO_SPIKE, m).reshape(times.shape[0], -1)
 
 

@@ -163,7 +163,8 @@ def test_pooling_potentials_first_equals_pooling_spike_times(pool):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_golden_run_equals_layer_by_layer_numpy_reference(seed):
-    """run_times (torch firing and pooling) against layer_potentials + numpy fire_and_pool,
+    """run_times (potentials and thresholds in the model's float type) against int64
+    layer_potentials + fire_and_pool with integer thresholds,
     on odd sizes (pool remainders) and pools of 2 and 4. Reproduce: default_rng(seed) as below."""
     rng = np.random.default_rng(seed)
     t = Timing(T=8, B=2, frac_bits=10)
