@@ -116,6 +116,11 @@ class ArrayConfig:
     def region_bits(self) -> int:
         return max(1, (self.region_count - 1).bit_length())
 
+    @property
+    def addr_bits(self) -> int:
+        """Width of the host bus address: region, then offset."""
+        return self.region_bits + self.offset_bits
+
     def pe_region(self, pe: int, which: int) -> int:
         """which: 0 weights, 1 biases, 2 potentials."""
         return Region.PE_BASE + 3 * pe + which

@@ -24,7 +24,7 @@ class HostBus(wiring.Signature):
 
     def __init__(self, cfg: ArrayConfig):
         super().__init__({
-            "addr": Out(cfg.region_bits + cfg.offset_bits),
+            "addr": Out(cfg.addr_bits),
             "w_data": Out(host_data_bits(cfg)),
             "w_en": Out(1),
             "r_data": In(host_data_bits(cfg)),

@@ -34,7 +34,7 @@ def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel |
     manifest = {
         "top": TOP,
         "config": cfg.to_dict(),
-        "host_bus": {"addr_bits": cfg.region_bits + cfg.offset_bits, "offset_bits": cfg.offset_bits,
+        "host_bus": {"addr_bits": cfg.addr_bits, "offset_bits": cfg.offset_bits,
                      "data_bits": host_data_bits(cfg),
                      "regions": {r.name: int(r) for r in Region}},
         "model": None if model is None else {"name": model.name, "sizes": model.sizes,

@@ -39,7 +39,7 @@ def bench_top(cfg: ArrayConfig) -> str:
     word read to ``<dir>/capture<chunk>.hex``, then raises ``script_done``. So no Python
     (and no VPI call) runs per clock edge at all; cocotb only starts scripts.
     """
-    a, d = cfg.region_bits + cfg.offset_bits, host_data_bits(cfg)
+    a, d = cfg.addr_bits, host_data_bits(cfg)
     script_depth, capture_depth = host_script.depths(cfg)
     w = host_script.OP_BITS + a + d
     return f"""`timescale 1ns/1ps
@@ -230,7 +230,7 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
         f.unlink(missing_ok=True)
     input_times = np.asarray(input_times, dtype=np.int64).reshape(len(input_times), -1)
     chunks = host_script.chunk_scripts(cfg, shapes, input_times, load_writes, *host_script.depths(cfg))
-    host_script.write_chunks(chunks, work, cfg.region_bits + cfg.offset_bits, host_data_bits(cfg))
+    host_script.write_chunks(chunks, work, cfg.addr_bits, host_data_bits(cfg))
     job.write_text(json.dumps({"images": [c.images for c in chunks]}))
 
     done = threading.Event()
