@@ -10,6 +10,8 @@ IMAGES ?= 0
 # digits recipe: cnn (default) or mlp
 MODEL ?= cnn
 MDIR := build/model/$(MODEL)
+# compiled simulators of this checkout stay beside its other build outputs
+export FIRSTSPIKE_CACHE_DIR ?= $(CURDIR)/build/cache
 
 .PHONY: all venv sim synth report bench lint test test-slow clean
 
@@ -45,13 +47,13 @@ report: $(MDIR)/snn.npz
 
 # speed of the golden model, the float model and the RTL simulation -> build/bench.json
 bench: $(MDIR)/snn.npz
-	$(PY) -m sim.bench $(MDIR)/snn.npz
+	$(PY) -m firstspike.bench $(MDIR)/snn.npz
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check sw hw sim tests
+	$(VENV)/bin/ruff check firstspike sw hw sim tests
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check sw hw sim tests
+	$(VENV)/bin/ruff check firstspike sw hw sim tests
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

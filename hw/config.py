@@ -11,16 +11,18 @@ weight code and bias 0 and are never fired. See docs/hardware.md.
 """
 from __future__ import annotations
 
+from firstspike.errors import FirstspikeError, InputError
+
 import enum
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from sw.formats import ZERO_CODE, Timing
-from sw.model import SnnLayer, SnnModel
+from firstspike.sw.formats import ZERO_CODE, Timing
+from firstspike.sw.model import SnnLayer, SnnModel
 
 
-class DoesNotFit(ValueError):
+class DoesNotFit(FirstspikeError, ValueError):
     """A model needs more of some resource than the array configuration has."""
 
 
@@ -75,13 +77,13 @@ class ArrayConfig:
                      "event_depth"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+                raise InputError(f"{name} must be a positive integer, not {v!r}")
         if _log2_exact(self.spike_lanes) is None or self.spike_lanes > self.pes:
-            raise ValueError(f"spike_lanes must be a power of two up to pes ({self.pes}), not {self.spike_lanes!r}")
+            raise InputError(f"spike_lanes must be a power of two up to pes ({self.pes}), not {self.spike_lanes!r}")
         if self.pes > 64:
-            raise ValueError(f"pes must be at most 64, not {self.pes}")
+            raise InputError(f"pes must be at most 64, not {self.pes}")
         if not isinstance(self.acc_width, int) or not self.timing.frac_bits + 2 <= self.acc_width <= 48:
-            raise ValueError(f"acc_width must be an integer in {self.timing.frac_bits + 2}..48 "
+            raise InputError(f"acc_width must be an integer in {self.timing.frac_bits + 2}..48 "
                              f"(frac_bits + 2 at least), not {self.acc_width!r}")
 
     # -- derived widths ------------------------------------------------------------------
@@ -143,7 +145,7 @@ class ArrayConfig:
     def for_model(cls, model: SnnModel, pes: int, **overrides) -> "ArrayConfig":
         """The smallest configuration that runs ``model`` (overrides may enlarge it)."""
         if not isinstance(pes, int) or pes < 1:
-            raise ValueError(f"pes must be a positive integer, not {pes!r}")
+            raise InputError(f"pes must be a positive integer, not {pes!r}")
         if unsupported(model):
             raise DoesNotFit("; ".join(unsupported(model)))
         need = requirements(model, pes)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sw.formats import NO_SPIKE
+from firstspike.sw.formats import NO_SPIKE
 
 from .config import ArrayConfig, Counter, NetworkImage, Region
 from .layouts import layer_descriptor, pack, spike_event, unpack

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.formats import WEIGHT_BITS, ZERO_MAG
+from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG
 
 from .config import ArrayConfig
 from .layouts import PeOp, pe_command

@@ -8,6 +8,8 @@ writes (its console log stops after ABC).
 """
 from __future__ import annotations
 
+from firstspike.errors import FirstspikeError
+
 import json
 import re
 import shutil
@@ -24,7 +26,7 @@ TARGETS = {
 }
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(FirstspikeError, RuntimeError):
     """Yosys failed or produced no statistics; the message carries the end of its log."""
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from sw.model import SnnModel
+from firstspike.sw.files import check_output_dir, write_text
+from firstspike.sw.model import SnnModel
 
 from .config import ArrayConfig, NetworkImage, Region, network_image
 from .neuron_array import NeuronArray, host_data_bits
@@ -28,8 +29,7 @@ def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel |
     no separate initialisation file is needed. Returns the Verilog path."""
     image = network_image(model, cfg) if model is not None else None
     text = generate_verilog(cfg, image)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir, "Verilog directory")
     v_path = out / f"{TOP}.v"
     manifest = {
         "top": TOP,
@@ -41,12 +41,6 @@ def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel |
                                               "layers": len(model.layers)},
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
     }
-    _atomic_write(v_path, text)
-    _atomic_write(out / f"{TOP}.json", json.dumps(manifest, indent=2) + "\n")
+    write_text(v_path, text, "Verilog file")
+    write_text(out / f"{TOP}.json", json.dumps(manifest, indent=2) + "\n", "manifest")
     return v_path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

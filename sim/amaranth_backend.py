@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
-from hw.config import ArrayConfig, NetworkImage
-from hw.host import RunResult, decode_results, decode_stats, input_writes, network_writes, result_reads, stats_reads
-from hw.neuron_array import NeuronArray
+from firstspike.hw.config import ArrayConfig, NetworkImage
+from firstspike.hw.host import (RunResult, decode_results, decode_stats, input_writes, network_writes, result_reads,
+                                 stats_reads)
+from firstspike.hw.neuron_array import NeuronArray
 
 
 def run_amaranth(cfg: ArrayConfig, image: NetworkImage, shapes: list, input_times: np.ndarray,

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.host import RunResult
-from sw.golden import GoldenResult
+from firstspike.hw.host import RunResult
+from firstspike.sw.golden import GoldenResult
 
 
 @dataclass

@@ -7,11 +7,13 @@ ANN baseline that counts memory traffic, so SNN numbers can be compared fairly.
 """
 from __future__ import annotations
 
+from firstspike.errors import FirstspikeError
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .perf import LayerCounts
+from firstspike.hw.perf import LayerCounts
 
 HOROWITZ = "Horowitz, 'Computing's energy problem', ISSCC 2014, 45 nm, 0.9 V"
 
@@ -34,7 +36,7 @@ SCALE_28NM_SOURCE = ("45 nm value x 28/45: classical scaling of dynamic energy C
 PRESETS = ("45nm", "28nm")
 
 
-class EnergyTableError(ValueError):
+class EnergyTableError(FirstspikeError, ValueError):
     """An unknown preset, a malformed override file or an unknown constant."""
 
 
@@ -88,8 +90,8 @@ def energy_table(preset: str = "45nm", overrides: str | Path | None = None) -> E
         if unknown:
             raise EnergyTableError(f"{path}: unknown energy constants {unknown}; known: {sorted(values)}")
         for k, v in data.items():
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise EnergyTableError(f"{path}: {k} must be a non-negative number, not {v!r}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise EnergyTableError(f"{path}: {k} must be a non-negative finite number, not {v!r}")
             values[k] = float(v)
             sources[k] = f"user override from {path}"
     return EnergyTable(name=preset, values=values, sources=sources)

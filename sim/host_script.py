@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import ArrayConfig, Counter, Region
-from hw.host import input_writes, result_reads, stats_reads
+from firstspike.hw.config import ArrayConfig, Counter, Region
+from firstspike.hw.host import input_writes, result_reads, stats_reads
 
 #: script operations (the top OP_BITS bits of a script word)
 OP_END, OP_WRITE, OP_READ, OP_RUN, OP_READ_COUNTED = range(5)

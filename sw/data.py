@@ -3,6 +3,8 @@ MNIST (IDX files, gzipped or not) and CIFAR-10 (the python batch files) are read
 directory the user names."""
 from __future__ import annotations
 
+from firstspike.errors import FirstspikeError
+
 import gzip
 import os
 import pickle
@@ -19,7 +21,7 @@ CIFAR_TRAIN = [f"data_batch_{k}" for k in range(1, 6)]
 CIFAR_TEST = "test_batch"
 
 
-class DataError(ValueError):
+class DataError(FirstspikeError, ValueError):
     """Data files are missing or malformed; the message names the file and the problem."""
 
 
@@ -52,7 +54,7 @@ def load_dataset(name: str = "digits", *, seed: int = 0, test_fraction: float = 
         raise DataError(f"{name} is not shipped with firstspike: pass --data-dir with its files")
     d = Path(data_dir)
     if not d.is_dir():
-        raise DataError(f"{d}: no such data directory")
+        raise DataError(f"{d}: no such data directory (if the data moved, pass --data-dir with its new place)")
     return _mnist(d) if name == "mnist" else _cifar10(d)
 
 
@@ -111,6 +113,8 @@ def _mnist(d: Path) -> Dataset:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise DataError(f"{d}: MNIST {split} images {x.shape} and labels {y.shape} do not match")
+        if len(x) == 0:
+            raise DataError(f"{paths[f'x_{split}']}: holds no images")
         if y.size and y.max() > 9:
             raise DataError(f"{paths[f'y_{split}']}: labels must be 0..9")
     flat = lambda a: (a.reshape(len(a), -1) / 255.0).astype(np.float32)  # noqa: E731

@@ -6,6 +6,8 @@ so the two sides cannot drift apart.
 """
 from __future__ import annotations
 
+from firstspike.errors import FirstspikeError
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,7 @@ MAX_T = 256
 MIN_FRAC_BITS, MAX_FRAC_BITS = 4, 30
 
 
-class FormatError(ValueError):
+class FormatError(FirstspikeError, ValueError):
     """A parameter or a code lies outside what the spec allows."""
 
 

@@ -5,6 +5,8 @@ layer's spike times and the output potentials bit for bit.
 """
 from __future__ import annotations
 
+from firstspike.errors import InputError
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,9 +115,9 @@ class GoldenModel:
         times = np.asarray(times, dtype=np.int64)
         T, n_in = self.model.timing.T, self.model.layers[k].n_in
         if times.ndim != 2 or times.shape[1] != n_in:
-            raise ValueError(f"layer {k} expects spike times of shape (batch, {n_in}), got {times.shape}")
+            raise InputError(f"layer {k} expects spike times of shape (batch, {n_in}), got {times.shape}")
         if times.size and not (NO_SPIKE <= times.min() and times.max() < T):  # NO_SPIKE is -1
-            raise ValueError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
+            raise InputError(f"spike times must be in 0..{T - 1} or {NO_SPIKE}")
         return times
 
     def _potentials(self, k: int, times: np.ndarray) -> torch.Tensor:

@@ -4,10 +4,14 @@ Accepted ops: ``Conv2d`` (square kernel, equal strides and paddings, groups 1, d
 zero padding); ``Linear``; ``ReLU`` as a module, ``F.relu``, ``torch.relu`` or ``.relu()``;
 ``MaxPool2d`` and ``AvgPool2d`` with kernel == stride, no padding (module or functional);
 ``BatchNorm2d``/``BatchNorm1d`` directly after a Conv2d/Linear (folded into it);
-``Flatten``, ``torch.flatten``, ``.view``/``.reshape``/``.flatten``; ``Unflatten`` or a
-constant ``.view(-1, C, H, W)`` that gives a flat input its image shape; ``Dropout`` and
-``Identity`` (no-ops at inference). Anything else raises ConversionError naming the op
-and the graph node where it sits.
+``AdaptiveAvgPool2d`` (and ``.mean((2, 3))``) where the output size divides the input
+(an average pool, folded like one); ``Flatten``, ``torch.flatten``,
+``.view``/``.reshape``/``.flatten``/``.squeeze``; ``Unflatten`` or a constant
+``.view(-1, C, H, W)`` that gives a flat input its image shape; ``Dropout``,
+``Dropout1d/2d/3d``, ``AlphaDropout`` and ``Identity`` (no-ops at inference); a final
+``Softmax``/``LogSoftmax`` (dropped, with a warning: the argmax of the scores does not
+change). ``padding='same'`` (odd kernel, stride 1) and ``'valid'`` become integers.
+Anything else raises ConversionError naming the op and the graph node where it sits.
 
 The canonical chain is an ``nn.Sequential`` of ``Unflatten`` (first, for conv nets),
 ``Conv2d``, ``Linear``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d`` and ``Flatten`` that
@@ -16,6 +20,7 @@ computes what the model computes on flat inputs (batch, C*H*W).
 from __future__ import annotations
 
 import operator
+import warnings
 
 import torch
 import torch.fx
@@ -25,15 +30,33 @@ from .convert import ConversionError
 
 _RELU_FUNCS = {torch.relu, nn.functional.relu}
 _FLATTEN_FUNCS = {torch.flatten}
-_NOOP_FUNCS = {nn.functional.dropout}
-_FLATTEN_METHODS = {"view", "reshape", "flatten", "contiguous"}
-_NOOP_MODULES = (nn.Dropout, nn.Identity)
+_NOOP_FUNCS = {nn.functional.dropout, nn.functional.dropout1d, nn.functional.dropout2d, nn.functional.dropout3d,
+               nn.functional.alpha_dropout, nn.functional.feature_alpha_dropout}
+_FLATTEN_METHODS = {"view", "reshape", "flatten", "contiguous", "squeeze"}
+_NOOP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+                 nn.Identity)
 _POOL_FUNCS = {nn.functional.max_pool2d: nn.MaxPool2d, nn.functional.avg_pool2d: nn.AvgPool2d}
-_SUPPORTED = ("Conv2d, Linear, ReLU, MaxPool2d, AvgPool2d, BatchNorm2d/BatchNorm1d (folded), "
-              "Flatten, Unflatten, Dropout, Identity")
+#: monotone per-row maps of the class scores: the argmax is unchanged, so a final one is dropped
+_FINAL_MODULES = (nn.Softmax, nn.LogSoftmax)
+_FINAL_FUNCS = {nn.functional.softmax, nn.functional.log_softmax, torch.softmax, torch.log_softmax}
+_FINAL_METHODS = {"softmax", "log_softmax"}
+_SUPPORTED = ("Conv2d, Linear, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d (dividing evenly), "
+              "BatchNorm2d/BatchNorm1d (folded), Flatten, Unflatten, Dropout (all kinds), Identity, "
+              "a final Softmax/LogSoftmax")
+
+
+class _FinalScoresMap:
+    """Marks a Softmax/LogSoftmax: allowed only as the network's last operation."""
+
+    def __init__(self, name: str, where: str):
+        self.name, self.where = name, where
 
 
 def _bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    if bn.running_mean is None or bn.running_var is None:
+        raise ConversionError(f"{type(bn).__name__} without running statistics (track_running_stats=False) "
+                              "normalises with each batch's own statistics, so it is no fixed affine map and "
+                              "cannot be folded; train it with running statistics")
     inv = 1 / torch.sqrt(bn.running_var + bn.eps)
     scale = bn.weight * inv if bn.affine else inv
     shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
@@ -65,6 +88,7 @@ def canonical_network(model: nn.Module) -> nn.Sequential:
     chain: list[nn.Module] = []
     current = None  # the node holding the value flowing down the chain
     shape_queries = set()  # x.size(...) / x.shape: feed view() arguments, not the chain
+    final = None  # a Softmax/LogSoftmax seen: only no-ops may follow
     for node in gm.graph.nodes:
         where = f"at graph node '{node.name}'"
         if node.op == "placeholder":
@@ -88,7 +112,12 @@ def canonical_network(model: nn.Module) -> nn.Sequential:
             raise ConversionError(f"only a chain of layers is supported: {node.op} '{what}' {where} "
                                   "does not take the previous layer's output as its only input")
         kind = _classify(node, modules, where, chain)
-        if kind is None:
+        if final is not None and kind is not None:
+            raise ConversionError(f"{final.name} {final.where} must be the network's last operation (the "
+                                  "SNN reads the class scores before it); only no-ops may follow it")
+        if isinstance(kind, _FinalScoresMap):
+            final = kind
+        elif kind is None:
             pass
         elif isinstance(kind, nn.modules.batchnorm._BatchNorm):
             want = nn.Linear if isinstance(kind, nn.BatchNorm1d) else nn.Conv2d
@@ -96,9 +125,14 @@ def canonical_network(model: nn.Module) -> nn.Sequential:
                 raise ConversionError(f"{type(kind).__name__} {where} must directly follow a {want.__name__} "
                                       "layer to be folded")
             chain[-1] = fold_batchnorm(chain[-1], kind)
+        elif isinstance(kind, nn.Sequential):
+            chain.extend(kind)
         else:
             chain.append(kind)
         current = node
+    if final is not None:
+        warnings.warn(f"{final.name} {final.where} dropped: the SNN's scores are the potentials before it, "
+                      "and it does not change which class scores highest", stacklevel=2)
     return nn.Sequential(*chain)
 
 
@@ -151,8 +185,14 @@ def _conv(mod: nn.Conv2d, where: str) -> nn.Conv2d:
         raise ConversionError(f"{name}: groups={mod.groups}; only groups=1 is supported")
     if _single(mod.dilation, "dilation", where) != 1:
         raise ConversionError(f"{name}: dilation {mod.dilation}; only 1 is supported")
-    if isinstance(mod.padding, str):
-        raise ConversionError(f"{name}: padding '{mod.padding}'; give the padding as an integer")
+    if isinstance(mod.padding, str):  # 'valid' or 'same' (PyTorch allows 'same' only at stride 1)
+        k = _single(mod.kernel_size, "kernel_size", where)
+        if mod.padding == "same" and k % 2 == 0:
+            raise ConversionError(f"{name}: padding 'same' with the even kernel {k} pads unequally; "
+                                  "give an integer padding")
+        c = _copy(mod)
+        c.padding = (0, 0) if mod.padding == "valid" else ((k - 1) // 2,) * 2
+        return c
     if mod.padding_mode != "zeros":
         raise ConversionError(f"{name}: padding_mode '{mod.padding_mode}'; only zero padding is supported")
     for what in ("kernel_size", "stride", "padding"):
@@ -213,6 +253,10 @@ def _classify(node: torch.fx.Node, modules: dict, where: str, chain: list):
             return nn.Unflatten(1, tuple(mod.unflattened_size)) if mod.dim == 1 else _unsupported(mod, name)
         if isinstance(mod, _NOOP_MODULES):
             return None
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            return nn.AdaptiveAvgPool2d(_single(mod.output_size, "output size", name))
+        if isinstance(mod, _FINAL_MODULES):
+            return _FinalScoresMap(type(mod).__name__, name)
         _unsupported(mod, name)
     if node.op == "call_function":
         if node.target in _RELU_FUNCS:
@@ -221,6 +265,11 @@ def _classify(node: torch.fx.Node, modules: dict, where: str, chain: list):
             return nn.Flatten()
         if node.target in _NOOP_FUNCS:
             return None
+        if node.target in _FINAL_FUNCS:
+            return _FinalScoresMap(node.target.__name__, where)
+        if node.target is nn.functional.adaptive_avg_pool2d:
+            size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+            return nn.AdaptiveAvgPool2d(_single(size, "output size", where))
         if node.target in _POOL_FUNCS:
             kw = dict(node.kwargs)
             args = list(node.args[1:])
@@ -238,9 +287,24 @@ def _classify(node: torch.fx.Node, modules: dict, where: str, chain: list):
         if node.target in ("view", "reshape"):
             return _view_shape(node, chain)
         if node.target in _FLATTEN_METHODS:
-            return nn.Flatten() if node.target == "flatten" else None
+            return nn.Flatten() if node.target in ("flatten", "squeeze") else None
+        if node.target in _FINAL_METHODS:
+            return _FinalScoresMap(f".{node.target}()", where)
+        if node.target == "mean":
+            return _global_mean(node, where)
         raise ConversionError(f"unsupported method .{node.target}() {where}")
     raise ConversionError(f"unsupported graph operation {node.op} {where}")
+
+
+def _global_mean(node: torch.fx.Node, where: str) -> nn.Module:
+    """``x.mean((2, 3))`` (or dims (-2, -1)) over an image: global average pooling."""
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keep = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
+    if not isinstance(dims, (tuple, list)) or sorted(d % 4 for d in dims) != [2, 3]:
+        raise ConversionError(f"unsupported .mean(dim={dims!r}) {where}: only the mean over both image axes "
+                              "(global average pooling) is supported")
+    pool = nn.AdaptiveAvgPool2d(1)
+    return pool if keep else nn.Sequential(pool, nn.Flatten())
 
 
 def _unsupported(mod: nn.Module, name: str):

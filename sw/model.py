@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from firstspike.errors import FirstspikeError
+
+from .files import atomic_write
 from .formats import (ZERO_MAG, FormatError, Timing, check_weight_codes, signed_bits,
                       split_codes)
 
@@ -41,7 +43,7 @@ KINDS = ("linear", "conv")
 MAX_ACC_BITS = 48  #: beyond this the golden model's float64 matmul would stop being exact
 
 
-class ModelFileError(ValueError):
+class ModelFileError(FirstspikeError, ValueError):
     """A model file is missing, corrupt, of another format or of an unsupported version."""
 
 
@@ -266,15 +268,7 @@ class SnnModel:
             arrays[f"layer{k}_bias"] = layer.bias
             if layer.thresholds is not None:
                 arrays[f"layer{k}_thresholds"] = layer.thresholds
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: np.savez_compressed(f, **arrays), "model file")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SnnModel":
@@ -286,7 +280,9 @@ class SnnModel:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
         except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as e:
-            raise ModelFileError(f"{path}: not a readable firstspike model file ({e})") from None
+            # numpy suggests allow_pickle=True for object arrays: a model file never needs that
+            reason = "it holds Python objects, which model files never do" if "allow_pickle" in str(e) else e
+            raise ModelFileError(f"{path}: not a readable firstspike model file ({reason})") from None
         if "meta" not in data:
             raise ModelFileError(f"{path}: not a firstspike model file (no 'meta' entry)")
         try:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from sw.formats import Timing
+from firstspike.sw.formats import Timing
 
 
 @pytest.fixture(scope="session")
 def digits_model(tmp_path_factory):
     """(ann checkpoint path, SNN model path, SnnModel) of the default recipe: float + CAT."""
-    from sim import flow
+    from firstspike import flow
     d = tmp_path_factory.mktemp("digits")
     flow.train_ann(d / "ann.pt", timing=Timing(), quiet=True)
     model = flow.convert_ann(d / "ann.pt", d / "snn.npz")
@@ -19,7 +19,7 @@ def digits_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_cnn(tmp_path_factory):
     """(ann checkpoint path, SNN model path, SnnModel) of the digits CNN recipe: float + CAT."""
-    from sim import flow
+    from firstspike import flow
     d = tmp_path_factory.mktemp("digits_cnn")
     flow.train_ann(d / "ann.pt", arch="cnn", timing=Timing(), quiet=True)
     model = flow.convert_ann(d / "ann.pt", d / "snn.npz")

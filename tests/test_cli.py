@@ -2,12 +2,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from sim.cli import main
+from firstspike.cli import main
 
-SUBCOMMANDS = ["train", "convert", "verilog", "sim", "synth", "report", "golden"]
+SUBCOMMANDS = ["train", "convert", "verilog", "sim", "synth", "report", "export", "golden"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)
@@ -19,7 +20,10 @@ def test_help(cmd, capsys):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True, text=True, check=True)
+    """The entry point pip wrote into the environment's bin/ (not ``python -m``) runs the CLI."""
+    script = Path(sys.executable).parent / "firstspike"
+    assert script.is_file(), f"no console script at {script}"
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert all(c in out.stdout for c in SUBCOMMANDS)
 
 
@@ -56,11 +60,17 @@ def test_impossible_parameters(tmp_path, capsys):
     assert main(["train", "--B", "3", "--out", str(tmp_path / "a.pt")]) == 2
     assert "B (steps per octave) must be one of" in capsys.readouterr().err
     assert not (tmp_path / "a.pt").exists()
-    assert main(["verilog", "x.npz", "--pes", "0"]) == 2
     assert main(["sim", "--images", "-3"]) == 2
     assert "images must be a non-negative integer" in capsys.readouterr().err
     assert main(["sim", "--clock-mhz", "0"]) == 2
-    assert "clock_mhz must be positive" in capsys.readouterr().err
+    assert "clock_mhz must be a positive finite number" in capsys.readouterr().err
+
+
+def test_zero_pes_is_refused(digits_model, tmp_path, capsys):
+    _, snn, _ = digits_model
+    assert main(["verilog", str(snn), "--pes", "0", "--out", str(tmp_path / "v")]) == 2
+    assert "pes must be a positive integer, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
 
 
 def test_convert_cat_needs_cat_checkpoint(tmp_path, capsys):

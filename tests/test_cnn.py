@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from sw.convert import calibrate, convert, network_stages
-from sw.formats import NO_SPIKE, Timing, fire_times, split_codes
-from sw.golden import GoldenModel, fire_and_pool, max_pool_times
-from sw.model import SnnModel
-from sw.random_models import random_cnn, random_input_times
+from firstspike.sw.convert import calibrate, convert, network_stages
+from firstspike.sw.formats import NO_SPIKE, Timing, fire_times, split_codes
+from firstspike.sw.golden import GoldenModel, fire_and_pool, max_pool_times
+from firstspike.sw.model import SnnModel
+from firstspike.sw.random_models import random_cnn, random_input_times
 
 
 class FunctionalCnn(nn.Module):
@@ -194,8 +194,8 @@ def test_cnn_model_file_round_trip(tmp_path):
 
 
 def test_digits_cnn_cat_within_half_a_point_of_float(digits_cnn):
-    from sim.flow import cat_network, load_ann
-    from sw.data import load_dataset
+    from firstspike.sw.checkpoint import cat_network, load_ann
+    from firstspike.sw.data import load_dataset
     ann_path, _, model = digits_cnn
     ckpt = load_ann(ann_path)
     ds = load_dataset("digits")

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from sw.ann import mlp
-from sw.convert import ConversionError, calibrate, convert, linear_layers
-from sw.formats import Timing
-from sw.golden import GoldenModel
+from firstspike.sw.ann import mlp
+from firstspike.sw.convert import ConversionError, calibrate, convert, linear_layers
+from firstspike.sw.formats import Timing
+from firstspike.sw.golden import GoldenModel
 
 
 @pytest.mark.parametrize("net,match", [
@@ -79,8 +79,8 @@ def test_bad_thresholds():
 @pytest.mark.parametrize("mu,sigma,T,B", [(0.5, 1.0, 8, 2), (2.0, 0.5, 16, 1), (-0.5, 2.0, 4, 4)])
 def test_threshold_iteration_minimises_expected_error(mu, sigma, T, B):
     """The fitted threshold is as good as a brute-force Monte-Carlo search of the same objective."""
-    from sw.convert import threshold_iteration
-    from sw.formats import decode_spike_times, encode_spike_times
+    from firstspike.sw.convert import threshold_iteration
+    from firstspike.sw.formats import decode_spike_times, encode_spike_times
     t = Timing(T=T, B=B)
     rng = np.random.default_rng(0)
     theta = threshold_iteration(rng.normal(mu, sigma, size=(50000, 1)), t)

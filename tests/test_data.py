@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from sw.data import DataError, load_dataset
+from firstspike.sw.data import DataError, load_dataset
 
 
 def write_idx(path, array, gz=False):
@@ -98,11 +98,11 @@ def test_unknown_dataset():
 
 def test_mnist_through_the_flow(mnist_dir, tmp_path):
     """train -> convert -> golden on user-supplied IDX files (784 inputs)."""
-    from sim.cli import main
+    from firstspike.cli import main
     assert main(["train", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--hidden", "16", "--epochs", "2",
                  "--cat-epochs", "1", "--out", str(tmp_path / "a.pt")]) == 0
     assert main(["convert", str(tmp_path / "a.pt"), "--out", str(tmp_path / "s.npz")]) == 0
-    from sw.model import SnnModel
+    from firstspike.sw.model import SnnModel
     model = SnnModel.load(tmp_path / "s.npz")
     assert model.sizes == [784, 16, 10] and model.info["dataset"] == "mnist"
     assert main(["golden", str(tmp_path / "s.npz")]) == 0

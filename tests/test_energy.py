@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from sim.energy import ArrayGeometry, EnergyTableError, ann_baselines_pj, energy_table, layer_energy_pj
-from sim.perf import LayerCounts
+from firstspike.sim.energy import ArrayGeometry, EnergyTableError, ann_baselines_pj, energy_table, layer_energy_pj
+from firstspike.hw.perf import LayerCounts
 
 
 def test_presets_and_sources():

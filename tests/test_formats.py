@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from sw.formats import (MAX_MAG, NO_SPIKE, SIGN_BIT, ZERO_CODE, FormatError, Timing, check_weight_codes,
+from firstspike.sw.formats import (MAX_MAG, NO_SPIKE, SIGN_BIT, ZERO_CODE, FormatError, Timing, check_weight_codes,
                         COMPARE_MAX, count_at_or_below, decode_spike_times, decode_weights, encode_spike_times,
                         encode_weights, fire_times,
                         signed_bits, split_codes, threshold_table, weight_code, weight_scale_for)

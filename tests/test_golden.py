@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from sw.formats import NO_SPIKE, Timing, fire_times
-from sw.golden import GoldenModel, reference_potentials
-from sw.random_models import random_input_times, random_model
+from firstspike.sw.formats import NO_SPIKE, Timing, fire_times
+from firstspike.sw.golden import GoldenModel, reference_potentials
+from firstspike.sw.random_models import random_input_times, random_model
 
 
 @pytest.mark.parametrize("seed,T,B,F", [(0, 8, 1, 12), (1, 16, 2, 16), (2, 32, 4, 20), (3, 10, 8, 8)])
@@ -71,8 +71,8 @@ def test_cat_network_predicts_like_golden(digits_model):
     """CAT's ANN runs the SNN's quantisers, so its predictions equal the golden model's."""
     import torch
 
-    from sim.flow import cat_network, load_ann
-    from sw.data import load_dataset
+    from firstspike.sw.checkpoint import cat_network, load_ann
+    from firstspike.sw.data import load_dataset
     ann_path, _, model = digits_model
     ckpt = load_ann(ann_path)
     cat = cat_network(ckpt)

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from sw.convert import ConversionError, calibrate, convert
-from sw.formats import Timing
-from sw.golden import GoldenModel
-from sw.graph import canonical_mlp
+from firstspike.sw.convert import ConversionError, calibrate, convert
+from firstspike.sw.formats import Timing
+from firstspike.sw.golden import GoldenModel
+from firstspike.sw.graph import canonical_mlp
 
 
 class Net(nn.Module):

@@ -6,12 +6,12 @@ pure-Python side is checked against hand-computed words and limits.
 import numpy as np
 import pytest
 
-from hw.config import ArrayConfig, Counter, Region, requirements
-from hw.host import stats_reads
-from sim import host_script
-from sim.host_script import OP_END, OP_READ, OP_READ_COUNTED, OP_RUN, OP_WRITE, HostScript
-from sw.formats import NO_SPIKE, Timing
-from sw.random_models import random_model
+from firstspike.hw.config import ArrayConfig, Counter, Region, requirements
+from firstspike.hw.host import stats_reads
+from firstspike.sim import host_script
+from firstspike.sim.host_script import OP_END, OP_READ, OP_READ_COUNTED, OP_RUN, OP_WRITE, HostScript
+from firstspike.sw.formats import NO_SPIKE, Timing
+from firstspike.sw.random_models import random_model
 
 
 def _cfg():

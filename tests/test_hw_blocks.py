@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import ArrayConfig, DoesNotFit, network_image
-from hw.fire import FireUnit
-from hw.layouts import PeOp
-from hw.pe import ProcessingElement
-from sim.amaranth_backend import run_amaranth
-from sw.formats import NO_SPIKE, Timing, fire_times, weight_code
-from sw.golden import GoldenModel
-from sw.random_models import random_input_times, random_model
+from firstspike.hw.config import ArrayConfig, DoesNotFit, network_image
+from firstspike.hw.fire import FireUnit
+from firstspike.hw.layouts import PeOp
+from firstspike.hw.pe import ProcessingElement
+from firstspike.sim.amaranth_backend import run_amaranth
+from firstspike.sw.formats import NO_SPIKE, Timing, fire_times, weight_code
+from firstspike.sw.golden import GoldenModel
+from firstspike.sw.random_models import random_input_times, random_model
 
 
 def small_config(timing, **kw):
@@ -130,7 +130,7 @@ def test_array_in_amaranth_matches_golden(seed, pes, T, B):
 
 def test_conv_array_in_amaranth_matches_golden():
     """A conv layer with stride 2 and padding, one with pooling, then linear layers."""
-    from sw.random_models import random_cnn
+    from firstspike.sw.random_models import random_cnn
     rng = np.random.default_rng(7)
     timing = Timing(T=6, B=2, frac_bits=10)
     model = random_cnn(rng, (2, 6, 6), [dict(channels=3, kernel=3, stride=2, padding=1),
@@ -208,7 +208,7 @@ def test_impossible_array_parameters(kwargs, match):
 
 
 def test_strides_and_pools_must_be_powers_of_two():
-    from sw.random_models import random_cnn
+    from firstspike.sw.random_models import random_cnn
     model = random_cnn(np.random.default_rng(0), (1, 9, 9), [dict(channels=2, kernel=3, stride=3, pool=3)], [], 2,
                        Timing(T=8, B=2, frac_bits=10))
     with pytest.raises(DoesNotFit, match="layer 0: stride 3 is not a power of two.*layer 0: pool 3 is not"):
@@ -219,8 +219,8 @@ def test_strides_and_pools_must_be_powers_of_two():
 def test_spike_lanes_change_cycles_not_results(lanes):
     """The same conv network (odd sizes: a pool remainder to clear) at 4 PEs with 1, 2 and
     4 spike lanes: identical spikes, and cycles exactly as the performance model says."""
-    from sim.perf import layer_counts
-    from sw.random_models import random_cnn
+    from firstspike.hw.perf import layer_counts
+    from firstspike.sw.random_models import random_cnn
     rng = np.random.default_rng(11)
     timing = Timing(T=4, B=2, frac_bits=10)
     model = random_cnn(rng, (1, 5, 5), [dict(channels=6, kernel=3, padding=1, pool=2),

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from sw.formats import FormatError, Timing
-from sw.model import ModelFileError, SnnModel
-from sw.random_models import random_model
+from firstspike.sw.formats import FormatError, Timing
+from firstspike.sw.model import ModelFileError, SnnModel
+from firstspike.sw.random_models import random_model
 
 
 @pytest.fixture

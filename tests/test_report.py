@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from sim.flow import simulate
-from sim.report import sweep, write_report
+from firstspike.flow import simulate
+from firstspike.report import sweep, write_report
 
 
 def test_report_for_a_small_run(digits_model, tmp_path):

@@ -7,16 +7,16 @@ Random networks: reproduce a failure with the seed printed in the assertion mess
 import numpy as np
 import pytest
 
-from hw.config import ArrayConfig, network_image, requirements
-from hw.host import decode_results, network_writes
-from hw.verilog import write_design
-from sim import verilator
-from sim.check import first_mismatch
-from sim.flow import simulate
-from sim.perf import layer_counts
-from sw.formats import Timing
-from sw.golden import GoldenModel
-from sw.random_models import random_cnn, random_input_times, random_model
+from firstspike.hw.config import ArrayConfig, network_image, requirements
+from firstspike.hw.host import decode_results, network_writes
+from firstspike.hw.verilog import write_design
+from firstspike.sim import verilator
+from firstspike.sim.check import first_mismatch
+from firstspike.flow import simulate
+from firstspike.hw.perf import layer_counts
+from firstspike.sw.formats import Timing
+from firstspike.sw.golden import GoldenModel
+from firstspike.sw.random_models import random_cnn, random_input_times, random_model
 
 # (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8
 CONFIGS = [(1, 8, 1, 12), (4, 16, 2, 16), (16, 8, 4, 14), (4, 5, 8, 10), (16, 32, 2, 16), (1, 12, 4, 12)]
@@ -169,7 +169,7 @@ def test_mismatch_is_reported_precisely():
     model = random_model(np.random.default_rng(5), [6, 5, 3], timing)
     times = random_input_times(np.random.default_rng(6), 6, 1, timing)
     golden = GoldenModel(model).run_times(times)
-    from hw.host import RunResult
+    from firstspike.hw.host import RunResult
     spikes = [s[0].copy() for s in golden.spikes]
     spikes[1][2] = 7 if spikes[1][2] != 7 else 6
     bad = RunResult(spikes=spikes, potentials=golden.potentials[0].copy(), counters={}, layer_cycles=[],

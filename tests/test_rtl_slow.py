@@ -6,16 +6,16 @@ Reproduce a random-network failure from the seed in the assertion message.
 import numpy as np
 import pytest
 
-from hw.config import ArrayConfig, network_image
-from hw.host import decode_results, network_writes
-from hw.verilog import write_design
-from sim import verilator
-from sim.check import first_mismatch
-from sim.flow import simulate
-from sim.perf import layer_counts
-from sw.formats import Timing
-from sw.golden import GoldenModel
-from sw.random_models import random_input_times, random_model
+from firstspike.hw.config import ArrayConfig, network_image
+from firstspike.hw.host import decode_results, network_writes
+from firstspike.hw.verilog import write_design
+from firstspike.sim import verilator
+from firstspike.sim.check import first_mismatch
+from firstspike.flow import simulate
+from firstspike.hw.perf import layer_counts
+from firstspike.sw.formats import Timing
+from firstspike.sw.golden import GoldenModel
+from firstspike.sw.random_models import random_input_times, random_model
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +55,8 @@ def test_reduced_width_vgg11_bit_exact(tmp_path):
     converted with max calibration, 3 random images through the RTL at 16 PEs."""
     import torch
 
-    from sw.ann import vgg
-    from sw.convert import calibrate, convert
+    from firstspike.sw.ann import vgg
+    from firstspike.sw.convert import calibrate, convert
     net = vgg("vgg11", (3, 32, 32), 10, width=1 / 16, seed=0).eval()
     rng = np.random.default_rng(0)
     x = rng.random((64, 3 * 32 * 32)).astype(np.float32)

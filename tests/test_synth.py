@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from hw.config import ArrayConfig
-from hw.layouts import layer_descriptor, spike_event
-from hw.synth import SynthesisError, synthesize
-from hw.verilog import write_design
-from sw.formats import Timing
-from sw.random_models import random_model
+from firstspike.hw.config import ArrayConfig
+from firstspike.hw.layouts import layer_descriptor, spike_event
+from firstspike.hw.synth import SynthesisError, synthesize
+from firstspike.hw.verilog import write_design
+from firstspike.sw.formats import Timing
+from firstspike.sw.random_models import random_model
 
 
 def test_small_array_synthesises(tmp_path):

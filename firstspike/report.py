@@ -21,16 +21,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from hw.config import ArrayConfig  # noqa: E402
-from sw import ann as ann_lib  # noqa: E402
-from sw.convert import calibrate, convert  # noqa: E402
-from sw.data import load_dataset  # noqa: E402
-from sw.formats import NO_SPIKE, Timing  # noqa: E402
-from sw.golden import GoldenModel  # noqa: E402
-from sw.model import SnnModel  # noqa: E402
+from firstspike.hw.config import ArrayConfig  # noqa: E402
+from firstspike.sw import ann as ann_lib  # noqa: E402
+from firstspike.sw.convert import calibrate, convert  # noqa: E402
+from firstspike.sw.data import load_dataset  # noqa: E402
+from firstspike.sw.formats import NO_SPIKE, Timing  # noqa: E402
+from firstspike.sw.files import write_text  # noqa: E402
+from firstspike.sw.golden import GoldenModel  # noqa: E402
+from firstspike.sw.model import SnnModel  # noqa: E402
 
-from . import energy, perf  # noqa: E402
-from .flow import ann_network, array_geometry, dataset_of, load_ann  # noqa: E402
+from firstspike.hw import perf  # noqa: E402
+from firstspike.sim import energy  # noqa: E402
+from firstspike.sw.checkpoint import ann_network, input_shape_of, load_ann  # noqa: E402
+from .flow import array_geometry, dataset_of  # noqa: E402
 
 SWEEP_T = (4, 8, 16)
 SWEEP_B = (1, 2)
@@ -38,12 +41,15 @@ METHODS = ("max", "percentile", "iteration", "cat")
 
 
 def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHODS, pes: int = 16,
-          cat_epochs: int = 40, quiet: bool = False) -> list[dict]:
-    """Accuracy, spikes and energy per image for each (method, T, B) on the test set."""
+          cat_epochs: int = 40, quiet: bool = False, data_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Accuracy, spikes and energy per image for each (method, T, B) on the test set.
+
+    ``data_dir`` replaces the data directory the checkpoint recorded."""
     ckpt = load_ann(ann_path)
-    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=ckpt.get("data_dir"))
+    shape = input_shape_of(ckpt)
+    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir or ckpt.get("data_dir"))
     float_net = ann_network(ckpt)
-    float_acc = ann_lib.accuracy(float_net, ds.x_test, ds.y_test)
+    float_acc = ann_lib.accuracy(float_net, ds.x_test if shape is None else ds.x_test.reshape(-1, *shape), ds.y_test)
     table = energy.energy_table()
     rows = []
     combos = [(m, T, B) for m in methods for B in Bs for T in Ts]
@@ -51,13 +57,15 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
         timing = Timing(T=T, B=B, frac_bits=16)
         if method == "cat":
             net = ann_network(ckpt)
-            cat = ann_lib.CatNetwork(net, timing, ckpt["input_theta"], calibrate(net, ds.x_train, "percentile"))
+            cat = ann_lib.CatNetwork(net, timing, ckpt["input_theta"],
+                                     calibrate(net, ds.x_train, "percentile", input_shape=shape), input_shape=shape)
             ann_lib.train(cat, ds.x_train, ds.y_train,
                           ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=ckpt["seed"]))
             model = convert(cat.stages, timing, ckpt["input_theta"], cat.thetas)
         else:
             model = convert(float_net, timing, ckpt["input_theta"],
-                            calibrate(float_net, ds.x_train, method, timing=timing))
+                            calibrate(float_net, ds.x_train, method, timing=timing, input_shape=shape),
+                            input_shape=shape)
         g = GoldenModel(model).run(ds.x_test)
         counts = perf.layer_counts(model, pes, g)
         geo = array_geometry(ArrayConfig.for_model(model, pes), 100.0)
@@ -195,7 +203,7 @@ def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = 
             "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
             "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}"
             "</style></head><body><h1>firstspike report</h1>" + "".join(sections) + "</body></html>")
-    (out / "index.html").write_text(page)
+    write_text(out / "index.html", page, "HTML report")
     combined = dict(r, sweep=sweep_rows, synthesis=synth)
-    (out / "report.json").write_text(json.dumps(combined, indent=2) + "\n")
+    write_text(out / "report.json", json.dumps(combined, indent=2) + "\n", "report")
     return out / "index.html"

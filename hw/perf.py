@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hw.config import default_spike_lanes, hardware_geometry
-from sw.formats import NO_SPIKE, ZERO_MAG, split_codes
-from sw.golden import GoldenResult
-from sw.model import SnnModel
+from firstspike.hw.config import default_spike_lanes, hardware_geometry
+from firstspike.sw.formats import NO_SPIKE, ZERO_MAG, split_codes
+from firstspike.sw.golden import GoldenResult
+from firstspike.sw.model import SnnModel
 
 
 @dataclass

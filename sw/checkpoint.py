@@ -1,0 +1,248 @@
+"""ANN checkpoints and network recipes: training (float, then CAT) and reading back.
+
+A checkpoint (``firstspike train``) holds the float network's weights, how to rebuild it
+(a recipe name and sizes, or a user's ``module.py:function``), the network CAT trained
+(BatchNorm folded, learned thresholds) and the accuracies measured on the data set.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from firstspike.errors import InputError
+from firstspike.sw import ann as ann_lib
+from firstspike.sw.convert import calibrate
+from firstspike.sw.data import load_dataset
+from firstspike.sw.formats import Timing
+from firstspike.sw.files import atomic_write, check_output_file
+from firstspike.sw.model import ModelFileError
+
+ANN_FORMAT = "firstspike-ann"
+ANN_VERSION = 2
+REQUIRED_KEYS = ("dataset", "recipe", "seed", "method", "float_state_dict", "float_accuracy", "input_theta", "timing",
+                 "cat_state_dict", "thetas")
+
+
+# ---------------------------------------------------------------------------
+# recipes and users' own networks
+# ---------------------------------------------------------------------------
+ARCHS = ("mlp", "cnn", "vgg11", "vgg16")
+#: the recipe name of a network built by a user's ``module.py:function``
+USER_ARCH = "module"
+
+
+def build_network(arch: str, *, features: int, classes: int, shape: tuple = (), hidden=(64, 32),
+                  width: float = 1.0, seed: int = 0, module: str | None = None,
+                  input_shape: list | None = None) -> torch.nn.Module:
+    """The float network of a recipe for a data set's sizes (flat inputs for every recipe),
+    or, for arch "module", what the user's ``module`` (``FILE.py:FUNCTION``) builds."""
+    if arch == USER_ARCH:
+        return load_user_network(module)
+    if arch == "mlp":
+        return ann_lib.mlp([features, *hidden, classes], seed=seed)
+    if not shape:
+        raise InputError(f"the {arch} recipe needs image-shaped data")
+    if arch == "cnn":
+        return ann_lib.digits_cnn(tuple(shape), classes, seed=seed, width=max(1, int(round(16 * width))))
+    if arch in ann_lib.VGG_CONFIGS:
+        return ann_lib.vgg(arch, tuple(shape), classes, width=width, seed=seed)
+    raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def load_user_network(spec: str) -> torch.nn.Module:
+    """Import ``FILE.py`` and call its ``FUNCTION()`` (no arguments): the user's float network.
+
+    Errors in finding the file or the function are explained; an exception raised by the
+    user's own code propagates with its traceback, since that is where the fix is.
+    """
+    path, sep, func = str(spec).rpartition(":")
+    if not sep or not path or not func.isidentifier():
+        raise InputError(f"--module wants FILE.py:FUNCTION (a function returning the nn.Module), not {spec!r}")
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{file}: no such Python file (from --module {spec})")
+    name = "firstspike_user_" + hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]
+    loader_spec = importlib.util.spec_from_file_location(name, file)
+    if loader_spec is None or loader_spec.loader is None:
+        raise InputError(f"{file}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    loader_spec.loader.exec_module(module)
+    build = getattr(module, func, None)
+    if not callable(build):
+        raise InputError(f"{file} has no function {func!r}")
+    net = build()
+    if not isinstance(net, torch.nn.Module):
+        raise InputError(f"{spec} returned a {type(net).__name__}, not a torch.nn.Module")
+    return net
+
+
+def load_user_weights(net: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load a state dict (``torch.save(net.state_dict(), path)``) into ``net``; only tensors are read."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such weights file")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged or pickled-object file
+        raise InputError(f"{path}: not a state dict that can be read safely ({type(e).__name__}); save the "
+                         "weights with torch.save(net.state_dict(), path)") from None
+    for key in ("state_dict", "model_state_dict", "model"):  # common training-script wrappers
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InputError(f"{path}: not a state dict (a dict of tensors)")
+    missing, unexpected = [], []
+    own = net.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise InputError(f"{path} does not fit the network: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if sd[k].shape != own[k].shape]
+    if wrong:
+        raise InputError(f"{path} does not fit the network: shapes differ: {'; '.join(wrong[:5])}")
+    net.load_state_dict(sd)
+    return net
+
+
+def input_layout(net: torch.nn.Module, ds) -> list[int] | None:
+    """How ``net`` takes the data set's images: None for flat rows, [C, H, W] for image tensors."""
+    x = torch.as_tensor(ds.x_train[:2], dtype=torch.float32)
+    errors = []
+    for shape in (None, list(ds.shape) if ds.shape else None):
+        if shape is None and errors:
+            continue
+        try:
+            with torch.no_grad():
+                out = net.eval()(x if shape is None else x.reshape(len(x), *shape))
+        except Exception as e:  # the wrong layout fails inside the user's layers
+            errors.append(f"{'flat' if shape is None else 'image'} input: {e}")
+            continue
+        if out.shape != (len(x), ds.classes):
+            raise InputError(f"the network gives outputs of shape {tuple(out.shape[1:])} for the "
+                             f"{ds.name} data set, which has {ds.classes} classes")
+        return shape
+    raise InputError("the network takes neither flat nor image-shaped inputs of the data set: " + "; ".join(errors))
+
+
+# ---------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------
+def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "mlp", hidden: list[int] = (64, 32),
+              width: float = 1.0, method: str = "cat", timing: Timing = Timing(), epochs: int = 60,
+              cat_epochs: int = 40, seed: int = 0, quiet: bool = False,
+              data_dir: str | os.PathLike | None = None, module: str | None = None,
+              weights: str | os.PathLike | None = None) -> dict:
+    """Train a float network, then (method "cat") fine-tune it with conversion-aware training.
+
+    ``module`` (``FILE.py:FUNCTION``) trains the user's network instead of a recipe;
+    with ``weights`` (its pre-trained state dict) the float training is skipped unless
+    ``epochs`` asks for more. Saves a checkpoint with the float weights, the CAT network
+    (BatchNorm folded, the weights and thresholds CAT learned) and the accuracies.
+    Every argument and the output path are checked before any training.
+    """
+    if method not in ("float", "cat"):
+        raise InputError(f"method must be 'float' or 'cat', not {method!r}")
+    if module is None and arch not in ARCHS:
+        raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if weights is not None and module is None:
+        raise InputError("weights need the network they belong to: give module=FILE.py:FUNCTION as well")
+    for name, v in (("epochs", epochs), ("cat_epochs", cat_epochs)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise InputError(f"{name} must be a non-negative integer, not {v!r}")
+    if method == "cat" and cat_epochs == 0:
+        raise InputError("CAT needs at least one epoch (cat_epochs >= 1)")
+    out = check_output_file(out, "ANN checkpoint")
+    data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
+    ds = load_dataset(dataset, seed=seed, data_dir=data_dir)
+    if module is not None:
+        net = load_user_network(module)
+        if weights is not None:
+            load_user_weights(net, weights)
+        recipe = {"arch": USER_ARCH, "module": _absolute_module(module), "features": ds.features,
+                  "classes": ds.classes, "shape": list(ds.shape), "input_shape": input_layout(net, ds)}
+    else:
+        recipe = {"arch": arch, "features": ds.features, "classes": ds.classes, "shape": list(ds.shape),
+                  "hidden": list(hidden), "width": width, "seed": seed}
+        net = build_network(**recipe)
+    input_shape = recipe.get("input_shape")
+    x_train, x_test = _shaped(ds.x_train, input_shape), _shaped(ds.x_test, input_shape)
+    total = epochs + (cat_epochs if method == "cat" else 0)
+    with tqdm(total=total, desc="train", unit="epoch", disable=quiet) as bar:
+        if epochs:
+            ann_lib.train(net, x_train, ds.y_train, ann_lib.TrainConfig(epochs=epochs, seed=seed), progress=bar)
+        float_acc = ann_lib.accuracy(net, x_test, ds.y_test)
+        ckpt = {"format": ANN_FORMAT, "version": ANN_VERSION, "dataset": dataset, "data_dir": data_dir,
+                "recipe": recipe, "seed": seed,
+                "method": method,
+                "float_state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                "float_accuracy": float_acc, "input_theta": 1.0,
+                "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
+        if method == "cat":
+            net = net.cpu().eval()
+            thetas = calibrate(net, ds.x_train, "percentile", input_shape=input_shape)
+            cat = ann_lib.CatNetwork(net, timing, 1.0, thetas, input_shape=input_shape)
+            ann_lib.train(cat, ds.x_train, ds.y_train,
+                          ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=seed), progress=bar)
+            ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
+                        thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test))
+        else:
+            ckpt.update(cat_state_dict=None, thetas=None)
+    atomic_write(out, lambda f: torch.save(ckpt, f), "ANN checkpoint")
+    return ckpt
+
+
+def _absolute_module(spec: str) -> str:
+    path, _, func = spec.rpartition(":")
+    return f"{Path(path).resolve()}:{func}"
+
+
+def _shaped(x, input_shape):
+    return x if input_shape is None else x.reshape(len(x), *input_shape)
+
+
+def load_ann(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such ANN checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file; its advice to load unsafely is not ours
+        raise ModelFileError(f"{path}: not a readable firstspike ANN checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != ANN_FORMAT:
+        raise ModelFileError(f"{path}: not a firstspike ANN checkpoint")
+    if ckpt.get("version") != ANN_VERSION:
+        raise ModelFileError(f"{path}: ANN checkpoint version {ckpt.get('version')!r} is not supported "
+                             f"(this firstspike reads version {ANN_VERSION}; retrain with 'firstspike train')")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise ModelFileError(f"{path}: damaged ANN checkpoint: missing {', '.join(missing)}")
+    return ckpt
+
+
+def ann_network(ckpt: dict) -> torch.nn.Module:
+    """The float network of a checkpoint, in eval mode."""
+    net = build_network(**ckpt["recipe"])
+    net.load_state_dict(ckpt["float_state_dict"])
+    return net.eval()
+
+
+def input_shape_of(ckpt: dict) -> list[int] | None:
+    """The image shape a user's network takes its inputs in (None: flat rows, as every recipe)."""
+    return ckpt["recipe"].get("input_shape")
+
+
+def cat_network(ckpt: dict) -> ann_lib.CatNetwork:
+    """The network CAT trained (quantisers on), with its learned thresholds."""
+    if ckpt.get("cat_state_dict") is None:
+        raise InputError("this checkpoint was trained without CAT; use --calibration max, percentile or iteration")
+    cat = ann_lib.CatNetwork(ann_network(ckpt), Timing(**ckpt["timing"]), ckpt["input_theta"], ckpt["thetas"],
+                             input_shape=input_shape_of(ckpt))
+    cat.load_state_dict(ckpt["cat_state_dict"])
+    return cat.eval()

@@ -1,0 +1,87 @@
+"""Export a converted model to NIR, the Neuromorphic Intermediate Representation (PyPI ``nir``).
+
+What maps: each layer becomes an ``Affine`` (linear) or ``Conv2d`` node with the model's
+exact weights (the 5-bit log codes decoded: ``±2**(scale - m)``) and its bias in float
+units (``bias * unit``), followed, for hidden layers, by an ``IF`` node whose threshold is
+the layer's float threshold ``theta``; a ``Flatten`` node precedes a linear layer on
+image-shaped spikes. The firstspike-specific meaning rides in each node's metadata:
+``coding = "ttfs"``, ``T``, ``B``, ``frac_bits``, and the integer threshold table, so a
+firstspike import restores the model exactly.
+
+What does not map, and is refused or stated:
+- NIR has no time-to-first-spike neuron: its ``IF`` is rate-coded (reset to zero after
+  each spike). A NIR simulator that ignores the metadata runs a *different* network
+  (rate-coded IF with these weights and thresholds), not firstspike's TTFS SNN.
+- NIR has no max-pooling node (TTFS max pooling is the earliest spike of a window), so
+  models with max pooling are refused with an error.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from firstspike.errors import FirstspikeError
+
+from .formats import decode_weights
+from .model import SnnModel
+
+
+class NirExportError(FirstspikeError, ValueError):
+    """A model feature NIR cannot express."""
+
+
+def _meta(model: SnnModel, **extra) -> dict:
+    t = model.timing
+    return {"coding": "ttfs", "T": t.T, "B": t.B, "frac_bits": t.frac_bits, **extra}
+
+
+def to_nir(model: SnnModel):
+    """The model as a ``nir.NIRGraph`` (input -> [flatten] -> affine/conv -> IF -> ... -> output)."""
+    import nir
+    pooled = [k for k, layer in enumerate(model.layers) if layer.pool > 1]
+    if pooled:
+        raise NirExportError(f"layer {pooled[0]} max-pools its spikes, and NIR has no max-pooling node; "
+                             "models with max pooling cannot be exported to NIR")
+    first = model.layers[0]
+    in_shape = np.array(first.in_shape if first.kind == "conv" else [first.n_in])
+    nodes = {"input": nir.Input(input_type={"input": in_shape},
+                                metadata=_meta(model, input_theta=float(model.input_theta)))}
+    order = ["input"]
+    for k, layer in enumerate(model.layers):
+        w = decode_weights(layer.weights, layer.weight_scale)
+        b = layer.bias.astype(np.float64) * layer.unit
+        if layer.kind == "conv":
+            c, h, wd = layer.in_shape
+            nodes[f"conv{k}"] = nir.Conv2d(input_shape=(h, wd), weight=w, stride=layer.stride, padding=layer.padding,
+                                           dilation=1, groups=1, bias=b, metadata=_meta(model, layer=k))
+            order.append(f"conv{k}")
+        else:
+            if tuple(layer.in_shape[1:]) != (1, 1):
+                nodes[f"flatten{k}"] = nir.Flatten(input_type={"input": np.array(layer.in_shape)}, start_dim=0,
+                                                   end_dim=-1)
+                order.append(f"flatten{k}")
+            nodes[f"affine{k}"] = nir.Affine(weight=w, bias=b, metadata=_meta(model, layer=k))
+            order.append(f"affine{k}")
+        if not layer.is_output:
+            shape = layer.conv_shape if layer.kind == "conv" else (layer.n_out,)
+            ones = np.ones(shape)
+            # files made without conversion (random test models) carry only the integer table
+            theta = float(layer.theta) if layer.theta is not None else float(layer.thresholds[0]) * layer.unit
+            nodes[f"if{k}"] = nir.IF(r=ones, v_threshold=ones * theta, v_reset=np.zeros(shape),
+                                     metadata=_meta(model, layer=k, threshold_table=layer.thresholds.tolist()))
+            order.append(f"if{k}")
+    nodes["output"] = nir.Output(output_type={"output": np.array([model.layers[-1].n_out])})
+    order.append("output")
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order, order[1:])), metadata={"producer": "firstspike"},
+                        type_check=False)
+
+
+def write_nir(model: SnnModel, path: str | os.PathLike) -> Path:
+    """Write the model's NIR graph (HDF5) atomically."""
+    import nir
+
+    from .files import atomic_write_path
+    graph = to_nir(model)
+    return atomic_write_path(path, lambda tmp: nir.write(str(tmp), graph), "NIR file")
