@@ -1,0 +1,74 @@
+"""A deterministic AXI4 read memory for simulation: fixed latency, one beat per cycle.
+
+The external memory inside the Verilator testbench. Its contents come from a ``$readmemh``
+file (no Python per cycle, no VPI), and its timing is a formula, so cycle counts stay
+exactly predictable: the first beat of a burst is valid ``latency`` cycles after the
+cycle its address was accepted, and the following beats come one per cycle while
+``rready`` is high. One burst at a time: ``arready`` is low while a burst is pending.
+Addresses wrap at the memory size; beats beyond the loaded contents read as zero.
+"""
+from __future__ import annotations
+
+MODULE = "firstspike_axi_memory"
+
+
+def axi_memory_verilog(addr_bits: int, data_bits: int, depth_words: int, latency: int) -> str:
+    """Verilog source of the memory model (module ``firstspike_axi_memory``, ports ``axi__*`` as the
+    manager's, plus ``clk``, ``rst`` and the contents file name in the ``+axi_memory=`` plusarg)."""
+    if latency < 1:
+        raise ValueError(f"latency must be at least 1 cycle, not {latency}")
+    if data_bits % 8 or data_bits & (data_bits - 1):
+        raise ValueError(f"data_bits must be a power-of-two number of bytes, not {data_bits}")
+    size = (data_bits // 8 - 1).bit_length()
+    index_bits = max(1, (depth_words - 1).bit_length())
+    return f"""`timescale 1ns/1ps
+// {MODULE}: deterministic AXI4 read subordinate (firstspike.sim.axi_memory)
+module {MODULE}(input clk, input rst,
+    input [0:0] axi__arid, input [{addr_bits - 1}:0] axi__araddr, input [7:0] axi__arlen, input [2:0] axi__arsize,
+    input [1:0] axi__arburst, input axi__arvalid, output axi__arready,
+    output [0:0] axi__rid, output [{data_bits - 1}:0] axi__rdata, output [1:0] axi__rresp, output axi__rlast,
+    output axi__rvalid, input axi__rready);
+  reg [{data_bits - 1}:0] mem [0:{depth_words - 1}];
+  string file;
+  integer i;
+  initial begin
+    for (i = 0; i < {depth_words}; i = i + 1) mem[i] = 0;
+    if ($value$plusargs("axi_memory=%s", file)) $readmemh(file, mem);
+  end
+  reg pending;
+  reg [{index_bits - 1}:0] index;
+  reg [7:0] left;
+  reg [{max(1, latency.bit_length())}:0] wait_cycles;
+  assign axi__arready = !pending;
+  assign axi__rvalid = pending && wait_cycles == 0;
+  assign axi__rdata = mem[index];
+  assign axi__rlast = left == 0;
+  assign axi__rresp = 2'b00;
+  assign axi__rid = 1'b0;
+  always @(posedge clk) begin
+    if (rst) begin
+      pending <= 1'b0;
+    end else if (!pending) begin
+      if (axi__arvalid) begin
+        pending <= 1'b1;
+        index <= axi__araddr[{index_bits + size - 1}:{size}];
+        left <= axi__arlen;
+        wait_cycles <= {latency - 1};
+      end
+    end else if (wait_cycles != 0) begin
+      wait_cycles <= wait_cycles - 1;
+    end else if (axi__rready) begin
+      index <= index + 1;
+      left <= left - 1;
+      if (left == 0) pending <= 1'b0;
+    end
+  end
+endmodule
+"""
+
+
+def write_contents(path, words: list[int], data_bits: int) -> None:
+    """The ``$readmemh`` file of the memory: one hex word per line from address 0."""
+    digits = data_bits // 4
+    with open(path, "w") as f:
+        f.writelines(f"{w:0{digits}x}\n" for w in words)
