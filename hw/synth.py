@@ -63,10 +63,14 @@ def synthesize(verilog: str | Path, out_dir: str | Path, *, top: str = "neuron_a
     src = Path(verilog).resolve()
     if src != work / src.name:
         shutil.copyfile(src, work / src.name)
-    for f in ("generic.json", "memories.txt", f"{target}.json"):
+    for f in ("coarse.json", "generic.json", "memories.txt", f"{target}.json"):
         (work / f).unlink(missing_ok=True)
     start = time.perf_counter()
     # generic: the coarse synth keeps memories as $mem_v2; the rest is mapped to gates
+    # the word-level netlist per module (after proc, before alumacc folds adds and multiplies into $macc
+    # cells and techmap turns them into gates) is where a multiplier is still a $mul: coarse.json
+    _run(work, f"read_verilog {src.name}; hierarchy -top {top}; proc; opt -fast; tee -q -o coarse.json stat -json",
+         "coarse.log")
     _run(work, f"read_verilog {src.name}; synth -top {top} -flatten -run begin:fine; "
                "select -set mems t:$mem_v2; tee -q -o memories.txt dump @mems; "
                "opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -q -o generic.json stat -json",
@@ -75,6 +79,7 @@ def synthesize(verilog: str | Path, out_dir: str | Path, *, top: str = "neuron_a
          f"{target}.log")
     seconds = time.perf_counter() - start
     try:
+        coarse_modules = json.loads((work / "coarse.json").read_text())["modules"]
         generic = json.loads((work / "generic.json").read_text())["design"]["num_cells_by_type"]
         fpga = json.loads((work / f"{target}.json").read_text())["design"]["num_cells_by_type"]
         memories = _memories((work / "memories.txt").read_text())
@@ -95,6 +100,9 @@ def synthesize(verilog: str | Path, out_dir: str | Path, *, top: str = "neuron_a
         "flip_flops": sum(v for k, v in fpga.items() if k.startswith(spec["ff_prefix"])),
         "bram_blocks": {k: fpga.get(k, 0) for k in spec["rams"]},
         "bram_bits": sum(fpga.get(k, 0) * bits for k, bits in spec["rams"].items()),
+        # word-level multipliers per module, before alumacc and techmap (where a $mul is still one cell)
+        "multipliers_by_module": {name.lstrip("\\"): mod["num_cells_by_type"].get("$mul", 0)
+                                  for name, mod in coarse_modules.items()},
         "generic_cells_by_type": generic,
         "fpga_cells_by_type": fpga,
         "seconds": seconds,
