@@ -13,7 +13,7 @@ MDIR := build/model/$(MODEL)
 # compiled simulators of this checkout stay beside its other build outputs
 export FIRSTSPIKE_CACHE_DIR ?= $(CURDIR)/build/cache
 
-.PHONY: all venv sim synth report bench lint test test-slow clean
+.PHONY: all venv sim synth report bench fuzz lint test test-slow clean
 
 all: sim
 
@@ -48,6 +48,11 @@ report: $(MDIR)/snn.npz
 # speed of the golden model, the float model and the RTL simulation -> build/bench.json
 bench: $(MDIR)/snn.npz
 	$(PY) -m firstspike.bench $(MDIR)/snn.npz
+
+# >= 1000 random networks through the RTL on every core, bit- and cycle-exact -> build/fuzz.json
+FUZZ ?= 1000
+fuzz: $(STAMP)
+	$(PY) -m firstspike.sim.fuzz --configs $(FUZZ)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check firstspike sw hw sim tests

@@ -40,3 +40,36 @@ def first_mismatch(image: int, golden: GoldenResult, b: int, rtl: RunResult) -> 
         j = int(diff[0])
         return Mismatch(image, "output", j, int(exp[j]), int(rtl.potentials[j]), "potential")
     return None
+
+
+def check_network_on_rtl(built, cfg, model, times, work_dir) -> list[str]:
+    """Load ``model`` into a built array over the host bus, run ``times`` and compare every image
+    with the golden model and the cycle model (hw/perf.py), layer by layer and counter by
+    counter. Returns the problems found (empty: bit-exact and cycle-exact). The one RTL check
+    loop of the test suites and the fuzzer."""
+    from firstspike.hw.config import network_image
+    from firstspike.hw.host import decode_results, network_writes
+    from firstspike.hw.perf import layer_counts
+    from firstspike.sim import verilator
+    from firstspike.sw.golden import GoldenModel
+    golden = GoldenModel(model).run_times(times)
+    counts = layer_counts(model, cfg.pes, golden, cfg.spike_lanes)
+    run = verilator.run(built, cfg, model.shapes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
+                        work_dir=work_dir)
+    problems = []
+    for b in range(len(times)):
+        result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
+        mismatch = first_mismatch(b, golden, b, result)
+        if mismatch is not None:
+            problems.append(str(mismatch))
+            continue
+        if sum(result.layer_cycles) != result.counters["cycles"]:
+            problems.append(f"image {b}: layer cycles {result.layer_cycles} do not add up to "
+                            f"{result.counters['cycles']}")
+        checks = [("layer cycles", result.layer_cycles, [int(c.cycles[b]) for c in counts]),
+                  ("layer events", result.layer_events, [int(c.input_events[b]) for c in counts])]
+        checks += [(key, result.counters[key], sum(int(getattr(c, key)[b]) for c in counts))
+                   for key in ("weight_reads", "acc_updates", "spikes")]
+        problems += [f"image {b}: {name}: RTL {rtl}, cycle model {model_value}"
+                     for name, rtl, model_value in checks if rtl != model_value]
+    return problems

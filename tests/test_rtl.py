@@ -11,9 +11,8 @@ from firstspike.hw.config import ArrayConfig, network_image, requirements
 from firstspike.hw.host import decode_results, network_writes
 from firstspike.hw.verilog import write_design
 from firstspike.sim import verilator
-from firstspike.sim.check import first_mismatch
+from firstspike.sim.check import check_network_on_rtl, first_mismatch
 from firstspike.flow import simulate
-from firstspike.hw.perf import layer_counts
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.random_models import random_cnn, random_input_times, random_model
@@ -43,20 +42,8 @@ def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path):
     cfg = ArrayConfig(pes=pes, timing=timing, **{k: max(n[k] for n in need) for k in need[0]})
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
     for seed, model, times in nets:
-        golden = GoldenModel(model).run_times(times)
-        counts = layer_counts(model, pes, golden)
-        run = verilator.run(built, cfg, model.shapes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
-                            work_dir=tmp_path / f"net{seed}")
-        for b in range(len(times)):
-            result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
-            mismatch = first_mismatch(b, golden, b, result)
-            assert mismatch is None, f"seed {seed}, shapes {model.shapes}, {timing}, {pes} PEs: {mismatch}"
-            assert sum(result.layer_cycles) == result.counters["cycles"]
-            # the performance model is exact, layer by layer and counter by counter
-            assert result.layer_cycles == [int(c.cycles[b]) for c in counts], f"seed {seed}"
-            assert result.layer_events == [int(c.input_events[b]) for c in counts], f"seed {seed}"
-            for key, attr in (("weight_reads", "weight_reads"), ("acc_updates", "acc_updates"), ("spikes", "spikes")):
-                assert result.counters[key] == sum(int(getattr(c, attr)[b]) for c in counts), f"seed {seed}: {key}"
+        problems = check_network_on_rtl(built, cfg, model, times, tmp_path / f"net{seed}")
+        assert not problems, f"seed {seed}, shapes {model.shapes}, {timing}, {pes} PEs: {problems[:3]}"
 
 
 @pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" for c in CONFIGS])

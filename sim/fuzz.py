@@ -1,0 +1,133 @@
+"""RTL fuzzing (`make fuzz`): many random networks through the Verilog, bit-exact and cycle-exact.
+
+Each configuration is a random MLP or CNN (seeded: configuration ``i`` is built from
+``numpy.random.default_rng(i)``) on one of a few array shapes (PE count and timing).
+Per shape one Verilog design, large enough for every network of that shape, is built
+once (the build cache is shared and locked) and each network is loaded over the host
+bus, so the Verilator compile is paid once per shape, not per network. Worker
+processes (one per core by default) take the networks of a shape in chunks.
+
+    python -m firstspike.sim.fuzz --configs 1000 [--jobs N] [--out build/fuzz.json]
+
+Reproduce a failure: ``random_network(seed)`` gives the failing network and inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from firstspike.hw.config import ArrayConfig, requirements
+from firstspike.sw.formats import Timing
+from firstspike.sw.random_models import random_cnn, random_input_times, random_model
+
+#: (PEs, T, B, frac_bits) of the array shapes networks are spread over
+SHAPES = [(1, 8, 1, 12), (4, 16, 2, 14), (16, 8, 4, 12), (4, 6, 8, 10)]
+IMAGES = 2
+
+
+def random_network(seed: int):
+    """(shape index, model, input times) of fuzz configuration ``seed``."""
+    rng = np.random.default_rng(seed)
+    index = seed % len(SHAPES)
+    pes, T, B, F = SHAPES[index]
+    timing = Timing(T=T, B=B, frac_bits=F)
+    if rng.random() < 0.5:
+        sizes = [int(s) for s in rng.integers(1, 25, size=int(rng.integers(2, 5)))]
+        model = random_model(rng, sizes, timing, zero_fraction=float(rng.choice([0.0, 0.2, 0.8])))
+    else:
+        c, h = int(rng.integers(1, 4)), int(rng.integers(3, 10))
+        convs, size = [], h
+        for _ in range(int(rng.integers(1, 3))):
+            k = int(rng.choice([1, 2, 3, 5]))
+            p, s = int(rng.integers(0, k // 2 + 1)), int(rng.choice([1, 2]))
+            if k > size + 2 * p:
+                k, p = 1, 0
+            size = (size + 2 * p - k) // s + 1
+            pool = 2 if size >= 2 and rng.random() < 0.4 else 1
+            size //= pool
+            convs.append(dict(channels=int(rng.integers(1, 13)), kernel=k, stride=s, padding=p, pool=pool))
+        hidden = [int(rng.integers(1, 13))] if rng.random() < 0.5 else []
+        model = random_cnn(rng, (c, h, h), convs, hidden, int(rng.integers(1, 8)), timing)
+    return index, model, random_input_times(rng, model.layers[0].n_in, IMAGES, timing,
+                                            silent_fraction=float(rng.choice([0.0, 0.3, 0.9])))
+
+
+def shape_config(index: int, seeds: list[int]) -> ArrayConfig:
+    """The smallest array of shape ``index`` that runs every network in ``seeds``."""
+    pes, T, B, F = SHAPES[index]
+    need = [requirements(random_network(s)[1], pes) for s in seeds]
+    return ArrayConfig(pes=pes, timing=Timing(T=T, B=B, frac_bits=F), **{k: max(n[k] for n in need) for k in need[0]})
+
+
+def _work(job):
+    """Worker: build (or reuse) the shape's design, then check each network of the chunk."""
+    from firstspike.hw.verilog import write_design
+    from firstspike.sim import verilator
+    from firstspike.sim.check import check_network_on_rtl
+    cfg_dict, seeds, work = job
+    cfg = ArrayConfig.from_dict(cfg_dict)
+    work = Path(work)
+    built = verilator.build(write_design(work / "v", cfg), cfg)
+    failures = []
+    for seed in seeds:
+        _, model, times = random_network(seed)
+        problems = check_network_on_rtl(built, cfg, model, times, work / f"n{seed}")
+        if problems:
+            failures.append({"seed": seed, "shapes": [list(s) for s in model.shapes], "problems": problems[:3]})
+    return len(seeds), failures
+
+
+def fuzz(configs: int = 1000, jobs: int | None = None, chunk: int = 25, quiet: bool = False) -> dict:
+    from tqdm import tqdm
+    jobs = jobs or os.cpu_count() or 1
+    by_shape: dict[int, list[int]] = {}
+    for seed in range(configs):
+        by_shape.setdefault(seed % len(SHAPES), []).append(seed)
+    start = time.perf_counter()
+    failures, done = [], 0
+    with tempfile.TemporaryDirectory(prefix="firstspike-fuzz-") as tmp:
+        work = []
+        for index, seeds in by_shape.items():
+            cfg = shape_config(index, seeds).to_dict()
+            for i in range(0, len(seeds), chunk):
+                work.append((cfg, seeds[i:i + chunk], str(Path(tmp) / f"s{index}c{i}")))
+        with Pool(jobs) as pool, tqdm(total=configs, desc="fuzz", unit="net", disable=quiet) as bar:
+            for n, fails in pool.imap_unordered(_work, work):
+                done += n
+                failures += fails
+                bar.update(n)
+    seconds = time.perf_counter() - start
+    return {"configurations": done, "images_per_configuration": IMAGES, "mismatching_configurations": len(failures),
+            "failures": failures[:20], "shapes": SHAPES, "jobs": jobs, "seconds": seconds,
+            "configurations_per_s": done / seconds}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m firstspike.sim.fuzz", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--out", default="build/fuzz.json")
+    args = parser.parse_args(argv)
+    if args.configs < 1:
+        parser.error("--configs must be at least 1")
+    r = fuzz(args.configs, args.jobs)
+    from firstspike.sw.files import write_text
+    write_text(args.out, json.dumps(r, indent=2) + "\n", "fuzz results")
+    print(f"{r['configurations']} random networks x {IMAGES} images through the RTL on {r['jobs']} processes: "
+          f"{r['mismatching_configurations']} mismatching, {r['seconds']:.0f} s "
+          f"({r['configurations_per_s']:.1f} networks/s); wrote {args.out}")
+    for f in r["failures"]:
+        print(f"  seed {f['seed']} {f['shapes']}: {f['problems'][0]}")
+    return 1 if r["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
