@@ -131,11 +131,9 @@ def finetune_cat(model: nn.Module, x, y, *, T: int = 16, B: int = 2, frac_bits: 
     xf, input_shape = _inputs_and_shape(x)
     y = _labels(y, len(xf))
     theta_in = _input_theta(xf, input_theta)
-    net = model.eval()
-    thetas = calibrate(net, xf, "percentile", input_shape=input_shape)
-    cat = ann_lib.CatNetwork(net, timing, theta_in, thetas, input_shape=input_shape)
     with tqdm(total=epochs, desc="CAT", unit="epoch", disable=not progress) as bar:
-        ann_lib.train(cat, xf, y, ann_lib.TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=bar)
+        cat = ann_lib.cat_finetune(model.eval(), xf, y, timing, theta_in, epochs=epochs, lr=lr, seed=seed,
+                                   input_shape=input_shape, progress=bar)
     cat = cat.cpu().eval()
     snn = convert_stages(cat.stages, timing, theta_in, cat.thetas, name=name, info={"calibration": "cat"})
     return Snn(snn)

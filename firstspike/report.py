@@ -56,11 +56,8 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
     for method, T, B in tqdm(combos, desc="sweep", disable=quiet):
         timing = Timing(T=T, B=B, frac_bits=16)
         if method == "cat":
-            net = ann_network(ckpt)
-            cat = ann_lib.CatNetwork(net, timing, ckpt["input_theta"],
-                                     calibrate(net, ds.x_train, "percentile", input_shape=shape), input_shape=shape)
-            ann_lib.train(cat, ds.x_train, ds.y_train,
-                          ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=ckpt["seed"]))
+            cat = ann_lib.cat_finetune(ann_network(ckpt), ds.x_train, ds.y_train, timing, ckpt["input_theta"],
+                                       epochs=cat_epochs, seed=ckpt["seed"], input_shape=shape)
             model = convert(cat.stages, timing, ckpt["input_theta"], cat.thetas)
         else:
             model = convert(float_net, timing, ckpt["input_theta"],

@@ -103,6 +103,18 @@ class CatNetwork(nn.Module):
         raise AssertionError("unreachable: the last stage is the output layer")
 
 
+def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
+                 epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None) -> "CatNetwork":
+    """Conversion-aware training of a float network: thresholds start at the 99.9th percentile of
+    its activations on ``x`` (flat rows), then weights and thresholds train with the quantisers on.
+    ``net`` itself is not changed (the CAT network holds copies of its layers)."""
+    from .convert import calibrate
+    thetas = calibrate(net, x, "percentile", input_shape=input_shape)
+    cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape)
+    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=progress)
+    return cat
+
+
 # ---------------------------------------------------------------------------
 # Model recipes beyond the MLP
 # ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from firstspike.errors import InputError
 from firstspike.sw import ann as ann_lib
-from firstspike.sw.convert import calibrate
 from firstspike.sw.data import load_dataset
 from firstspike.sw.formats import Timing
 from firstspike.sw.files import atomic_write, check_output_file
@@ -185,11 +184,8 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
                 "float_accuracy": float_acc, "input_theta": 1.0,
                 "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
         if method == "cat":
-            net = net.cpu().eval()
-            thetas = calibrate(net, ds.x_train, "percentile", input_shape=input_shape)
-            cat = ann_lib.CatNetwork(net, timing, 1.0, thetas, input_shape=input_shape)
-            ann_lib.train(cat, ds.x_train, ds.y_train,
-                          ann_lib.TrainConfig(epochs=cat_epochs, lr=1e-3, seed=seed), progress=bar)
+            cat = ann_lib.cat_finetune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs,
+                                       seed=seed, input_shape=input_shape, progress=bar)
             ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
                         thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test))
         else:
