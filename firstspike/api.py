@@ -24,14 +24,12 @@ from torch import nn
 
 from firstspike.errors import InputError
 from firstspike.sw import ann as ann_lib
-from firstspike.sw.convert import CALIBRATIONS, calibrate
+from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate
 from firstspike.sw.convert import convert as convert_stages
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel, GoldenResult
 from firstspike.sw.model import SnnModel
 
-#: accuracy lost by conversion above which `convert` warns and suggests CAT (fraction)
-LOSS_WARNING = 0.01
 
 
 @dataclass

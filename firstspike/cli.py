@@ -205,24 +205,31 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _stop_children() -> None:
-    """Terminate every process this one started, directly or not (make, the C++ compiler, the simulator)."""
+def descendants(pid: int) -> set[int]:
+    """Every process started by ``pid``, directly or not (read from /proc; empty where there is none)."""
+    parents = {}
     try:
-        parents = {}
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    with open(f"/proc/{d}/stat") as f:
-                        parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-    except OSError:  # no /proc (not Linux): the children get the terminal's SIGINT themselves
-        return
-    family, frontier = set(), {os.getpid()}
+        entries = os.listdir("/proc")
+    except OSError:
+        return set()
+    for d in entries:
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    family, frontier = set(), {pid}
     while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - family
+        frontier = {p for p, parent in parents.items() if parent in frontier} - family
         family |= frontier
-    for pid in family:
+    return family
+
+
+def _stop_children() -> None:
+    """Terminate every process this one started (make, the C++ compiler, the simulator). Without
+    /proc (not Linux) the children get the terminal's SIGINT themselves."""
+    for pid in descendants(os.getpid()):
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:

@@ -24,9 +24,9 @@ from firstspike.hw.verilog import write_design
 from firstspike.sim import energy, verilator
 from firstspike.sim.check import first_mismatch
 from firstspike.sw import ann as ann_lib
-from firstspike.sw.checkpoint import (ann_network, cat_network, input_layout, input_shape_of, load_ann,  # noqa: F401
-                                      load_user_network, load_user_weights, train_ann)
-from firstspike.sw.convert import CALIBRATIONS, calibrate, convert
+from firstspike.sw.checkpoint import (absolute_module, ann_network, cat_network, input_layout,  # noqa: F401
+                                      input_shape_of, load_ann, load_user_network, load_user_weights, train_ann)
+from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, convert
 from firstspike.sw.data import load_dataset
 from firstspike.sw.files import check_output_dir, check_output_file, write_text
 from firstspike.sw.formats import Timing
@@ -94,10 +94,10 @@ def convert_module(module: str, weights: str | os.PathLike | None, out: str | os
     x_test = ds.x_test if shape is None else ds.x_test.reshape(len(ds.x_test), *shape)
     float_acc = ann_lib.accuracy(net.eval(), x_test, ds.y_test)
     thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=shape)
-    spec_path, _, func = module.rpartition(":")
+    spec_path = module.rpartition(":")[0]
     model = convert(net, timing, 1.0, thetas, name=f"{dataset}-{Path(spec_path).stem}", input_shape=shape,
                     info={"dataset": dataset, "data_dir": data_dir, "seed": seed, "calibration": calibration,
-                          "arch": "module", "module": f"{Path(spec_path).resolve()}:{func}",
+                          "arch": "module", "module": absolute_module(module),
                           "weights": None if weights is None else str(Path(weights).resolve()),
                           "float_accuracy": float_acc})
     model.save(out)
@@ -113,7 +113,7 @@ def accuracy_check(model: SnnModel, *, data_dir: str | os.PathLike | None = None
     golden = float((GoldenModel(model).run(ds.x_test).predictions == ds.y_test).mean())
     float_acc = model.info.get("float_accuracy")
     result = {"images": len(ds.x_test), "golden_accuracy": golden, "float_accuracy": float_acc, "warning": None}
-    if float_acc is not None and float_acc - golden > 0.01:
+    if float_acc is not None and float_acc - golden > LOSS_WARNING:
         result["warning"] = (f"conversion lost {100 * (float_acc - golden):.2f} points; conversion-aware training "
                              "usually recovers them ('firstspike train --method cat', or --from FILE.py:FUNCTION "
                              "for your own network)")

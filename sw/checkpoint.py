@@ -114,9 +114,7 @@ def input_layout(net: torch.nn.Module, ds) -> list[int] | None:
     """How ``net`` takes the data set's images: None for flat rows, [C, H, W] for image tensors."""
     x = torch.as_tensor(ds.x_train[:2], dtype=torch.float32)
     errors = []
-    for shape in (None, list(ds.shape) if ds.shape else None):
-        if shape is None and errors:
-            continue
+    for shape in [None] + ([list(ds.shape)] if ds.shape else []):
         try:
             with torch.no_grad():
                 out = net.eval()(x if shape is None else x.reshape(len(x), *shape))
@@ -164,7 +162,7 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
         net = load_user_network(module)
         if weights is not None:
             load_user_weights(net, weights)
-        recipe = {"arch": USER_ARCH, "module": _absolute_module(module), "features": ds.features,
+        recipe = {"arch": USER_ARCH, "module": absolute_module(module), "features": ds.features,
                   "classes": ds.classes, "shape": list(ds.shape), "input_shape": input_layout(net, ds)}
     else:
         recipe = {"arch": arch, "features": ds.features, "classes": ds.classes, "shape": list(ds.shape),
@@ -194,7 +192,8 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
     return ckpt
 
 
-def _absolute_module(spec: str) -> str:
+def absolute_module(spec: str) -> str:
+    """``FILE.py:FUNCTION`` with FILE made absolute, so a recorded spec does not depend on the directory."""
     path, _, func = spec.rpartition(":")
     return f"{Path(path).resolve()}:{func}"
 

@@ -24,6 +24,8 @@ from .formats import (Timing, decode_spike_times, encode_spike_times, encode_wei
 from .model import MAX_ACC_BITS, SnnLayer, SnnModel
 
 CALIBRATIONS = ("max", "percentile", "iteration")
+#: accuracy lost by conversion (a fraction) above which the API and the CLI warn and suggest CAT
+LOSS_WARNING = 0.01
 
 
 class ConversionError(FirstspikeError, ValueError):

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from firstspike.cli import main
+from firstspike.cli import descendants, main
 from firstspike.errors import FirstspikeError, OutputError
 from firstspike.sw.convert import ConversionError, calibrate, convert
 from firstspike.sw.files import atomic_write
@@ -231,21 +231,6 @@ def test_moved_data_directory_and_cat_without_data(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 10
 
 
-def _descendants(pid: int) -> set[int]:
-    parents = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                parents[int(d)] = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    family, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - family
-        family |= frontier
-    return family
-
-
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -264,7 +249,7 @@ def test_ctrl_c_stops_the_compiler_and_exits_130(digits_model, tmp_path):
     children: set[int] = set()
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        children = _descendants(proc.pid)
+        children = descendants(proc.pid)
         if any("cc1plus" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore") for c in children
                if Path(f"/proc/{c}/cmdline").exists()):
             break
