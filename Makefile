@@ -13,7 +13,7 @@ MDIR := build/model/$(MODEL)
 # compiled simulators of this checkout stay beside its other build outputs
 export FIRSTSPIKE_CACHE_DIR ?= $(CURDIR)/build/cache
 
-.PHONY: all venv sim synth report bench fuzz lint test test-slow clean
+.PHONY: all venv sim synth report bench fuzz formal lint test test-slow clean
 
 all: sim
 
@@ -53,6 +53,10 @@ bench: $(MDIR)/snn.npz
 FUZZ ?= 1000
 fuzz: $(STAMP)
 	$(PY) -m firstspike.sim.fuzz --configs $(FUZZ)
+
+# bounded proofs of the PE and fire unit against the spec (SymbiYosys + Yices) -> build/formal.json
+formal: $(STAMP)
+	$(PY) -m firstspike.sim.formal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check firstspike sw hw sim tests

