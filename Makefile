@@ -13,7 +13,7 @@ MDIR := build/model/$(MODEL)
 # compiled simulators of this checkout stay beside its other build outputs
 export FIRSTSPIKE_CACHE_DIR ?= $(CURDIR)/build/cache
 
-.PHONY: all venv sim synth report bench fuzz formal lint test test-slow clean
+.PHONY: all venv sim synth report bench fuzz formal mutation lint test test-slow clean
 
 all: sim
 
@@ -57,6 +57,11 @@ fuzz: $(STAMP)
 # bounded proofs of the PE and fire unit against the spec (SymbiYosys + Yices) -> build/formal.json
 formal: $(STAMP)
 	$(PY) -m firstspike.sim.formal
+
+# single-bit faults of the netlist (Yosys mutate) through the RTL check -> build/mutation.json
+MUTANTS ?= 200
+mutation: $(STAMP)
+	$(PY) -m firstspike.sim.mutation --mutants $(MUTANTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check firstspike sw hw sim tests

@@ -42,11 +42,13 @@ def first_mismatch(image: int, golden: GoldenResult, b: int, rtl: RunResult) -> 
     return None
 
 
-def check_network_on_rtl(built, cfg, model, times, work_dir) -> list[str]:
+def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) -> list[str]:
     """Load ``model`` into a built array over the host bus, run ``times`` and compare every image
     with the golden model and the cycle model (hw/perf.py), layer by layer and counter by
     counter. Returns the problems found (empty: bit-exact and cycle-exact). The one RTL check
-    loop of the test suites and the fuzzer."""
+    loop of the test suites, the fuzzer and the mutation score (``mutant``: which mutant of a
+    mutated build runs). A run that takes ten times the cycles the model predicts is stopped
+    (a hung design) and fails with RuntimeError."""
     from firstspike.hw.config import network_image
     from firstspike.hw.host import decode_results, network_writes
     from firstspike.hw.perf import layer_counts
@@ -54,8 +56,10 @@ def check_network_on_rtl(built, cfg, model, times, work_dir) -> list[str]:
     from firstspike.sw.golden import GoldenModel
     golden = GoldenModel(model).run_times(times)
     counts = layer_counts(model, cfg.pes, golden, cfg.spike_lanes)
-    run = verilator.run(built, cfg, model.shapes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
-                        work_dir=work_dir)
+    writes = network_writes(cfg, network_image(model, cfg))
+    limit = 10 * (len(writes) + sum(int(c.cycles.sum()) for c in counts) + np.asarray(times).size) + 10_000
+    run = verilator.run(built, cfg, model.shapes, times, load_writes=writes, work_dir=work_dir, mutant=mutant,
+                        cycle_limit=limit)
     problems = []
     for b in range(len(times)):
         result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])

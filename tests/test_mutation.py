@@ -1,0 +1,44 @@
+"""Mutation score machinery (sim/mutation.py): the mutants are sampled, parsed and built
+into one design behind a select input; the slow test runs a few of them."""
+import re
+
+import pytest
+
+from firstspike.sim.mutation import _parse, _short, mutated_design, mutation_score, suite_config, suite_seeds
+
+
+def test_suite_is_the_fuzz_networks_of_one_shape():
+    seeds = suite_seeds(5)
+    assert seeds == [1, 5, 9, 13, 17]
+    cfg = suite_config(seeds)
+    assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
+
+
+def test_mutated_design_has_every_mutant_behind_the_select_input(tmp_path):
+    cfg = suite_config(suite_seeds(2))
+    verilog, mutants, bits = mutated_design(cfg, 12, 7, tmp_path)
+    assert [m.id for m in mutants] == list(range(1, 13)) and bits == 4
+    assert {m.mode for m in mutants} <= {"inv", "const0", "const1", "cnot0", "cnot1"}
+    text = verilog.read_text()
+    assert re.search(r"input \[3:0\] mutsel;", text)
+    # each mutant compares the select input with its own number
+    assert all(f"4'h{m.id:x}" in text for m in mutants)
+    again = mutated_design(cfg, 12, 7, tmp_path / "again")[1]
+    assert [m.command for m in again] == [m.command for m in mutants]  # seeded: the same sample
+
+
+def test_mutation_commands_are_parsed():
+    m = _parse(r"mutate -ctrl mutsel 8 17 -mode cnot1 -module neuron_array -cell $flatten\fire.$310 -port Y "
+               r"-portbit 1 -ctrlbit 0 -src /x/hw/sequencer.py:69.5-69.20 -src /x/hw/fire.py:120")
+    assert (m.id, m.mode, m.cell, m.port, m.bit) == (17, "cnot1", r"$flatten\fire.$310", "Y", 1)
+    assert m.src == "hw/sequencer.py:69 hw/fire.py:120"
+    assert _short("/a/b/lib/memory.py:401.1-401.9") == "lib/memory.py:401"
+
+
+@pytest.mark.slow
+def test_mutants_are_killed_and_survivors_listed(tmp_path):
+    report = mutation_score(mutants=8, seed=3, networks=3, jobs=2, work=tmp_path, quiet=True)
+    assert report["mutants"] == 8 and report["killed"] + report["survived"] == 8
+    assert report["killed"] >= 4  # single-bit faults in the datapath change spikes or cycles
+    assert all(r["why"] for r in report["killed_list"])
+    assert sum(k for k, _ in report["by_file"].values()) == report["killed"]
