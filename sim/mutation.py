@@ -15,7 +15,7 @@ report lists it with its netlist location and Amaranth source line, to be read: 
 test is missing or the fault cannot change any output (an equivalent mutant). Mutant 0
 (the unmutated netlist) must pass, or the score means nothing.
 
-    python -m firstspike.sim.mutation [--mutants 200] [--seed 1] [--networks 8] [--jobs N]
+    python -m firstspike.sim.mutation [--mutants 200] [--seed 1] [--networks 12] [--images 8] [--jobs N]
 """
 from __future__ import annotations
 
@@ -31,12 +31,15 @@ from dataclasses import asdict, dataclass
 import multiprocessing
 from pathlib import Path
 
+import numpy as np
 from amaranth.back import rtlil
 
 from firstspike.hw.config import ArrayConfig, requirements
 from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.verilog import TOP
 from firstspike.sw.formats import Timing
+
+from firstspike.sw.random_models import at_thresholds, random_input_times
 
 from .fuzz import SHAPES, random_network
 
@@ -55,14 +58,41 @@ class Mutant:
     command: str  #: the Yosys command that applies it
 
 
+#: suite networks that also run with their biases on the threshold edges (at_thresholds)
+EDGE_NETWORKS = 4
+
+
+def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
+    """The suite: (name, model, input times) of the first ``networks`` fuzz networks of
+    SHAPE_INDEX (their 2 fuzz images, then ``images - 2`` more from ``default_rng([seed, 1])``:
+    more images reach more corner cases for little time, a run's cost being mostly start-up),
+    then the first EDGE_NETWORKS of them with every hidden bias on a threshold edge
+    (sw.random_models.at_thresholds), run on a silent image and mostly silent ones, so
+    that potentials sit exactly at or one below a threshold."""
+    out, models = [], []
+    for seed in suite_seeds(networks):
+        _, model, times = random_network(seed)
+        n_in = model.layers[0].n_in
+        more = random_input_times(np.random.default_rng([seed, 1]), n_in, max(0, images - len(times)), model.timing)
+        out.append((f"fuzz {seed}", model, np.concatenate([times, more])[:images]))
+        models.append((seed, model))
+    for seed, model in models[:EDGE_NETWORKS]:
+        rng = np.random.default_rng([seed, 2])
+        quiet = random_input_times(rng, model.layers[0].n_in, images - 1, model.timing, silent_fraction=0.9)
+        silent = np.full((1, model.layers[0].n_in), -1, dtype=np.int64)
+        out.append((f"fuzz {seed} at thresholds", at_thresholds(rng, model), np.concatenate([silent, quiet])))
+    return out
+
+
 def suite_seeds(networks: int) -> list[int]:
-    """Seeds of the suite's networks: the fuzz configurations of SHAPE_INDEX, in order."""
+    """Seeds of the suite's fuzz networks: the fuzz configurations of SHAPE_INDEX, in order."""
     return [s for s in range(SHAPE_INDEX, 10 ** 6, len(SHAPES))][:networks]
 
 
-def suite_config(seeds: list[int]) -> ArrayConfig:
+def suite_config(networks: list) -> ArrayConfig:
+    """The smallest array of shape SHAPE_INDEX that runs every suite network."""
     pes, T, B, F = SHAPES[SHAPE_INDEX]
-    need = [requirements(random_network(s)[1], pes) for s in seeds]
+    need = [requirements(model, pes) for _, model, _ in networks]
     return ArrayConfig(pes=pes, timing=Timing(T=T, B=B, frac_bits=F), **{k: max(n[k] for n in need) for k in need[0]})
 
 
@@ -74,7 +104,7 @@ def _yosys(script: str, work: Path) -> str:
     return proc.stdout
 
 
-PREPARE = f"read_rtlil design.il; hierarchy -top {TOP}; proc; flatten; memory_collect; opt_clean"
+PREPARE = f"read_rtlil design.il; hierarchy -top {TOP}; proc; flatten; memory_collect; opt; opt_clean"
 
 
 def mutated_design(cfg: ArrayConfig, count: int, seed: int, work: Path) -> tuple[Path, list[Mutant], int]:
@@ -114,16 +144,16 @@ def _short(src: str) -> str:
 _STATE: dict = {}
 
 
-def _init(built, cfg, seeds, work):
-    _STATE.update(built=built, cfg=cfg, networks=[random_network(s) for s in seeds], seeds=seeds, work=work)
+def _init(built, cfg, networks, images, work):
+    _STATE.update(built=built, cfg=cfg, networks=suite(networks, images), work=work)
 
 
 def _run_mutant(mutant_id: int) -> dict:
     from .check import check_network_on_rtl
     s = _STATE
     start = time.perf_counter()
-    for seed, (_, model, times) in zip(s["seeds"], s["networks"]):
-        work = Path(s["work"]) / f"m{mutant_id}" / f"n{seed}"
+    for n, (name, model, times) in enumerate(s["networks"]):
+        work = Path(s["work"]) / f"m{mutant_id}" / f"n{n}"
         try:
             problems = check_network_on_rtl(s["built"], s["cfg"], model, times, work, mutant=mutant_id)
         except RuntimeError as e:  # a hang or a failed simulation
@@ -131,12 +161,12 @@ def _run_mutant(mutant_id: int) -> dict:
         except ValueError as e:  # hw.host.decode_results: words no array may return
             problems = [f"malformed read-back: {e}"]
         if problems:
-            return {"id": mutant_id, "killed": True, "by": seed, "why": problems[0],
+            return {"id": mutant_id, "killed": True, "by": name, "why": problems[0],
                     "seconds": time.perf_counter() - start}
     return {"id": mutant_id, "killed": False, "by": None, "why": None, "seconds": time.perf_counter() - start}
 
 
-def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 8, jobs: int | None = None,
+def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 12, images: int = 8, jobs: int | None = None,
                    work: str | os.PathLike | None = None, quiet: bool = False) -> dict:
     """Build the mutated design, run every mutant and return the report (see module doc)."""
     from tqdm import tqdm
@@ -144,20 +174,20 @@ def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 8, jobs: i
     from . import verilator
     jobs = jobs or os.cpu_count() or 1
     work = Path(work or tempfile.mkdtemp(prefix="firstspike-mutation-")).resolve()
-    seeds = suite_seeds(networks)
-    cfg = suite_config(seeds)
+    nets = suite(networks, images)
+    cfg = suite_config(nets)
     start = time.perf_counter()
     verilog, listed, bits = mutated_design(cfg, mutants, seed, work)
     built = verilator.build(verilog, cfg, mutant_bits=bits)
     build_seconds = time.perf_counter() - start
-    _init(built, cfg, seeds, work)
+    _init(built, cfg, networks, images, work)
     baseline = _run_mutant(0)
     if baseline["killed"]:
         raise RuntimeError(f"the unmutated netlist fails the check: {baseline['why']}")
     results = {}
     # spawned, not forked: this process already ran simulations (threads, locks)
     spawn = multiprocessing.get_context("spawn")
-    with spawn.Pool(jobs, initializer=_init, initargs=(built, cfg, seeds, work)) as pool:
+    with spawn.Pool(jobs, initializer=_init, initargs=(built, cfg, networks, images, work)) as pool:
         bar = tqdm(total=len(listed), desc="mutants", unit="mutant", disable=quiet)
         for r in pool.imap_unordered(_run_mutant, [m.id for m in listed]):
             results[r["id"]] = r
@@ -173,7 +203,8 @@ def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 8, jobs: i
         by_file[f][0] += r["killed"]
         by_file[f][1] += 1
     return {"mutants": len(rows), "killed": killed, "survived": len(rows) - killed,
-            "score": killed / len(rows) if rows else 0.0, "seed": seed, "networks": seeds,
+            "score": killed / len(rows) if rows else 0.0, "seed": seed, "images": images,
+            "networks": [name for name, _, _ in nets],
             "shape": SHAPES[SHAPE_INDEX], "config": cfg.to_dict(), "by_file": by_file,
             "survivors": [r for r in rows if not r["killed"]], "killed_list": [r for r in rows if r["killed"]],
             "build_seconds": build_seconds, "seconds": time.perf_counter() - start, "jobs": jobs}
@@ -183,14 +214,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m firstspike.sim.mutation", description=__doc__.split("\n")[0])
     parser.add_argument("--mutants", type=int, default=200, help="mutants to sample (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="Yosys sampling seed (default 1)")
-    parser.add_argument("--networks", type=int, default=8, help="random networks in the suite (default 8)")
+    parser.add_argument("--networks", type=int, default=12, help="random networks in the suite (default 12)")
+    parser.add_argument("--images", type=int, default=8, help="images per network (default 8)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--work", default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--out", default="build/mutation.json", help="report (default build/mutation.json)")
     args = parser.parse_args(argv)
-    if args.mutants < 1 or args.networks < 1:
-        parser.error("--mutants and --networks must be at least 1")
-    report = mutation_score(args.mutants, args.seed, args.networks, args.jobs, args.work)
+    if min(args.mutants, args.networks, args.images) < 1:
+        parser.error("--mutants, --networks and --images must be at least 1")
+    report = mutation_score(args.mutants, args.seed, args.networks, args.images, args.jobs, args.work)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"mutation score: {report['killed']}/{report['mutants']} killed ({100 * report['score']:.1f} %), "

@@ -69,3 +69,20 @@ def random_cnn(rng: np.random.Generator, in_shape: tuple[int, int, int], convs: 
             in_shape=shape if k == 0 else None))
         n_in, shape = n_out, None
     return SnnModel(timing=timing, input_theta=1.0, layers=layers, name="random-cnn")
+
+
+def at_thresholds(rng: np.random.Generator, model: SnnModel) -> SnnModel:
+    """The model with every hidden layer's biases moved onto its threshold edges: bias
+    ``TH[t]`` or ``TH[t] - 1`` for a random t per channel. A neuron that receives no input
+    spike (or only a few weak ones) then sits exactly at, or one unit below, a threshold,
+    so the comparison ``V >= TH[t]`` is tested at its edge for every t and every bit of the
+    table (a random network almost never lands there)."""
+    layers = []
+    for layer in model.layers:
+        if layer.thresholds is not None:
+            th = np.asarray(layer.thresholds, dtype=np.int64)
+            t = rng.integers(0, len(th), size=layer.channels)
+            bias = th[t] - rng.integers(0, 2, size=layer.channels)
+            layer = SnnLayer(**{**layer.__dict__, "bias": bias.astype(np.int64)})
+        layers.append(layer)
+    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name + "-edges")

@@ -4,18 +4,23 @@ import re
 
 import pytest
 
-from firstspike.sim.mutation import _parse, _short, mutated_design, mutation_score, suite_config, suite_seeds
+from firstspike.sim.mutation import (EDGE_NETWORKS, _parse, _short, mutated_design, mutation_score, suite,
+                                     suite_config, suite_seeds)
 
 
-def test_suite_is_the_fuzz_networks_of_one_shape():
-    seeds = suite_seeds(5)
-    assert seeds == [1, 5, 9, 13, 17]
-    cfg = suite_config(seeds)
+def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
+    assert suite_seeds(5) == [1, 5, 9, 13, 17]
+    nets = suite(5, 6)
+    assert [name for name, _, _ in nets] == [f"fuzz {s}" for s in (1, 5, 9, 13, 17)] + [
+        f"fuzz {s} at thresholds" for s in (1, 5, 9, 13)][:EDGE_NETWORKS]
+    assert all(len(times) == 6 for _, _, times in nets)
+    assert (nets[-1][2][0] == -1).all()  # the threshold-edge networks start with a silent image
+    cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
 
 
 def test_mutated_design_has_every_mutant_behind_the_select_input(tmp_path):
-    cfg = suite_config(suite_seeds(2))
+    cfg = suite_config(suite(2, 2))
     verilog, mutants, bits = mutated_design(cfg, 12, 7, tmp_path)
     assert [m.id for m in mutants] == list(range(1, 13)) and bits == 4
     assert {m.mode for m in mutants} <= {"inv", "const0", "const1", "cnot0", "cnot1"}
@@ -37,7 +42,7 @@ def test_mutation_commands_are_parsed():
 
 @pytest.mark.slow
 def test_mutants_are_killed_and_survivors_listed(tmp_path):
-    report = mutation_score(mutants=8, seed=3, networks=3, jobs=2, work=tmp_path, quiet=True)
+    report = mutation_score(mutants=8, seed=3, networks=3, images=3, jobs=2, work=tmp_path, quiet=True)
     assert report["mutants"] == 8 and report["killed"] + report["survived"] == 8
     assert report["killed"] >= 4  # single-bit faults in the datapath change spikes or cycles
     assert all(r["why"] for r in report["killed_list"])

@@ -15,7 +15,7 @@ from firstspike.sim.check import check_network_on_rtl, first_mismatch
 from firstspike.flow import simulate
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
-from firstspike.sw.random_models import random_cnn, random_input_times, random_model
+from firstspike.sw.random_models import at_thresholds, random_cnn, random_input_times, random_model
 
 # (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8
 CONFIGS = [(1, 8, 1, 12), (4, 16, 2, 16), (16, 8, 4, 14), (4, 5, 8, 10), (16, 32, 2, 16), (1, 12, 4, 12)]
@@ -87,6 +87,34 @@ def test_random_cnns_bit_exact(index, tmp_path):
     pes, T, B, F = CNN_CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path)
+
+
+def _edge_networks(timing):
+    """CNNs of config 1 and MLPs with every hidden bias on a threshold edge (at_thresholds),
+    on a silent image and mostly silent ones: potentials exactly at or one below TH[t]."""
+    out = []
+    for seed, model, _ in _cnns(1, timing)[:3] + _networks(1, timing)[:3]:
+        rng = np.random.default_rng([seed, 2])
+        n_in = model.layers[0].n_in
+        times = np.concatenate([np.full((1, n_in), -1), random_input_times(rng, n_in, 3, timing, silent_fraction=0.9)])
+        out.append((seed, at_thresholds(rng, model), times))
+    return out
+
+
+def test_potentials_exactly_at_thresholds_bit_exact(tmp_path):
+    """Firing at the edge of the comparison V >= TH[t], where a random network rarely lands
+    (the mutation score found threshold-register faults only such networks reveal)."""
+    timing = Timing(T=16, B=2, frac_bits=14)
+    nets = _edge_networks(timing)
+    on_threshold = below = 0
+    for _, model, times in nets:
+        th = model.layers[0].thresholds
+        if th is not None:  # the silent image: first-layer potentials are the biases
+            v = GoldenModel(model).layer_potentials(0, times[:1]).ravel()
+            on_threshold += int(np.isin(v, th).sum())
+            below += int(np.isin(v + 1, th).sum())
+    assert on_threshold >= 10 and below >= 10
+    _check_bit_exact_and_cycles(nets, 4, timing, tmp_path)
 
 
 def test_random_cnns_cover_the_geometry():
