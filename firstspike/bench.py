@@ -101,9 +101,28 @@ def run_bench(model_path="build/model/cnn/snn.npz", *, pes: int = 16, batch: int
         start = time.perf_counter()
         subprocess.run(["make", "-s", "sim"], check=True, capture_output=True)
         result["make_sim_s"] = time.perf_counter() - start
+    result["verification"] = verification_summary(Path(out).parent)
     write_text(out, json.dumps(result, indent=2) + "\n", "benchmark results")
     print_bench(result)
     return result
+
+
+def verification_summary(build_dir) -> dict:
+    """Headline numbers of the latest ``make mutation``, ``make formal`` and ``make fuzz``
+    runs (their JSON files in ``build_dir``), so one file holds every measured number;
+    a run that has not happened is absent."""
+    out = {}
+    files = {name: Path(build_dir) / f"{name}.json" for name in ("mutation", "formal", "fuzz")}
+    if files["mutation"].is_file():
+        m = json.loads(files["mutation"].read_text())
+        out["mutation"] = {k: m[k] for k in ("mutants", "killed", "survived", "score", "seed", "seconds")}
+    if files["formal"].is_file():
+        f = json.loads(files["formal"].read_text())
+        out["formal"] = {p["name"]: {"passed": p["passed"], "reached": p["reached"], "depth": p["depth"]} for p in f}
+    if files["fuzz"].is_file():
+        z = json.loads(files["fuzz"].read_text())
+        out["fuzz"] = {k: z[k] for k in ("configurations", "mismatching_configurations", "configurations_per_s")}
+    return out
 
 
 def print_bench(r: dict) -> None:
@@ -124,6 +143,19 @@ def print_bench(r: dict) -> None:
     ]
     if "make_sim_s" in r:
         rows.append(("make sim (warm)", f"{r['make_sim_s']:.1f} s"))
+    v = r.get("verification", {})
+    if "mutation" in v:
+        m = v["mutation"]
+        rows.append(("mutation score (make mutation)",
+                     f"{m['killed']}/{m['mutants']} killed ({100 * m['score']:.1f} %)"))
+    if "formal" in v:
+        proofs = v["formal"]
+        rows.append(("formal proofs (make formal)", f"{sum(p['passed'] and p['reached'] for p in proofs.values())}"
+                                                    f"/{len(proofs)} hold"))
+    if "fuzz" in v:
+        z = v["fuzz"]
+        rows.append(("fuzz (make fuzz)", f"{z['configurations']} networks, {z['mismatching_configurations']} "
+                                         f"mismatching, {z['configurations_per_s']:.1f} networks/s"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")

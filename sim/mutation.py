@@ -39,7 +39,7 @@ from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.verilog import TOP
 from firstspike.sw.formats import Timing
 
-from firstspike.sw.random_models import at_thresholds, random_input_times
+from firstspike.sw.random_models import at_thresholds, random_input_times, threshold_probe
 
 from .fuzz import SHAPES, random_network
 
@@ -59,7 +59,14 @@ class Mutant:
 
 
 #: suite networks that also run with their biases on the threshold edges (at_thresholds)
-EDGE_NETWORKS = 4
+EDGE_NETWORKS = 6
+#: threshold probes (sw.random_models.threshold_probe): zero weights, every hidden potential
+#: on a threshold edge, wide random tables (entries up to 2**WIDE_BITS: every magnitude bit
+#: of the suite array's 22-bit threshold registers); two hidden layers of the suite's 14
+#: channels each, so PROBES of them meet each of the 2T (t, edge) pairs about 7 times
+PROBES = 8
+PROBE_SIZES = [8, 14, 14, 4]
+WIDE_BITS = 20
 
 
 def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
@@ -67,8 +74,8 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     SHAPE_INDEX (their 2 fuzz images, then ``images - 2`` more from ``default_rng([seed, 1])``:
     more images reach more corner cases for little time, a run's cost being mostly start-up),
     then the first EDGE_NETWORKS of them with every hidden bias on a threshold edge
-    (sw.random_models.at_thresholds), run on a silent image and mostly silent ones, so
-    that potentials sit exactly at or one below a threshold."""
+    (sw.random_models.at_thresholds), run on a silent image and mostly silent ones, so that
+    potentials sit exactly at or one below a threshold, then PROBES threshold probes."""
     out, models = [], []
     for seed in suite_seeds(networks):
         _, model, times = random_network(seed)
@@ -81,6 +88,11 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         quiet = random_input_times(rng, model.layers[0].n_in, images - 1, model.timing, silent_fraction=0.9)
         silent = np.full((1, model.layers[0].n_in), -1, dtype=np.int64)
         out.append((f"fuzz {seed} at thresholds", at_thresholds(rng, model), np.concatenate([silent, quiet])))
+    timing = models[0][1].timing
+    for k in range(PROBES):
+        rng = np.random.default_rng([k, 4])
+        probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS)
+        out.append((f"threshold probe {k}", probe, random_input_times(rng, PROBE_SIZES[0], 1, timing)))
     return out
 
 
@@ -167,8 +179,11 @@ def _run_mutant(mutant_id: int) -> dict:
 
 
 def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 12, images: int = 8, jobs: int | None = None,
-                   work: str | os.PathLike | None = None, quiet: bool = False) -> dict:
-    """Build the mutated design, run every mutant and return the report (see module doc)."""
+                   work: str | os.PathLike | None = None, quiet: bool = False, only: list[dict] | None = None) -> dict:
+    """Build the mutated design, run every mutant and return the report (see module doc).
+
+    ``only``: run just these mutants (rows of an earlier report, e.g. its survivors, after a
+    test was added); they must be the same faults this run samples."""
     from tqdm import tqdm
 
     from . import verilator
@@ -178,6 +193,14 @@ def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 12, images
     cfg = suite_config(nets)
     start = time.perf_counter()
     verilog, listed, bits = mutated_design(cfg, mutants, seed, work)
+    if only is not None:
+        sampled = {m.id: m.command for m in listed}
+        stale = [r["id"] for r in only if sampled.get(r["id"]) != r["command"]]
+        if stale:
+            raise ValueError(f"mutants {stale[:5]} of the earlier report are not the faults this run samples: "
+                             "use the same --mutants, --seed and --networks (and the same design)")
+        wanted = {r["id"] for r in only}
+        listed = [m for m in listed if m.id in wanted]
     built = verilator.build(verilog, cfg, mutant_bits=bits)
     build_seconds = time.perf_counter() - start
     _init(built, cfg, networks, images, work)
@@ -219,10 +242,15 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--work", default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--out", default="build/mutation.json", help="report (default build/mutation.json)")
+    parser.add_argument("--survivors-of", default=None, metavar="REPORT",
+                        help="run only the survivors of an earlier report (same settings)")
     args = parser.parse_args(argv)
     if min(args.mutants, args.networks, args.images) < 1:
         parser.error("--mutants, --networks and --images must be at least 1")
-    report = mutation_score(args.mutants, args.seed, args.networks, args.images, args.jobs, args.work)
+    only = None
+    if args.survivors_of:
+        only = json.loads(Path(args.survivors_of).read_text())["survivors"]
+    report = mutation_score(args.mutants, args.seed, args.networks, args.images, args.jobs, args.work, only=only)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"mutation score: {report['killed']}/{report['mutants']} killed ({100 * report['score']:.1f} %), "

@@ -71,18 +71,38 @@ def random_cnn(rng: np.random.Generator, in_shape: tuple[int, int, int], convs: 
     return SnnModel(timing=timing, input_theta=1.0, layers=layers, name="random-cnn")
 
 
-def at_thresholds(rng: np.random.Generator, model: SnnModel) -> SnnModel:
+def at_thresholds(rng: np.random.Generator, model: SnnModel, wide_bits: int | None = None) -> SnnModel:
     """The model with every hidden layer's biases moved onto its threshold edges: bias
-    ``TH[t]`` or ``TH[t] - 1`` for a random t per channel. A neuron that receives no input
+    ``TH[t]`` or ``TH[t] - 1``, a different (t, choice) pair per channel. A neuron that receives no input
     spike (or only a few weak ones) then sits exactly at, or one unit below, a threshold,
-    so the comparison ``V >= TH[t]`` is tested at its edge for every t and every bit of the
-    table (a random network almost never lands there)."""
+    so the comparison ``V >= TH[t]`` is tested at its edge for every t (a random network
+    almost never lands there).
+
+    ``wide_bits``: also replace each table by T distinct random integers in
+    ``[1, 2**wide_bits]`` (model files hold thresholds >= 1), sorted descending, so every
+    magnitude bit of every threshold register matters somewhere."""
     layers = []
     for layer in model.layers:
         if layer.thresholds is not None:
             th = np.asarray(layer.thresholds, dtype=np.int64)
-            t = rng.integers(0, len(th), size=layer.channels)
-            bias = th[t] - rng.integers(0, 2, size=layer.channels)
+            if wide_bits is not None:
+                lim = 1 << wide_bits
+                th = np.sort(rng.choice(lim, size=len(th), replace=False) + 1)[::-1].astype(np.int64)
+                layer = SnnLayer(**{**layer.__dict__, "thresholds": th})
+            # distinct (t, below) pairs in random order: with 2T channels or more, every
+            # threshold is met exactly and missed by one
+            pairs = 2 * len(th)
+            j = rng.permutation(max(pairs, layer.channels))[:layer.channels]
+            t, below = j % len(th), (j // len(th)) % 2
+            bias = th[t] - below
             layer = SnnLayer(**{**layer.__dict__, "bias": bias.astype(np.int64)})
         layers.append(layer)
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name + "-edges")
+
+
+def threshold_probe(rng: np.random.Generator, sizes: list[int], timing: Timing, wide_bits: int) -> SnnModel:
+    """A network whose hidden neurons sit exactly on their threshold edges on every image:
+    all weights are the zero code, so each potential is its bias (at_thresholds with wide
+    random tables). It checks the fire stage's comparison and every threshold register bit
+    in every hidden layer, whatever the input."""
+    return at_thresholds(rng, random_model(rng, sizes, timing, zero_fraction=1.0), wide_bits)

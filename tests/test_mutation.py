@@ -4,17 +4,25 @@ import re
 
 import pytest
 
-from firstspike.sim.mutation import (EDGE_NETWORKS, _parse, _short, mutated_design, mutation_score, suite,
+from firstspike.sim.mutation import (EDGE_NETWORKS, PROBES, _parse, _short, mutated_design, mutation_score, suite,
                                      suite_config, suite_seeds)
 
 
 def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     assert suite_seeds(5) == [1, 5, 9, 13, 17]
     nets = suite(5, 6)
+    edges = (1, 5, 9, 13, 17)[:EDGE_NETWORKS]
     assert [name for name, _, _ in nets] == [f"fuzz {s}" for s in (1, 5, 9, 13, 17)] + [
-        f"fuzz {s} at thresholds" for s in (1, 5, 9, 13)][:EDGE_NETWORKS]
-    assert all(len(times) == 6 for _, _, times in nets)
-    assert (nets[-1][2][0] == -1).all()  # the threshold-edge networks start with a silent image
+        f"fuzz {s} at thresholds" for s in edges] + [f"threshold probe {k}" for k in range(PROBES)]
+    # the probes meet every (t, exactly / one below) pair of every hidden layer's table
+    pairs = set()
+    for _, model, _ in nets[-PROBES:]:
+        for layer in model.layers[:-1]:
+            th = list(layer.thresholds)
+            pairs |= {(th.index(b + d), d) for b in layer.bias.tolist() for d in (0, 1) if b + d in th}
+    assert pairs == {(t, d) for t in range(16) for d in (0, 1)}
+    assert all(len(times) == 6 for _, _, times in nets[:-PROBES])  # a probe needs one image
+    assert (nets[-PROBES - 1][2][0] == -1).all()  # the threshold-edge networks start with a silent image
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
 

@@ -15,7 +15,8 @@ from firstspike.sim.check import check_network_on_rtl, first_mismatch
 from firstspike.flow import simulate
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
-from firstspike.sw.random_models import at_thresholds, random_cnn, random_input_times, random_model
+from firstspike.sw.random_models import (at_thresholds, random_cnn, random_input_times, random_model,
+                                           threshold_probe)
 
 # (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8
 CONFIGS = [(1, 8, 1, 12), (4, 16, 2, 16), (16, 8, 4, 14), (4, 5, 8, 10), (16, 32, 2, 16), (1, 12, 4, 12)]
@@ -98,6 +99,9 @@ def _edge_networks(timing):
         n_in = model.layers[0].n_in
         times = np.concatenate([np.full((1, n_in), -1), random_input_times(rng, n_in, 3, timing, silent_fraction=0.9)])
         out.append((seed, at_thresholds(rng, model), times))
+    for k in range(3):  # zero weights, wide tables: every threshold register bit matters
+        rng = np.random.default_rng([k, 4])
+        out.append((k, threshold_probe(rng, [6, 32, 32, 3], timing, 20), random_input_times(rng, 6, 2, timing)))
     return out
 
 
@@ -113,7 +117,8 @@ def test_potentials_exactly_at_thresholds_bit_exact(tmp_path):
             v = GoldenModel(model).layer_potentials(0, times[:1]).ravel()
             on_threshold += int(np.isin(v, th).sum())
             below += int(np.isin(v + 1, th).sum())
-    assert on_threshold >= 10 and below >= 10
+    assert on_threshold >= 20 and below >= 20
+    assert max(int(model.layers[0].thresholds[0]) for _, model, _ in nets) > 1 << 19
     _check_bit_exact_and_cycles(nets, 4, timing, tmp_path)
 
 
