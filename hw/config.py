@@ -152,6 +152,17 @@ class ArrayConfig:
         cfg = cls(pes=pes, timing=model.timing, **need)
         return replace(cfg, **overrides) if overrides else cfg
 
+    @classmethod
+    def for_models(cls, models, pes: int) -> "ArrayConfig":
+        """The smallest configuration that runs every one of ``models`` (all of one timing):
+        one build serves them all, each loaded over the host bus."""
+        models = list(models)
+        if len({m.timing for m in models}) != 1:
+            raise InputError(f"one array runs one timing, not {sorted({str(m.timing) for m in models})}")
+        cfgs = [cls.for_model(m, pes) for m in models]
+        need = {k: max(getattr(c, k) for c in cfgs) for k in requirements(models[0], pes)}
+        return replace(cfgs[0], **need)
+
     def check_fits(self, model: SnnModel) -> None:
         """Raise DoesNotFit listing every resource the model needs more of."""
         if model.timing != self.timing:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -236,7 +237,6 @@ class FireProof(_Harness):
 
         # what leaves this cycle: the lowest min(L, owed) lanes
         spikes = fire.spikes
-        sent = Signal(P, name="ref_sent")
         m.d.comb += Assert(spikes.valid == (owed != 0), "spikes offered iff the reference owes spikes")
         left = owed
         for i in range(L):
@@ -255,7 +255,6 @@ class FireProof(_Harness):
             left_next = Signal(P, name=f"ref_left{i}")
             m.d.comb += left_next.eq(left & (left - 1))
             left = left_next
-        m.d.comb += sent.eq(owed & ~left)
         with m.If(spikes.valid & spikes.ready):
             m.d.sync += owed.eq(left)
         with m.If(accept & sample.last):
@@ -347,7 +346,6 @@ chformal -lower
 
 def solver_env() -> dict:
     """PATH with this environment's bin/ first, where yices-smt2 and yowasp-sby live."""
-    import os
     env = dict(os.environ)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")

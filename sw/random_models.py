@@ -1,6 +1,8 @@
 """Random integer SNNs for verification: every weight code, busy and silent neurons."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .formats import SIGN_BIT, ZERO_CODE, Timing, threshold_table
@@ -73,10 +75,10 @@ def random_cnn(rng: np.random.Generator, in_shape: tuple[int, int, int], convs: 
 
 def at_thresholds(rng: np.random.Generator, model: SnnModel, wide_bits: int | None = None) -> SnnModel:
     """The model with every hidden layer's biases moved onto its threshold edges: bias
-    ``TH[t]`` or ``TH[t] - 1``, a different (t, choice) pair per channel. A neuron that receives no input
-    spike (or only a few weak ones) then sits exactly at, or one unit below, a threshold,
-    so the comparison ``V >= TH[t]`` is tested at its edge for every t (a random network
-    almost never lands there).
+    ``TH[t]`` or ``TH[t] - 1``, a different (t, choice) pair per channel. A neuron that
+    receives no input spike (or only a few weak ones) then sits exactly at, or one unit
+    below, a threshold, so the comparison ``V >= TH[t]`` is tested at its edge for every t
+    (a random network almost never lands there).
 
     ``wide_bits``: also replace each table by T distinct random integers in
     ``[1, 2**wide_bits]`` (model files hold thresholds >= 1), sorted descending, so every
@@ -88,14 +90,12 @@ def at_thresholds(rng: np.random.Generator, model: SnnModel, wide_bits: int | No
             if wide_bits is not None:
                 lim = 1 << wide_bits
                 th = np.sort(rng.choice(lim, size=len(th), replace=False) + 1)[::-1].astype(np.int64)
-                layer = SnnLayer(**{**layer.__dict__, "thresholds": th})
             # distinct (t, below) pairs in random order: with 2T channels or more, every
             # threshold is met exactly and missed by one
             pairs = 2 * len(th)
             j = rng.permutation(max(pairs, layer.channels))[:layer.channels]
             t, below = j % len(th), (j // len(th)) % 2
-            bias = th[t] - below
-            layer = SnnLayer(**{**layer.__dict__, "bias": bias.astype(np.int64)})
+            layer = replace(layer, thresholds=th, bias=(th[t] - below).astype(np.int64))
         layers.append(layer)
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name + "-edges")
 

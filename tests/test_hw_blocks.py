@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from firstspike.errors import InputError
 from firstspike.hw.config import ArrayConfig, DoesNotFit, network_image
 from firstspike.hw.fire import FireUnit
 from firstspike.hw.layouts import PeOp
@@ -260,3 +261,17 @@ def test_spike_lanes_must_be_a_power_of_two_up_to_pes():
         small_config(Timing(T=4, B=2, frac_bits=8), pes=2, spike_lanes=4)
     assert small_config(Timing(T=4, B=2, frac_bits=8), pes=16).spike_lanes == 4
     assert small_config(Timing(T=4, B=2, frac_bits=8), pes=3).spike_lanes == 2
+
+
+def test_one_array_for_several_models_is_their_largest_requirement():
+    timing = Timing(T=8, B=2, frac_bits=12)
+    models = [random_model(np.random.default_rng(s), sizes, timing) for s, sizes in ((0, [30, 5, 2]), (1, [4, 40, 3]))]
+    cfg = ArrayConfig.for_models(models, 4)
+    singles = [ArrayConfig.for_model(m, 4) for m in models]
+    assert cfg.weight_depth == max(c.weight_depth for c in singles) and cfg.max_channels == 40
+    assert cfg.acc_width == max(c.acc_width for c in singles)
+    for m in models:
+        cfg.check_fits(m)
+    other = random_model(np.random.default_rng(2), [4, 3], Timing(T=6, B=2, frac_bits=12))
+    with pytest.raises(InputError, match="one timing"):
+        ArrayConfig.for_models(models + [other], 4)

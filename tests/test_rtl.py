@@ -7,7 +7,7 @@ Random networks: reproduce a failure with the seed printed in the assertion mess
 import numpy as np
 import pytest
 
-from firstspike.hw.config import ArrayConfig, network_image, requirements
+from firstspike.hw.config import ArrayConfig, network_image
 from firstspike.hw.host import decode_results, network_writes
 from firstspike.hw.verilog import write_design
 from firstspike.sim import verilator
@@ -39,8 +39,8 @@ def _networks(index, timing):
 
 def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path):
     """Build one array big enough for every network, load each, compare with golden and perf model."""
-    need = [requirements(model, pes) for _, model, _ in nets]
-    cfg = ArrayConfig(pes=pes, timing=timing, **{k: max(n[k] for n in need) for k in need[0]})
+    cfg = ArrayConfig.for_models((model for _, model, _ in nets), pes)
+    assert cfg.timing == timing
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
     for seed, model, times in nets:
         problems = check_network_on_rtl(built, cfg, model, times, tmp_path / f"net{seed}")
