@@ -174,6 +174,10 @@ class ArrayConfig:
             raise DoesNotFit("model does not fit the array: " + "; ".join(short))
 
 
+#: the neuron models (sw/neurons) whose layers the array runs
+HW_NEURONS = ("ttfs",)
+
+
 def default_spike_lanes(pes: int) -> int:
     """min(4, pes) rounded down to a power of two: four lanes keep the fire stage ahead of a
     2x2 pool window for up to 16 spikes per group, at four event memory banks."""
@@ -198,8 +202,13 @@ def hardware_geometry(layer: SnnLayer) -> dict[str, int]:
 
 
 def unsupported(model: SnnModel) -> list[str]:
-    """What of a model the array cannot run at any size (strides and pools must be powers of two)."""
-    out = []
+    """What of a model the array cannot run at any size (strides and pools must be powers of two;
+    neuron models the array implements: HW_NEURONS)."""
+    out = [f"layer {k}: {layer.neuron} neurons are not in the processor yet, which runs "
+           f"{', '.join(HW_NEURONS)}; the golden model runs them (firstspike golden, firstspike report)"
+           for k, layer in enumerate(model.layers) if layer.neuron not in HW_NEURONS][:1]
+    if out:
+        return out
     geo = hardware_geometry(model.layers[-1])
     if geo["h_out"] * geo["w_out"] != 1:
         out.append(f"output layer: {geo['h_out']}x{geo['w_out']} positions; the array reads one potential per "

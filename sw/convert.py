@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .formats import (Timing, decode_spike_times, encode_spike_times, encode_weights, threshold_table,
+from .formats import (FormatError, Timing, decode_spike_times, encode_spike_times, encode_weights,
                       weight_scale_for)
 from .model import MAX_ACC_BITS, SnnLayer, SnnModel
+from .neurons import DEFAULT_NEURON, coding_of, neuron_model, rate_if
 
 CALIBRATIONS = ("max", "percentile", "iteration")
 #: accuracy lost by conversion (a fraction) above which the API and the CLI warn and suggest CAT
@@ -266,23 +267,31 @@ def check_finite_parameters(stages: list[Stage]) -> None:
 
 
 def calibrate(net, x: np.ndarray, method: str = "percentile",
-              percentile: float = 99.9, timing: Timing | None = None, input_shape=None) -> list[float]:
+              percentile: float = 99.9, timing: Timing | None = None, input_shape=None,
+              neuron: str = DEFAULT_NEURON) -> list:
     """Hidden-layer thresholds from float activation statistics on calibration inputs.
 
     ``max``: the largest activation; ``percentile``: that percentile of the positive
     activations (clipping the rare outliers buys resolution for the rest); ``iteration``:
-    threshold iteration, the minimum expected quantisation + clipping error on the TTFS
-    grid of ``timing`` under a Gaussian fit of each channel's pre-activations.
+    threshold iteration, the minimum expected quantisation + clipping error under a
+    Gaussian fit of each channel's pre-activations, on the grid of ``neuron``'s coding:
+    one threshold per layer on the TTFS grid of ``timing`` (ttfs: one table per layer),
+    one per channel on the rate grid of T steps (rate_if). Other methods give one float
+    per hidden layer.
     """
     if method not in CALIBRATIONS:
         raise ConversionError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
     if not 0 < percentile <= 100:
         raise ConversionError(f"percentile must be in (0, 100], not {percentile!r}")
+    coding = coding_of(neuron)
     check_finite_parameters(network_stages(net, input_shape))
     if method == "iteration":
         if timing is None:
             raise ConversionError("threshold iteration needs the timing (T, B) the SNN will use")
-        return [threshold_iteration(pre, timing) for pre in hidden_preactivations(net, x, input_shape)]
+        pres = hidden_preactivations(net, x, input_shape)
+        if coding == "rate":
+            return [rate_if.threshold_iteration(pre, timing.T) for pre in pres]
+        return [threshold_iteration(pre, timing) for pre in pres]
     thetas = []
     for k, act in enumerate(hidden_activations(net, x, input_shape)):
         pos = act[act > 0]
@@ -292,44 +301,60 @@ def calibrate(net, x: np.ndarray, method: str = "percentile",
     return thetas
 
 
-def convert(net, timing: Timing, input_theta: float, thetas: list[float],
-            name: str = "snn", info: dict | None = None, input_shape=None) -> SnnModel:
+def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "snn", info: dict | None = None,
+            input_shape=None, neuron: str = DEFAULT_NEURON, **options) -> SnnModel:
     """Quantise a float network (or its stages) with given thresholds into the integer SNN.
 
-    Layer k's accumulator unit is theta_{k-1} * 2**(s_k - F) (theta_{-1} = input_theta);
-    the bias is rounded half away from zero to that unit and the threshold table is
-    TH[t] = ceil(theta_k / unit * 2**(-t/B)) (docs/spec.md).
+    ``neuron`` names the neuron model of every layer (sw/neurons); ``thetas`` holds one
+    threshold per hidden layer (a float, or one per channel where the model allows it);
+    ``options`` go to the neuron model (rate_if: ``initial``, the initial potential as a
+    fraction of the threshold). The neuron model folds what an input spike stands for
+    into the weights or the unit: ttfs: layer k's accumulator unit is
+    theta_{k-1} * 2**(s_k - F) (theta_{-1} = input_theta); rate_if: the weights are
+    scaled by their source channel's threshold and the unit is 2**(s_k - F). The bias is
+    rounded half away from zero to that unit; the neuron model turns the threshold into
+    integers (docs/spec.md).
     """
+    model_of = neuron_model(neuron)
     stages = network_stages(net, input_shape)
     n_hidden = sum(st.hidden for st in stages)
     if len(thetas) != n_hidden:
         raise ConversionError(f"need one threshold per hidden layer ({n_hidden}), got {len(thetas)}")
     for k, th in enumerate(thetas):
-        if not (np.isfinite(th) and th > 0):
-            raise ConversionError(f"threshold of hidden layer {k} must be positive, not {th!r}")
+        th = np.asarray(th, dtype=np.float64)
+        if th.size == 0 or not (np.all(np.isfinite(th)) and np.all(th > 0)):
+            raise ConversionError(f"threshold of hidden layer {k} must be positive, not {thetas[k]!r}")
     layers = []
     theta_prev = float(input_theta)
     for k, st in enumerate(stages):
         lin = st.layer
+        where = f"{type(lin).__name__} layer {k}"
         w = lin.weight.detach().cpu().double().numpy()
         b = (lin.bias.detach().cpu().double().numpy() if lin.bias is not None
              else np.zeros(w.shape[0]))
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
-            raise ConversionError(f"{type(lin).__name__} layer {k} has NaN or infinite parameters")
-        s = weight_scale_for(w)
-        unit = theta_prev * 2.0 ** (s - timing.frac_bits)
+            raise ConversionError(f"{where} has NaN or infinite parameters")
+        try:
+            w, factor = model_of.fold_input_scale(w, theta_prev, st.in_shape)
+            s = weight_scale_for(w)
+            unit = factor * 2.0 ** (s - timing.frac_bits)
+            if st.hidden:
+                firing = model_of.firing_parameters(thetas[k], unit, timing, w.shape[0], **options)
+            else:
+                firing = model_of.output_parameters(timing, w.shape[0], **options)
+        except FormatError as e:
+            raise ConversionError(f"{where}: {e}") from None
         units = np.floor(np.abs(b) / unit + 0.5)
         if units.max(initial=0) >= 2.0 ** (MAX_ACC_BITS - 1):
-            raise ConversionError(f"{type(lin).__name__} layer {k}: a bias of {b[np.argmax(units)]:.4g} is "
+            raise ConversionError(f"{where}: a bias of {b[np.argmax(units)]:.4g} is "
                                   f"{units.max():.4g} accumulator units, beyond the {MAX_ACC_BITS}-bit accumulator; "
                                   "the network's biases are far out of scale with its weights and thresholds")
         bias = (np.sign(b) * units).astype(np.int64)
         geometry = dict(kind=st.kind, in_shape=st.in_shape, pool=st.pool)
         if st.kind == "conv":
             geometry.update(stride=lin.stride[0], padding=lin.padding[0])
-        layers.append(SnnLayer(weights=encode_weights(w, s), bias=bias,
-                               thresholds=threshold_table(thetas[k] / unit, timing) if st.hidden else None,
-                               weight_scale=s, theta=thetas[k] if st.hidden else None, unit=unit, **geometry))
+        layers.append(SnnLayer(weights=encode_weights(w, s), bias=bias, thresholds=firing.pop("thresholds", None),
+                               weight_scale=s, unit=unit, neuron=neuron, **firing, **geometry))
         if st.hidden:
             theta_prev = thetas[k]
     return SnnModel(timing=timing, input_theta=float(input_theta), layers=layers, name=name, info=info or {})

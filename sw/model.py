@@ -2,20 +2,24 @@
 
 A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 
-- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (2), ``T``, ``B``,
+- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (3), ``T``, ``B``,
   ``frac_bits``, ``input_theta``, ``name``, ``info`` (free-form provenance), and per layer
-  ``kind`` ("linear" or "conv"), ``in_shape`` ([C, H, W] of its input spikes), ``stride``,
-  ``padding``, ``pool`` (max-pooling size applied to its spikes, 1 = none), ``n_in``,
-  ``n_out``, ``weight_scale``, ``theta`` (float threshold, null for the output layer),
-  ``unit`` (the float value of one accumulator unit);
+  ``neuron`` (its neuron model: "ttfs" or "rate_if", sw/neurons), ``kind`` ("linear" or
+  "conv"), ``in_shape`` ([C, H, W] of its input spikes), ``stride``, ``padding``, ``pool``
+  (max-pooling size applied to its spikes, 1 = none), ``n_in``, ``n_out``,
+  ``weight_scale``, ``theta`` (float threshold, or one per channel; null for the output
+  layer), ``unit`` (the float value of one accumulator unit);
 - ``layer{k}_weights``: uint8 5-bit weight codes, (n_out, n_in) for linear layers,
   (C_out, C_in, K, K) for conv layers;
-- ``layer{k}_bias``: int64 (C_out,) initial potentials in accumulator units, per channel;
-- ``layer{k}_thresholds``: int64 (T,) threshold table (hidden layers only).
+- ``layer{k}_bias``: int64 (C_out,) bias in accumulator units, per channel (ttfs: the
+  initial potential; rate_if: added at every step);
+- ``layer{k}_thresholds``: int64 threshold table (hidden layers only): (T,) for ttfs,
+  (C_out,) one per channel for rate_if;
+- ``layer{k}_initial``: int64 (C_out,) initial potentials (rate_if only).
 
 Spikes are numbered in (channel, y, x) order, PyTorch's flattening order, so a linear
 layer after a conv layer reads them as they are. Version 1 files (linear layers only,
-no geometry fields) still load.
+no geometry fields) and version 2 files (no ``neuron`` field) still load, as ttfs.
 
 It is written to a temporary file and renamed, so a failed save leaves no partial file.
 """
@@ -35,12 +39,19 @@ from firstspike.errors import FirstspikeError
 from .files import atomic_write
 from .formats import (ZERO_MAG, FormatError, Timing, check_weight_codes, signed_bits,
                       split_codes)
+from .neurons import DEFAULT_NEURON, coding_of, neuron_model
 
 FILE_FORMAT = "firstspike-snn"
-FILE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FILE_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 KINDS = ("linear", "conv")
 MAX_ACC_BITS = 48  #: beyond this the golden model's float64 matmul would stop being exact
+
+
+def _theta_json(theta):
+    if theta is None:
+        return None
+    return float(theta) if np.ndim(theta) == 0 else [float(v) for v in np.ravel(theta)]
 
 
 class ModelFileError(FirstspikeError, ValueError):
@@ -49,7 +60,10 @@ class ModelFileError(FirstspikeError, ValueError):
 
 @dataclass
 class SnnLayer:
-    """One TTFS layer in integer form: fully connected or convolutional (docs/spec.md).
+    """One layer in integer form: fully connected or convolutional (docs/spec.md).
+
+    ``neuron`` names its neuron model (sw/neurons), which says what its thresholds and
+    initial potentials look like and how it fires.
 
     A conv layer has square kernels, one stride and one zero padding for both axes; its
     spikes may be max-pooled (window = stride = ``pool``, no padding, remainder dropped,
@@ -58,15 +72,17 @@ class SnnLayer:
 
     weights: np.ndarray  #: uint8 codes: (n_out, n_in) linear, (C_out, C_in, K, K) conv
     bias: np.ndarray  #: int64 (C_out,) initial potential in accumulator units
-    thresholds: np.ndarray | None  #: int64 (T,) TH[t]; None for the output layer
+    thresholds: np.ndarray | None  #: int64: ttfs (T,) TH[t], rate_if (C_out,); None for the output layer
     weight_scale: int = 0  #: s: weights are +-2**(s - m)
-    theta: float | None = None  #: float threshold the table was made from
+    theta: float | list | None = None  #: float threshold(s) the integer ones were made from
     unit: float = 1.0  #: float value of one accumulator unit (for decoding only)
     kind: str = "linear"
     in_shape: tuple | None = None  #: (C, H, W) of the input spikes; default (n_in, 1, 1)
     stride: int = 1
     padding: int = 0
     pool: int = 1  #: max pooling of the output spikes (1: none)
+    neuron: str = DEFAULT_NEURON  #: neuron model (sw/neurons.NEURON_MODELS)
+    initial: np.ndarray | None = None  #: int64 (C_out,) initial potentials (rate_if)
 
     def __post_init__(self):
         if self.in_shape is None:
@@ -158,6 +174,11 @@ class SnnLayer:
     def is_output(self) -> bool:
         return self.thresholds is None
 
+    @property
+    def coding(self) -> str:
+        """What its spikes mean ("ttfs", "rate"): the coding of its neuron model."""
+        return coding_of(self.neuron)
+
 
 @dataclass
 class SnnModel:
@@ -179,7 +200,6 @@ class SnnModel:
             raise FormatError("a model needs at least one layer")
         if not (np.isfinite(self.input_theta) and self.input_theta > 0):
             raise FormatError(f"input_theta must be positive, not {self.input_theta!r}")
-        T = self.timing.T
         for k, layer in enumerate(self.layers):
             where = f"layer {k}"
             w = np.asarray(layer.weights)
@@ -202,12 +222,11 @@ class SnnModel:
                 raise FormatError(f"{where}: the output layer must be linear (it emits class scores)")
             if last and layer.thresholds is not None:
                 raise FormatError(f"{where}: the output layer emits potentials and has no thresholds")
-            if not last:
-                th = layer.thresholds
-                if th is None or th.shape != (T,) or th.dtype != np.int64:
-                    raise FormatError(f"{where}: hidden layers need an int64 threshold table of length T={T}")
-                if np.any(th < 1):
-                    raise FormatError(f"{where}: thresholds must be >= 1")
+            neuron = neuron_model(layer.neuron)
+            if neuron.CODING != self.layers[0].coding:
+                raise FormatError(f"{where}: its {layer.neuron} neurons use {neuron.CODING} coding but layer 0 uses "
+                                  f"{self.layers[0].coding}; one network has one coding")
+            neuron.validate_layer(layer, self.timing, where, output=last)
         bits = self.acc_bits()
         if bits > MAX_ACC_BITS:
             raise FormatError(f"the accumulator would need {bits} bits; at most {MAX_ACC_BITS} are supported "
@@ -223,17 +242,29 @@ class SnnModel:
     def sizes(self) -> list[int]:
         return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
 
-    def potential_bound(self, k: int) -> np.ndarray:
-        """Per output channel of layer k: |bias| + sum of the largest contribution of every input.
+    @property
+    def coding(self) -> str:
+        """What the network's spikes mean ("ttfs", "rate"): one coding for all layers."""
+        return self.layers[0].coding
 
-        Every partial sum of a layer's accumulation lies within this bound whatever the
-        input spikes and their order (docs/spec.md, section 7).
+    @property
+    def input_neuron(self):
+        """The neuron model module whose coding encodes the inputs (layer 0's)."""
+        return neuron_model(self.layers[0].neuron)
+
+    def potential_bound(self, k: int) -> np.ndarray:
+        """Per output channel of layer k: the largest |potential| its neuron model can reach.
+
+        ttfs: |bias| + sum of the largest contribution of every input. Every partial sum
+        of a layer's accumulation lies within this bound whatever the input spikes and
+        their order (docs/spec.md, section 7).
         """
         layer = self.layers[k]
         _, mag = split_codes(layer.weights)
         one = 1 << self.timing.frac_bits  # M[0] == 2**F: the contribution at t = 0, m = 0
         c_max = np.where(mag == ZERO_MAG, 0, np.int64(one) >> np.minimum(mag, 62).astype(np.int64))
-        return np.abs(layer.bias) + c_max.reshape(layer.channels, -1).sum(axis=1)
+        synaptic = c_max.reshape(layer.channels, -1).sum(axis=1)
+        return neuron_model(layer.neuron).potential_bound(layer, self.timing, synaptic)
 
     def acc_bits(self) -> int:
         """Two's-complement width that holds every potential, bias and threshold."""
@@ -256,10 +287,10 @@ class SnnModel:
             "format": FILE_FORMAT, "version": FILE_VERSION, "name": self.name,
             "T": self.timing.T, "B": self.timing.B, "frac_bits": self.timing.frac_bits,
             "input_theta": float(self.input_theta), "info": self.info,
-            "layers": [{"kind": layer.kind, "in_shape": list(layer.in_shape), "stride": int(layer.stride),
-                        "padding": int(layer.padding), "pool": int(layer.pool),
+            "layers": [{"neuron": layer.neuron, "kind": layer.kind, "in_shape": list(layer.in_shape),
+                        "stride": int(layer.stride), "padding": int(layer.padding), "pool": int(layer.pool),
                         "n_in": layer.n_in, "n_out": layer.n_out, "weight_scale": int(layer.weight_scale),
-                        "theta": None if layer.theta is None else float(layer.theta),
+                        "theta": _theta_json(layer.theta),
                         "unit": float(layer.unit)} for layer in self.layers],
         }
         arrays = {"meta": np.array(json.dumps(meta, sort_keys=True))}
@@ -268,6 +299,8 @@ class SnnModel:
             arrays[f"layer{k}_bias"] = layer.bias
             if layer.thresholds is not None:
                 arrays[f"layer{k}_thresholds"] = layer.thresholds
+            if layer.initial is not None:
+                arrays[f"layer{k}_initial"] = layer.initial
         atomic_write(path, lambda f: np.savez_compressed(f, **arrays), "model file")
 
     @classmethod
@@ -304,7 +337,8 @@ class SnnModel:
                                        theta=lm["theta"], unit=float(lm["unit"]),
                                        kind=lm.get("kind", "linear"), in_shape=lm.get("in_shape"),
                                        stride=int(lm.get("stride", 1)), padding=int(lm.get("padding", 0)),
-                                       pool=int(lm.get("pool", 1))))
+                                       pool=int(lm.get("pool", 1)), neuron=lm.get("neuron", DEFAULT_NEURON),
+                                       initial=data.get(f"layer{k}_initial")))
                 if (layers[-1].n_in, layers[-1].n_out) != (lm["n_in"], lm["n_out"]):
                     raise FormatError(f"layer {k}: metadata says {lm['n_in']}x{lm['n_out']}, "
                                       f"arrays say {layers[-1].n_in}x{layers[-1].n_out}")

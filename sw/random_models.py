@@ -106,3 +106,28 @@ def threshold_probe(rng: np.random.Generator, sizes: list[int], timing: Timing, 
     random tables). It checks the fire stage's comparison and every threshold register bit
     in every hidden layer, whatever the input."""
     return at_thresholds(rng, random_model(rng, sizes, timing, zero_fraction=1.0), wide_bits)
+
+
+def as_rate_if(rng: np.random.Generator, model: SnnModel) -> SnnModel:
+    """The random model with rate-coded IF neurons (sw/neurons/rate_if.py): per-channel
+    thresholds spread around the typical one-step input (so rates range from silent to
+    every step), random initial potentials in [0, TH], biases scaled down (they are added
+    at every step)."""
+    layers = []
+    for layer in model.layers:
+        c = layer.channels
+        bias = layer.bias // 4
+        if layer.thresholds is None:
+            th, init = None, rng.integers(-int(np.abs(bias).max()) - 1, int(np.abs(bias).max()) + 2, size=c)
+        else:
+            th = np.maximum(1, layer.thresholds[0] * rng.uniform(0.1, 1.0, size=c)).astype(np.int64)
+            init = rng.integers(0, th + 1)
+        layers.append(replace(layer, neuron="rate_if", bias=bias.astype(np.int64), thresholds=th,
+                              initial=np.asarray(init, dtype=np.int64)))
+    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name + "-rate")
+
+
+def random_input_trains(rng: np.random.Generator, n: int, batch: int, timing: Timing) -> np.ndarray:
+    """(batch, T, n) uint8 spike trains, each input at its own random rate (some silent, some always on)."""
+    rate = rng.choice([0.0, 1.0, 0.1, 0.5, 0.9], size=(batch, 1, n), p=[0.15, 0.1, 0.25, 0.25, 0.25])
+    return (rng.random((batch, timing.T, n)) < rate).astype(np.uint8)

@@ -1,0 +1,245 @@
+"""Rate-coded IF neurons (docs/spec.md, section 9): golden model against a plain step-by-step
+reference, input encoding, model files, threshold iteration and conversion.
+
+Random cases use fixed seeds; a failure names its seed, rerun it with
+``pytest tests/test_rate_if.py -k <seed>``.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from firstspike.errors import FirstspikeError
+from firstspike.sw.formats import FormatError, Timing
+from firstspike.sw.golden import GoldenModel
+from firstspike.sw.model import ModelFileError, SnnModel
+from firstspike.sw.neurons import NEURON_MODELS, neuron_model, rate_if
+from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model
+
+
+# -- a plain reference: all layers stepped together, one neuron and one synapse at a time -------
+def _step_input(layer, spikes: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """bias + what one step's binary input spikes add, per neuron (c, y, x), by explicit loops."""
+    one = 1 << t.frac_bits
+    c_in, h, w = layer.in_shape
+    c_out, ho, wo = layer.conv_shape
+    x = spikes.reshape(c_in, h, w)
+    wts = layer.weights if layer.kind == "conv" else layer.weights.reshape(c_out, c_in, h, w)
+    k = layer.kernel if layer.kind == "conv" else None
+    out = np.zeros((c_out, ho, wo), dtype=np.int64)
+    for co in range(c_out):
+        for oy in range(ho):
+            for ox in range(wo):
+                v = int(layer.bias[co])
+                for ci in range(c_in):
+                    for ky in range(k if k else h):
+                        for kx in range(k if k else w):
+                            y = oy * layer.stride - layer.padding + ky if k else ky
+                            xx = ox * layer.stride - layer.padding + kx if k else kx
+                            if not (0 <= y < h and 0 <= xx < w) or not x[ci, y, xx]:
+                                continue
+                            code = int(wts[co, ci, ky, kx])
+                            if code & 15 == 15:
+                                continue
+                            c = one >> (code & 15)
+                            v += -c if code >> 4 else c
+                out[co, oy, ox] = v
+    return out.reshape(-1)
+
+
+def _reference(model: SnnModel, trains: np.ndarray):
+    """Spike trains per layer and output potentials, every layer advanced one step at a time."""
+    t = model.timing
+    layers = model.layers
+    pos = [layer.n_neurons // layer.channels for layer in layers]
+    v = [np.repeat(layer.initial, p).astype(np.int64) for layer, p in zip(layers, pos)]
+    counts = [np.zeros(layer.n_neurons, dtype=np.int64) for layer in layers]
+    pooled_before = [np.zeros(layer.n_out, dtype=np.int64) for layer in layers]
+    out = [np.zeros((t.T, layer.n_out), dtype=np.uint8) for layer in layers[:-1]]
+    for step in range(t.T):
+        spikes = trains[step]
+        for k, layer in enumerate(layers):
+            v[k] += _step_input(layer, spikes, t)
+            if layer.is_output:
+                break
+            th = np.repeat(layer.thresholds, pos[k])
+            fired = v[k] >= th
+            v[k] -= np.where(fired, th, 0)
+            counts[k] += fired
+            c, h, w = layer.conv_shape
+            q = layer.pool
+            n = counts[k].reshape(c, h, w)
+            pooled = np.array([[[n[ch, y * q:(y + 1) * q, x * q:(x + 1) * q].max() for x in range(w // q)]
+                                for y in range(h // q)] for ch in range(c)]).reshape(-1)
+            spikes = (pooled - pooled_before[k]).astype(np.uint8)
+            assert set(np.unique(spikes)) <= {0, 1}
+            pooled_before[k] = pooled
+            out[k][step] = spikes
+    return out, v[-1]
+
+
+CASES = [
+    ("mlp", 0, Timing(T=8, B=2, frac_bits=12)),
+    ("mlp", 1, Timing(T=5, B=1, frac_bits=16)),
+    ("cnn", 2, Timing(T=6, B=2, frac_bits=10)),
+    ("cnn", 3, Timing(T=4, B=4, frac_bits=14)),
+]
+
+
+def _random_rate(kind: str, seed: int, t: Timing) -> SnnModel:
+    rng = np.random.default_rng(seed)
+    if kind == "mlp":
+        return as_rate_if(rng, random_model(rng, [12, 9, 7, 4], t))
+    return as_rate_if(rng, random_cnn(rng, (2, 6, 6), [dict(channels=3, kernel=3, padding=1, pool=2),
+                                                       dict(channels=2, kernel=2, stride=1)], [5], 3, t))
+
+
+@pytest.mark.parametrize("kind,seed,t", CASES, ids=[f"{k}-seed{s}" for k, s, _ in CASES])
+def test_golden_equals_stepwise_reference(kind, seed, t):
+    """The vectorised, layer-after-layer golden model gives the spikes and scores of all layers
+    stepped together (so running layer by layer over all T steps is exact)."""
+    model = _random_rate(kind, seed, t)
+    rng = np.random.default_rng(100 + seed)
+    trains = random_input_trains(rng, model.layers[0].n_in, 6, t)
+    g = GoldenModel(model).run_spikes(trains)
+    busy = 0
+    for b in range(len(trains)):
+        spikes, scores = _reference(model, trains[b])
+        for k in range(len(model.layers) - 1):
+            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
+            busy += int(0 < spikes[k].sum() < spikes[k].size)
+        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
+    assert busy == len(trains) * (len(model.layers) - 1), "every hidden layer should be partly active"
+    assert g.coding == "rate" and g.spike_counts().shape == (len(trains), len(model.layers))
+
+
+def test_chunked_run_equals_one_chunk(monkeypatch):
+    model = _random_rate("cnn", 5, Timing(T=6, B=2, frac_bits=10))
+    trains = random_input_trains(np.random.default_rng(5), model.layers[0].n_in, 9, model.timing)
+    whole = GoldenModel(model).run_spikes(trains)
+    monkeypatch.setattr(rate_if, "CHUNK_ENTRIES", 200)  # a few images per chunk
+    parts = GoldenModel(model).run_spikes(trains)
+    assert all(np.array_equal(a, b) for a, b in zip(whole.spikes, parts.spikes))
+    assert np.array_equal(whole.potentials, parts.potentials)
+
+
+def test_input_encoding_is_an_integer_if_neuron():
+    t = Timing(T=12, B=2, frac_bits=12)
+    x = np.array([[0.0, -0.3, 1.0, 7.5, 0.5, 0.26, 1 / 3, 0.999]])
+    trains = rate_if.encode(x, 1.0, t)[0]
+    full = 1 << rate_if.INPUT_BITS
+    for i, xi in enumerate(x[0]):
+        q = min(full, math.floor(max(xi, 0.0) * full + 0.5))
+        v, expected = full // 2, []
+        for _ in range(t.T):
+            v += q
+            expected.append(int(v >= full))
+            v -= full if v >= full else 0
+        assert trains[:, i].tolist() == expected, f"input {xi}"
+    assert trains[:, 0].sum() == 0 and trains[:, 1].sum() == 0  # zero and negative: silent
+    assert trains[:, 2].sum() == t.T and trains[:, 3].sum() == t.T  # at or above theta_in: every step
+    assert trains[:, 4].sum() == 6  # half the rate
+
+
+def test_bad_spike_trains_are_refused():
+    model = _random_rate("mlp", 0, Timing(T=8, B=2, frac_bits=12))
+    g = GoldenModel(model)
+    with pytest.raises(FirstspikeError, match=r"shape \(batch, 8, 12\)"):
+        g.run_spikes(np.zeros((2, 12), dtype=np.int64))
+    with pytest.raises(FirstspikeError, match="0 and 1"):
+        g.run_spikes(np.full((1, 8, 12), 2))
+
+
+def test_model_file_round_trip_and_errors(tmp_path):
+    model = _random_rate("cnn", 2, Timing(T=6, B=2, frac_bits=10))
+    model.save(tmp_path / "m.npz")
+    back = SnnModel.load(tmp_path / "m.npz")
+    assert [layer.neuron for layer in back.layers] == ["rate_if"] * len(model.layers)
+    for a, b in zip(model.layers, back.layers):
+        assert np.array_equal(a.initial, b.initial)
+        assert (a.thresholds is None and b.thresholds is None) or np.array_equal(a.thresholds, b.thresholds)
+    trains = random_input_trains(np.random.default_rng(0), model.layers[0].n_in, 3, model.timing)
+    assert np.array_equal(GoldenModel(model).run_spikes(trains).potentials,
+                          GoldenModel(back).run_spikes(trains).potentials)
+    layers = list(model.layers)
+    with pytest.raises(FormatError, match="unknown neuron model 'lif'"):
+        SnnModel(timing=model.timing, input_theta=1.0, layers=[*layers[:-1], _with(layers[-1], neuron="lif")])
+    with pytest.raises(FormatError, match="one network has one coding"):
+        SnnModel(timing=model.timing, input_theta=1.0, layers=[*layers[:-1], _with(layers[-1], neuron="ttfs",
+                                                                                    initial=None)])
+    with pytest.raises(FormatError, match="one int64 threshold per channel"):
+        SnnModel(timing=model.timing, input_theta=1.0,
+                 layers=[_with(layers[0], thresholds=np.ones(model.timing.T + 1, dtype=np.int64)), *layers[1:]])
+    with pytest.raises(FormatError, match="initial potentials"):
+        SnnModel(timing=model.timing, input_theta=1.0, layers=[_with(layers[0], initial=None), *layers[1:]])
+
+
+def _with(layer, **changes):
+    from dataclasses import replace
+    return replace(layer, **changes)
+
+
+def test_unknown_neuron_in_a_file_is_a_model_file_error(tmp_path):
+    import json
+    model = _random_rate("mlp", 1, Timing(T=5, B=1, frac_bits=16))
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        data = {k: z[k] for k in z.files}
+    meta = json.loads(str(data["meta"]))
+    meta["layers"][0]["neuron"] = "izhikevich"
+    data["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **data)
+    with pytest.raises(ModelFileError, match="unknown neuron model 'izhikevich'.*rate_if, ttfs"):
+        SnnModel.load(tmp_path / "bad.npz")
+
+
+def test_registry_names_every_model_and_its_coding():
+    assert {name: neuron_model(name).CODING for name in NEURON_MODELS} == {"ttfs": "ttfs", "rate_if": "rate"}
+
+
+def _rate_quantiser_error(theta: float, x: np.ndarray, T: int) -> float:
+    q = theta / T * np.clip(np.floor(x * T / theta + 0.5), 0, T)
+    return float(((q - np.maximum(x, 0)) ** 2).mean())
+
+
+@pytest.mark.parametrize("T", [2, 4, 16])
+def test_threshold_iteration_minimises_the_rate_quantisation_error(T):
+    """The fixed point lies at the minimum of E[(Q(x) - ReLU(x))^2] for Gaussian x: no threshold
+    on a fine grid does better by more than 0.5 % (large Gaussian samples, one per channel)."""
+    rng = np.random.default_rng(T)
+    mu, sigma = np.array([0.5, -0.2, 2.0]), np.array([1.0, 0.5, 3.0])
+    pre = mu + sigma * rng.standard_normal((200_000, 3))
+    theta = rate_if.threshold_iteration(pre, T)
+    for c in range(3):
+        best = min(_rate_quantiser_error(th, pre[:, c], T) for th in np.linspace(0.05, 4, 400) * theta[c])
+        assert _rate_quantiser_error(theta[c], pre[:, c], T) <= best * 1.005, f"channel {c}, T={T}"
+    dead = rate_if.threshold_iteration(np.concatenate([pre, -np.ones((len(pre), 1))], axis=1), T)
+    assert dead[3] == pytest.approx(pre.max())  # never positive: the fallback
+
+
+def test_hardware_refuses_rate_models_and_names_the_layer():
+    from firstspike.hw.config import ArrayConfig, DoesNotFit
+    model = _random_rate("mlp", 0, Timing(T=8, B=2, frac_bits=12))
+    with pytest.raises(DoesNotFit, match="layer 0: rate_if neurons"):
+        ArrayConfig.for_model(model, 4)
+
+
+@pytest.mark.parametrize("initial", [0, 3])
+def test_potentials_on_the_threshold_edge(initial):
+    """Zero weights: V grows by the bias each step. A neuron whose bias equals its threshold fires
+    every step; one unit below, it has fired floor((t * (TH - 1) + initial) / TH) times after t steps."""
+    from dataclasses import replace
+    t = Timing(T=16, B=2, frac_bits=12)
+    model = as_rate_if(np.random.default_rng(0), random_model(np.random.default_rng(0), [4, 6, 2], t,
+                                                              zero_fraction=1.0))
+    hidden = model.layers[0]
+    th = np.array([1, 2, 5, 9, 5, 9], dtype=np.int64)
+    hidden = replace(hidden, thresholds=th, bias=np.array([1, 2, 5, 9, 4, 8], dtype=np.int64),
+                     initial=np.full(6, initial, dtype=np.int64))
+    model = SnnModel(timing=t, input_theta=1.0, layers=[hidden, model.layers[1]])
+    g = GoldenModel(model).run_spikes(np.zeros((1, t.T, 4), dtype=np.uint8))
+    counts = np.cumsum(g.spikes[1][0], axis=0)
+    steps = np.arange(1, t.T + 1)
+    assert np.all(counts[:, :4] == steps[:, None])
+    for j in (4, 5):
+        assert counts[:, j].tolist() == ((steps * (th[j] - 1) + initial) // th[j]).tolist()
