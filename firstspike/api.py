@@ -94,14 +94,17 @@ def load(path: str | os.PathLike) -> Snn:
 
 def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac_bits: int = 16,
             method: str = "percentile", percentile: float = 99.9, input_theta: float | None = None,
-            name: str = "snn", info: dict | None = None) -> Snn:
+            name: str = "snn", info: dict | None = None, neuron: str = "ttfs", **options) -> Snn:
     """Convert a trained float network, training-free, with thresholds calibrated on ``calibration_data``.
 
     ``model``: any ``nn.Module`` whose torch.fx graph is a chain of supported layers
     (README, docs/spec.md); ``calibration_data``: inputs as the network takes them,
     e.g. (N, C, H, W) images or (N, features); ``method``: "max", "percentile" or
-    "iteration" (threshold iteration on the TTFS grid). ``input_theta`` is the input
-    value sent at t = 0 (default: the largest calibration input).
+    "iteration" (threshold iteration on the grid of the coding). ``input_theta`` is the
+    input value sent at t = 0, or at every step (default: the largest calibration input).
+    ``neuron``: "ttfs" (time-to-first-spike, runs on the processor) or "rate_if"
+    (rate-coded integrate-and-fire; ``initial=`` sets its initial potential as a fraction
+    of the threshold, default 0.5).
     """
     if method not in CALIBRATIONS:
         raise InputError(f"method must be one of {', '.join(CALIBRATIONS)}, not {method!r} "
@@ -110,9 +113,9 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     x, input_shape = _inputs_and_shape(calibration_data)
     theta_in = _input_theta(x, input_theta)
     net = model.eval()
-    thetas = calibrate(net, x, method, percentile, timing=timing, input_shape=input_shape)
-    snn = convert_stages(net, timing, theta_in, thetas, name=name, input_shape=input_shape,
-                         info={"calibration": method, **(info or {})})
+    thetas = calibrate(net, x, method, percentile, timing=timing, input_shape=input_shape, neuron=neuron)
+    snn = convert_stages(net, timing, theta_in, thetas, name=name, input_shape=input_shape, neuron=neuron,
+                         info={"calibration": method, "neuron": neuron, **options, **(info or {})}, **options)
     return Snn(snn)
 
 

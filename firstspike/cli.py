@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default for --module): from activation statistics; iteration: minimum expected error "
                         "under a Gaussian fit (threshold iteration)")
     p.add_argument("--percentile", type=float, default=99.9)
+    p.add_argument("--neuron", choices=["ttfs", "rate_if"], default="ttfs",
+                   help="neuron model of every layer (docs/spec.md): ttfs (one spike per neuron, time-coded; runs "
+                        "on the processor) or rate_if (rate-coded integrate-and-fire over T steps, per-channel "
+                        "thresholds; golden model only so far)")
+    p.add_argument("--initial", type=float, default=None,
+                   help="rate_if: initial potential as a fraction of the threshold (default 0.5)")
     _timing_args(p, default=False)
 
     p = sub.add_parser("verilog", help="generate the processor's Verilog for a model",
@@ -326,6 +332,12 @@ def _run(args) -> int:
 
 def _convert(args, flow) -> None:
     from firstspike.sw.formats import Timing
+    options = {} if args.initial is None else {"initial": args.initial}
+    if options and args.neuron != "rate_if":
+        raise InputError("--initial sets the initial potential of rate_if neurons (--neuron rate_if)")
+    if args.neuron != "ttfs" and args.calibration == "cat":
+        raise InputError(f"--calibration cat uses thresholds CAT learned for TTFS neurons; {args.neuron} "
+                         "conversions calibrate: --calibration max, percentile or iteration")
     if args.module:
         if args.ann:
             raise InputError("give either a checkpoint or --module, not both")
@@ -335,16 +347,18 @@ def _convert(args, flow) -> None:
         timing = _timing_override(args, Timing())
         model = flow.convert_module(args.module, args.weights, args.out, dataset=args.dataset,
                                     data_dir=args.data_dir, calibration=args.calibration or "percentile",
-                                    percentile=args.percentile, timing=timing or Timing())
+                                    percentile=args.percentile, timing=timing or Timing(), neuron=args.neuron,
+                                    **options)
     else:
         if args.weights:
             raise InputError("--weights belongs to --module FILE.py:FUNCTION (your own network)")
         ann = args.ann or DEFAULT_ANN
         ckpt = flow.load_ann(ann)
         timing = _timing_override(args, Timing(**ckpt["timing"]))
-        model = flow.convert_ann(ann, args.out, calibration=args.calibration or "cat", percentile=args.percentile,
-                                 timing=timing, data_dir=args.data_dir)
-    print(f"{model.name}: layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
+        default = "cat" if args.neuron == "ttfs" else "percentile"
+        model = flow.convert_ann(ann, args.out, calibration=args.calibration or default, percentile=args.percentile,
+                                 timing=timing, data_dir=args.data_dir, neuron=args.neuron, **options)
+    print(f"{model.name}: {args.neuron} neurons, layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
           f"accumulator {model.acc_bits()} bits; wrote {args.out}")
     from firstspike.sw.data import DataError
     try:

@@ -38,14 +38,18 @@ from firstspike.sw.model import SnnModel
 # ---------------------------------------------------------------------------
 def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibration: str = "cat",
                 percentile: float = 99.9, timing: Timing | None = None,
-                data_dir: str | os.PathLike | None = None) -> SnnModel:
+                data_dir: str | os.PathLike | None = None, neuron: str = "ttfs", **options) -> SnnModel:
     """Convert a checkpoint: "cat" uses the network and thresholds CAT learned (and its T, B)
     and reads no data; "max"/"percentile"/"iteration" calibrate the float network's
     thresholds on the training set. ``timing`` overrides the checkpoint's; ``data_dir``
-    replaces the data directory the checkpoint recorded (a moved data set)."""
+    replaces the data directory the checkpoint recorded (a moved data set). ``neuron``
+    and ``options``: the neuron model of every layer and its options (sw/neurons)."""
     out = check_output_file(out, "model file")
     if calibration not in ("cat", *CALIBRATIONS):
         raise InputError(f"calibration must be cat or one of {', '.join(CALIBRATIONS)}, not {calibration!r}")
+    if calibration == "cat" and neuron != "ttfs":
+        raise InputError(f"CAT learned thresholds for ttfs neurons; {neuron} conversions calibrate "
+                         f"(one of {', '.join(CALIBRATIONS)})")
     ckpt = load_ann(ann_path)
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else ckpt.get("data_dir")
     input_shape = input_shape_of(ckpt)
@@ -60,12 +64,13 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         net = ann_network(ckpt)
         timing = timing or Timing(**ckpt["timing"])
         ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir)
-        thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=input_shape)
+        thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=input_shape,
+                           neuron=neuron)
     arch = ckpt["recipe"]["arch"]
     model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-{arch}",
-                    input_shape=input_shape,
+                    input_shape=input_shape, neuron=neuron, **options,
                     info={"dataset": ckpt["dataset"], "data_dir": data_dir, "seed": ckpt["seed"],
-                          "calibration": calibration, "arch": arch,
+                          "calibration": calibration, "arch": arch, "neuron": neuron, **options,
                           "ann": os.path.relpath(Path(ann_path).resolve(), out.resolve().parent),
                           "float_accuracy": ckpt["float_accuracy"]})
     model.save(out)
@@ -75,7 +80,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
 def convert_module(module: str, weights: str | os.PathLike | None, out: str | os.PathLike, *,
                    dataset: str = "digits", data_dir: str | os.PathLike | None = None,
                    calibration: str = "percentile", percentile: float = 99.9, timing: Timing = Timing(),
-                   seed: int = 0) -> SnnModel:
+                   seed: int = 0, neuron: str = "ttfs", **options) -> SnnModel:
     """Convert a user's own network, ``FILE.py:FUNCTION`` with its state dict, training-free.
 
     Thresholds are calibrated on the data set's training split (inputs scaled to [0, 1]);
@@ -93,10 +98,12 @@ def convert_module(module: str, weights: str | os.PathLike | None, out: str | os
     shape = input_layout(net, ds)
     x_test = ds.x_test if shape is None else ds.x_test.reshape(len(ds.x_test), *shape)
     float_acc = ann_lib.accuracy(net.eval(), x_test, ds.y_test)
-    thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=shape)
+    thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=shape, neuron=neuron)
     spec_path = module.rpartition(":")[0]
     model = convert(net, timing, 1.0, thetas, name=f"{dataset}-{Path(spec_path).stem}", input_shape=shape,
+                    neuron=neuron, **options,
                     info={"dataset": dataset, "data_dir": data_dir, "seed": seed, "calibration": calibration,
+                          "neuron": neuron, **options,
                           "arch": "module", "module": absolute_module(module),
                           "weights": None if weights is None else str(Path(weights).resolve()),
                           "float_accuracy": float_acc})
@@ -114,9 +121,13 @@ def accuracy_check(model: SnnModel, *, data_dir: str | os.PathLike | None = None
     float_acc = model.info.get("float_accuracy")
     result = {"images": len(ds.x_test), "golden_accuracy": golden, "float_accuracy": float_acc, "warning": None}
     if float_acc is not None and float_acc - golden > LOSS_WARNING:
-        result["warning"] = (f"conversion lost {100 * (float_acc - golden):.2f} points; conversion-aware training "
-                             "usually recovers them ('firstspike train --method cat', or --from FILE.py:FUNCTION "
-                             "for your own network)")
+        lost = f"conversion lost {100 * (float_acc - golden):.2f} points; "
+        if model.coding == "ttfs":
+            result["warning"] = lost + ("conversion-aware training usually recovers them ('firstspike train "
+                                        "--method cat', or --from FILE.py:FUNCTION for your own network)")
+        else:
+            result["warning"] = lost + ("rate coding loses less with more time steps (--T) and with "
+                                        "--calibration iteration or percentile")
     return result
 
 

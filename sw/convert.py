@@ -315,7 +315,14 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
     rounded half away from zero to that unit; the neuron model turns the threshold into
     integers (docs/spec.md).
     """
-    model_of = neuron_model(neuron)
+    try:
+        model_of = neuron_model(neuron)
+    except FormatError as e:
+        raise ConversionError(str(e)) from None
+    unknown = sorted(set(options) - set(model_of.OPTIONS))
+    if unknown:
+        raise ConversionError(f"{neuron} neurons take no option {', '.join(unknown)}"
+                              + (f" (they take {', '.join(model_of.OPTIONS)})" if model_of.OPTIONS else ""))
     stages = network_stages(net, input_shape)
     n_hidden = sum(st.hidden for st in stages)
     if len(thetas) != n_hidden:

@@ -10,7 +10,8 @@ how the layer fires and what its spikes mean:
 - ``potential_bound``: how large its integer potentials can grow (the accumulator width);
 - ``encode`` / ``check_spikes`` / ``spike_count``: the spike representation of its coding;
 - ``synapse_table``, ``fire``, ``output_potentials``: the golden model's step for the layer;
-- ``layer_from_float``: conversion of one float layer (with its thresholds) to integers.
+- ``fold_input_scale``, ``firing_parameters``, ``output_parameters``, ``OPTIONS``: how
+  conversion turns a float layer and its thresholds into integers (sw/convert.py).
 
 The synaptic arithmetic (a spike through a 5-bit log weight adds a shifted mantissa) is
 shared: the golden model's gathered sums (sw/golden.py) serve every neuron model.

@@ -31,6 +31,8 @@ CODING = "rate"
 INPUT_BITS = 8
 #: the initial potential as a fraction of the threshold, unless a conversion says otherwise
 DEFAULT_INITIAL = 0.5
+#: conversion options (sw.convert.convert's ``options``)
+OPTIONS = ("initial",)
 #: trains are run in chunks of images holding at most this many (image, step, neuron) entries
 CHUNK_ENTRIES = 1 << 24
 

@@ -14,6 +14,8 @@ from firstspike.sw.formats import NO_SPIKE, FormatError, Timing, encode_spike_ti
 
 NAME = "ttfs"
 CODING = "ttfs"
+#: conversion options (sw.convert.convert's ``options``): none
+OPTIONS = ()
 
 
 # -- the model file ----------------------------------------------------------------------------
