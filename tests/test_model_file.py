@@ -88,3 +88,23 @@ def test_layer_shapes_must_chain(model):
     model.layers[1].weights = model.layers[1].weights[:, :3]
     with pytest.raises(FormatError, match=r"layer 1: weights have 3 inputs but in_shape \(8, 1, 1\) holds 8"):
         model.validate()
+
+
+def test_version_2_file_without_neuron_field_loads_as_ttfs(model, tmp_path):
+    """Files written before the neuron-model field (version 2) load as TTFS and run the same."""
+    from firstspike.sw.golden import GoldenModel
+    from firstspike.sw.random_models import random_input_times
+    path = tmp_path / "m.npz"
+    model.save(path)
+
+    def as_v2(meta):
+        assert meta["version"] == 3
+        meta["version"] = 2
+        for layer in meta["layers"]:
+            del layer["neuron"]
+    _rewrite_meta(path, as_v2)
+    back = SnnModel.load(path)
+    assert [layer.neuron for layer in back.layers] == ["ttfs"] * len(model.layers) and back.coding == "ttfs"
+    times = random_input_times(np.random.default_rng(1), 12, 4, model.timing)
+    assert np.array_equal(GoldenModel(back).run_times(times).potentials,
+                          GoldenModel(model).run_times(times).potentials)

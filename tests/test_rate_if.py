@@ -1,4 +1,4 @@
-"""Rate-coded IF neurons (docs/spec.md, section 9): golden model against a plain step-by-step
+"""Rate-coded IF neurons (docs/spec.md, section 12): golden model against a plain step-by-step
 reference, input encoding, model files, threshold iteration and conversion.
 
 Random cases use fixed seeds; a failure names its seed, rerun it with

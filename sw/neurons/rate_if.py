@@ -1,4 +1,4 @@
-"""Rate-coded integrate-and-fire neurons with reset by subtraction (docs/spec.md, section 9).
+"""Rate-coded integrate-and-fire neurons with reset by subtraction (docs/spec.md, section 12).
 
 A layer runs T steps. At every step each neuron adds its bias and what its input spikes of
 that step bring (a spike through log weight code m adds +-(2**F >> m), the TTFS table at
@@ -11,7 +11,7 @@ depend only on its inputs at steps <= t, so finishing layer k's T steps before l
 starts gives the same spikes as stepping all layers together (no feedback, no delays).
 
 Spikes are uint8 trains (batch, T, n) of 0 and 1. Inputs are encoded by an integer IF
-neuron per input value (section 9.1), so the first layer sees binary spikes too.
+neuron per input value (section 12.1), so the first layer sees binary spikes too.
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def threshold_iteration(pre: np.ndarray, T: int, iterations: int = 100) -> np.nd
 
 # -- spikes --------------------------------------------------------------------------------------
 def encode(x: np.ndarray, input_theta: float, timing: Timing) -> np.ndarray:
-    """Input spike trains (batch, T, n): an integer IF neuron per value (spec section 9.1).
+    """Input spike trains (batch, T, n): an integer IF neuron per value (spec section 12.1).
 
     q = min(2**P, floor(x / theta_in * 2**P + 1/2)) for x > 0 (0 otherwise), P = INPUT_BITS;
     the neuron starts at 2**(P-1), adds q per step and fires (subtracting 2**P) when it
