@@ -119,12 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default for --module): from activation statistics; iteration: minimum expected error "
                         "under a Gaussian fit (threshold iteration)")
     p.add_argument("--percentile", type=float, default=99.9)
-    p.add_argument("--neuron", choices=["ttfs", "rate_if"], default="ttfs",
+    p.add_argument("--neuron", choices=["ttfs", "rate_if", "diff_if"], default="ttfs",
                    help="neuron model of every layer (docs/spec.md): ttfs (one spike per neuron, time-coded; runs "
-                        "on the processor) or rate_if (rate-coded integrate-and-fire over T steps, per-channel "
-                        "thresholds; golden model only so far)")
+                        "on the processor), rate_if (rate-coded integrate-and-fire over T steps, per-channel "
+                        "thresholds) or diff_if (differential coding: signed spikes carry changes of the running "
+                        "mean; no max pooling); rate_if and diff_if run in the golden model only so far")
     p.add_argument("--initial", type=float, default=None,
-                   help="rate_if: initial potential as a fraction of the threshold (default 0.5)")
+                   help="rate_if, diff_if: initial potential as a fraction of the threshold (default 0.5)")
     _timing_args(p, default=False)
 
     p = sub.add_parser("verilog", help="generate the processor's Verilog for a model",
@@ -333,8 +334,8 @@ def _run(args) -> int:
 def _convert(args, flow) -> None:
     from firstspike.sw.formats import Timing
     options = {} if args.initial is None else {"initial": args.initial}
-    if options and args.neuron != "rate_if":
-        raise InputError("--initial sets the initial potential of rate_if neurons (--neuron rate_if)")
+    if options and args.neuron == "ttfs":
+        raise InputError("--initial sets the initial potential of rate_if and diff_if neurons (--neuron)")
     if args.neuron != "ttfs" and args.calibration == "cat":
         raise InputError(f"--calibration cat uses thresholds CAT learned for TTFS neurons; {args.neuron} "
                          "conversions calibrate: --calibration max, percentile or iteration")

@@ -276,7 +276,7 @@ def calibrate(net, x: np.ndarray, method: str = "percentile",
     threshold iteration, the minimum expected quantisation + clipping error under a
     Gaussian fit of each channel's pre-activations, on the grid of ``neuron``'s coding:
     one threshold per layer on the TTFS grid of ``timing`` (ttfs: one table per layer),
-    one per channel on the rate grid of T steps (rate_if). Other methods give one float
+    one per channel on the rate grid of T steps (rate_if, diff_if). Other methods give one float
     per hidden layer.
     """
     if method not in CALIBRATIONS:
@@ -289,7 +289,7 @@ def calibrate(net, x: np.ndarray, method: str = "percentile",
         if timing is None:
             raise ConversionError("threshold iteration needs the timing (T, B) the SNN will use")
         pres = hidden_preactivations(net, x, input_shape)
-        if coding == "rate":
+        if coding in ("rate", "diff"):  # one threshold per channel on the grid of T rate levels
             return [rate_if.threshold_iteration(pre, timing.T) for pre in pres]
         return [threshold_iteration(pre, timing) for pre in pres]
     thetas = []

@@ -4,7 +4,7 @@ A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 
 - ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (3), ``T``, ``B``,
   ``frac_bits``, ``input_theta``, ``name``, ``info`` (free-form provenance), and per layer
-  ``neuron`` (its neuron model: "ttfs" or "rate_if", sw/neurons), ``kind`` ("linear" or
+  ``neuron`` (its neuron model: "ttfs", "rate_if" or "diff_if", sw/neurons), ``kind`` ("linear" or
   "conv"), ``in_shape`` ([C, H, W] of its input spikes), ``stride``, ``padding``, ``pool``
   (max-pooling size applied to its spikes, 1 = none), ``n_in``, ``n_out``,
   ``weight_scale``, ``theta`` (float threshold, or one per channel; null for the output
@@ -14,8 +14,8 @@ A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 - ``layer{k}_bias``: int64 (C_out,) bias in accumulator units, per channel (ttfs: the
   initial potential; rate_if: added at every step);
 - ``layer{k}_thresholds``: int64 threshold table (hidden layers only): (T,) for ttfs,
-  (C_out,) one per channel for rate_if;
-- ``layer{k}_initial``: int64 (C_out,) initial potentials (rate_if only).
+  (C_out,) one per channel for rate_if and diff_if;
+- ``layer{k}_initial``: int64 (C_out,) initial potentials (rate_if and diff_if).
 
 Spikes are numbered in (channel, y, x) order, PyTorch's flattening order, so a linear
 layer after a conv layer reads them as they are. Version 1 files (linear layers only,
@@ -82,7 +82,7 @@ class SnnLayer:
     padding: int = 0
     pool: int = 1  #: max pooling of the output spikes (1: none)
     neuron: str = DEFAULT_NEURON  #: neuron model (sw/neurons.NEURON_MODELS)
-    initial: np.ndarray | None = None  #: int64 (C_out,) initial potentials (rate_if)
+    initial: np.ndarray | None = None  #: int64 (C_out,) initial potentials (rate_if, diff_if)
 
     def __post_init__(self):
         if self.in_shape is None:

@@ -108,8 +108,9 @@ def threshold_probe(rng: np.random.Generator, sizes: list[int], timing: Timing, 
     return at_thresholds(rng, random_model(rng, sizes, timing, zero_fraction=1.0), wide_bits)
 
 
-def as_rate_if(rng: np.random.Generator, model: SnnModel) -> SnnModel:
-    """The random model with rate-coded IF neurons (sw/neurons/rate_if.py): per-channel
+def as_rate_if(rng: np.random.Generator, model: SnnModel, neuron: str = "rate_if") -> SnnModel:
+    """The random model with rate-coded IF neurons (sw/neurons/rate_if.py, or ``neuron``
+    "diff_if", which has the same arrays): per-channel
     thresholds spread around the typical one-step input (so rates range from silent to
     every step), random initial potentials in [0, TH], biases scaled down (they are added
     at every step)."""
@@ -122,12 +123,17 @@ def as_rate_if(rng: np.random.Generator, model: SnnModel) -> SnnModel:
         else:
             th = np.maximum(1, layer.thresholds[0] * rng.uniform(0.1, 1.0, size=c)).astype(np.int64)
             init = rng.integers(0, th + 1)
-        layers.append(replace(layer, neuron="rate_if", bias=bias.astype(np.int64), thresholds=th,
+        layers.append(replace(layer, neuron=neuron, bias=bias.astype(np.int64), thresholds=th,
                               initial=np.asarray(init, dtype=np.int64)))
-    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name + "-rate")
+    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=f"{model.name}-{neuron}")
 
 
-def random_input_trains(rng: np.random.Generator, n: int, batch: int, timing: Timing) -> np.ndarray:
-    """(batch, T, n) uint8 spike trains, each input at its own random rate (some silent, some always on)."""
+def random_input_trains(rng: np.random.Generator, n: int, batch: int, timing: Timing,
+                        signed: bool = False) -> np.ndarray:
+    """(batch, T, n) uint8 spike trains, each input at its own random rate (some silent, some always on);
+    ``signed``: int8 trains where a fifth of the spikes are -1 (differential coding)."""
     rate = rng.choice([0.0, 1.0, 0.1, 0.5, 0.9], size=(batch, 1, n), p=[0.15, 0.1, 0.25, 0.25, 0.25])
-    return (rng.random((batch, timing.T, n)) < rate).astype(np.uint8)
+    trains = (rng.random((batch, timing.T, n)) < rate).astype(np.uint8)
+    if not signed:
+        return trains
+    return np.where(rng.random(trains.shape) < 0.2, -1, 1).astype(np.int8) * trains.astype(np.int8)

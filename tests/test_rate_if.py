@@ -189,12 +189,13 @@ def test_unknown_neuron_in_a_file_is_a_model_file_error(tmp_path):
     meta["layers"][0]["neuron"] = "izhikevich"
     data["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "bad.npz", **data)
-    with pytest.raises(ModelFileError, match="unknown neuron model 'izhikevich'.*rate_if, ttfs"):
+    with pytest.raises(ModelFileError, match="unknown neuron model 'izhikevich'.*diff_if, rate_if, ttfs"):
         SnnModel.load(tmp_path / "bad.npz")
 
 
 def test_registry_names_every_model_and_its_coding():
-    assert {name: neuron_model(name).CODING for name in NEURON_MODELS} == {"ttfs": "ttfs", "rate_if": "rate"}
+    assert {name: neuron_model(name).CODING for name in NEURON_MODELS} == {"ttfs": "ttfs", "rate_if": "rate",
+                                                                          "diff_if": "diff"}
 
 
 def _rate_quantiser_error(theta: float, x: np.ndarray, T: int) -> float:
@@ -265,7 +266,7 @@ def test_cli_converts_to_rate_if_and_the_processor_refuses_it(digits_cnn, tmp_pa
                  str(tmp_path / "x.npz")]) == 2
     assert "calibrate: --calibration max, percentile or iteration" in capsys.readouterr().err
     assert main(["convert", str(ann), "--initial", "0.3", "--out", str(tmp_path / "y.npz")]) == 2
-    assert "--initial sets the initial potential of rate_if neurons" in capsys.readouterr().err
+    assert "--initial sets the initial potential of rate_if and diff_if neurons" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
 
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from firstspike.sw.formats import FormatError
 
-from . import rate_if, ttfs
+from . import diff_if, rate_if, ttfs
 
 #: name -> module; the name is what model files store in each layer's ``neuron`` field
-NEURON_MODELS = {ttfs.NAME: ttfs, rate_if.NAME: rate_if}
+NEURON_MODELS = {ttfs.NAME: ttfs, rate_if.NAME: rate_if, diff_if.NAME: diff_if}
 #: the neuron model of files written before the field existed (versions 1 and 2)
 DEFAULT_NEURON = ttfs.NAME
 

@@ -40,15 +40,20 @@ CHUNK_ENTRIES = 1 << 24
 # -- the model file ----------------------------------------------------------------------------
 def validate_layer(layer, timing: Timing, where: str, output: bool) -> None:
     """Per-channel int64 ``initial`` potentials; hidden layers: per-channel int64 thresholds >= 1."""
+    check_channel_arrays(layer, where, output, NAME)
+
+
+def check_channel_arrays(layer, where: str, output: bool, name: str) -> None:
+    """``initial`` (C_out,) int64 and, for hidden layers, ``thresholds`` (C_out,) int64 >= 1."""
     c = layer.channels
     init = layer.initial
     if init is None or np.shape(init) != (c,) or init.dtype != np.int64:
-        raise FormatError(f"{where}: rate_if layers need int64 initial potentials of shape ({c},)")
+        raise FormatError(f"{where}: {name} layers need int64 initial potentials of shape ({c},)")
     if output:
         return
     th = layer.thresholds
     if th is None or th.shape != (c,) or th.dtype != np.int64:
-        raise FormatError(f"{where}: hidden rate_if layers need one int64 threshold per channel, shape ({c},)")
+        raise FormatError(f"{where}: hidden {name} layers need one int64 threshold per channel, shape ({c},)")
     if np.any(th < 1):
         raise FormatError(f"{where}: thresholds must be >= 1")
 
@@ -165,19 +170,22 @@ def synapse_table(timing: Timing) -> np.ndarray:
     return timing.contribution_table()[:, :1]
 
 
-def _chunks(golden, k: int, trains: np.ndarray):
-    """Per-step inputs (bias + spikes through weights) of layer k, int64 (b, T, N), per chunk of images."""
+def step_inputs(golden, k: int, trains: np.ndarray):
+    """Per-step inputs (bias + spikes through weights) of layer k, int64 (b, T, N), per chunk of images.
+
+    A spike of +1 uses event slot 0 of the synapse table, one of -1 (diff_if) slot 1."""
     b, T, n_in = trains.shape
     n = golden.model.layers[k].n_neurons
     step = max(1, CHUNK_ENTRIES // (T * max(n, n_in)))
     for start in range(0, b, step):
         part = trains[start:start + step]
-        slots = np.where(part.reshape(-1, n_in) != 0, 0, NO_SPIKE)
+        flat = part.reshape(-1, n_in)
+        slots = np.where(flat == 0, NO_SPIKE, np.where(flat > 0, 0, 1))  # slot 1: negative spikes (diff_if)
         sums = golden.synaptic_sums(k, slots).numpy().astype(np.int64)
         yield sums.reshape(len(part), T, n)
 
 
-def _per_neuron(values: np.ndarray, layer) -> np.ndarray:
+def per_neuron(values: np.ndarray, layer) -> np.ndarray:
     """Per-channel values repeated over the layer's positions, in (c, y, x) order."""
     return np.repeat(values, layer.n_neurons // layer.channels)
 
@@ -185,9 +193,9 @@ def _per_neuron(values: np.ndarray, layer) -> np.ndarray:
 def fire(golden, k: int, trains: np.ndarray) -> np.ndarray:
     """Output spike trains of hidden layer k (after pooling)."""
     layer = golden.model.layers[k]
-    th, init = _per_neuron(layer.thresholds, layer), _per_neuron(layer.initial, layer)
+    th, init = per_neuron(layer.thresholds, layer), per_neuron(layer.initial, layer)
     out = []
-    for inputs in _chunks(golden, k, trains):
+    for inputs in step_inputs(golden, k, trains):
         v = np.broadcast_to(init, inputs[:, 0].shape).copy()
         spikes = np.empty(inputs.shape, dtype=np.uint8)
         for t in range(inputs.shape[1]):
@@ -202,7 +210,7 @@ def fire(golden, k: int, trains: np.ndarray) -> np.ndarray:
 def output_potentials(golden, k: int, trains: np.ndarray) -> np.ndarray:
     """initial + the sum over T steps of each step's input: the scores (batch, C_out * H * W)."""
     layer = golden.model.layers[k]
-    out = [inputs.sum(axis=1) + _per_neuron(layer.initial, layer) for inputs in _chunks(golden, k, trains)]
+    out = [inputs.sum(axis=1) + per_neuron(layer.initial, layer) for inputs in step_inputs(golden, k, trains)]
     return np.concatenate(out) if len(out) > 1 else out[0]
 
 

@@ -1,0 +1,155 @@
+"""Differential-coding IF neurons (docs/spec.md, section 13), after Huang et al., ICML 2025.
+
+A neuron sends signed spikes (+1, 0, -1 at each of T steps, each worth its channel's
+threshold) that carry the *changes* of its running mean output: by default it keeps
+outputting its own running mean, and a spike corrects it. The receiver rebuilds its input
+current's running mean from those changes. Running means need divisions by the step
+number t; here they are integers in accumulator units, each update a floor division by t
+(section 13.2), so the golden model and the hardware agree exactly. The accumulator's F
+fractional bits below the layer unit make the truncation tiny: on the digits MLP, 20 more
+fractional bits for the means changed no prediction at T = 2 .. 8. The paper's
+multi-threshold variant is not implemented.
+
+Spikes are int8 trains (batch, T, n) of -1, 0 and 1. Max pooling of differential spikes
+has no exact counterpart, so diff_if layers do not pool (average pools fold into the next
+layer as usual).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from firstspike.errors import InputError
+from firstspike.sw.formats import FormatError, Timing
+
+from . import rate_if
+from .rate_if import INPUT_BITS, fold_input_scale, per_neuron, step_inputs  # noqa: F401 (shared with rate_if)
+
+NAME = "diff_if"
+CODING = "diff"
+#: conversion options (sw.convert.convert's ``options``)
+OPTIONS = ("initial",)
+
+
+# -- the model file ----------------------------------------------------------------------------
+def validate_layer(layer, timing: Timing, where: str, output: bool) -> None:
+    """Per-channel ``initial`` and thresholds as rate_if; no pooling."""
+    if layer.pool != 1:
+        raise FormatError(f"{where}: diff_if layers cannot max-pool (differential spikes have no exact max); "
+                          "use average pooling, which folds into the next layer, or ttfs / rate_if neurons")
+    rate_if.check_channel_arrays(layer, where, output, NAME)
+
+
+def potential_bound(layer, timing: Timing, synaptic: np.ndarray) -> np.ndarray:
+    """Per channel: the largest |mem|, |cum|, |ein| or |eout| (section 13.4).
+
+    With h = sum_{t<=T} 1/t: |ein| <= |bias| + h S + T and |eout| <= h TH + T (each floor
+    division adds at most 1 per step); each step moves mem or cum by at most
+    S + |ein| + |eout| + TH.
+    """
+    T = timing.T
+    h = sum(1.0 / t for t in range(1, T + 1))
+    th = layer.thresholds if layer.thresholds is not None else np.zeros(layer.channels, dtype=np.int64)
+    ein = np.ceil(np.abs(layer.bias) + h * synaptic) + T
+    eout = np.ceil(h * th) + T
+    return (np.abs(layer.initial) + th + T * (synaptic + ein + eout + th)).astype(np.int64)
+
+
+# -- conversion ----------------------------------------------------------------------------------
+firing_parameters = rate_if.firing_parameters
+output_parameters = rate_if.output_parameters
+
+
+# -- spikes --------------------------------------------------------------------------------------
+def encode(x: np.ndarray, input_theta: float, timing: Timing) -> np.ndarray:
+    """Input spike trains (batch, T, n): a differential IF neuron per value (spec section 13.1).
+
+    Its constant input current is q (rate_if's 8-bit quantisation, section 12.1), its
+    threshold 2**P and its initial potential 2**(P-1).
+    """
+    full = 1 << INPUT_BITS
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise FormatError(f"inputs must be (batch, features), not {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise FormatError("input contains NaN or infinity")
+    if not input_theta > 0:
+        raise FormatError(f"theta must be positive, not {input_theta!r}")
+    q = np.minimum(full, np.floor(np.maximum(x, 0.0) / input_theta * full + 0.5)).astype(np.int64)
+    zero = np.zeros((x.shape[0], timing.T, x.shape[1]), dtype=np.int64)
+    return differential_if(zero, q, np.full(x.shape[1], full, dtype=np.int64),
+                           np.full(x.shape[1], full // 2, dtype=np.int64))[0]
+
+
+def check_spikes(spikes, n_in: int, timing: Timing, where: str) -> np.ndarray:
+    """``spikes`` as int8 trains (batch, T, n_in) of -1, 0 and 1, or InputError."""
+    s = np.asarray(spikes)
+    if s.ndim != 3 or s.shape[1:] != (timing.T, n_in):
+        raise InputError(f"{where} expects spike trains of shape (batch, {timing.T}, {n_in}), got {s.shape}")
+    if s.size and (s.min() < -1 or s.max() > 1):
+        raise InputError("differential spike trains hold -1, 0 and 1 only")
+    return s.astype(np.int8, copy=False)
+
+
+def spike_count(spikes: np.ndarray) -> np.ndarray:
+    """Spikes per image, positive and negative."""
+    return (spikes != 0).sum(axis=(1, 2), dtype=np.int64)
+
+
+# -- the golden model's step ---------------------------------------------------------------------
+def synapse_table(timing: Timing) -> np.ndarray:
+    """Slot 0: a +1 spike adds C[m, 0] = 2**F >> m; slot 1: a -1 spike subtracts it."""
+    c = timing.contribution_table()[:, :1]
+    return np.concatenate([c, -c], axis=1)
+
+
+def differential_if(inputs: np.ndarray, bias: np.ndarray, th: np.ndarray, initial: np.ndarray,
+                    fire: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Section 13.2 on synaptic inputs P (b, T, N) int64: (spike trains int8, ein after T steps).
+
+    ``bias``, ``th`` and ``initial`` are per neuron (N,). ``fire=False`` only integrates
+    the running mean of the input (the output layer).
+    """
+    b, T, n = inputs.shape
+    th = th.astype(np.int64)
+    mem = np.broadcast_to(initial.astype(np.int64), (b, n)).copy()
+    ein = np.broadcast_to(bias.astype(np.int64), (b, n)).copy()
+    eout = np.zeros((b, n), dtype=np.int64)
+    cum = np.zeros((b, n), dtype=np.int64)
+    spikes = np.zeros((b, T, n), dtype=np.int8)
+    for t in range(1, T + 1):
+        p = inputs[:, t - 1]
+        if fire:
+            mem += p + ein - eout
+            cum += eout
+            s = np.where(mem >= th, 1, np.where((mem <= 0) & (cum >= th), -1, 0))
+            mem -= s * th
+            cum += s * th
+            eout += (s * th) // t  # floor division: -TH // t rounds toward minus infinity
+            spikes[:, t - 1] = s
+        ein += p // t
+    return spikes, ein
+
+
+def _synaptic(golden, k: int, trains: np.ndarray):
+    """Per chunk of images: the synaptic input P of every step, without the bias, int64 (b, T, N)."""
+    layer = golden.model.layers[k]
+    bias = per_neuron(layer.bias, layer)
+    for sums in step_inputs(golden, k, trains):
+        yield sums - bias
+
+
+def fire(golden, k: int, trains: np.ndarray) -> np.ndarray:
+    """Output spike trains of hidden layer k."""
+    layer = golden.model.layers[k]
+    args = (per_neuron(layer.bias, layer), per_neuron(layer.thresholds, layer), per_neuron(layer.initial, layer))
+    out = [differential_if(p, *args)[0] for p in _synaptic(golden, k, trains)]
+    return np.concatenate(out) if len(out) > 1 else out[0]
+
+
+def output_potentials(golden, k: int, trains: np.ndarray) -> np.ndarray:
+    """The running mean of the input current after T steps (ein): the scores."""
+    layer = golden.model.layers[k]
+    n = layer.n_neurons
+    args = (per_neuron(layer.bias, layer), np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
+    out = [differential_if(p, *args, fire=False)[1] for p in _synaptic(golden, k, trains)]
+    return np.concatenate(out) if len(out) > 1 else out[0]

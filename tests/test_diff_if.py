@@ -1,0 +1,188 @@
+"""Differential-coding IF neurons (docs/spec.md, section 13): golden model against a plain
+step-by-step reference and against the paper's float equations; input encoding; conversion.
+
+Random cases use fixed seeds; a failure names its seed, rerun it with
+``pytest tests/test_diff_if.py -k <seed>``.
+"""
+import numpy as np
+import pytest
+
+from firstspike.errors import FirstspikeError
+from firstspike.sw.formats import FormatError, Timing
+from firstspike.sw.golden import GoldenModel
+from firstspike.sw.model import SnnModel
+from firstspike.sw.neurons import diff_if
+from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model
+
+
+def _step_input(layer, spikes: np.ndarray, t: Timing) -> np.ndarray:
+    """What one step's signed input spikes add, per neuron (c, y, x), without the bias, by explicit loops."""
+    one = 1 << t.frac_bits
+    c_in, h, w = layer.in_shape
+    c_out, ho, wo = layer.conv_shape
+    x = spikes.reshape(c_in, h, w)
+    wts = layer.weights if layer.kind == "conv" else layer.weights.reshape(c_out, c_in, h, w)
+    conv = layer.kind == "conv"
+    k = layer.kernel
+    out = np.zeros((c_out, ho, wo), dtype=np.int64)
+    for co in range(c_out):
+        for oy in range(ho):
+            for ox in range(wo):
+                v = 0
+                for ci in range(c_in):
+                    for ky in range(k if conv else h):
+                        for kx in range(k if conv else w):
+                            y = oy * layer.stride - layer.padding + ky if conv else ky
+                            xx = ox * layer.stride - layer.padding + kx if conv else kx
+                            if not (0 <= y < h and 0 <= xx < w) or not x[ci, y, xx]:
+                                continue
+                            code = int(wts[co, ci, ky, kx])
+                            if code & 15 == 15:
+                                continue
+                            c = (one >> (code & 15)) * int(x[ci, y, xx])
+                            v += -c if code >> 4 else c
+                out[co, oy, ox] = v
+    return out.reshape(-1)
+
+
+def _reference(model: SnnModel, trains: np.ndarray):
+    """Spike trains per layer and scores, every layer advanced one step at a time, one neuron at a time."""
+    layers = model.layers
+    state = []
+    for layer in layers:
+        pos = layer.n_neurons // layer.channels
+        state.append(dict(mem=[int(v) for v in np.repeat(layer.initial, pos)],
+                          ein=[int(v) for v in np.repeat(layer.bias, pos)],
+                          eout=[0] * layer.n_neurons, cum=[0] * layer.n_neurons,
+                          th=None if layer.is_output else [int(v) for v in np.repeat(layer.thresholds, pos)]))
+    out = [np.zeros((model.timing.T, layer.n_out), dtype=np.int8) for layer in layers[:-1]]
+    for t in range(1, model.timing.T + 1):
+        spikes = trains[t - 1]
+        for k, layer in enumerate(layers):
+            p = _step_input(layer, spikes, model.timing)
+            st = state[k]
+            if layer.is_output:
+                for j in range(layer.n_neurons):
+                    st["ein"][j] += int(p[j]) // t
+                break
+            new = np.zeros(layer.n_out, dtype=np.int8)
+            for j in range(layer.n_neurons):
+                th = st["th"][j]
+                st["mem"][j] += int(p[j]) + st["ein"][j] - st["eout"][j]
+                st["cum"][j] += st["eout"][j]
+                s = 1 if st["mem"][j] >= th else (-1 if st["mem"][j] <= 0 and st["cum"][j] >= th else 0)
+                st["mem"][j] -= s * th
+                st["cum"][j] += s * th
+                st["eout"][j] += (s * th) // t
+                st["ein"][j] += int(p[j]) // t
+                new[j] = s
+            spikes = new
+            out[k][t - 1] = new
+    return out, np.array(state[-1]["ein"])
+
+
+CASES = [
+    ("mlp", 0, Timing(T=8, B=2, frac_bits=12)),
+    ("mlp", 1, Timing(T=5, B=1, frac_bits=16)),
+    ("cnn", 2, Timing(T=6, B=2, frac_bits=10)),
+    ("cnn", 3, Timing(T=4, B=4, frac_bits=14)),
+]
+
+
+def _random_diff(kind: str, seed: int, t: Timing) -> SnnModel:
+    rng = np.random.default_rng(seed)
+    if kind == "mlp":
+        return as_rate_if(rng, random_model(rng, [12, 9, 7, 4], t), neuron="diff_if")
+    return as_rate_if(rng, random_cnn(rng, (2, 6, 6), [dict(channels=3, kernel=3, padding=1, stride=2),
+                                                       dict(channels=2, kernel=2)], [5], 3, t), neuron="diff_if")
+
+
+@pytest.mark.parametrize("kind,seed,t", CASES, ids=[f"{k}-seed{s}" for k, s, _ in CASES])
+def test_golden_equals_stepwise_reference(kind, seed, t):
+    model = _random_diff(kind, seed, t)
+    rng = np.random.default_rng(200 + seed)
+    trains = random_input_trains(rng, model.layers[0].n_in, 6, t, signed=True)
+    g = GoldenModel(model).run_spikes(trains)
+    negative = 0
+    for b in range(len(trains)):
+        spikes, scores = _reference(model, trains[b])
+        for k in range(len(model.layers) - 1):
+            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
+            negative += int((spikes[k] < 0).any())
+        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
+    assert negative > 0, "no layer ever sent a negative spike: the case does not test them"
+    assert g.coding == "diff"
+
+
+def _paper_float(model: SnnModel, trains: np.ndarray) -> np.ndarray:
+    """Scores of the paper's equations with exact (float64) running means, on the same integer network."""
+    x = trains.astype(np.float64)
+    t = model.timing
+    for layer in model.layers:
+        codes = layer.weights.astype(np.int64).reshape(layer.channels, -1)
+        w = np.where((codes & 15) == 15, 0.0, (1 << t.frac_bits) / np.exp2(codes & 15))
+        w = np.where(codes >> 4, -w, w)
+        p = x @ w.T  # linear layers only
+        mem, ein = layer.initial.astype(np.float64) + 0 * p[:, 0], layer.bias + 0.0 * p[:, 0]
+        eout, cum = np.zeros_like(mem), np.zeros_like(mem)
+        out = np.zeros_like(p)
+        for step in range(1, t.T + 1):
+            if not layer.is_output:
+                th = layer.thresholds.astype(np.float64)
+                mem = mem + p[:, step - 1] + ein - eout
+                cum = cum + eout
+                s = np.where(mem >= th, 1.0, np.where((mem <= 0) & (cum >= th), -1.0, 0.0))
+                mem, cum = mem - s * th, cum + s * th
+                eout = eout + s * th / step
+                out[:, step - 1] = s
+            ein = ein + p[:, step - 1] / step
+        if layer.is_output:
+            return ein
+        x = out
+
+
+def test_integer_means_cost_little_against_the_papers_float_equations(digits_model):
+    """Floor divisions in accumulator units instead of exact running means: on the digits MLP at
+    T=4 the integer model and the float equations (same weights, thresholds and input spikes)
+    predict the same class for at least 97 % of the test images."""
+    import firstspike
+    from firstspike.sw.checkpoint import ann_network, load_ann
+    from firstspike.sw.data import load_dataset
+    ann, _, _ = digits_model
+    ckpt = load_ann(ann)
+    ds = load_dataset("digits", seed=ckpt["seed"])
+    snn = firstspike.convert(ann_network(ckpt), ds.x_train, T=4, method="iteration", input_theta=1.0,
+                             neuron="diff_if")
+    g = snn.golden(ds.x_test)
+    same = (np.argmax(_paper_float(snn.model, g.spikes[0]), axis=1) == g.predictions).mean()
+    assert same >= 0.97, f"only {same:.3f} of the predictions agree"
+    assert snn.accuracy(ds.x_test, ds.y_test) >= ckpt["float_accuracy"] - 0.08
+
+
+def test_input_encoding_tracks_the_value():
+    """A differential IF input neuron's running mean output after T steps is within 1/T of x."""
+    t = Timing(T=16)
+    x = np.array([[0.0, 0.3, 0.5, 0.77, 1.0, 2.0]])
+    trains = diff_if.encode(x, 1.0, t)[0].astype(np.int64)  # (T, n)
+    assert trains.dtype == np.int64 and set(np.unique(trains)) <= {-1, 0, 1}
+    mean = np.zeros(x.shape[1])
+    for step in range(1, t.T + 1):  # the running mean of o[t] = mean[t-1] + s[t] is the sum of s[t] / t
+        mean += trains[step - 1] / step
+    assert np.all(np.abs(mean - np.minimum(x[0], 1.0)) <= 1 / t.T), mean
+    assert (trains < 0).any(), "some input should correct its mean downward"
+
+
+def test_pooling_refused_and_file_round_trip(tmp_path):
+    t = Timing(T=6, B=2, frac_bits=10)
+    rng = np.random.default_rng(4)
+    with pytest.raises(FormatError, match="diff_if layers cannot max-pool"):
+        as_rate_if(rng, random_cnn(rng, (2, 6, 6), [dict(channels=3, kernel=3, padding=1, pool=2)], [], 3, t),
+                   neuron="diff_if")
+    model = _random_diff("cnn", 2, t)
+    model.save(tmp_path / "d.npz")
+    back = SnnModel.load(tmp_path / "d.npz")
+    trains = random_input_trains(np.random.default_rng(1), model.layers[0].n_in, 3, t, signed=True)
+    assert np.array_equal(GoldenModel(back).run_spikes(trains).potentials,
+                          GoldenModel(model).run_spikes(trains).potentials)
+    with pytest.raises(FirstspikeError, match="-1, 0 and 1"):
+        GoldenModel(model).run_spikes(trains * 2)
