@@ -94,7 +94,8 @@ def load(path: str | os.PathLike) -> Snn:
 
 def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac_bits: int = 16,
             method: str = "percentile", percentile: float = 99.9, input_theta: float | None = None,
-            name: str = "snn", info: dict | None = None, neuron: str = "ttfs", **options) -> Snn:
+            name: str = "snn", info: dict | None = None, neuron: str = "ttfs", rounding: str = "adaptive",
+            **options) -> Snn:
     """Convert a trained float network, training-free, with thresholds calibrated on ``calibration_data``.
 
     ``model``: any ``nn.Module`` whose torch.fx graph is a chain of supported layers
@@ -104,7 +105,9 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     input value sent at t = 0, or at every step (default: the largest calibration input).
     ``neuron``: "ttfs" (time-to-first-spike, runs on the processor) or "rate_if"
     (rate-coded integrate-and-fire; ``initial=`` sets its initial potential as a fraction
-    of the threshold, default 0.5).
+    of the threshold, default 0.5) or "diff_if" (differential coding). ``rounding``:
+    "adaptive" (default) chooses each weight's log level to keep every layer's outputs on
+    ``calibration_data`` close to the float network's, "nearest" rounds each weight alone.
     """
     if method not in CALIBRATIONS:
         raise InputError(f"method must be one of {', '.join(CALIBRATIONS)}, not {method!r} "
@@ -115,7 +118,9 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     net = model.eval()
     thetas = calibrate(net, x, method, percentile, timing=timing, input_shape=input_shape, neuron=neuron)
     snn = convert_stages(net, timing, theta_in, thetas, name=name, input_shape=input_shape, neuron=neuron,
-                         info={"calibration": method, "neuron": neuron, **options, **(info or {})}, **options)
+                         rounding=rounding, calibration_data=x,
+                         info={"calibration": method, "neuron": neuron, "rounding": rounding, **options,
+                               **(info or {})}, **options)
     return Snn(snn)
 
 

@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "on the processor), rate_if (rate-coded integrate-and-fire over T steps, per-channel "
                         "thresholds) or diff_if (differential coding: signed spikes carry changes of the running "
                         "mean; no max pooling); rate_if and diff_if run in the golden model only so far")
+    p.add_argument("--rounding", choices=["nearest", "adaptive"], default=None,
+                   help="log-weight rounding: adaptive (default for max/percentile/iteration) picks each weight's "
+                        "level so every layer's outputs on the training set stay close to the float network's, "
+                        "training-free; nearest (default and only choice for cat) rounds each weight alone")
     p.add_argument("--initial", type=float, default=None,
                    help="rate_if, diff_if: initial potential as a fraction of the threshold (default 0.5)")
     _timing_args(p, default=False)
@@ -349,7 +353,7 @@ def _convert(args, flow) -> None:
         model = flow.convert_module(args.module, args.weights, args.out, dataset=args.dataset,
                                     data_dir=args.data_dir, calibration=args.calibration or "percentile",
                                     percentile=args.percentile, timing=timing or Timing(), neuron=args.neuron,
-                                    **options)
+                                    rounding=args.rounding or "adaptive", **options)
     else:
         if args.weights:
             raise InputError("--weights belongs to --module FILE.py:FUNCTION (your own network)")
@@ -358,7 +362,8 @@ def _convert(args, flow) -> None:
         timing = _timing_override(args, Timing(**ckpt["timing"]))
         default = "cat" if args.neuron == "ttfs" else "percentile"
         model = flow.convert_ann(ann, args.out, calibration=args.calibration or default, percentile=args.percentile,
-                                 timing=timing, data_dir=args.data_dir, neuron=args.neuron, **options)
+                                 timing=timing, data_dir=args.data_dir, neuron=args.neuron, rounding=args.rounding,
+                                 **options)
     print(f"{model.name}: {args.neuron} neurons, layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
           f"accumulator {model.acc_bits()} bits; wrote {args.out}")
     from firstspike.sw.data import DataError

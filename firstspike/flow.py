@@ -38,18 +38,25 @@ from firstspike.sw.model import SnnModel
 # ---------------------------------------------------------------------------
 def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibration: str = "cat",
                 percentile: float = 99.9, timing: Timing | None = None,
-                data_dir: str | os.PathLike | None = None, neuron: str = "ttfs", **options) -> SnnModel:
+                data_dir: str | os.PathLike | None = None, neuron: str = "ttfs", rounding: str | None = None,
+                **options) -> SnnModel:
     """Convert a checkpoint: "cat" uses the network and thresholds CAT learned (and its T, B)
     and reads no data; "max"/"percentile"/"iteration" calibrate the float network's
     thresholds on the training set. ``timing`` overrides the checkpoint's; ``data_dir``
     replaces the data directory the checkpoint recorded (a moved data set). ``neuron``
-    and ``options``: the neuron model of every layer and its options (sw/neurons)."""
+    and ``options``: the neuron model of every layer and its options (sw/neurons).
+    ``rounding`` of the weights (sw/convert.ROUNDINGS): "nearest" for CAT (it trained for
+    it), by default "adaptive" for calibrations (on the training set)."""
     out = check_output_file(out, "model file")
     if calibration not in ("cat", *CALIBRATIONS):
         raise InputError(f"calibration must be cat or one of {', '.join(CALIBRATIONS)}, not {calibration!r}")
     if calibration == "cat" and neuron != "ttfs":
         raise InputError(f"CAT learned thresholds for ttfs neurons; {neuron} conversions calibrate "
                          f"(one of {', '.join(CALIBRATIONS)})")
+    if calibration == "cat" and rounding == "adaptive":
+        raise InputError("CAT trained its weights for nearest rounding; adaptive rounding is for calibrated "
+                         "conversions of float networks")
+    rounding = rounding or ("nearest" if calibration == "cat" else "adaptive")
     ckpt = load_ann(ann_path)
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else ckpt.get("data_dir")
     input_shape = input_shape_of(ckpt)
@@ -59,18 +66,20 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
             raise InputError(f"CAT trained with {trained}; converting at {timing} would lose what CAT learned. "
                              "Retrain with the wanted T and B, or use --calibration max/percentile/iteration")
         cat = cat_network(ckpt)
-        net, thetas, timing = cat.stages, cat.thetas, trained
+        net, thetas, timing, x_calibration = cat.stages, cat.thetas, trained, None
     else:
         net = ann_network(ckpt)
         timing = timing or Timing(**ckpt["timing"])
         ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir)
         thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=input_shape,
                            neuron=neuron)
+        x_calibration = ds.x_train
     arch = ckpt["recipe"]["arch"]
     model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-{arch}",
-                    input_shape=input_shape, neuron=neuron, **options,
+                    input_shape=input_shape, neuron=neuron, rounding=rounding, calibration_data=x_calibration,
+                    **options,
                     info={"dataset": ckpt["dataset"], "data_dir": data_dir, "seed": ckpt["seed"],
-                          "calibration": calibration, "arch": arch, "neuron": neuron, **options,
+                          "calibration": calibration, "arch": arch, "neuron": neuron, "rounding": rounding, **options,
                           "ann": os.path.relpath(Path(ann_path).resolve(), out.resolve().parent),
                           "float_accuracy": ckpt["float_accuracy"]})
     model.save(out)
@@ -80,7 +89,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
 def convert_module(module: str, weights: str | os.PathLike | None, out: str | os.PathLike, *,
                    dataset: str = "digits", data_dir: str | os.PathLike | None = None,
                    calibration: str = "percentile", percentile: float = 99.9, timing: Timing = Timing(),
-                   seed: int = 0, neuron: str = "ttfs", **options) -> SnnModel:
+                   seed: int = 0, neuron: str = "ttfs", rounding: str = "adaptive", **options) -> SnnModel:
     """Convert a user's own network, ``FILE.py:FUNCTION`` with its state dict, training-free.
 
     Thresholds are calibrated on the data set's training split (inputs scaled to [0, 1]);
@@ -101,9 +110,9 @@ def convert_module(module: str, weights: str | os.PathLike | None, out: str | os
     thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=shape, neuron=neuron)
     spec_path = module.rpartition(":")[0]
     model = convert(net, timing, 1.0, thetas, name=f"{dataset}-{Path(spec_path).stem}", input_shape=shape,
-                    neuron=neuron, **options,
+                    neuron=neuron, rounding=rounding, calibration_data=ds.x_train, **options,
                     info={"dataset": dataset, "data_dir": data_dir, "seed": seed, "calibration": calibration,
-                          "neuron": neuron, **options,
+                          "neuron": neuron, "rounding": rounding, **options,
                           "arch": "module", "module": absolute_module(module),
                           "weights": None if weights is None else str(Path(weights).resolve()),
                           "float_accuracy": float_acc})

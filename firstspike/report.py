@@ -1,7 +1,8 @@
 """`firstspike report`: an HTML page with plots from a simulation run, synthesis and a sweep.
 
 - sweep: golden-model accuracy, spikes and energy per image for each conversion method
-  (max, percentile calibration, CAT) at several T and B, on the model's data set (the
+  (max, percentile, iteration calibration with adaptive weight rounding, CAT) at several
+  T and B, on the model's data set (the
   RTL equals the golden model bit for bit, so the sweep needs no RTL run);
 - from build/sim/report.json: cycles, PE utilisation and energy per layer and component;
 - spike-time histograms per layer from the golden model;
@@ -62,7 +63,7 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
         else:
             model = convert(float_net, timing, ckpt["input_theta"],
                             calibrate(float_net, ds.x_train, method, timing=timing, input_shape=shape),
-                            input_shape=shape)
+                            input_shape=shape, rounding="adaptive", calibration_data=ds.x_train)
         g = GoldenModel(model).run(ds.x_test)
         counts = perf.layer_counts(model, pes, g)
         geo = array_geometry(ArrayConfig.for_model(model, pes), 100.0)

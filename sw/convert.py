@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .formats import (FormatError, Timing, decode_spike_times, encode_spike_times, encode_weights,
-                      weight_scale_for)
+from .formats import (FormatError, Timing, decode_spike_times, decode_weights, encode_spike_times,
+                      encode_weights, weight_scale_for)
 from .model import MAX_ACC_BITS, SnnLayer, SnnModel
 from .neurons import DEFAULT_NEURON, coding_of, neuron_model, rate_if
+from .rounding import MAX_IMAGES, adaptive_codes
 
 CALIBRATIONS = ("max", "percentile", "iteration")
 #: accuracy lost by conversion (a fraction) above which the API and the CLI warn and suggest CAT
@@ -46,15 +47,25 @@ class Stage:
     def kind(self) -> str:
         return "conv" if isinstance(self.layer, nn.Conv2d) else "linear"
 
-    def forward(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Pre-activations from flat inputs (batch, C*H*W); ``weight`` replaces the layer's."""
+    def forward(self, h: torch.Tensor, weight: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activations from flat inputs (batch, C*H*W); ``weight`` and ``bias`` replace the layer's."""
         w = self.layer.weight if weight is None else weight
+        b = self.layer.bias if bias is None else bias
         if self.kind == "conv":
-            z = nn.functional.conv2d(h.reshape(-1, *self.in_shape), w, self.layer.bias,
+            z = nn.functional.conv2d(h.reshape(-1, *self.in_shape), w, b,
                                      stride=self.layer.stride, padding=self.layer.padding)
         else:
-            z = nn.functional.linear(h.reshape(h.shape[0], -1), w, self.layer.bias)
+            z = nn.functional.linear(h.reshape(h.shape[0], -1), w, b)
         return z
+
+    def fan_in_samples(self, h: torch.Tensor) -> np.ndarray:
+        """What each output position multiplies with the weights: (rows, fan_in) in (c, ky, kx) order."""
+        if self.kind != "conv":
+            return h.reshape(h.shape[0], -1).double().numpy()
+        cols = nn.functional.unfold(h.reshape(-1, *self.in_shape), self.layer.kernel_size,
+                                    padding=self.layer.padding, stride=self.layer.stride)  # (N, fan_in, P)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1]).double().numpy()
 
     def pool_flat(self, a: torch.Tensor) -> torch.Tensor:
         """Max pool of the activations (if any), flattened for the next stage."""
@@ -301,8 +312,13 @@ def calibrate(net, x: np.ndarray, method: str = "percentile",
     return thetas
 
 
+ROUNDINGS = ("nearest", "adaptive")
+
+
+@torch.no_grad()
 def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "snn", info: dict | None = None,
-            input_shape=None, neuron: str = DEFAULT_NEURON, **options) -> SnnModel:
+            input_shape=None, neuron: str = DEFAULT_NEURON, rounding: str = "nearest", calibration_data=None,
+            **options) -> SnnModel:
     """Quantise a float network (or its stages) with given thresholds into the integer SNN.
 
     ``neuron`` names the neuron model of every layer (sw/neurons); ``thetas`` holds one
@@ -314,7 +330,16 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
     scaled by their source channel's threshold and the unit is 2**(s_k - F). The bias is
     rounded half away from zero to that unit; the neuron model turns the threshold into
     integers (docs/spec.md).
+
+    ``rounding``: "nearest" rounds every weight to its nearest log level; "adaptive"
+    (sw/rounding.py) picks, layer by layer, the neighbouring level that brings the layer's
+    outputs, on ``calibration_data`` (flat inputs) run through the already rounded layers,
+    closest to the float network's, and moves the mean error into the bias.
     """
+    if rounding not in ROUNDINGS:
+        raise ConversionError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+    if rounding == "adaptive" and calibration_data is None:
+        raise ConversionError("adaptive rounding needs calibration_data (the inputs it measures the error on)")
     try:
         model_of = neuron_model(neuron)
     except FormatError as e:
@@ -333,6 +358,13 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
             raise ConversionError(f"threshold of hidden layer {k} must be positive, not {thetas[k]!r}")
     layers = []
     theta_prev = float(input_theta)
+    h = None
+    if rounding == "adaptive":
+        x = np.asarray(calibration_data, dtype=np.float32).reshape(len(calibration_data), -1)
+        if len(x) > MAX_IMAGES:
+            x = x[np.random.default_rng(0).choice(len(x), MAX_IMAGES, replace=False)]
+        h = torch.from_numpy(x)
+        h_float = h  # the same images through the float network: the outputs to match
     for k, st in enumerate(stages):
         lin = st.layer
         where = f"{type(lin).__name__} layer {k}"
@@ -342,9 +374,25 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
             raise ConversionError(f"{where} has NaN or infinite parameters")
         try:
+            w_ann = w
             w, factor = model_of.fold_input_scale(w, theta_prev, st.in_shape)
             s = weight_scale_for(w)
             unit = factor * 2.0 ** (s - timing.frac_bits)
+            if h is None:
+                codes = encode_weights(w, s)
+            else:  # the folded weights multiply inputs divided by the same per-input factor
+                fold = model_of.fold_input_scale(np.ones_like(w_ann), theta_prev, st.in_shape)[0]
+                fold = fold.reshape(w.shape[0], -1)[0]
+                codes, shift = adaptive_codes(w.reshape(w.shape[0], -1), s, st.fan_in_samples(h) / fold,
+                                              reference=st.fan_in_samples(h_float) / fold)
+                codes = codes.reshape(w.shape)
+                b = b + shift
+                if st.hidden:
+                    wq = decode_weights(codes, s) / fold.reshape(w.shape[1:])
+                    z = st.forward(h, torch.from_numpy(wq).float(), torch.from_numpy(b).float())
+
+                    h = st.pool_flat(torch.relu(z))
+                    h_float = st.pool_flat(torch.relu(st.forward(h_float)))
             if st.hidden:
                 firing = model_of.firing_parameters(thetas[k], unit, timing, w.shape[0], **options)
             else:
@@ -360,7 +408,7 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
         geometry = dict(kind=st.kind, in_shape=st.in_shape, pool=st.pool)
         if st.kind == "conv":
             geometry.update(stride=lin.stride[0], padding=lin.padding[0])
-        layers.append(SnnLayer(weights=encode_weights(w, s), bias=bias, thresholds=firing.pop("thresholds", None),
+        layers.append(SnnLayer(weights=codes, bias=bias, thresholds=firing.pop("thresholds", None),
                                weight_scale=s, unit=unit, neuron=neuron, **firing, **geometry))
         if st.hidden:
             theta_prev = thetas[k]
