@@ -176,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sweep", action="store_true", help="skip the conversion-method sweep")
     p.add_argument("--out", default="build/report")
 
+    p = sub.add_parser("compare", help="codings x calibrations x T on one network: accuracy, spikes, SOPs, energy",
+                       description="Convert a trained float network training-free with every neuron model "
+                                   "(ttfs, rate_if, diff_if) and calibration at several T; run the golden model on "
+                                   "the test set; write compare.json, compare.md and compare.png.")
+    p.add_argument("ann", nargs="?", help=f"checkpoint written by 'firstspike train' (default {DEFAULT_ANN})")
+    p.add_argument("--T", type=_sizes, default=[2, 4, 8, 16], help="time steps to compare, e.g. 2,4,8,16")
+    p.add_argument("--B", type=int, default=2, help="steps per octave of the ttfs models")
+    p.add_argument("--neurons", default="ttfs,rate_if,diff_if", help="neuron models, comma-separated")
+    p.add_argument("--methods", default="max,percentile,iteration", help="calibrations, comma-separated")
+    p.add_argument("--pes", type=int, default=16, help="processor size for the cycle and energy columns")
+    _data_dir_arg(p, "replaces the directory recorded in the checkpoint")
+    p.add_argument("--out", default="build/compare")
+
     p = sub.add_parser("export", help="write a model in an interchange format (NIR)",
                        description="Export a converted model to NIR (Neuromorphic Intermediate Representation): "
                                    "Affine/Conv2d nodes with the exact weights, IF nodes with the thresholds, the "
@@ -245,6 +258,10 @@ def _stop_children() -> None:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _timing_override(args, base):
@@ -318,6 +335,12 @@ def _run(args) -> int:
             rows = sweep(ann, data_dir=args.data_dir)
         path = write_report(args.out, sim_report=args.sim, synth_json=args.synth, sweep_rows=rows)
         print(f"wrote {path}")
+    elif args.command == "compare":
+        from .compare import compare, markdown_table, write_comparison
+        rows = compare(args.ann or DEFAULT_ANN, Ts=args.T, B=args.B, neurons=_names(args.neurons),
+                       methods=_names(args.methods), pes=args.pes, data_dir=args.data_dir)
+        path = write_comparison(args.out, rows)
+        print(markdown_table(rows) + f"wrote {path}, {path.with_suffix('.json')} and {path.with_suffix('.png')}")
     elif args.command == "export":
         from firstspike.sw.model import SnnModel
         from firstspike.sw.nir_export import write_nir

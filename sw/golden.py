@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .formats import NO_SPIKE, decode_weights, split_codes
+from .formats import NO_SPIKE, ZERO_MAG, decode_weights, split_codes
 from .model import SnnLayer, SnnModel
 from .neurons import DEFAULT_NEURON, neuron_model
 from .neurons.ttfs import fire_and_pool, max_pool_times  # noqa: F401  (public: TTFS firing and pooling)
@@ -166,6 +166,19 @@ class GoldenModel:
 
     #: ttfs input spikes are times; the name the RTL checks and tests use
     run_times = run_spikes
+
+    def synaptic_ops(self, result: GoldenResult) -> np.ndarray:
+        """(batch,) synaptic operations per image: every spike into a layer times its fan-out,
+        the outputs it reaches through a nonzero weight (padding taps excluded): what the
+        processor accumulates (``hw.perf`` ``acc_updates``) and the literature's SOP count."""
+        total = np.zeros(len(result.potentials), dtype=np.int64)
+        for k, layer in enumerate(self.model.layers):
+            source, offset = self._fan_maps[k]
+            _, mag = split_codes(layer.weights.reshape(layer.channels, -1))
+            nonzero = (mag != ZERO_MAG).sum(axis=0)  # per fan-in slot, over output channels
+            fanout = np.bincount(source, weights=nonzero[offset], minlength=layer.n_in + 1)[:layer.n_in]
+            total += self.neurons[k].spikes_per_neuron(result.spikes[k]) @ fanout.astype(np.int64)
+        return total
 
     def run(self, x: np.ndarray) -> GoldenResult:
         """Encode float inputs and run the network."""

@@ -82,3 +82,17 @@ def test_cat_network_predicts_like_golden(digits_model):
     golden_pred = GoldenModel(model).run(ds.x_test).predictions
     assert (ann_pred == golden_pred).mean() >= 0.99
     assert abs(ckpt["float_accuracy"] - (golden_pred == ds.y_test).mean()) <= 0.01
+
+
+def test_synaptic_ops_equal_the_processors_accumulations():
+    """GoldenModel.synaptic_ops counts what the cycle model counts as accumulations of a nonzero weight."""
+    from firstspike.hw import perf
+    from firstspike.sw.random_models import random_cnn
+    rng = np.random.default_rng(11)
+    t = Timing(T=8, B=2, frac_bits=12)
+    model = random_cnn(rng, (2, 7, 7), [dict(channels=3, kernel=3, padding=1, pool=2)], [6], 4, t)
+    g = GoldenModel(model)
+    r = g.run_times(random_input_times(rng, model.layers[0].n_in, 5, t))
+    counts = perf.layer_counts(model, 4, r)
+    expected = sum(c.acc_updates for c in counts)
+    assert np.array_equal(g.synaptic_ops(r), expected) and expected.min() > 0

@@ -95,6 +95,11 @@ def spike_count(spikes: np.ndarray) -> np.ndarray:
     return (spikes != 0).sum(axis=(1, 2), dtype=np.int64)
 
 
+def spikes_per_neuron(spikes: np.ndarray) -> np.ndarray:
+    """(batch, n): spikes each neuron sent over the T steps, positive and negative."""
+    return (spikes != 0).sum(axis=1, dtype=np.int64)
+
+
 # -- the golden model's step ---------------------------------------------------------------------
 def synapse_table(timing: Timing) -> np.ndarray:
     """Slot 0: a +1 spike adds C[m, 0] = 2**F >> m; slot 1: a -1 spike subtracts it."""

@@ -164,6 +164,11 @@ def spike_count(spikes: np.ndarray) -> np.ndarray:
     return spikes.sum(axis=(1, 2), dtype=np.int64)
 
 
+def spikes_per_neuron(spikes: np.ndarray) -> np.ndarray:
+    """(batch, n): spikes each neuron sent over the T steps."""
+    return (spikes != 0).sum(axis=1, dtype=np.int64)
+
+
 # -- the golden model's step ---------------------------------------------------------------------
 def synapse_table(timing: Timing) -> np.ndarray:
     """C[m, 0] = 2**F >> m: a binary spike has one event slot."""

@@ -86,6 +86,11 @@ def spike_count(spikes: np.ndarray) -> np.ndarray:
     return (spikes != NO_SPIKE).sum(axis=1)
 
 
+def spikes_per_neuron(spikes: np.ndarray) -> np.ndarray:
+    """(batch, n): spikes each neuron sent (0 or 1)."""
+    return (spikes != NO_SPIKE).astype(np.int64)
+
+
 # -- the golden model's step ---------------------------------------------------------------------
 def synapse_table(timing: Timing) -> np.ndarray:
     """C[m, t]: what a spike at t adds through magnitude code m (one event slot per time step)."""
