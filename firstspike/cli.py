@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neuron model of every layer (docs/spec.md): ttfs (one spike per neuron, time-coded; runs "
                         "on the processor), rate_if (rate-coded integrate-and-fire over T steps, per-channel "
                         "thresholds) or diff_if (differential coding: signed spikes carry changes of the running "
-                        "mean; no max pooling); rate_if and diff_if run in the golden model only so far")
+                        "mean); rate_if and diff_if run in the golden model only so far")
     p.add_argument("--rounding", choices=["nearest", "adaptive"], default=None,
                    help="log-weight rounding: adaptive (default for max/percentile/iteration) picks each weight's "
                         "level so every layer's outputs on the training set stay close to the float network's, "

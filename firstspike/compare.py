@@ -5,8 +5,8 @@ iteration) and window T, the float network is converted training-free (adaptive 
 rounding) and the golden model runs the test set: accuracy, spikes and synaptic operations
 per image, the literature's SOP energy (SOPs x fp32 add, Horowitz 45 nm), and for the
 models the processor runs, its exact cycles and energy per image (the RTL equals the
-golden model bit for bit, which `make test` and `make sim` check). A combination the
-coding cannot express (differential spikes through max pooling) is listed with the reason.
+golden model bit for bit, which `make test` and `make sim` check). A combination that
+cannot be converted (say, an accumulator wider than 48 bits) is listed with the reason.
 Written as compare.json, compare.md and compare.png.
 """
 from __future__ import annotations

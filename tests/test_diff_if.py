@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from firstspike.errors import FirstspikeError
-from firstspike.sw.formats import FormatError, Timing
+from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
 from firstspike.sw.neurons import diff_if
@@ -45,16 +45,35 @@ def _step_input(layer, spikes: np.ndarray, t: Timing) -> np.ndarray:
     return out.reshape(-1)
 
 
+def _fire(st: dict, j: int, t: int, current: int) -> int:
+    """One neuron or pool unit, one step (spec 13.2), on plain Python integers."""
+    th = st["th"][j]
+    st["mem"][j] += current - st["eout"][j]
+    st["cum"][j] += st["eout"][j]
+    s = 1 if st["mem"][j] >= th else (-1 if st["mem"][j] <= 0 and st["cum"][j] >= th else 0)
+    st["mem"][j] -= s * th
+    st["cum"][j] += s * th
+    st["eout"][j] += (s * th) // t
+    return s
+
+
+def _state(initial, bias, th, n: int) -> dict:
+    return dict(mem=[int(v) for v in initial], ein=[int(v) for v in bias], eout=[0] * n, cum=[0] * n,
+                th=None if th is None else [int(v) for v in th])
+
+
 def _reference(model: SnnModel, trains: np.ndarray):
     """Spike trains per layer and scores, every layer advanced one step at a time, one neuron at a time."""
     layers = model.layers
-    state = []
+    state, units, top = [], [], []
     for layer in layers:
         pos = layer.n_neurons // layer.channels
-        state.append(dict(mem=[int(v) for v in np.repeat(layer.initial, pos)],
-                          ein=[int(v) for v in np.repeat(layer.bias, pos)],
-                          eout=[0] * layer.n_neurons, cum=[0] * layer.n_neurons,
-                          th=None if layer.is_output else [int(v) for v in np.repeat(layer.thresholds, pos)]))
+        th = None if layer.is_output else np.repeat(layer.thresholds, pos)
+        state.append(_state(np.repeat(layer.initial, pos), np.repeat(layer.bias, pos), th, layer.n_neurons))
+        per_unit = layer.n_out // layer.channels
+        units.append(None if layer.pool == 1 else _state(np.repeat(layer.initial, per_unit), [0] * layer.n_out,
+                                                         np.repeat(layer.thresholds, per_unit), layer.n_out))
+        top.append([0] * layer.n_out)
     out = [np.zeros((model.timing.T, layer.n_out), dtype=np.int8) for layer in layers[:-1]]
     for t in range(1, model.timing.T + 1):
         spikes = trains[t - 1]
@@ -65,17 +84,19 @@ def _reference(model: SnnModel, trains: np.ndarray):
                 for j in range(layer.n_neurons):
                     st["ein"][j] += int(p[j]) // t
                 break
-            new = np.zeros(layer.n_out, dtype=np.int8)
+            new = np.zeros(layer.n_neurons, dtype=np.int8)
             for j in range(layer.n_neurons):
-                th = st["th"][j]
-                st["mem"][j] += int(p[j]) + st["ein"][j] - st["eout"][j]
-                st["cum"][j] += st["eout"][j]
-                s = 1 if st["mem"][j] >= th else (-1 if st["mem"][j] <= 0 and st["cum"][j] >= th else 0)
-                st["mem"][j] -= s * th
-                st["cum"][j] += s * th
-                st["eout"][j] += (s * th) // t
+                new[j] = _fire(st, j, t, int(p[j]) + st["ein"][j])
                 st["ein"][j] += int(p[j]) // t
-                new[j] = s
+            if layer.pool > 1:  # pool units: input current t M[t] - (t - 1) M[t - 1], M the window's largest eout
+                c, h, w = layer.conv_shape
+                q = layer.pool
+                eout = np.array(st["eout"]).reshape(c, h, w)
+                m = [int(eout[ch, y * q:(y + 1) * q, x * q:(x + 1) * q].max())
+                     for ch in range(c) for y in range(h // q) for x in range(w // q)]
+                new = np.array([_fire(units[k], u, t, t * m[u] - (t - 1) * top[k][u]) for u in range(layer.n_out)],
+                               dtype=np.int8)
+                top[k] = m
             spikes = new
             out[k][t - 1] = new
     return out, np.array(state[-1]["ein"])
@@ -93,8 +114,9 @@ def _random_diff(kind: str, seed: int, t: Timing) -> SnnModel:
     rng = np.random.default_rng(seed)
     if kind == "mlp":
         return as_rate_if(rng, random_model(rng, [12, 9, 7, 4], t), neuron="diff_if")
-    return as_rate_if(rng, random_cnn(rng, (2, 6, 6), [dict(channels=3, kernel=3, padding=1, stride=2),
-                                                       dict(channels=2, kernel=2)], [5], 3, t), neuron="diff_if")
+    return as_rate_if(rng, random_cnn(rng, (2, 7, 7), [dict(channels=3, kernel=3, padding=1, pool=2),
+                                                       dict(channels=2, kernel=2, stride=1)], [5], 3, t),
+                      neuron="diff_if")
 
 
 @pytest.mark.parametrize("kind,seed,t", CASES, ids=[f"{k}-seed{s}" for k, s, _ in CASES])
@@ -172,12 +194,8 @@ def test_input_encoding_tracks_the_value():
     assert (trains < 0).any(), "some input should correct its mean downward"
 
 
-def test_pooling_refused_and_file_round_trip(tmp_path):
+def test_file_round_trip(tmp_path):
     t = Timing(T=6, B=2, frac_bits=10)
-    rng = np.random.default_rng(4)
-    with pytest.raises(FormatError, match="diff_if layers cannot max-pool"):
-        as_rate_if(rng, random_cnn(rng, (2, 6, 6), [dict(channels=3, kernel=3, padding=1, pool=2)], [], 3, t),
-                   neuron="diff_if")
     model = _random_diff("cnn", 2, t)
     model.save(tmp_path / "d.npz")
     back = SnnModel.load(tmp_path / "d.npz")

@@ -10,19 +10,21 @@ fractional bits below the layer unit make the truncation tiny: on the digits MLP
 fractional bits for the means changed no prediction at T = 2 .. 8. The paper's
 multi-threshold variant is not implemented.
 
-Spikes are int8 trains (batch, T, n) of -1, 0 and 1. Max pooling of differential spikes
-has no exact counterpart, so diff_if layers do not pool (average pools fold into the next
-layer as usual).
+Spikes are int8 trains (batch, T, n) of -1, 0 and 1. Max pooling is done by a pool unit
+per window, itself a differential IF neuron whose input keeps its running mean on the
+window's largest running mean (section 13.4).
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from firstspike.errors import InputError
 from firstspike.sw.formats import FormatError, Timing
 
 from . import rate_if
 from .rate_if import INPUT_BITS, fold_input_scale, per_neuron, step_inputs  # noqa: F401 (shared with rate_if)
+from .ttfs import pool_windows
 
 NAME = "diff_if"
 CODING = "diff"
@@ -32,26 +34,27 @@ OPTIONS = ("initial",)
 
 # -- the model file ----------------------------------------------------------------------------
 def validate_layer(layer, timing: Timing, where: str, output: bool) -> None:
-    """Per-channel ``initial`` and thresholds as rate_if; no pooling."""
-    if layer.pool != 1:
-        raise FormatError(f"{where}: diff_if layers cannot max-pool (differential spikes have no exact max); "
-                          "use average pooling, which folds into the next layer, or ttfs / rate_if neurons")
+    """Per-channel ``initial`` and thresholds as rate_if."""
     rate_if.check_channel_arrays(layer, where, output, NAME)
 
 
 def potential_bound(layer, timing: Timing, synaptic: np.ndarray) -> np.ndarray:
-    """Per channel: the largest |mem|, |cum|, |ein| or |eout| (section 13.4).
+    """Per channel: the largest |mem|, |cum|, |ein| or |eout| of a neuron or pool unit (section 13.5).
 
     With h = sum_{t<=T} 1/t: |ein| <= |bias| + h S + T and |eout| <= h TH + T (each floor
-    division adds at most 1 per step); each step moves mem or cum by at most
-    S + |ein| + |eout| + TH.
+    division adds at most 1 per step); each step moves a neuron's mem or cum by at most
+    S + |ein| + |eout| + TH, a pool unit's by at most |I[t]| + |eout| + TH with
+    |I[t]| <= (2t - 1) |eout|.
     """
     T = timing.T
     h = sum(1.0 / t for t in range(1, T + 1))
     th = layer.thresholds if layer.thresholds is not None else np.zeros(layer.channels, dtype=np.int64)
     ein = np.ceil(np.abs(layer.bias) + h * synaptic) + T
     eout = np.ceil(h * th) + T
-    return (np.abs(layer.initial) + th + T * (synaptic + ein + eout + th)).astype(np.int64)
+    step = synaptic + ein + eout + th
+    if layer.pool > 1:
+        step = np.maximum(step, 2 * T * eout + th)
+    return (np.abs(layer.initial) + th + T * step).astype(np.int64)
 
 
 # -- conversion ----------------------------------------------------------------------------------
@@ -107,32 +110,61 @@ def synapse_table(timing: Timing) -> np.ndarray:
     return np.concatenate([c, -c], axis=1)
 
 
+class DiffState:
+    """The integers of section 13.2 for a batch of neurons (b, N): mem, ein, eout, cum."""
+
+    def __init__(self, b: int, bias: np.ndarray, th: np.ndarray, initial: np.ndarray):
+        self.th = th.astype(np.int64)
+        self.mem = np.broadcast_to(initial.astype(np.int64), (b, len(th))).copy()
+        self.ein = np.broadcast_to(bias.astype(np.int64), (b, len(th))).copy()
+        self.eout = np.zeros((b, len(th)), dtype=np.int64)
+        self.cum = np.zeros((b, len(th)), dtype=np.int64)
+
+    def fire(self, t: int, current: np.ndarray) -> np.ndarray:
+        """Step t (1-based) with input current ``current`` (P[t] + ein for a neuron, I[t] for a
+        pool unit): the signed spikes; mem, cum and eout updated."""
+        th = self.th
+        self.mem += current - self.eout
+        self.cum += self.eout
+        s = np.where(self.mem >= th, 1, np.where((self.mem <= 0) & (self.cum >= th), -1, 0))
+        self.mem -= s * th
+        self.cum += s * th
+        self.eout += (s * th) // t  # floor division: -TH // t rounds toward minus infinity
+        return s.astype(np.int8)
+
+
 def differential_if(inputs: np.ndarray, bias: np.ndarray, th: np.ndarray, initial: np.ndarray,
-                    fire: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Section 13.2 on synaptic inputs P (b, T, N) int64: (spike trains int8, ein after T steps).
+                    fire: bool = True, pool: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Section 13 on synaptic inputs P (b, T, N) int64: (spike trains int8, ein after T steps).
 
     ``bias``, ``th`` and ``initial`` are per neuron (N,). ``fire=False`` only integrates
-    the running mean of the input (the output layer).
+    the running mean of the input (the output layer). ``pool`` = (shape (C, H, W), q,
+    per-channel thresholds, per-channel initial potentials): the spikes are those of the
+    layer's pool units (13.4).
     """
     b, T, n = inputs.shape
-    th = th.astype(np.int64)
-    mem = np.broadcast_to(initial.astype(np.int64), (b, n)).copy()
-    ein = np.broadcast_to(bias.astype(np.int64), (b, n)).copy()
-    eout = np.zeros((b, n), dtype=np.int64)
-    cum = np.zeros((b, n), dtype=np.int64)
+    neurons = DiffState(b, bias, th, initial)
     spikes = np.zeros((b, T, n), dtype=np.int8)
+    if pool is not None:
+        shape, q, th_c, init_c = pool
+        c, h, w = shape
+        per_unit = (h // q) * (w // q)
+        units = DiffState(b, np.zeros(c * per_unit, dtype=np.int64), np.repeat(th_c, per_unit),
+                          np.repeat(init_c, per_unit))
+        spikes = np.zeros((b, T, c * per_unit), dtype=np.int8)
+        top = np.zeros((b, c * per_unit), dtype=np.int64)  # M[t - 1]
     for t in range(1, T + 1):
         p = inputs[:, t - 1]
         if fire:
-            mem += p + ein - eout
-            cum += eout
-            s = np.where(mem >= th, 1, np.where((mem <= 0) & (cum >= th), -1, 0))
-            mem -= s * th
-            cum += s * th
-            eout += (s * th) // t  # floor division: -TH // t rounds toward minus infinity
-            spikes[:, t - 1] = s
-        ein += p // t
-    return spikes, ein
+            s = neurons.fire(t, p + neurons.ein)
+            if pool is None:
+                spikes[:, t - 1] = s
+            else:  # the pool unit's input keeps its running mean on the window's largest running mean
+                m = pool_windows(neurons.eout.reshape(b, *shape), q, torch.maximum).reshape(b, -1)
+                spikes[:, t - 1] = units.fire(t, t * m - (t - 1) * top)
+                top = m
+        neurons.ein += p // t
+    return spikes, neurons.ein
 
 
 def _synaptic(golden, k: int, trains: np.ndarray):
@@ -147,7 +179,8 @@ def fire(golden, k: int, trains: np.ndarray) -> np.ndarray:
     """Output spike trains of hidden layer k."""
     layer = golden.model.layers[k]
     args = (per_neuron(layer.bias, layer), per_neuron(layer.thresholds, layer), per_neuron(layer.initial, layer))
-    out = [differential_if(p, *args)[0] for p in _synaptic(golden, k, trains)]
+    pool = None if layer.pool == 1 else (layer.conv_shape, layer.pool, layer.thresholds, layer.initial)
+    out = [differential_if(p, *args, pool=pool)[0] for p in _synaptic(golden, k, trains)]
     return np.concatenate(out) if len(out) > 1 else out[0]
 
 
