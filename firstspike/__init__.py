@@ -16,6 +16,7 @@ _LAZY = {
     "load": "firstspike.api",
     "Snn": "firstspike.api",
     "finetune_cat": "firstspike.api",
+    "finetune_noise_aware": "firstspike.api",
     "Timing": "firstspike.sw.formats",
     "SnnModel": "firstspike.sw.model",
     "GoldenModel": "firstspike.sw.golden",

@@ -145,6 +145,30 @@ def finetune_cat(model: nn.Module, x, y, *, T: int = 16, B: int = 2, frac_bits: 
     return Snn(snn)
 
 
+def finetune_noise_aware(model: nn.Module, x, y, *, T: int = 4, frac_bits: int = 16, epochs: int = 20,
+                         lr: float = 1e-3, seed: int = 0, input_theta: float | None = None, name: str = "snn",
+                         neuron: str = "rate_if", progress: bool = False) -> Snn:
+    """Noise-aware training of a pre-trained network for rate-coded IF neurons, then conversion.
+
+    The network trains with the rate quantiser of T levels, learned per-layer thresholds and
+    Gaussian noise of the residual error the SNN shows, re-measured after every epoch
+    (``sw.ann.noise_aware_finetune``); ``neuron`` may also be "diff_if". ``model`` itself is
+    not changed.
+    """
+    from tqdm import tqdm
+    timing = Timing(T=T, frac_bits=frac_bits)
+    xf, input_shape = _inputs_and_shape(x)
+    y = _labels(y, len(xf))
+    theta_in = _input_theta(xf, input_theta)
+    with tqdm(total=epochs, desc="noise-aware", unit="epoch", disable=not progress) as bar:
+        net = ann_lib.noise_aware_finetune(model.eval(), xf, y, timing, theta_in, epochs=epochs, lr=lr, seed=seed,
+                                           input_shape=input_shape, progress=bar)
+    net = net.cpu().eval()
+    snn = convert_stages(net.stages, timing, theta_in, net.thetas, name=name, neuron=neuron,
+                         info={"calibration": "noise-aware", "neuron": neuron, "noise": list(net.noise)})
+    return Snn(snn)
+
+
 def conversion_check(float_net: nn.Module, snn: Snn, x, y) -> dict:
     """Float and golden accuracy on (x, y), with a warning when conversion lost more than 1 point."""
     a = _as_array(x, "the test inputs")

@@ -96,10 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="pre-trained state dict of the --from network (torch.save(net.state_dict()))")
     p.add_argument("--hidden", type=_sizes, default=[64, 32], help="MLP hidden layer widths, e.g. 64,32")
     p.add_argument("--width", type=float, default=1.0, help="channel-count multiplier of cnn/vgg recipes")
-    p.add_argument("--method", choices=["cat", "float"], default="cat")
+    p.add_argument("--method", choices=["cat", "float", "noise"], default="cat",
+                   help="cat: conversion-aware training for ttfs neurons; noise: noise-aware training for rate_if "
+                        "neurons (rate quantiser, residual error modelled as noise re-measured on the SNN every "
+                        "epoch); float: no fine-tuning")
     p.add_argument("--epochs", type=int, default=None,
                    help="float training epochs (default 60; 0 with --weights: fine-tune only)")
-    p.add_argument("--cat-epochs", type=int, default=40, help="conversion-aware fine-tuning epochs")
+    p.add_argument("--cat-epochs", type=int, default=40, help="cat or noise fine-tuning epochs")
     p.add_argument("--seed", type=int, default=0)
     _timing_args(p)
 
@@ -115,15 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p, "replaces the directory recorded in the checkpoint")
     p.add_argument("--out", default=DEFAULT_SNN)
     p.add_argument("--calibration", choices=["cat", "max", "percentile", "iteration"], default=None,
-                   help="cat (default for checkpoints): thresholds learned in CAT, reads no data; max/percentile "
+                   help="cat (default for fine-tuned checkpoints): thresholds learned in CAT or noise-aware "
+                        "training, reads no data; max/percentile "
                         "(default for --module): from activation statistics; iteration: minimum expected error "
                         "under a Gaussian fit (threshold iteration)")
     p.add_argument("--percentile", type=float, default=99.9)
-    p.add_argument("--neuron", choices=["ttfs", "rate_if", "diff_if"], default="ttfs",
+    p.add_argument("--neuron", choices=["ttfs", "rate_if", "diff_if"], default=None,
                    help="neuron model of every layer (docs/spec.md): ttfs (one spike per neuron, time-coded; runs "
                         "on the processor), rate_if (rate-coded integrate-and-fire over T steps, per-channel "
                         "thresholds) or diff_if (differential coding: signed spikes carry changes of the running "
-                        "mean); rate_if and diff_if run in the golden model only so far")
+                        "mean); rate_if and diff_if run in the golden model only so far. Default: rate_if for "
+                        "a noise-aware checkpoint, else ttfs")
     p.add_argument("--rounding", choices=["nearest", "adaptive"], default=None,
                    help="log-weight rounding: adaptive (default for max/percentile/iteration) picks each weight's "
                         "level so every layer's outputs on the training set stay close to the float network's, "
@@ -286,7 +291,7 @@ def _run(args) -> int:
                               cat_epochs=args.cat_epochs, seed=args.seed, data_dir=args.data_dir,
                               module=args.module, weights=args.weights)
         print(f"float accuracy {ckpt['float_accuracy']:.4f}"
-              + (f", CAT accuracy {ckpt['cat_accuracy']:.4f}" if args.method == "cat" else "")
+              + (f", {args.method} fine-tuned accuracy {ckpt['cat_accuracy']:.4f}" if args.method != "float" else "")
               + f"; wrote {args.out}")
     elif args.command == "convert":
         _convert(args, flow)
@@ -360,12 +365,13 @@ def _run(args) -> int:
 
 def _convert(args, flow) -> None:
     from firstspike.sw.formats import Timing
+    ckpt = None if args.module else flow.load_ann(args.ann or DEFAULT_ANN)
+    if args.neuron is None:
+        args.neuron = "rate_if" if ckpt is not None and ckpt.get("coding") == "rate" else "ttfs"
     options = {} if args.initial is None else {"initial": args.initial}
     if options and args.neuron == "ttfs":
         raise InputError("--initial sets the initial potential of rate_if and diff_if neurons (--neuron)")
-    if args.neuron != "ttfs" and args.calibration == "cat":
-        raise InputError(f"--calibration cat uses thresholds CAT learned for TTFS neurons; {args.neuron} "
-                         "conversions calibrate: --calibration max, percentile or iteration")
+
     if args.module:
         if args.ann:
             raise InputError("give either a checkpoint or --module, not both")
@@ -381,9 +387,8 @@ def _convert(args, flow) -> None:
         if args.weights:
             raise InputError("--weights belongs to --module FILE.py:FUNCTION (your own network)")
         ann = args.ann or DEFAULT_ANN
-        ckpt = flow.load_ann(ann)
         timing = _timing_override(args, Timing(**ckpt["timing"]))
-        default = "cat" if args.neuron == "ttfs" else "percentile"
+        default = "cat" if ckpt.get("cat_state_dict") is not None else "percentile"
         model = flow.convert_ann(ann, args.out, calibration=args.calibration or default, percentile=args.percentile,
                                  timing=timing, data_dir=args.data_dir, neuron=args.neuron, rounding=args.rounding,
                                  **options)

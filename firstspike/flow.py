@@ -32,6 +32,7 @@ from firstspike.sw.files import check_output_dir, check_output_file, write_text
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
+from firstspike.sw.neurons import coding_of
 
 # ---------------------------------------------------------------------------
 # convert
@@ -50,9 +51,6 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     out = check_output_file(out, "model file")
     if calibration not in ("cat", *CALIBRATIONS):
         raise InputError(f"calibration must be cat or one of {', '.join(CALIBRATIONS)}, not {calibration!r}")
-    if calibration == "cat" and neuron != "ttfs":
-        raise InputError(f"CAT learned thresholds for ttfs neurons; {neuron} conversions calibrate "
-                         f"(one of {', '.join(CALIBRATIONS)})")
     if calibration == "cat" and rounding == "adaptive":
         raise InputError("CAT trained its weights for nearest rounding; adaptive rounding is for calibrated "
                          "conversions of float networks")
@@ -62,6 +60,13 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     input_shape = input_shape_of(ckpt)
     if calibration == "cat":
         trained = Timing(**ckpt["timing"])
+        coding = ckpt.get("coding", "ttfs")
+        if ckpt.get("cat_state_dict") is not None and coding_of(neuron) not in ((coding,) if coding == "ttfs"
+                                                                               else ("rate", "diff")):
+            what = "CAT learned thresholds for ttfs" if coding == "ttfs" else "noise-aware training learned " \
+                "thresholds for rate_if (and diff_if)"
+            raise InputError(f"{what} neurons, not {neuron}; other neuron models calibrate: --calibration max, "
+                             "percentile or iteration")
         if timing is not None and timing != trained:
             raise InputError(f"CAT trained with {trained}; converting at {timing} would lose what CAT learned. "
                              "Retrain with the wanted T and B, or use --calibration max/percentile/iteration")

@@ -53,6 +53,16 @@ def ttfs_quantise(z: torch.Tensor, theta: torch.Tensor, timing: Timing) -> torch
     return theta * (u + (q - u).detach())
 
 
+def rate_quantise(z: torch.Tensor, theta: torch.Tensor, levels: int) -> torch.Tensor:
+    """Rate activation of an IF neuron with ``levels`` steps and initial potential theta/2:
+    theta * clip(floor(z / theta * levels + 1/2), 0, levels) / levels (docs/spec.md section 12);
+    the gradient is that of theta * clamp(z / theta, 0, 1), as ttfs_quantise's."""
+    u = torch.clamp(z / theta, 0.0, 1.0)
+    with torch.no_grad():
+        q = torch.clamp(torch.floor(z / theta * levels + 0.5), 0, levels) / levels
+    return theta * (u + (q - u).detach())
+
+
 def log_quantise_weights(w: torch.Tensor) -> torch.Tensor:
     """5-bit log weights with the layer scale chosen from max|w|; straight-through gradient."""
     with torch.no_grad():
@@ -72,7 +82,7 @@ class CatNetwork(nn.Module):
     """
 
     def __init__(self, net: nn.Module, timing: Timing, input_theta: float, thetas: list[float],
-                 quantise: bool = True, input_shape=None):
+                 quantise: bool = True, input_shape=None, coding: str = "ttfs"):
         super().__init__()
         from .convert import network_stages
         self.stages = network_stages(net, input_shape)
@@ -84,22 +94,50 @@ class CatNetwork(nn.Module):
             raise InputError(f"need {n_hidden} thresholds, got {len(thetas)}")
         self.log_thetas = nn.Parameter(torch.log(torch.tensor(thetas, dtype=torch.float32)))
         self.quantise = quantise
+        if coding not in ("ttfs", "rate"):
+            raise InputError(f"coding must be ttfs or rate, not {coding!r}")
+        self.coding = coding
+        #: per hidden layer, the std of the Gaussian noise subtracted from its activations in training
+        self.noise = [0.0] * n_hidden
 
     @property
     def thetas(self) -> list[float]:
         return [float(v) for v in torch.exp(self.log_thetas).detach()]
 
+    def _activation(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        if self.coding == "ttfs":
+            return ttfs_quantise(z, theta, self.timing)
+        return rate_quantise(z, theta, self.timing.T)
+
+    def _weights(self, st, theta_in: torch.Tensor) -> torch.Tensor:
+        """The log-quantised weights the SNN will hold. Rate-coded layers fold the input's
+        threshold into the weights before rounding (sw/neurons/rate_if.fold_input_scale)."""
+        w = st.layer.weight
+        if self.coding == "ttfs":
+            return log_quantise_weights(w)
+        return log_quantise_weights(w * theta_in) / theta_in
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)[0]
+
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(scores, every hidden layer's activations after pooling, before the training noise)."""
         x = x.reshape(x.shape[0], -1)
+        theta_in = torch.tensor(self.input_theta, device=x.device)
         if self.quantise:
-            x = ttfs_quantise(x, torch.tensor(self.input_theta, device=x.device), self.timing)
+            x = self._activation(x, theta_in)
         thetas = torch.exp(self.log_thetas)
+        hidden = []
         for k, st in enumerate(self.stages):
-            z = st.forward(x, log_quantise_weights(st.layer.weight) if self.quantise else None)
+            z = st.forward(x, self._weights(st, theta_in) if self.quantise else None)
             if not st.hidden:
-                return z
-            a = ttfs_quantise(z, thetas[k], self.timing) if self.quantise else torch.relu(z)
+                return z, hidden
+            a = self._activation(z, thetas[k]) if self.quantise else torch.relu(z)
             x = st.pool_flat(a)
+            hidden.append(x)
+            if self.training and self.noise[k] > 0:
+                x = x - self.noise[k] * torch.randn_like(x)
+            theta_in = thetas[k]
         raise AssertionError("unreachable: the last stage is the output layer")
 
 
@@ -113,6 +151,43 @@ def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, i
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape)
     train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=progress)
     return cat
+
+
+def noise_aware_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
+                         epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
+                         sigma_images: int = 512) -> "CatNetwork":
+    """Noise-aware training for rate-coded IF neurons (Huang et al., TNNLS; docs/methods.md).
+
+    The network trains with the rate quantiser of T levels and learned per-layer
+    thresholds (theta init: the 99.9th percentile), and each hidden layer's activations
+    minus sigma_l * N(0, 1): a model of the SNN's residual error. After every epoch
+    sigma_l is measured again: the network as converted so far runs as an SNN (the golden
+    model, rate_if neurons) on ``sigma_images`` training images, and sigma_l is the std of
+    (noise-free quantised ANN activation - SNN spike rate * theta_l). ``net`` is not changed.
+    """
+    from .convert import calibrate
+    thetas = calibrate(net, x, "percentile", input_shape=input_shape)
+    cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding="rate")
+    probe = np.asarray(x[:sigma_images], dtype=np.float32)
+
+    def measure(model: "CatNetwork") -> None:
+        model.noise = residual_sigmas(model, probe)
+
+    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=progress, after_epoch=measure)
+    return cat
+
+
+@torch.no_grad()
+def residual_sigmas(cat: "CatNetwork", x: np.ndarray) -> list[float]:
+    """Per hidden layer: std of (quantised ANN activation - rate_if SNN rate * theta) on inputs x."""
+    from .convert import convert
+    from .golden import GoldenModel
+    snn = convert(cat.stages, cat.timing, cat.input_theta, cat.thetas, neuron="rate_if")
+    spikes = GoldenModel(snn).run(np.asarray(x, dtype=np.float32).reshape(len(x), -1)).spikes
+    device = next(cat.parameters()).device
+    _, hidden = cat.run(torch.as_tensor(x, dtype=torch.float32, device=device))
+    return [float(np.std(a.cpu().numpy() - spikes[k + 1].mean(axis=1) * theta))
+            for k, (a, theta) in enumerate(zip(hidden, cat.thetas))]
 
 
 # ---------------------------------------------------------------------------
@@ -175,8 +250,10 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress=None) -> None:
-    """Adam with cosine learning-rate decay; deterministic for a given seed on the CPU."""
+def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress=None,
+          after_epoch=None) -> None:
+    """Adam with cosine learning-rate decay; deterministic for a given seed on the CPU.
+    ``after_epoch(model)`` runs after each epoch (the model in eval mode)."""
     torch.manual_seed(cfg.seed)
     device = _device()
     model.to(device).train()
@@ -195,6 +272,10 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, prog
             loss.backward()
             opt.step()
             sched.step()
+        if after_epoch is not None:
+            model.eval()
+            after_epoch(model)
+            model.train()
         if progress is not None:
             progress.update(1)
     model.eval()

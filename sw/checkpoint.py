@@ -131,12 +131,17 @@ def input_layout(net: torch.nn.Module, ds) -> list[int] | None:
 # ---------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------
+#: float only; CAT (TTFS quantisers); noise-aware training (rate quantisers + residual-error noise)
+TRAIN_METHODS = ("float", "cat", "noise")
+
 def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "mlp", hidden: list[int] = (64, 32),
               width: float = 1.0, method: str = "cat", timing: Timing = Timing(), epochs: int = 60,
               cat_epochs: int = 40, seed: int = 0, quiet: bool = False,
               data_dir: str | os.PathLike | None = None, module: str | None = None,
               weights: str | os.PathLike | None = None) -> dict:
-    """Train a float network, then (method "cat") fine-tune it with conversion-aware training.
+    """Train a float network, then fine-tune it with the SNN's quantisers: method "cat"
+    (conversion-aware training, TTFS activations) or "noise" (noise-aware training for
+    rate-coded IF neurons, ann.noise_aware_finetune); ``cat_epochs`` counts either.
 
     ``module`` (``FILE.py:FUNCTION``) trains the user's network instead of a recipe;
     with ``weights`` (its pre-trained state dict) the float training is skipped unless
@@ -144,8 +149,8 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
     (BatchNorm folded, the weights and thresholds CAT learned) and the accuracies.
     Every argument and the output path are checked before any training.
     """
-    if method not in ("float", "cat"):
-        raise InputError(f"method must be 'float' or 'cat', not {method!r}")
+    if method not in TRAIN_METHODS:
+        raise InputError(f"method must be one of {', '.join(TRAIN_METHODS)}, not {method!r}")
     if module is None and arch not in ARCHS:
         raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     if weights is not None and module is None:
@@ -153,8 +158,8 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
     for name, v in (("epochs", epochs), ("cat_epochs", cat_epochs)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise InputError(f"{name} must be a non-negative integer, not {v!r}")
-    if method == "cat" and cat_epochs == 0:
-        raise InputError("CAT needs at least one epoch (cat_epochs >= 1)")
+    if method != "float" and cat_epochs == 0:
+        raise InputError(f"{method} fine-tuning needs at least one epoch (cat_epochs >= 1)")
     out = check_output_file(out, "ANN checkpoint")
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
     ds = load_dataset(dataset, seed=seed, data_dir=data_dir)
@@ -170,7 +175,7 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
         net = build_network(**recipe)
     input_shape = recipe.get("input_shape")
     x_train, x_test = _shaped(ds.x_train, input_shape), _shaped(ds.x_test, input_shape)
-    total = epochs + (cat_epochs if method == "cat" else 0)
+    total = epochs + (cat_epochs if method != "float" else 0)
     with tqdm(total=total, desc="train", unit="epoch", disable=quiet) as bar:
         if epochs:
             ann_lib.train(net, x_train, ds.y_train, ann_lib.TrainConfig(epochs=epochs, seed=seed), progress=bar)
@@ -181,11 +186,13 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
                 "float_state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
                 "float_accuracy": float_acc, "input_theta": 1.0,
                 "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
-        if method == "cat":
-            cat = ann_lib.cat_finetune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs,
-                                       seed=seed, input_shape=input_shape, progress=bar)
+        if method != "float":
+            tune = ann_lib.cat_finetune if method == "cat" else ann_lib.noise_aware_finetune
+            cat = tune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs,
+                       seed=seed, input_shape=input_shape, progress=bar)
             ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
-                        thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test))
+                        thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test),
+                        coding=cat.coding, noise=list(cat.noise))
         else:
             ckpt.update(cat_state_dict=None, thetas=None)
     atomic_write(out, lambda f: torch.save(ckpt, f), "ANN checkpoint")
@@ -234,10 +241,10 @@ def input_shape_of(ckpt: dict) -> list[int] | None:
 
 
 def cat_network(ckpt: dict) -> ann_lib.CatNetwork:
-    """The network CAT trained (quantisers on), with its learned thresholds."""
+    """The network CAT or noise-aware training trained (quantisers on), with its learned thresholds."""
     if ckpt.get("cat_state_dict") is None:
         raise InputError("this checkpoint was trained without CAT; use --calibration max, percentile or iteration")
     cat = ann_lib.CatNetwork(ann_network(ckpt), Timing(**ckpt["timing"]), ckpt["input_theta"], ckpt["thetas"],
-                             input_shape=input_shape_of(ckpt))
+                             input_shape=input_shape_of(ckpt), coding=ckpt.get("coding", "ttfs"))
     cat.load_state_dict(ckpt["cat_state_dict"])
     return cat.eval()
