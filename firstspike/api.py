@@ -26,6 +26,7 @@ from firstspike.errors import InputError
 from firstspike.sw import ann as ann_lib
 from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate
 from firstspike.sw.convert import convert as convert_stages
+from firstspike.sw.initial_calibration import calibrate_initial
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel, GoldenResult
 from firstspike.sw.model import SnnModel
@@ -95,7 +96,7 @@ def load(path: str | os.PathLike) -> Snn:
 def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac_bits: int = 16,
             method: str = "percentile", percentile: float = 99.9, input_theta: float | None = None,
             name: str = "snn", info: dict | None = None, neuron: str = "ttfs", rounding: str = "adaptive",
-            **options) -> Snn:
+            initial_calibration: bool = False, **options) -> Snn:
     """Convert a trained float network, training-free, with thresholds calibrated on ``calibration_data``.
 
     ``model``: any ``nn.Module`` whose torch.fx graph is a chain of supported layers
@@ -108,6 +109,9 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     of the threshold, default 0.5) or "diff_if" (differential coding). ``rounding``:
     "adaptive" (default) chooses each weight's log level to keep every layer's outputs on
     ``calibration_data`` close to the float network's, "nearest" rounds each weight alone.
+    ``initial_calibration`` (rate_if): move each channel's initial potential so its mean
+    rate on ``calibration_data`` meets the float network's mean activation (two-stage
+    conversion's stage II).
     """
     if method not in CALIBRATIONS:
         raise InputError(f"method must be one of {', '.join(CALIBRATIONS)}, not {method!r} "
@@ -121,6 +125,8 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
                          rounding=rounding, calibration_data=x,
                          info={"calibration": method, "neuron": neuron, "rounding": rounding, **options,
                                **(info or {})}, **options)
+    if initial_calibration:
+        snn = calibrate_initial(snn, net, x, input_shape=input_shape)
     return Snn(snn)
 
 
@@ -147,25 +153,32 @@ def finetune_cat(model: nn.Module, x, y, *, T: int = 16, B: int = 2, frac_bits: 
 
 def finetune_noise_aware(model: nn.Module, x, y, *, T: int = 4, frac_bits: int = 16, epochs: int = 20,
                          lr: float = 1e-3, seed: int = 0, input_theta: float | None = None, name: str = "snn",
-                         neuron: str = "rate_if", progress: bool = False) -> Snn:
+                         neuron: str = "rate_if", progress: bool = False, two_stage: bool = False) -> Snn:
     """Noise-aware training of a pre-trained network for rate-coded IF neurons, then conversion.
 
     The network trains with the rate quantiser of T levels, learned per-layer thresholds and
     Gaussian noise of the residual error the SNN shows, re-measured after every epoch
-    (``sw.ann.noise_aware_finetune``); ``neuron`` may also be "diff_if". ``model`` itself is
-    not changed.
+    (``sw.ann.noise_aware_finetune``); ``neuron`` may also be "diff_if". ``two_stage``
+    instead runs two-stage conversion: stage I's noisy quantise-clamp fine-tuning
+    (``sw.ann.two_stage_finetune``), then stage II's initial-potential calibration on ``x``
+    (rate_if). ``model`` itself is not changed.
     """
     from tqdm import tqdm
     timing = Timing(T=T, frac_bits=frac_bits)
     xf, input_shape = _inputs_and_shape(x)
     y = _labels(y, len(xf))
     theta_in = _input_theta(xf, input_theta)
-    with tqdm(total=epochs, desc="noise-aware", unit="epoch", disable=not progress) as bar:
-        net = ann_lib.noise_aware_finetune(model.eval(), xf, y, timing, theta_in, epochs=epochs, lr=lr, seed=seed,
-                                           input_shape=input_shape, progress=bar)
+    tune = ann_lib.two_stage_finetune if two_stage else ann_lib.noise_aware_finetune
+    with tqdm(total=epochs, desc="two-stage" if two_stage else "noise-aware", unit="epoch",
+              disable=not progress) as bar:
+        net = tune(model.eval(), xf, y, timing, theta_in, epochs=epochs, lr=lr, seed=seed, input_shape=input_shape,
+                   progress=bar)
     net = net.cpu().eval()
     snn = convert_stages(net.stages, timing, theta_in, net.thetas, name=name, neuron=neuron,
-                         info={"calibration": "noise-aware", "neuron": neuron, "noise": list(net.noise)})
+                         info={"calibration": "two-stage" if two_stage else "noise-aware", "neuron": neuron,
+                               "noise": list(net.noise)})
+    if two_stage:
+        snn = calibrate_initial(snn, net.stages, xf)
     return Snn(snn)
 
 

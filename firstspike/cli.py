@@ -96,10 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="pre-trained state dict of the --from network (torch.save(net.state_dict()))")
     p.add_argument("--hidden", type=_sizes, default=[64, 32], help="MLP hidden layer widths, e.g. 64,32")
     p.add_argument("--width", type=float, default=1.0, help="channel-count multiplier of cnn/vgg recipes")
-    p.add_argument("--method", choices=["cat", "float", "noise"], default="cat",
+    p.add_argument("--method", choices=["cat", "float", "noise", "twostage"], default="cat",
                    help="cat: conversion-aware training for ttfs neurons; noise: noise-aware training for rate_if "
                         "neurons (rate quantiser, residual error modelled as noise re-measured on the SNN every "
-                        "epoch); float: no fine-tuning")
+                        "epoch); twostage: stage I of two-stage conversion for rate_if (noisy quantise-clamp; "
+                        "convert then calibrates initial potentials); float: no fine-tuning")
     p.add_argument("--epochs", type=int, default=None,
                    help="float training epochs (default 60; 0 with --weights: fine-tune only)")
     p.add_argument("--cat-epochs", type=int, default=40, help="cat or noise fine-tuning epochs")
@@ -133,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log-weight rounding: adaptive (default for max/percentile/iteration) picks each weight's "
                         "level so every layer's outputs on the training set stay close to the float network's, "
                         "training-free; nearest (default and only choice for cat) rounds each weight alone")
+    p.add_argument("--calibrate-initial", action=argparse.BooleanOptionalAction, default=None,
+                   help="rate_if: move each channel's initial potential so its mean rate on the training set meets "
+                        "the ANN's mean activation (two-stage conversion, stage II; default on for --method twostage "
+                        "checkpoints)")
     p.add_argument("--initial", type=float, default=None,
                    help="rate_if, diff_if: initial potential as a fraction of the threshold (default 0.5)")
     _timing_args(p, default=False)
@@ -368,6 +373,8 @@ def _convert(args, flow) -> None:
     ckpt = None if args.module else flow.load_ann(args.ann or DEFAULT_ANN)
     if args.neuron is None:
         args.neuron = "rate_if" if ckpt is not None and ckpt.get("coding") == "rate" else "ttfs"
+    if args.module and args.calibrate_initial:
+        raise InputError("--calibrate-initial works on checkpoints of 'firstspike train'")
     options = {} if args.initial is None else {"initial": args.initial}
     if options and args.neuron == "ttfs":
         raise InputError("--initial sets the initial potential of rate_if and diff_if neurons (--neuron)")
@@ -391,7 +398,7 @@ def _convert(args, flow) -> None:
         default = "cat" if ckpt.get("cat_state_dict") is not None else "percentile"
         model = flow.convert_ann(ann, args.out, calibration=args.calibration or default, percentile=args.percentile,
                                  timing=timing, data_dir=args.data_dir, neuron=args.neuron, rounding=args.rounding,
-                                 **options)
+                                 initial_calibration=args.calibrate_initial, **options)
     print(f"{model.name}: {args.neuron} neurons, layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
           f"accumulator {model.acc_bits()} bits; wrote {args.out}")
     from firstspike.sw.data import DataError

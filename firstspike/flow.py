@@ -32,6 +32,7 @@ from firstspike.sw.files import check_output_dir, check_output_file, write_text
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
+from firstspike.sw.initial_calibration import calibrate_initial
 from firstspike.sw.neurons import coding_of
 
 # ---------------------------------------------------------------------------
@@ -40,14 +41,16 @@ from firstspike.sw.neurons import coding_of
 def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibration: str = "cat",
                 percentile: float = 99.9, timing: Timing | None = None,
                 data_dir: str | os.PathLike | None = None, neuron: str = "ttfs", rounding: str | None = None,
-                **options) -> SnnModel:
+                initial_calibration: bool | None = None, **options) -> SnnModel:
     """Convert a checkpoint: "cat" uses the network and thresholds CAT learned (and its T, B)
     and reads no data; "max"/"percentile"/"iteration" calibrate the float network's
     thresholds on the training set. ``timing`` overrides the checkpoint's; ``data_dir``
     replaces the data directory the checkpoint recorded (a moved data set). ``neuron``
     and ``options``: the neuron model of every layer and its options (sw/neurons).
     ``rounding`` of the weights (sw/convert.ROUNDINGS): "nearest" for CAT (it trained for
-    it), by default "adaptive" for calibrations (on the training set)."""
+    it), by default "adaptive" for calibrations (on the training set).
+    ``initial_calibration`` (rate_if): calibrate each channel's initial potential on the
+    training set (sw/initial_calibration.py); by default on for two-stage checkpoints."""
     out = check_output_file(out, "model file")
     if calibration not in ("cat", *CALIBRATIONS):
         raise InputError(f"calibration must be cat or one of {', '.join(CALIBRATIONS)}, not {calibration!r}")
@@ -63,8 +66,8 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         coding = ckpt.get("coding", "ttfs")
         if ckpt.get("cat_state_dict") is not None and coding_of(neuron) not in ((coding,) if coding == "ttfs"
                                                                                else ("rate", "diff")):
-            what = "CAT learned thresholds for ttfs" if coding == "ttfs" else "noise-aware training learned " \
-                "thresholds for rate_if (and diff_if)"
+            what = "CAT learned thresholds for ttfs" if coding == "ttfs" else "noise-aware or two-stage training " \
+                "learned thresholds for rate_if (and diff_if)"
             raise InputError(f"{what} neurons, not {neuron}; other neuron models calibrate: --calibration max, "
                              "percentile or iteration")
         if timing is not None and timing != trained:
@@ -79,6 +82,8 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=input_shape,
                            neuron=neuron)
         x_calibration = ds.x_train
+    if initial_calibration is None:
+        initial_calibration = ckpt["method"] == "twostage" and calibration == "cat"
     arch = ckpt["recipe"]["arch"]
     model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-{arch}",
                     input_shape=input_shape, neuron=neuron, rounding=rounding, calibration_data=x_calibration,
@@ -87,6 +92,9 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
                           "calibration": calibration, "arch": arch, "neuron": neuron, "rounding": rounding, **options,
                           "ann": os.path.relpath(Path(ann_path).resolve(), out.resolve().parent),
                           "float_accuracy": ckpt["float_accuracy"]})
+    if initial_calibration:
+        ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir)
+        model = calibrate_initial(model, net, ds.x_train, input_shape=input_shape)
     model.save(out)
     return model
 

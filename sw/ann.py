@@ -53,13 +53,16 @@ def ttfs_quantise(z: torch.Tensor, theta: torch.Tensor, timing: Timing) -> torch
     return theta * (u + (q - u).detach())
 
 
-def rate_quantise(z: torch.Tensor, theta: torch.Tensor, levels: int) -> torch.Tensor:
+def rate_quantise(z: torch.Tensor, theta: torch.Tensor, levels: int, keep: float = 1.0) -> torch.Tensor:
     """Rate activation of an IF neuron with ``levels`` steps and initial potential theta/2:
     theta * clip(floor(z / theta * levels + 1/2), 0, levels) / levels (docs/spec.md section 12);
-    the gradient is that of theta * clamp(z / theta, 0, 1), as ttfs_quantise's."""
+    the gradient is that of theta * clamp(z / theta, 0, 1), as ttfs_quantise's. ``keep`` < 1
+    quantises each value only with that probability (two-stage conversion's stage I noise)."""
     u = torch.clamp(z / theta, 0.0, 1.0)
     with torch.no_grad():
         q = torch.clamp(torch.floor(z / theta * levels + 0.5), 0, levels) / levels
+        if keep < 1.0:
+            q = torch.where(torch.rand_like(q) < keep, q, u)
     return theta * (u + (q - u).detach())
 
 
@@ -99,6 +102,8 @@ class CatNetwork(nn.Module):
         self.coding = coding
         #: per hidden layer, the std of the Gaussian noise subtracted from its activations in training
         self.noise = [0.0] * n_hidden
+        #: in training, the probability that a rate activation is quantised (two-stage's stage I: 0.9)
+        self.keep = 1.0
 
     @property
     def thetas(self) -> list[float]:
@@ -107,7 +112,7 @@ class CatNetwork(nn.Module):
     def _activation(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         if self.coding == "ttfs":
             return ttfs_quantise(z, theta, self.timing)
-        return rate_quantise(z, theta, self.timing.T)
+        return rate_quantise(z, theta, self.timing.T, self.keep if self.training else 1.0)
 
     def _weights(self, st, theta_in: torch.Tensor) -> torch.Tensor:
         """The log-quantised weights the SNN will hold. Rate-coded layers fold the input's
@@ -174,6 +179,22 @@ def noise_aware_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: T
         model.noise = residual_sigmas(model, probe)
 
     train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=progress, after_epoch=measure)
+    return cat
+
+
+def two_stage_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
+                       epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
+                       keep: float = 0.9) -> "CatNetwork":
+    """Stage I of two-stage conversion (Wang et al., TNNLS 2023) for rate-coded IF neurons:
+    fine-tuning with a noisy quantise-clamp activation, each value quantised to the T-level
+    rate grid with probability ``keep`` and only clamped otherwise, with learned per-layer
+    thresholds. Stage II, the layer-wise calibration of initial potentials, runs at
+    conversion (sw/initial_calibration.py). ``net`` is not changed."""
+    from .convert import calibrate
+    thetas = calibrate(net, x, "percentile", input_shape=input_shape)
+    cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding="rate")
+    cat.keep = keep
+    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=progress)
     return cat
 
 

@@ -131,8 +131,9 @@ def input_layout(net: torch.nn.Module, ds) -> list[int] | None:
 # ---------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------
-#: float only; CAT (TTFS quantisers); noise-aware training (rate quantisers + residual-error noise)
-TRAIN_METHODS = ("float", "cat", "noise")
+#: float only; CAT (TTFS quantisers); noise-aware training (rate quantisers + residual-error noise);
+#: two-stage conversion's stage I (noisy rate quantise-clamp)
+TRAIN_METHODS = ("float", "cat", "noise", "twostage")
 
 def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "mlp", hidden: list[int] = (64, 32),
               width: float = 1.0, method: str = "cat", timing: Timing = Timing(), epochs: int = 60,
@@ -140,8 +141,9 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
               data_dir: str | os.PathLike | None = None, module: str | None = None,
               weights: str | os.PathLike | None = None) -> dict:
     """Train a float network, then fine-tune it with the SNN's quantisers: method "cat"
-    (conversion-aware training, TTFS activations) or "noise" (noise-aware training for
-    rate-coded IF neurons, ann.noise_aware_finetune); ``cat_epochs`` counts either.
+    (conversion-aware training, TTFS activations), "noise" (noise-aware training for
+    rate-coded IF neurons, ann.noise_aware_finetune) or "twostage" (stage I of two-stage
+    conversion, ann.two_stage_finetune); ``cat_epochs`` counts any of them.
 
     ``module`` (``FILE.py:FUNCTION``) trains the user's network instead of a recipe;
     with ``weights`` (its pre-trained state dict) the float training is skipped unless
@@ -187,7 +189,8 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
                 "float_accuracy": float_acc, "input_theta": 1.0,
                 "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
         if method != "float":
-            tune = ann_lib.cat_finetune if method == "cat" else ann_lib.noise_aware_finetune
+            tune = {"cat": ann_lib.cat_finetune, "noise": ann_lib.noise_aware_finetune,
+                    "twostage": ann_lib.two_stage_finetune}[method]
             cat = tune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs,
                        seed=seed, input_shape=input_shape, progress=bar)
             ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
