@@ -13,7 +13,7 @@ MDIR := build/model/$(MODEL)
 # compiled simulators of this checkout stay beside its other build outputs
 export FIRSTSPIKE_CACHE_DIR ?= $(CURDIR)/build/cache
 
-.PHONY: all venv sim synth report bench fuzz formal mutation lint test test-slow clean
+.PHONY: all venv sim synth report compare bench fuzz formal mutation lint test test-slow clean
 
 all: sim
 
@@ -44,6 +44,10 @@ synth: $(MDIR)/snn.npz
 report: $(MDIR)/snn.npz
 	@test -f build/sim/report.json || $(MAKE) sim
 	$(FS) report
+
+# every coding x calibration x T, training-free, on the digits network -> build/compare (about a minute)
+compare: $(MDIR)/snn.npz
+	$(FS) compare $(MDIR)/ann.pt --out build/compare
 
 # speed of the golden model, the float model and the RTL simulation -> build/bench.json
 bench: $(MDIR)/snn.npz
