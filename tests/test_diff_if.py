@@ -204,3 +204,18 @@ def test_file_round_trip(tmp_path):
                           GoldenModel(model).run_spikes(trains).potentials)
     with pytest.raises(FirstspikeError, match="-1, 0 and 1"):
         GoldenModel(model).run_spikes(trains * 2)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_networks_equal_the_reference(seed):
+    """30 random diff_if networks (shapes with pooling, timing, weights, thresholds drawn from the seed)
+    against the one-neuron-at-a-time reference."""
+    from test_rate_if import _random_shape_model
+    model, rng = _random_shape_model(seed, "diff_if")
+    trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing, signed=True)
+    g = GoldenModel(model).run_spikes(trains)
+    for b in range(len(trains)):
+        spikes, scores = _reference(model, trains[b])
+        for k in range(len(model.layers) - 1):
+            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
+        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"

@@ -289,3 +289,29 @@ def test_api_rate_conversion_keeps_digits_accuracy(digits_cnn, method, loss):
         firstspike.convert(ann_network(ckpt), ds.x_train, T=16, neuron="rate_if", foo=1)
     with pytest.raises(FirstspikeError, match="ttfs neurons take no option initial"):
         firstspike.convert(ann_network(ckpt), ds.x_train, T=16, initial=0.5)
+
+
+def _random_shape_model(seed: int, neuron: str):
+    """A small random MLP or CNN (with padding, stride or pooling) and timing, all drawn from ``seed``."""
+    rng = np.random.default_rng(1000 + seed)
+    t = Timing(T=int(rng.integers(1, 9)), B=int(rng.choice([1, 2, 4])), frac_bits=int(rng.integers(8, 17)))
+    if seed % 2 == 0:
+        sizes = [int(rng.integers(3, 12))] + [int(rng.integers(2, 9)) for _ in range(int(rng.integers(1, 3)))] + [3]
+        return as_rate_if(rng, random_model(rng, sizes, t), neuron=neuron), rng
+    conv = dict(channels=int(rng.integers(1, 4)), kernel=int(rng.choice([1, 2, 3])),
+                padding=int(rng.integers(0, 2)), **rng.choice([{"pool": 2}, {"stride": 2}, {}]))
+    return as_rate_if(rng, random_cnn(rng, (int(rng.integers(1, 3)), 6, 6), [conv], [4], 3, t), neuron=neuron), rng
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_networks_equal_the_reference(seed):
+    """30 random rate_if networks (shapes, timing, weights, thresholds, initial potentials drawn from the
+    seed) against the all-layers-stepped reference."""
+    model, rng = _random_shape_model(seed, "rate_if")
+    trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing)
+    g = GoldenModel(model).run_spikes(trains)
+    for b in range(len(trains)):
+        spikes, scores = _reference(model, trains[b])
+        for k in range(len(model.layers) - 1):
+            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
+        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
