@@ -40,6 +40,10 @@ def _meta(model: SnnModel, **extra) -> dict:
 def to_nir(model: SnnModel):
     """The model as a ``nir.NIRGraph`` (input -> [flatten] -> affine/conv -> IF -> ... -> output)."""
     import nir
+    if model.coding != "ttfs":
+        raise NirExportError(f"only ttfs models export to NIR so far; this one uses {model.layers[0].neuron} "
+                             "neurons (NIR's IF resets to v_reset, these subtract the threshold, and their "
+                             "per-channel thresholds and initial potentials would need their own metadata)")
     pooled = [k for k, layer in enumerate(model.layers) if layer.pool > 1]
     if pooled:
         raise NirExportError(f"layer {pooled[0]} max-pools its spikes, and NIR has no max-pooling node; "

@@ -315,3 +315,10 @@ def test_random_networks_equal_the_reference(seed):
         for k in range(len(model.layers) - 1):
             assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
         assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
+
+
+def test_nir_export_refuses_rate_models_by_name(tmp_path):
+    from firstspike.sw.nir_export import NirExportError, to_nir
+    model = _random_rate("mlp", 0, Timing(T=8, B=2, frac_bits=12))
+    with pytest.raises(NirExportError, match="uses rate_if neurons"):
+        to_nir(model)
