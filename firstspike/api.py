@@ -13,6 +13,8 @@ shape the network takes; TTFS codes non-negative values, so inputs must be >= 0.
 """
 from __future__ import annotations
 
+import functools
+
 import os
 import warnings
 from dataclasses import dataclass
@@ -158,17 +160,22 @@ def finetune_noise_aware(model: nn.Module, x, y, *, T: int = 4, frac_bits: int =
 
     The network trains with the rate quantiser of T levels, learned per-layer thresholds and
     Gaussian noise of the residual error the SNN shows, re-measured after every epoch
-    (``sw.ann.noise_aware_finetune``); ``neuron`` may also be "diff_if". ``two_stage``
+    (``sw.ann.noise_aware_finetune``); ``neuron`` may also be "diff_if", or "ttfs": CAT
+    with the same noise (its measured residual is tiny: CAT already runs the SNN's own
+    quantiser, docs/results.md). ``two_stage``
     instead runs two-stage conversion: stage I's noisy quantise-clamp fine-tuning
     (``sw.ann.two_stage_finetune``), then stage II's initial-potential calibration on ``x``
     (rate_if). ``model`` itself is not changed.
     """
     from tqdm import tqdm
+    if two_stage and neuron != "rate_if":
+        raise InputError(f"two-stage conversion calibrates rate_if initial potentials, not {neuron}")
     timing = Timing(T=T, frac_bits=frac_bits)
     xf, input_shape = _inputs_and_shape(x)
     y = _labels(y, len(xf))
     theta_in = _input_theta(xf, input_theta)
-    tune = ann_lib.two_stage_finetune if two_stage else ann_lib.noise_aware_finetune
+    tune = ann_lib.two_stage_finetune if two_stage else functools.partial(
+        ann_lib.noise_aware_finetune, coding="ttfs" if neuron == "ttfs" else "rate")
     with tqdm(total=epochs, desc="two-stage" if two_stage else "noise-aware", unit="epoch",
               disable=not progress) as bar:
         net = tune(model.eval(), xf, y, timing, theta_in, epochs=epochs, lr=lr, seed=seed, input_shape=input_shape,

@@ -160,19 +160,20 @@ def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, i
 
 def noise_aware_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
                          epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
-                         sigma_images: int = 512) -> "CatNetwork":
-    """Noise-aware training for rate-coded IF neurons (Huang et al., TNNLS; docs/methods.md).
+                         sigma_images: int = 512, coding: str = "rate") -> "CatNetwork":
+    """Noise-aware training (Huang et al., TNNLS; ../shared/references/methods.md, section 3).
 
-    The network trains with the rate quantiser of T levels and learned per-layer
-    thresholds (theta init: the 99.9th percentile), and each hidden layer's activations
-    minus sigma_l * N(0, 1): a model of the SNN's residual error. After every epoch
-    sigma_l is measured again: the network as converted so far runs as an SNN (the golden
-    model, rate_if neurons) on ``sigma_images`` training images, and sigma_l is the std of
-    (noise-free quantised ANN activation - SNN spike rate * theta_l). ``net`` is not changed.
+    The network trains with the quantiser of ``coding`` (rate: T levels; ttfs: CAT's) and
+    learned per-layer thresholds (theta init: the 99.9th percentile), and each hidden
+    layer's activations minus sigma_l * N(0, 1): a model of the SNN's residual error.
+    After every epoch sigma_l is measured again: the network as converted so far runs as
+    an SNN (the golden model; rate_if or ttfs neurons) on ``sigma_images`` training images,
+    and sigma_l is the std of (noise-free quantised ANN activation - what the SNN's spikes
+    stand for). ``net`` is not changed.
     """
     from .convert import calibrate
     thetas = calibrate(net, x, "percentile", input_shape=input_shape)
-    cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding="rate")
+    cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding=coding)
     probe = np.asarray(x[:sigma_images], dtype=np.float32)
 
     def measure(model: "CatNetwork") -> None:
@@ -200,14 +201,18 @@ def two_stage_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Tim
 
 @torch.no_grad()
 def residual_sigmas(cat: "CatNetwork", x: np.ndarray) -> list[float]:
-    """Per hidden layer: std of (quantised ANN activation - rate_if SNN rate * theta) on inputs x."""
+    """Per hidden layer: std of (quantised ANN activation - the SNN's decoded spikes) on inputs x;
+    the SNN: rate_if neurons for a rate-coded network, ttfs for a ttfs one."""
     from .convert import convert
     from .golden import GoldenModel
-    snn = convert(cat.stages, cat.timing, cat.input_theta, cat.thetas, neuron="rate_if")
+    from .neurons import neuron_model
+    neuron = "rate_if" if cat.coding == "rate" else "ttfs"
+    snn = convert(cat.stages, cat.timing, cat.input_theta, cat.thetas, neuron=neuron)
     spikes = GoldenModel(snn).run(np.asarray(x, dtype=np.float32).reshape(len(x), -1)).spikes
     device = next(cat.parameters()).device
     _, hidden = cat.run(torch.as_tensor(x, dtype=torch.float32, device=device))
-    return [float(np.std(a.cpu().numpy() - spikes[k + 1].mean(axis=1) * theta))
+    decode = neuron_model(neuron).decode
+    return [float(np.std(a.cpu().numpy() - decode(spikes[k + 1], theta, cat.timing)))
             for k, (a, theta) in enumerate(zip(hidden, cat.thetas))]
 
 

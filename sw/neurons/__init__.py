@@ -8,8 +8,8 @@ how the layer fires and what its spikes mean:
   time cannot feed a rate-coded neuron);
 - ``validate_layer``: the shape of its thresholds and initial potentials;
 - ``potential_bound``: how large its integer potentials can grow (the accumulator width);
-- ``encode`` / ``check_spikes`` / ``spike_count`` / ``spikes_per_neuron``: the spike
-  representation of its coding;
+- ``encode`` / ``decode`` / ``check_spikes`` / ``spike_count`` / ``spikes_per_neuron``:
+  the spike representation of its coding;
 - ``synapse_table``, ``fire``, ``output_potentials``: the golden model's step for the layer;
 - ``fold_input_scale``, ``firing_parameters``, ``output_parameters``, ``OPTIONS``: how
   conversion turns a float layer and its thresholds into integers (sw/convert.py).

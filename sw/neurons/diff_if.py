@@ -103,6 +103,13 @@ def spikes_per_neuron(spikes: np.ndarray) -> np.ndarray:
     return (spikes != 0).sum(axis=1, dtype=np.int64)
 
 
+def decode(spikes: np.ndarray, theta, timing: Timing) -> np.ndarray:
+    """(batch, n) float values the trains stand for: the running mean after T steps,
+    sum_t s[t] / t, times the threshold."""
+    steps = np.arange(1, spikes.shape[1] + 1, dtype=np.float64)[None, :, None]
+    return (spikes / steps).sum(axis=1) * theta
+
+
 # -- the golden model's step ---------------------------------------------------------------------
 def synapse_table(timing: Timing) -> np.ndarray:
     """Slot 0: a +1 spike adds C[m, 0] = 2**F >> m; slot 1: a -1 spike subtracts it."""

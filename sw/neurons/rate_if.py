@@ -169,6 +169,11 @@ def spikes_per_neuron(spikes: np.ndarray) -> np.ndarray:
     return (spikes != 0).sum(axis=1, dtype=np.int64)
 
 
+def decode(spikes: np.ndarray, theta, timing: Timing) -> np.ndarray:
+    """(batch, n) float values the trains stand for: the rate times the threshold."""
+    return spikes.mean(axis=1) * theta
+
+
 # -- the golden model's step ---------------------------------------------------------------------
 def synapse_table(timing: Timing) -> np.ndarray:
     """C[m, 0] = 2**F >> m: a binary spike has one event slot."""

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from firstspike.errors import InputError
-from firstspike.sw.formats import NO_SPIKE, FormatError, Timing, encode_spike_times, fire_times, threshold_table
+from firstspike.sw.formats import (NO_SPIKE, FormatError, Timing, decode_spike_times, encode_spike_times,
+                                   fire_times, threshold_table)
 
 NAME = "ttfs"
 CODING = "ttfs"
@@ -89,6 +90,11 @@ def spike_count(spikes: np.ndarray) -> np.ndarray:
 def spikes_per_neuron(spikes: np.ndarray) -> np.ndarray:
     """(batch, n): spikes each neuron sent (0 or 1)."""
     return (spikes != NO_SPIKE).astype(np.int64)
+
+
+def decode(spikes: np.ndarray, theta, timing: Timing) -> np.ndarray:
+    """(batch, n) float values the spikes stand for: theta * 2**(-t/B), 0 for no spike."""
+    return decode_spike_times(spikes, 1.0, timing) * theta
 
 
 # -- the golden model's step ---------------------------------------------------------------------
