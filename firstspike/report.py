@@ -96,8 +96,10 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = "build/sim/report.json",
                  synth_json: str | os.PathLike | None = "build/synth/synth.json",
-                 sweep_rows: list[dict] | None = None) -> Path:
-    """Write index.html, the PNGs and report.json (the sim report plus the sweep) to out_dir."""
+                 sweep_rows: list[dict] | None = None,
+                 compare_json: str | os.PathLike | None = "build/compare/compare.json") -> Path:
+    """Write index.html, the PNGs and report.json (the sim report plus the sweep) to out_dir;
+    the coding comparison of ``firstspike compare`` is included where ``compare_json`` exists."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sim_path = Path(sim_report)
@@ -185,6 +187,20 @@ def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = 
         ["constant", "value", "source"], [[k, f"{v['value']:.5g}", v["source"]]
                                           for k, v in r["energy_constants"].items()]))
 
+    # codings x methods (firstspike compare)
+    comparison = None
+    if compare_json is not None and Path(compare_json).is_file():
+        from .compare import markdown_table
+        comparison = json.loads(Path(compare_json).read_text())
+        rows = [line.strip("|").split("|") for line in markdown_table(comparison["rows"]).splitlines()]
+        png = Path(compare_json).with_suffix(".png")
+        img = ""
+        if png.is_file():
+            (out / "compare.png").write_bytes(png.read_bytes())
+            img = "<img src='compare.png'>"
+        sections.append(f"<h2>Codings and conversion methods</h2><p>{html.escape(comparison['note'])}</p>{img}"
+                        + _table([c.strip() for c in rows[0]], [[c.strip() for c in r] for r in rows[2:]]))
+
     # synthesis
     synth = None
     if synth_json is not None and Path(synth_json).is_file():
@@ -202,6 +218,6 @@ def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = 
             "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}"
             "</style></head><body><h1>firstspike report</h1>" + "".join(sections) + "</body></html>")
     write_text(out / "index.html", page, "HTML report")
-    combined = dict(r, sweep=sweep_rows, synthesis=synth)
+    combined = dict(r, sweep=sweep_rows, synthesis=synth, comparison=comparison)
     write_text(out / "report.json", json.dumps(combined, indent=2) + "\n", "report")
     return out / "index.html"

@@ -16,8 +16,11 @@ def test_report_for_a_small_run(digits_model, tmp_path):
     # fires at most once per image
     assert all(0.5 < r["accuracy"] <= 1 and 1 < r["spikes_per_image"] <= 64 + 32 for r in rows)
     assert all(r["energy_per_image_uj"] > 0 for r in rows)
+    from firstspike.compare import compare, write_comparison
+    write_comparison(tmp_path / "cmp", compare(ann, Ts=(4,), methods=("max",), neurons=("ttfs", "rate_if"),
+                                               quiet=True))
     page = write_report(tmp_path / "report", sim_report=tmp_path / "sim" / "report.json", synth_json=None,
-                        sweep_rows=rows)
+                        sweep_rows=rows, compare_json=tmp_path / "cmp" / "compare.json")
     text = page.read_text()
     for png in ("accuracy_vs_T.png", "spike_times.png", "layers.png"):
         assert (tmp_path / "report" / png).stat().st_size > 5000
@@ -25,10 +28,12 @@ def test_report_for_a_small_run(digits_model, tmp_path):
     assert f"{sim['cycles_per_image']:.1f} / {sim['cycles_model_per_image']:.1f}" in text
     assert f"{100 * rows[0]['accuracy']:.2f} %" in text
     assert "No synthesis results" in text
+    assert "Codings and conversion methods" in text and "<td>rate_if</td>" in text and "compare.png" in text
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["sweep"] == rows and saved["mismatches"] == 0
+    assert [r["neuron"] for r in saved["comparison"]["rows"]] == ["ttfs", "rate_if"]
 
 
 def test_report_needs_a_simulation(tmp_path):
     with pytest.raises(FileNotFoundError, match="no simulation report"):
-        write_report(tmp_path, sim_report=tmp_path / "missing.json")
+        write_report(tmp_path, sim_report=tmp_path / "missing.json", compare_json=None)
