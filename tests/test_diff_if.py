@@ -13,36 +13,7 @@ from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
 from firstspike.sw.neurons import diff_if
 from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model
-
-
-def _step_input(layer, spikes: np.ndarray, t: Timing) -> np.ndarray:
-    """What one step's signed input spikes add, per neuron (c, y, x), without the bias, by explicit loops."""
-    one = 1 << t.frac_bits
-    c_in, h, w = layer.in_shape
-    c_out, ho, wo = layer.conv_shape
-    x = spikes.reshape(c_in, h, w)
-    wts = layer.weights if layer.kind == "conv" else layer.weights.reshape(c_out, c_in, h, w)
-    conv = layer.kind == "conv"
-    k = layer.kernel
-    out = np.zeros((c_out, ho, wo), dtype=np.int64)
-    for co in range(c_out):
-        for oy in range(ho):
-            for ox in range(wo):
-                v = 0
-                for ci in range(c_in):
-                    for ky in range(k if conv else h):
-                        for kx in range(k if conv else w):
-                            y = oy * layer.stride - layer.padding + ky if conv else ky
-                            xx = ox * layer.stride - layer.padding + kx if conv else kx
-                            if not (0 <= y < h and 0 <= xx < w) or not x[ci, y, xx]:
-                                continue
-                            code = int(wts[co, ci, ky, kx])
-                            if code & 15 == 15:
-                                continue
-                            c = (one >> (code & 15)) * int(x[ci, y, xx])
-                            v += -c if code >> 4 else c
-                out[co, oy, ox] = v
-    return out.reshape(-1)
+from step_reference import random_shape_model, step_input
 
 
 def _fire(st: dict, j: int, t: int, current: int) -> int:
@@ -78,7 +49,7 @@ def _reference(model: SnnModel, trains: np.ndarray):
     for t in range(1, model.timing.T + 1):
         spikes = trains[t - 1]
         for k, layer in enumerate(layers):
-            p = _step_input(layer, spikes, model.timing)
+            p = step_input(layer, spikes, model.timing)
             st = state[k]
             if layer.is_output:
                 for j in range(layer.n_neurons):
@@ -210,8 +181,7 @@ def test_file_round_trip(tmp_path):
 def test_random_networks_equal_the_reference(seed):
     """30 random diff_if networks (shapes with pooling, timing, weights, thresholds drawn from the seed)
     against the one-neuron-at-a-time reference."""
-    from test_rate_if import _random_shape_model
-    model, rng = _random_shape_model(seed, "diff_if")
+    model, rng = random_shape_model(seed, "diff_if")
     trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing, signed=True)
     g = GoldenModel(model).run_spikes(trains)
     for b in range(len(trains)):

@@ -15,36 +15,7 @@ from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import ModelFileError, SnnModel
 from firstspike.sw.neurons import NEURON_MODELS, neuron_model, rate_if
 from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model
-
-
-# -- a plain reference: all layers stepped together, one neuron and one synapse at a time -------
-def _step_input(layer, spikes: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """bias + what one step's binary input spikes add, per neuron (c, y, x), by explicit loops."""
-    one = 1 << t.frac_bits
-    c_in, h, w = layer.in_shape
-    c_out, ho, wo = layer.conv_shape
-    x = spikes.reshape(c_in, h, w)
-    wts = layer.weights if layer.kind == "conv" else layer.weights.reshape(c_out, c_in, h, w)
-    k = layer.kernel if layer.kind == "conv" else None
-    out = np.zeros((c_out, ho, wo), dtype=np.int64)
-    for co in range(c_out):
-        for oy in range(ho):
-            for ox in range(wo):
-                v = int(layer.bias[co])
-                for ci in range(c_in):
-                    for ky in range(k if k else h):
-                        for kx in range(k if k else w):
-                            y = oy * layer.stride - layer.padding + ky if k else ky
-                            xx = ox * layer.stride - layer.padding + kx if k else kx
-                            if not (0 <= y < h and 0 <= xx < w) or not x[ci, y, xx]:
-                                continue
-                            code = int(wts[co, ci, ky, kx])
-                            if code & 15 == 15:
-                                continue
-                            c = one >> (code & 15)
-                            v += -c if code >> 4 else c
-                out[co, oy, ox] = v
-    return out.reshape(-1)
+from step_reference import random_shape_model, step_input
 
 
 def _reference(model: SnnModel, trains: np.ndarray):
@@ -59,7 +30,7 @@ def _reference(model: SnnModel, trains: np.ndarray):
     for step in range(t.T):
         spikes = trains[step]
         for k, layer in enumerate(layers):
-            v[k] += _step_input(layer, spikes, t)
+            v[k] += step_input(layer, spikes, t) + np.repeat(layer.bias, layer.n_neurons // layer.channels)
             if layer.is_output:
                 break
             th = np.repeat(layer.thresholds, pos[k])
@@ -291,23 +262,11 @@ def test_api_rate_conversion_keeps_digits_accuracy(digits_cnn, method, loss):
         firstspike.convert(ann_network(ckpt), ds.x_train, T=16, initial=0.5)
 
 
-def _random_shape_model(seed: int, neuron: str):
-    """A small random MLP or CNN (with padding, stride or pooling) and timing, all drawn from ``seed``."""
-    rng = np.random.default_rng(1000 + seed)
-    t = Timing(T=int(rng.integers(1, 9)), B=int(rng.choice([1, 2, 4])), frac_bits=int(rng.integers(8, 17)))
-    if seed % 2 == 0:
-        sizes = [int(rng.integers(3, 12))] + [int(rng.integers(2, 9)) for _ in range(int(rng.integers(1, 3)))] + [3]
-        return as_rate_if(rng, random_model(rng, sizes, t), neuron=neuron), rng
-    conv = dict(channels=int(rng.integers(1, 4)), kernel=int(rng.choice([1, 2, 3])),
-                padding=int(rng.integers(0, 2)), **rng.choice([{"pool": 2}, {"stride": 2}, {}]))
-    return as_rate_if(rng, random_cnn(rng, (int(rng.integers(1, 3)), 6, 6), [conv], [4], 3, t), neuron=neuron), rng
-
-
 @pytest.mark.parametrize("seed", range(30))
 def test_random_networks_equal_the_reference(seed):
     """30 random rate_if networks (shapes, timing, weights, thresholds, initial potentials drawn from the
     seed) against the all-layers-stepped reference."""
-    model, rng = _random_shape_model(seed, "rate_if")
+    model, rng = random_shape_model(seed, "rate_if")
     trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing)
     g = GoldenModel(model).run_spikes(trains)
     for b in range(len(trains)):

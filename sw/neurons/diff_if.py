@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from firstspike.errors import InputError
-from firstspike.sw.formats import FormatError, Timing
+from firstspike.sw.formats import Timing
 
 from . import rate_if
 from .rate_if import INPUT_BITS, fold_input_scale, per_neuron, step_inputs  # noqa: F401 (shared with rate_if)
@@ -69,18 +69,11 @@ def encode(x: np.ndarray, input_theta: float, timing: Timing) -> np.ndarray:
     Its constant input current is q (rate_if's 8-bit quantisation, section 12.1), its
     threshold 2**P and its initial potential 2**(P-1).
     """
+    q = rate_if.quantise_inputs(x, input_theta)
     full = 1 << INPUT_BITS
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise FormatError(f"inputs must be (batch, features), not {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise FormatError("input contains NaN or infinity")
-    if not input_theta > 0:
-        raise FormatError(f"theta must be positive, not {input_theta!r}")
-    q = np.minimum(full, np.floor(np.maximum(x, 0.0) / input_theta * full + 0.5)).astype(np.int64)
-    zero = np.zeros((x.shape[0], timing.T, x.shape[1]), dtype=np.int64)
-    return differential_if(zero, q, np.full(x.shape[1], full, dtype=np.int64),
-                           np.full(x.shape[1], full // 2, dtype=np.int64))[0]
+    zero = np.zeros((q.shape[0], timing.T, q.shape[1]), dtype=np.int64)
+    return differential_if(zero, q, np.full(q.shape[1], full, dtype=np.int64),
+                           np.full(q.shape[1], full // 2, dtype=np.int64))[0]
 
 
 def check_spikes(spikes, n_in: int, timing: Timing, where: str) -> np.ndarray:

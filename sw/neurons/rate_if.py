@@ -128,13 +128,8 @@ def threshold_iteration(pre: np.ndarray, T: int, iterations: int = 100) -> np.nd
 
 
 # -- spikes --------------------------------------------------------------------------------------
-def encode(x: np.ndarray, input_theta: float, timing: Timing) -> np.ndarray:
-    """Input spike trains (batch, T, n): an integer IF neuron per value (spec section 12.1).
-
-    q = min(2**P, floor(x / theta_in * 2**P + 1/2)) for x > 0 (0 otherwise), P = INPUT_BITS;
-    the neuron starts at 2**(P-1), adds q per step and fires (subtracting 2**P) when it
-    reaches 2**P: after t steps it has fired floor((t * q + 2**(P-1)) / 2**P) times.
-    """
+def quantise_inputs(x: np.ndarray, input_theta: float) -> np.ndarray:
+    """q = min(2**P, floor(x / theta_in * 2**P + 1/2)) for x > 0, 0 otherwise (int64, spec 12.1)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise FormatError(f"inputs must be (batch, features), not {x.shape}")
@@ -143,9 +138,19 @@ def encode(x: np.ndarray, input_theta: float, timing: Timing) -> np.ndarray:
     if not input_theta > 0:
         raise FormatError(f"theta must be positive, not {input_theta!r}")
     full = 1 << INPUT_BITS
-    q = np.minimum(full, np.floor(np.maximum(x, 0.0) / input_theta * full + 0.5)).astype(np.int64)
+    return np.minimum(full, np.floor(np.maximum(x, 0.0) / input_theta * full + 0.5)).astype(np.int64)
+
+
+def encode(x: np.ndarray, input_theta: float, timing: Timing) -> np.ndarray:
+    """Input spike trains (batch, T, n): an integer IF neuron per value (spec section 12.1).
+
+    The neuron starts at 2**(P-1), adds q (quantise_inputs) per step and fires
+    (subtracting 2**P) when it reaches 2**P: after t steps it has fired
+    floor((t * q + 2**(P-1)) / 2**P) times.
+    """
+    q = quantise_inputs(x, input_theta)
     steps = np.arange(timing.T + 1, dtype=np.int64)[None, :, None]
-    fired = (steps * q[:, None, :] + full // 2) >> INPUT_BITS  # (batch, T + 1, n)
+    fired = (steps * q[:, None, :] + (1 << INPUT_BITS) // 2) >> INPUT_BITS  # (batch, T + 1, n)
     return np.diff(fired, axis=1).astype(np.uint8)
 
 
