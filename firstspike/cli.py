@@ -207,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help=f"SNN model file (default {DEFAULT_SNN})")
     p.add_argument("--nir", required=True, help="NIR file to write (HDF5)")
 
+    p = sub.add_parser("import", help="import a NIR graph (Affine/Conv + IF) as a rate-coded IF model",
+                       description="Read a NIR file (snnTorch, Norse, sinabs, SpikingJelly, ... export) of "
+                                   "Affine/Linear/Conv2d layers and IF neurons and write it as a rate_if model file: "
+                                   "thresholds from the IF nodes, weights rounded to 5-bit log codes. Leaky neurons, "
+                                   "delays and branching graphs are refused (docs/spec.md, section 10).")
+    p.add_argument("nir_file", metavar="FILE.nir")
+    p.add_argument("--T", type=int, default=16, help="time steps per layer")
+    p.add_argument("--frac-bits", type=int, default=16)
+    p.add_argument("--input-theta", type=float, default=1.0, help="the input value that spikes at every step")
+    p.add_argument("--initial", type=float, default=0.0, help="initial potential as a fraction of the threshold")
+    p.add_argument("--out", default=DEFAULT_SNN)
+
     p = sub.add_parser("golden", help="accuracy and spike statistics of the golden model",
                        description="Run the integer golden model on the model's test set.")
     p.add_argument("model", nargs="?", help=f"SNN model file (default {DEFAULT_SNN})")
@@ -356,6 +368,15 @@ def _run(args) -> int:
         from firstspike.sw.nir_export import write_nir
         path = write_nir(SnnModel.load(args.model or resolve_model(None)), args.nir)
         print(f"wrote {path}")
+    elif args.command == "import":
+        from firstspike.sw.files import check_output_file
+        from firstspike.sw.nir_import import read_nir
+        out = check_output_file(args.out, "model file")
+        model = read_nir(args.nir_file, Timing(T=args.T, frac_bits=args.frac_bits), input_theta=args.input_theta,
+                         initial=args.initial)
+        model.save(out)
+        print(f"{model.name}: rate_if neurons, layers {model.sizes}, T={model.timing.T}, accumulator "
+              f"{model.acc_bits()} bits; wrote {out}")
     elif args.command == "golden":
         from firstspike.sw.model import SnnModel
         model = SnnModel.load(args.model or resolve_model(None))

@@ -8,7 +8,7 @@ import pytest
 
 from firstspike.cli import main
 
-SUBCOMMANDS = ["train", "convert", "verilog", "sim", "synth", "report", "compare", "export", "golden"]
+SUBCOMMANDS = ["train", "convert", "verilog", "sim", "synth", "report", "compare", "export", "import", "golden"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)
