@@ -282,6 +282,10 @@ def _stop_children() -> None:
             pass
 
 
+#: how ``train`` names the accuracy of each fine-tuning method
+TUNED = {"cat": "CAT", "noise": "noise-aware", "twostage": "two-stage (stage I)"}
+
+
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -308,7 +312,7 @@ def _run(args) -> int:
                               cat_epochs=args.cat_epochs, seed=args.seed, data_dir=args.data_dir,
                               module=args.module, weights=args.weights)
         print(f"float accuracy {ckpt['float_accuracy']:.4f}"
-              + (f", {args.method} fine-tuned accuracy {ckpt['cat_accuracy']:.4f}" if args.method != "float" else "")
+              + (f", {TUNED[args.method]} accuracy {ckpt['cat_accuracy']:.4f}" if args.method != "float" else "")
               + f"; wrote {args.out}")
     elif args.command == "convert":
         _convert(args, flow)
@@ -391,11 +395,13 @@ def _run(args) -> int:
 
 def _convert(args, flow) -> None:
     from firstspike.sw.formats import Timing
+    if args.module and args.calibrate_initial:
+        raise InputError("--calibrate-initial works on checkpoints of 'firstspike train'")
+    if args.weights and not args.module:
+        raise InputError("--weights belongs to --module FILE.py:FUNCTION (your own network)")
     ckpt = None if args.module else flow.load_ann(args.ann or DEFAULT_ANN)
     if args.neuron is None:
         args.neuron = "rate_if" if ckpt is not None and ckpt.get("coding") == "rate" else "ttfs"
-    if args.module and args.calibrate_initial:
-        raise InputError("--calibrate-initial works on checkpoints of 'firstspike train'")
     options = {} if args.initial is None else {"initial": args.initial}
     if options and args.neuron == "ttfs":
         raise InputError("--initial sets the initial potential of rate_if and diff_if neurons (--neuron)")
@@ -412,12 +418,9 @@ def _convert(args, flow) -> None:
                                     percentile=args.percentile, timing=timing or Timing(), neuron=args.neuron,
                                     rounding=args.rounding or "adaptive", **options)
     else:
-        if args.weights:
-            raise InputError("--weights belongs to --module FILE.py:FUNCTION (your own network)")
         ann = args.ann or DEFAULT_ANN
         timing = _timing_override(args, Timing(**ckpt["timing"]))
-        default = "cat" if ckpt.get("cat_state_dict") is not None else "percentile"
-        model = flow.convert_ann(ann, args.out, calibration=args.calibration or default, percentile=args.percentile,
+        model = flow.convert_ann(ann, args.out, calibration=args.calibration or "cat", percentile=args.percentile,
                                  timing=timing, data_dir=args.data_dir, neuron=args.neuron, rounding=args.rounding,
                                  initial_calibration=args.calibrate_initial, **options)
     print(f"{model.name}: {args.neuron} neurons, layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "

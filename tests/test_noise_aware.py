@@ -46,7 +46,7 @@ def test_cli_trains_noise_aware_and_converts_to_rate_if(tmp_path, capsys):
     ann = tmp_path / "ann.pt"
     assert main(["train", "--arch", "mlp", "--hidden", "32", "--epochs", "5", "--method", "noise",
                  "--cat-epochs", "2", "--T", "4", "--out", str(ann)]) == 0
-    assert "noise fine-tuned accuracy" in capsys.readouterr().out
+    assert "noise-aware accuracy" in capsys.readouterr().out
     assert main(["convert", str(ann), "--out", str(tmp_path / "snn.npz")]) == 0
     model = SnnModel.load(tmp_path / "snn.npz")
     assert model.coding == "rate" and model.info["calibration"] == "cat"
