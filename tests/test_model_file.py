@@ -108,3 +108,13 @@ def test_version_2_file_without_neuron_field_loads_as_ttfs(model, tmp_path):
     times = random_input_times(np.random.default_rng(1), 12, 4, model.timing)
     assert np.array_equal(GoldenModel(back).run_times(times).potentials,
                           GoldenModel(model).run_times(times).potentials)
+
+
+def test_model_file_and_simulator_bench_load_without_torch():
+    """The cocotb bench runs inside every simulator process: importing torch there (through the
+    model file's neuron models) once made each RTL check five times slower."""
+    import subprocess
+    import sys
+    code = ("import sys, firstspike.sw.model, firstspike.sim.cocotb_bench; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,7 +17,6 @@ window's largest running mean (section 13.4).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from firstspike.errors import InputError
 from firstspike.sw.formats import Timing
@@ -160,7 +159,7 @@ def differential_if(inputs: np.ndarray, bias: np.ndarray, th: np.ndarray, initia
             if pool is None:
                 spikes[:, t - 1] = s
             else:  # the pool unit's input keeps its running mean on the window's largest running mean
-                m = pool_windows(neurons.eout.reshape(b, *shape), q, torch.maximum).reshape(b, -1)
+                m = pool_windows(neurons.eout.reshape(b, *shape), q, "max").reshape(b, -1)
                 spikes[:, t - 1] = units.fire(t, t * m - (t - 1) * top)
                 top = m
         neurons.ein += p // t

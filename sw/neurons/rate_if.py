@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from firstspike.errors import InputError
 from firstspike.sw.formats import NO_SPIKE, FormatError, Timing
@@ -241,5 +240,5 @@ def pool_trains(trains: np.ndarray, shape: tuple[int, int, int], pool: int) -> n
         return trains
     b, T, _ = trains.shape
     counts = np.cumsum(trains, axis=1, dtype=np.int32).reshape(b * T, *shape)
-    m = pool_windows(counts, pool, torch.maximum).reshape(b, T, -1)
+    m = pool_windows(counts, pool, "max").reshape(b, T, -1)
     return np.diff(m, axis=1, prepend=0).astype(np.uint8)

@@ -7,7 +7,6 @@ Spikes are int64 times, (batch, n) with NO_SPIKE (-1) for a silent neuron.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from firstspike.errors import InputError
 from firstspike.sw.formats import (NO_SPIKE, FormatError, Timing, decode_spike_times, encode_spike_times,
@@ -129,17 +128,19 @@ def fire_and_pool(potentials: np.ndarray, thresholds: np.ndarray, shape: tuple[i
     th = np.asarray(thresholds)
     if pool == 1 or not np.all(th[1:] <= th[:-1]):
         return max_pool_times(fire_times(potentials, th), shape, pool, T)
-    m = pool_windows(potentials.reshape(-1, *shape), pool, torch.maximum)
+    m = pool_windows(potentials.reshape(-1, *shape), pool, "max")
     return fire_times(m.reshape(potentials.shape[0], -1), th)
 
 
 def pool_windows(x: np.ndarray, pool: int, combine) -> np.ndarray:
-    """``combine`` (torch.maximum or torch.minimum) over each pool x pool window of x (batch, C, H, W).
+    """``combine`` ("max" or "min") over each pool x pool window of x (batch, C, H, W).
 
     A remainder row or column is dropped. One elementwise combine per window offset of
     strided views, in torch: several times faster than a strided reduction, max_pool2d
     or the same combines in numpy.
     """
+    import torch  # here, not at import: the model file (and the simulator's bench) need no torch
+    combine = {"max": torch.maximum, "min": torch.minimum}[combine]
     t = torch.from_numpy(np.ascontiguousarray(x))
     h, w = x.shape[2] // pool * pool, x.shape[3] // pool * pool
     m = t[:, :, :h:pool, :w:pool]
@@ -158,5 +159,5 @@ def max_pool_times(times: np.ndarray, shape: tuple[int, int, int], pool: int, T:
     """
     if pool == 1:
         return times
-    m = pool_windows(np.where(times == NO_SPIKE, T, times).reshape(-1, *shape), pool, torch.minimum)
+    m = pool_windows(np.where(times == NO_SPIKE, T, times).reshape(-1, *shape), pool, "min")
     return np.where(m == T, NO_SPIKE, m).reshape(times.shape[0], -1)
