@@ -390,7 +390,6 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
                 if st.hidden:
                     wq = decode_weights(codes, s) / fold.reshape(w.shape[1:])
                     z = st.forward(h, torch.from_numpy(wq).float(), torch.from_numpy(b).float())
-
                     h = st.pool_flat(torch.relu(z))
                     h_float = st.pool_flat(torch.relu(st.forward(h_float)))
             if st.hidden:

@@ -124,21 +124,26 @@ class GoldenModel:
         """``spikes`` as layer k's input spikes, or InputError."""
         return self.neurons[k].check_spikes(spikes, self.model.layers[k].n_in, self.model.timing, f"layer {k}")
 
-    def synaptic_sums(self, k: int, slots: np.ndarray) -> torch.Tensor:
-        """bias + what the inputs' spikes add, (rows, C_out * H_out * W_out), exact integers in self.dtype.
+    def synaptic_sums(self, k: int, slots: np.ndarray, bias: bool = True) -> torch.Tensor:
+        """bias (unless ``bias`` is False) + what the inputs' spikes add, (rows, C_out * H_out * W_out),
+        exact integers in self.dtype.
 
         ``slots`` (rows, n_in) int: each input's event slot (-1: no spike).
         """
+        sums = self._spike_sums(k, slots)
+        return sums.add_(self._biases[k]) if bias else sums
+
+    def _spike_sums(self, k: int, slots: np.ndarray) -> torch.Tensor:
+        """What the inputs' spikes add, without the bias."""
         layer = self.model.layers[k]
         table = self._tables[k]
         source, offset = self._fan_maps[k]
         fan_in = layer.weights[0].size
         batch = slots.shape[0]
-        bias = self._biases[k]
         if layer.kind != "conv":  # the fan-in map is the identity: row (t + 1) * n_in + f, no gather
             rows = np.multiply(slots, fan_in, dtype=np.int32, casting="unsafe")
             rows += offset + fan_in
-            return torch.nn.functional.embedding_bag(torch.from_numpy(rows), table, mode="sum").add_(bias)
+            return torch.nn.functional.embedding_bag(torch.from_numpy(rows), table, mode="sum")
         # row block of each input: 0 for no spike, t + 1 otherwise; a last column of zeros for padding
         blocks = np.zeros((batch, slots.shape[1] + 1), dtype=np.int32)
         np.multiply(slots + 1, fan_in, out=blocks[:, :-1], casting="unsafe")
@@ -150,7 +155,7 @@ class GoldenModel:
             rows += offset  # take is several times faster than torch's index_select here
             sums = torch.nn.functional.embedding_bag(torch.from_numpy(rows).view(-1, fan_in), table, mode="sum")
             out.append(sums.view(-1, positions, layer.channels).transpose(1, 2).reshape(-1, layer.channels * positions))
-        return (torch.cat(out) if len(out) > 1 else out[0]).add_(bias)
+        return torch.cat(out) if len(out) > 1 else out[0]
 
     def run_spikes(self, input_spikes: np.ndarray) -> GoldenResult:
         """Run the network on input spikes in its coding (ttfs times or rate trains)."""

@@ -166,20 +166,12 @@ def differential_if(inputs: np.ndarray, bias: np.ndarray, th: np.ndarray, initia
     return spikes, neurons.ein
 
 
-def _synaptic(golden, k: int, trains: np.ndarray):
-    """Per chunk of images: the synaptic input P of every step, without the bias, int64 (b, T, N)."""
-    layer = golden.model.layers[k]
-    bias = per_neuron(layer.bias, layer)
-    for sums in step_inputs(golden, k, trains):
-        yield sums - bias
-
-
 def fire(golden, k: int, trains: np.ndarray) -> np.ndarray:
     """Output spike trains of hidden layer k."""
     layer = golden.model.layers[k]
     args = (per_neuron(layer.bias, layer), per_neuron(layer.thresholds, layer), per_neuron(layer.initial, layer))
     pool = None if layer.pool == 1 else (layer.conv_shape, layer.pool, layer.thresholds, layer.initial)
-    out = [differential_if(p, *args, pool=pool)[0] for p in _synaptic(golden, k, trains)]
+    out = [differential_if(p, *args, pool=pool)[0] for p in step_inputs(golden, k, trains, bias=False)]
     return np.concatenate(out) if len(out) > 1 else out[0]
 
 
@@ -188,5 +180,5 @@ def output_potentials(golden, k: int, trains: np.ndarray) -> np.ndarray:
     layer = golden.model.layers[k]
     n = layer.n_neurons
     args = (per_neuron(layer.bias, layer), np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
-    out = [differential_if(p, *args, fire=False)[1] for p in _synaptic(golden, k, trains)]
+    out = [differential_if(p, *args, fire=False)[1] for p in step_inputs(golden, k, trains, bias=False)]
     return np.concatenate(out) if len(out) > 1 else out[0]

@@ -184,8 +184,9 @@ def synapse_table(timing: Timing) -> np.ndarray:
     return timing.contribution_table()[:, :1]
 
 
-def step_inputs(golden, k: int, trains: np.ndarray):
-    """Per-step inputs (bias + spikes through weights) of layer k, int64 (b, T, N), per chunk of images.
+def step_inputs(golden, k: int, trains: np.ndarray, bias: bool = True):
+    """Per-step inputs (bias, unless ``bias`` is False, + spikes through weights) of layer k,
+    int64 (b, T, N), per chunk of images.
 
     A spike of +1 uses event slot 0 of the synapse table, one of -1 (diff_if) slot 1."""
     b, T, n_in = trains.shape
@@ -195,7 +196,7 @@ def step_inputs(golden, k: int, trains: np.ndarray):
         part = trains[start:start + step]
         flat = part.reshape(-1, n_in)
         slots = np.where(flat == 0, NO_SPIKE, np.where(flat > 0, 0, 1))  # slot 1: negative spikes (diff_if)
-        sums = golden.synaptic_sums(k, slots).numpy().astype(np.int64)
+        sums = golden.synaptic_sums(k, slots, bias).numpy().astype(np.int64)
         yield sums.reshape(len(part), T, n)
 
 
