@@ -23,19 +23,15 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from firstspike.errors import FirstspikeError, InputError  # noqa: E402
-from firstspike.hw import perf  # noqa: E402
-from firstspike.hw.config import HW_NEURONS, ArrayConfig  # noqa: E402
+from firstspike.hw.config import HW_NEURONS  # noqa: E402
 from firstspike.sim import energy  # noqa: E402
-from firstspike.sw import ann as ann_lib  # noqa: E402
-from firstspike.sw.checkpoint import ann_network, input_shape_of, load_ann  # noqa: E402
 from firstspike.sw.convert import CALIBRATIONS, calibrate, convert  # noqa: E402
-from firstspike.sw.data import load_dataset  # noqa: E402
 from firstspike.sw.files import write_text  # noqa: E402
 from firstspike.sw.formats import Timing  # noqa: E402
 from firstspike.sw.golden import GoldenModel  # noqa: E402
 from firstspike.sw.neurons import NEURON_MODELS  # noqa: E402
 
-from .flow import array_geometry  # noqa: E402
+from .flow import checkpoint_for_sweeps, processor_cost  # noqa: E402
 
 COMPARE_T = (2, 4, 8, 16)
 
@@ -48,11 +44,7 @@ def compare(ann_path: str | os.PathLike, *, Ts=COMPARE_T, B: int = 2, neurons=tu
     if unknown:
         raise InputError(f"unknown neuron model or calibration {', '.join(unknown)}; neuron models: "
                          f"{', '.join(NEURON_MODELS)}; calibrations: {', '.join(CALIBRATIONS)}")
-    ckpt = load_ann(ann_path)
-    shape = input_shape_of(ckpt)
-    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir or ckpt.get("data_dir"))
-    net = ann_network(ckpt)
-    float_acc = ann_lib.accuracy(net, ds.x_test if shape is None else ds.x_test.reshape(-1, *shape), ds.y_test)
+    ckpt, shape, ds, net, float_acc = checkpoint_for_sweeps(ann_path, data_dir)
     table = energy.energy_table()
     rows = []
     combos = [(n, m, T) for n in neurons for m in methods for T in Ts]
@@ -76,12 +68,8 @@ def compare(ann_path: str | os.PathLike, *, Ts=COMPARE_T, B: int = 2, neurons=tu
                    sop_energy_nj=float(sops.mean() * table["fp32_add_pj"] * 1e-3),
                    cycles_per_image=None, energy_per_image_nj=None)
         if neuron in HW_NEURONS:
-            counts = perf.layer_counts(model, pes, r)
-            geo = array_geometry(ArrayConfig.for_model(model, pes), 100.0)
-            e = [sum(sum(energy.layer_energy_pj(c, geo, table, b).values()) for c in counts)
-                 for b in range(len(ds.x_test))]
-            row.update(cycles_per_image=float(perf.total_cycles(counts).mean()),
-                       energy_per_image_nj=float(np.mean(e)) * 1e-3, pes=pes)
+            cycles, e = processor_cost(model, pes, r, table)
+            row.update(cycles_per_image=cycles, energy_per_image_nj=e * 1e-3, pes=pes)
         rows.append(row)
     return rows
 

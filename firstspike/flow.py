@@ -178,6 +178,27 @@ def dataset_of(model: SnnModel, data_dir: str | os.PathLike | None = None):
 # ---------------------------------------------------------------------------
 # simulate
 # ---------------------------------------------------------------------------
+def checkpoint_for_sweeps(ann_path: str | os.PathLike, data_dir: str | os.PathLike | None = None):
+    """(checkpoint, input shape, data set, float network, its test accuracy): what a sweep over
+    conversions of one checkpoint starts from. ``data_dir`` replaces the recorded directory."""
+    ckpt = load_ann(ann_path)
+    shape = input_shape_of(ckpt)
+    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir or ckpt.get("data_dir"))
+    net = ann_network(ckpt)
+    float_acc = ann_lib.accuracy(net, ds.x_test if shape is None else ds.x_test.reshape(-1, *shape), ds.y_test)
+    return ckpt, shape, ds, net, float_acc
+
+
+def processor_cost(model: SnnModel, pes: int, golden, table: energy.EnergyTable) -> tuple[float, float]:
+    """(cycles, energy in pJ) per image on the smallest array of ``pes`` PEs that runs ``model``,
+    means over the images of the golden result: the exact cycle model and the energy model."""
+    counts = perf.layer_counts(model, pes, golden)
+    geo = array_geometry(ArrayConfig.for_model(model, pes), 100.0)
+    e = [sum(sum(energy.layer_energy_pj(c, geo, table, b).values()) for c in counts)
+         for b in range(len(golden.potentials))]
+    return float(perf.total_cycles(counts).mean()), float(np.mean(e))
+
+
 def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
     ev = spike_event(cfg).size
     return energy.ArrayGeometry(

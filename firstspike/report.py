@@ -22,19 +22,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from firstspike.hw.config import ArrayConfig  # noqa: E402
 from firstspike.sw import ann as ann_lib  # noqa: E402
 from firstspike.sw.convert import calibrate, convert  # noqa: E402
-from firstspike.sw.data import load_dataset  # noqa: E402
 from firstspike.sw.formats import NO_SPIKE, Timing  # noqa: E402
 from firstspike.sw.files import write_text  # noqa: E402
 from firstspike.sw.golden import GoldenModel  # noqa: E402
 from firstspike.sw.model import SnnModel  # noqa: E402
 
-from firstspike.hw import perf  # noqa: E402
 from firstspike.sim import energy  # noqa: E402
-from firstspike.sw.checkpoint import ann_network, input_shape_of, load_ann  # noqa: E402
-from .flow import array_geometry, dataset_of  # noqa: E402
+from firstspike.sw.checkpoint import ann_network  # noqa: E402
+from .flow import checkpoint_for_sweeps, dataset_of, processor_cost  # noqa: E402
 
 SWEEP_T = (4, 8, 16)
 SWEEP_B = (1, 2)
@@ -46,11 +43,7 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
     """Accuracy, spikes and energy per image for each (method, T, B) on the test set.
 
     ``data_dir`` replaces the data directory the checkpoint recorded."""
-    ckpt = load_ann(ann_path)
-    shape = input_shape_of(ckpt)
-    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir or ckpt.get("data_dir"))
-    float_net = ann_network(ckpt)
-    float_acc = ann_lib.accuracy(float_net, ds.x_test if shape is None else ds.x_test.reshape(-1, *shape), ds.y_test)
+    ckpt, shape, ds, float_net, float_acc = checkpoint_for_sweeps(ann_path, data_dir)
     table = energy.energy_table()
     rows = []
     combos = [(m, T, B) for m in methods for B in Bs for T in Ts]
@@ -65,15 +58,11 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
                             calibrate(float_net, ds.x_train, method, timing=timing, input_shape=shape),
                             input_shape=shape, rounding="adaptive", calibration_data=ds.x_train)
         g = GoldenModel(model).run(ds.x_test)
-        counts = perf.layer_counts(model, pes, g)
-        geo = array_geometry(ArrayConfig.for_model(model, pes), 100.0)
-        e = np.mean([sum(sum(energy.layer_energy_pj(c, geo, table, b).values()) for c in counts)
-                     for b in range(len(ds.x_test))])
+        cycles, e = processor_cost(model, pes, g, table)
         rows.append({"method": method, "T": T, "B": B, "accuracy": float((g.predictions == ds.y_test).mean()),
                      "float_accuracy": float_acc, "images": len(ds.x_test),
                      "spikes_per_image": float(g.spike_counts()[:, 1:].sum(1).mean()),
-                     "energy_per_image_uj": float(e) * 1e-6,
-                     "cycles_per_image": float(perf.total_cycles(counts).mean())})
+                     "energy_per_image_uj": e * 1e-6, "cycles_per_image": cycles})
     return rows
 
 
