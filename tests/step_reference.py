@@ -2,7 +2,32 @@
 import numpy as np
 
 from firstspike.sw.formats import Timing
+from firstspike.sw.golden import GoldenModel
 from firstspike.sw.random_models import as_rate_if, random_cnn, random_model
+
+#: the fixed cases of each rate-coded neuron model: (kind, seed, timing)
+CASES = [
+    ("mlp", 0, Timing(T=8, B=2, frac_bits=12)),
+    ("mlp", 1, Timing(T=5, B=1, frac_bits=16)),
+    ("cnn", 2, Timing(T=6, B=2, frac_bits=10)),
+    ("cnn", 3, Timing(T=4, B=4, frac_bits=14)),
+]
+CASE_IDS = [f"{k}-seed{s}" for k, s, _ in CASES]
+
+
+def golden_equals_reference(model, trains: np.ndarray, reference, seed: int):
+    """Run the golden model on ``trains`` and assert, image by image, that every hidden layer's
+    spikes and the scores equal ``reference(model, trains[b])``; return (golden result, the
+    reference's spikes per image) for the caller's own checks."""
+    g = GoldenModel(model).run_spikes(trains)
+    per_image = []
+    for b in range(len(trains)):
+        spikes, scores = reference(model, trains[b])
+        for k in range(len(model.layers) - 1):
+            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
+        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
+        per_image.append(spikes)
+    return g, per_image
 
 
 def step_input(layer, spikes: np.ndarray, t: Timing) -> np.ndarray:

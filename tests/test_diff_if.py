@@ -13,7 +13,7 @@ from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
 from firstspike.sw.neurons import diff_if
 from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model
-from step_reference import random_shape_model, step_input
+from step_reference import CASE_IDS, CASES, golden_equals_reference, random_shape_model, step_input
 
 
 def _fire(st: dict, j: int, t: int, current: int) -> int:
@@ -73,14 +73,6 @@ def _reference(model: SnnModel, trains: np.ndarray):
     return out, np.array(state[-1]["ein"])
 
 
-CASES = [
-    ("mlp", 0, Timing(T=8, B=2, frac_bits=12)),
-    ("mlp", 1, Timing(T=5, B=1, frac_bits=16)),
-    ("cnn", 2, Timing(T=6, B=2, frac_bits=10)),
-    ("cnn", 3, Timing(T=4, B=4, frac_bits=14)),
-]
-
-
 def _random_diff(kind: str, seed: int, t: Timing) -> SnnModel:
     rng = np.random.default_rng(seed)
     if kind == "mlp":
@@ -90,19 +82,13 @@ def _random_diff(kind: str, seed: int, t: Timing) -> SnnModel:
                       neuron="diff_if")
 
 
-@pytest.mark.parametrize("kind,seed,t", CASES, ids=[f"{k}-seed{s}" for k, s, _ in CASES])
+@pytest.mark.parametrize("kind,seed,t", CASES, ids=CASE_IDS)
 def test_golden_equals_stepwise_reference(kind, seed, t):
     model = _random_diff(kind, seed, t)
     rng = np.random.default_rng(200 + seed)
     trains = random_input_trains(rng, model.layers[0].n_in, 6, t, signed=True)
-    g = GoldenModel(model).run_spikes(trains)
-    negative = 0
-    for b in range(len(trains)):
-        spikes, scores = _reference(model, trains[b])
-        for k in range(len(model.layers) - 1):
-            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
-            negative += int((spikes[k] < 0).any())
-        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
+    g, per_image = golden_equals_reference(model, trains, _reference, seed)
+    negative = sum(int((s < 0).any()) for spikes in per_image for s in spikes)
     assert negative > 0, "no layer ever sent a negative spike: the case does not test them"
     assert g.coding == "diff"
 
@@ -183,9 +169,4 @@ def test_random_networks_equal_the_reference(seed):
     against the one-neuron-at-a-time reference."""
     model, rng = random_shape_model(seed, "diff_if")
     trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing, signed=True)
-    g = GoldenModel(model).run_spikes(trains)
-    for b in range(len(trains)):
-        spikes, scores = _reference(model, trains[b])
-        for k in range(len(model.layers) - 1):
-            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
-        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
+    golden_equals_reference(model, trains, _reference, seed)

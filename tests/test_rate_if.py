@@ -15,7 +15,7 @@ from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import ModelFileError, SnnModel
 from firstspike.sw.neurons import NEURON_MODELS, neuron_model, rate_if
 from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model
-from step_reference import random_shape_model, step_input
+from step_reference import CASE_IDS, CASES, golden_equals_reference, random_shape_model, step_input
 
 
 def _reference(model: SnnModel, trains: np.ndarray):
@@ -49,14 +49,6 @@ def _reference(model: SnnModel, trains: np.ndarray):
     return out, v[-1]
 
 
-CASES = [
-    ("mlp", 0, Timing(T=8, B=2, frac_bits=12)),
-    ("mlp", 1, Timing(T=5, B=1, frac_bits=16)),
-    ("cnn", 2, Timing(T=6, B=2, frac_bits=10)),
-    ("cnn", 3, Timing(T=4, B=4, frac_bits=14)),
-]
-
-
 def _random_rate(kind: str, seed: int, t: Timing) -> SnnModel:
     rng = np.random.default_rng(seed)
     if kind == "mlp":
@@ -65,21 +57,15 @@ def _random_rate(kind: str, seed: int, t: Timing) -> SnnModel:
                                                        dict(channels=2, kernel=2, stride=1)], [5], 3, t))
 
 
-@pytest.mark.parametrize("kind,seed,t", CASES, ids=[f"{k}-seed{s}" for k, s, _ in CASES])
+@pytest.mark.parametrize("kind,seed,t", CASES, ids=CASE_IDS)
 def test_golden_equals_stepwise_reference(kind, seed, t):
     """The vectorised, layer-after-layer golden model gives the spikes and scores of all layers
     stepped together (so running layer by layer over all T steps is exact)."""
     model = _random_rate(kind, seed, t)
     rng = np.random.default_rng(100 + seed)
     trains = random_input_trains(rng, model.layers[0].n_in, 6, t)
-    g = GoldenModel(model).run_spikes(trains)
-    busy = 0
-    for b in range(len(trains)):
-        spikes, scores = _reference(model, trains[b])
-        for k in range(len(model.layers) - 1):
-            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
-            busy += int(0 < spikes[k].sum() < spikes[k].size)
-        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
+    g, per_image = golden_equals_reference(model, trains, _reference, seed)
+    busy = sum(int(0 < s.sum() < s.size) for spikes in per_image for s in spikes)
     assert busy == len(trains) * (len(model.layers) - 1), "every hidden layer should be partly active"
     assert g.coding == "rate" and g.spike_counts().shape == (len(trains), len(model.layers))
 
@@ -267,13 +253,7 @@ def test_random_networks_equal_the_reference(seed):
     """30 random rate_if networks (shapes, timing, weights, thresholds, initial potentials drawn from the
     seed) against the all-layers-stepped reference."""
     model, rng = random_shape_model(seed, "rate_if")
-    trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing)
-    g = GoldenModel(model).run_spikes(trains)
-    for b in range(len(trains)):
-        spikes, scores = _reference(model, trains[b])
-        for k in range(len(model.layers) - 1):
-            assert np.array_equal(g.spikes[k + 1][b], spikes[k]), f"seed {seed}: image {b}, layer {k}"
-        assert np.array_equal(g.potentials[b], scores), f"seed {seed}: image {b} scores"
+    golden_equals_reference(model, random_input_trains(rng, model.layers[0].n_in, 3, model.timing), _reference, seed)
 
 
 def test_nir_export_refuses_rate_models_by_name(tmp_path):
