@@ -17,6 +17,9 @@ MAX_BURST = 256
 BOUNDARY = 4096
 BURST_INCR = 0b01
 RESP_OKAY = 0b00
+#: cycles from a read address to its first data beat in the simulation memory
+#: (sim/axi_memory.py), and what the cycle model (hw/perf.py) assumes by default
+MEMORY_LATENCY = 8
 
 
 class AxiReadBus(wiring.Signature):

@@ -3,11 +3,11 @@
 Every layer runs as a convolution: a linear layer is a conv whose kernel covers its
 whole input (a linear layer on flat input has a 1x1 input and kernel). Output channel
 o lives in PE ``o % pes`` at slot ``o // pes``; its potential at output position
-(y, x) is accumulator ``(y * W_out + x) * slots + slot``. PE p's weight memory holds, per
-layer, ``slots * C_in * KH * KW`` codes at
-``weight_base + slot * C_in*KH*KW + (c * KH + ky) * KW + kx``; its bias memory holds
-``slots`` entries at ``bias_base + slot``. Padding channels (o >= C_out) get the zero
-weight code and bias 0 and are never fired. See docs/hardware.md.
+(y, x) is accumulator ``(y * W_out + x) * slots + slot``. Biases and weights live in
+external memory (hw/external.py) and are loaded, layer by layer and tile by tile, into
+each PE's bias buffer (slot s at address s) and weight buffer (the tile's slot j at
+``j * C_in*KH*KW + (c * KH + ky) * KW + kx``). Padding channels (o >= C_out) get the
+zero weight code and bias 0 and are never fired. See docs/hardware.md.
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from firstspike.sw.formats import ZERO_CODE, Timing
+from firstspike.sw.formats import WEIGHT_BITS, ZERO_CODE, Timing
 from firstspike.sw.model import SnnLayer, SnnModel
+
+from . import external
 
 
 class DoesNotFit(FirstspikeError, ValueError):
@@ -35,7 +37,7 @@ class Region(enum.IntEnum):
     DESCRIPTORS = 3  #: write: layer descriptor l
     THRESHOLDS = 4  #: write: threshold t of layer l at l * T + t
     EVENTS = 5  #: write: input events; read: every layer's events after a run
-    PE_BASE = 6  #: PE p: weights at PE_BASE + 3p, biases + 1, potentials (read) + 2
+    PE_BASE = 6  #: read: PE p's potentials at PE_BASE + p
 
 
 class Counter(enum.IntEnum):
@@ -46,7 +48,8 @@ class Counter(enum.IntEnum):
     WEIGHT_READS = 2  #: weight memory reads, all PEs
     ACC_UPDATES = 3  #: accumulations of a nonzero weight (synaptic events)
     SPIKES = 4  #: spikes emitted by fire stages
-    EVENTS_IN = 5  #: input events processed, all layers
+    EVENTS_IN = 5  #: input events processed, all layers (once per weight tile)
+    MEMORY_BEATS = 6  #: external memory words read
 
 
 COUNTER_BITS = 32
@@ -62,24 +65,28 @@ class ArrayConfig:
     max_layers: int
     max_channels: int  #: most channels of any layer's input or output
     max_size: int  #: largest image height/width, kernel size or padding + 1 of any layer
-    weight_depth: int  #: weight codes per PE
-    bias_depth: int  #: biases per PE
+    weight_buffer: int  #: weight codes per PE (a layer's weights load in tiles that fit)
+    bias_buffer: int  #: biases per PE (one layer's)
     slot_depth: int  #: accumulators per PE
     event_depth: int  #: event memory entries (shared)
     #: spikes the fire stage writes per cycle: the event memory has this many banks
     #: (a power of two up to ``pes``; 0 picks min(4, pes) rounded down to a power of two)
     spike_lanes: int = 0
+    #: data width of the AXI4 bus to external memory
+    bus_bits: int = 64
 
     def __post_init__(self):
         if self.spike_lanes == 0 and isinstance(self.pes, int) and self.pes >= 1:
             object.__setattr__(self, "spike_lanes", default_spike_lanes(self.pes))
-        for name in ("pes", "max_layers", "max_channels", "max_size", "weight_depth", "bias_depth", "slot_depth",
+        for name in ("pes", "max_layers", "max_channels", "max_size", "weight_buffer", "bias_buffer", "slot_depth",
                      "event_depth"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise InputError(f"{name} must be a positive integer, not {v!r}")
         if _log2_exact(self.spike_lanes) is None or self.spike_lanes > self.pes:
             raise InputError(f"spike_lanes must be a power of two up to pes ({self.pes}), not {self.spike_lanes!r}")
+        if self.bus_bits not in (32, 64, 128, 256, 512, 1024):
+            raise InputError(f"bus_bits must be a power of two from 32 to 1024, not {self.bus_bits!r}")
         if self.pes > 64:
             raise InputError(f"pes must be at most 64, not {self.pes}")
         if not isinstance(self.acc_width, int) or not self.timing.frac_bits + 2 <= self.acc_width <= 48:
@@ -106,11 +113,11 @@ class ArrayConfig:
 
     @property
     def region_count(self) -> int:
-        return Region.PE_BASE + 3 * self.pes
+        return Region.PE_BASE + self.pes
 
     @property
     def offset_bits(self) -> int:
-        depths = [self.weight_depth, self.bias_depth, self.slot_depth, self.event_depth,
+        depths = [self.slot_depth, self.event_depth,
                   self.max_layers, self.max_layers * self.timing.T, len(Counter)]
         return max(1, max((d - 1).bit_length() for d in depths))
 
@@ -123,9 +130,9 @@ class ArrayConfig:
         """Width of the host bus address: region, then offset."""
         return self.region_bits + self.offset_bits
 
-    def pe_region(self, pe: int, which: int) -> int:
-        """which: 0 weights, 1 biases, 2 potentials."""
-        return Region.PE_BASE + 3 * pe + which
+    def pe_region(self, pe: int) -> int:
+        """The region of PE ``pe``'s potentials."""
+        return Region.PE_BASE + pe
 
     def address(self, region: int, offset: int) -> int:
         return (region << self.offset_bits) | offset
@@ -143,14 +150,19 @@ class ArrayConfig:
     # -- construction from a model ---------------------------------------------------------
     @classmethod
     def for_model(cls, model: SnnModel, pes: int, **overrides) -> "ArrayConfig":
-        """The smallest configuration that runs ``model`` (overrides may enlarge it)."""
+        """A configuration that runs ``model``: the default weight buffer (larger if one output
+        channel's weights need more), every other size the smallest that fits. ``overrides``
+        set sizes explicitly; DoesNotFit names each one that is too small."""
         if not isinstance(pes, int) or pes < 1:
             raise InputError(f"pes must be a positive integer, not {pes!r}")
         if unsupported(model):
             raise DoesNotFit("; ".join(unsupported(model)))
         need = requirements(model, pes)
-        cfg = cls(pes=pes, timing=model.timing, **need)
-        return replace(cfg, **overrides) if overrides else cfg
+        need["weight_buffer"] = max(need["weight_buffer"], DEFAULT_WEIGHT_BUFFER)
+        cfg = cls(pes=pes, timing=model.timing, **{**need, **overrides})
+        if overrides:
+            cfg.check_fits(model)
+        return cfg
 
     @classmethod
     def for_models(cls, models, pes: int) -> "ArrayConfig":
@@ -169,10 +181,19 @@ class ArrayConfig:
             raise DoesNotFit(f"the model uses {model.timing} but the array was built for {self.timing}")
         need = requirements(model, self.pes)
         short = unsupported(model) + [f"{name}: model needs {need[name]}, array has {getattr(self, name)}"
+                                      + (f" (raise {PARAMETER_FLAGS[name]})" if name in PARAMETER_FLAGS else "")
                                       for name in need if need[name] > getattr(self, name)]
         if short:
             raise DoesNotFit("model does not fit the array: " + "; ".join(short))
 
+
+#: weight codes per PE when nothing else is asked for: one output channel of a 3x3 conv with 512
+#: input channels (VGG-16's widest) needs 4608, so every layer of it runs in tiles
+DEFAULT_WEIGHT_BUFFER = 8192
+
+#: the command-line option that sets each size (firstspike verilog, sim, synth)
+PARAMETER_FLAGS = {"weight_buffer": "--weight-buffer", "bias_buffer": "--bias-buffer", "slot_depth": "--acc-buffer",
+                   "event_depth": "--event-buffer", "acc_width": "--acc-width"}
 
 #: the neuron models (sw/neurons) whose layers the array runs
 HW_NEURONS = ("ttfs",)
@@ -232,8 +253,9 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
         "max_channels": max(max(g["c_in"], g["c_out"]) for g in geo),
         "max_size": max(max(g["h_in"], g["w_in"], g["kh"], g["kw"], g["h_out"], g["w_out"], g["padding"] + 1)
                         for g in geo),
-        "weight_depth": sum(s * g["c_in"] * g["kh"] * g["kw"] for s, g in zip(slots, geo)),
-        "bias_depth": sum(slots),
+        # one output channel group's weights must fit; more slots per tile need fewer passes
+        "weight_buffer": max(g["c_in"] * g["kh"] * g["kw"] for g in geo),
+        "bias_buffer": max(slots),
         # hidden layers use accumulators from 0 up, the output layer the top ``slots`` ones
         "slot_depth": max([s * g["h_out"] * g["w_out"] for s, g in zip(slots[:-1], geo)], default=0) + slots[-1],
         # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
@@ -261,8 +283,16 @@ class Descriptor:
     h_pool: int
     w_pool: int
     slots: int
-    weight_base: int
-    bias_base: int
+    bias_addr: int  #: external byte address of the layer's bias block
+    bias_beats: int  #: its bus words
+    weight_addr: int  #: external byte address of the first weight tile
+    tiles: int  #: weight tiles of the layer
+    tile_slots: int  #: slots per tile, all but the last
+    tile_rows: int  #: weight rows (buffer entries) of such a tile: tile_slots * slot_stride
+    tile_beats: int  #: its bus words; tile t starts tile_beats * t words after weight_addr
+    last_slots: int  #: slots of the last tile
+    last_rows: int
+    last_beats: int
     kernel_area: int  #: kh * kw: weight address step per input channel
     slot_stride: int  #: c_in * kh * kw: weight address step per slot
     row_stride: int  #: w_out * slots: accumulator address step per output row
@@ -272,43 +302,56 @@ class Descriptor:
 
 @dataclass
 class NetworkImage:
-    """Contents of every memory for one model: what init files or host writes load."""
+    """One model laid out for an array: the on-chip tables the host loads, and the external
+    memory contents (hw/external.py)."""
 
     descriptors: list[Descriptor]
     thresholds: list[int]  #: max_layers * T entries, layer l at l * T
-    weights: list[list[int]]  #: per PE
-    biases: list[list[int]]  #: per PE
+    memory: list[int]  #: external memory, one bus word per entry from address 0
     n_layers: int = field(default=0)
 
 
 def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
-    """Lay a model out into the memories of ``cfg`` (checks the fit first)."""
+    """Lay a model out into the tables and the external memory of ``cfg`` (checks the fit first)."""
     cfg.check_fits(model)
-    P, T = cfg.pes, cfg.timing.T
-    weights = [[] for _ in range(P)]
-    biases = [[] for _ in range(P)]
+    P, T, W = cfg.pes, cfg.timing.T, cfg.bus_bits
+    memory: list[int] = []
     thresholds = [0] * (cfg.max_layers * T)
     descriptors = []
     for k, layer in enumerate(model.layers):
         g = hardware_geometry(layer)
         slots = -(-g["c_out"] // P)
         fan_in = g["c_in"] * g["kh"] * g["kw"]
-        descriptors.append(Descriptor(
-            c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
-            c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
-            h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots,
-            weight_base=len(weights[0]), bias_base=len(biases[0]),
-            kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
-            acc_count=g["h_out"] * g["w_out"] * slots,
-            acc_base=cfg.slot_depth - slots if layer.is_output else 0))
         padded = np.full((slots * P, fan_in), ZERO_CODE, dtype=np.int64)
         padded[:g["c_out"]] = layer.weights.reshape(g["c_out"], fan_in)  # (c, ky, kx) order either way
         bias = np.zeros(slots * P, dtype=np.int64)
         bias[:g["c_out"]] = layer.bias
-        for p in range(P):
-            weights[p].extend(int(c) for c in padded[p::P].reshape(-1))  # slot-major, then input
-            biases[p].extend(int(b) for b in bias[p::P])
+        bias_addr = len(memory) * W // 8
+        bias_words = external.pack_rows(bias.reshape(slots, P), cfg.acc_width, W)  # row s: channels s*P + p
+        memory += bias_words
+        weight_addr = len(memory) * W // 8
+        tiles = external.tiling(slots, fan_in, cfg.weight_buffer)
+        # rows: (slot, input) -> the P codes of channels slot * P + p
+        rows = padded.reshape(slots, P, fan_in).transpose(0, 2, 1)
+        tile_words = []
+        for t in range(tiles.count):
+            first = t * tiles.tile_slots
+            block = rows[first:first + tiles.slots_of(t)].reshape(-1, P)
+            tile_words.append(external.pack_rows(block, WEIGHT_BITS, W))
+        for words in tile_words[:-1]:  # every tile but the last occupies a full tile's words
+            memory += words
+        memory += tile_words[-1]
+        descriptors.append(Descriptor(
+            c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
+            c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
+            h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots,
+            bias_addr=bias_addr, bias_beats=len(bias_words), weight_addr=weight_addr, tiles=tiles.count,
+            tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=len(tile_words[0]),
+            last_slots=tiles.slots_of(tiles.count - 1), last_rows=tiles.slots_of(tiles.count - 1) * fan_in,
+            last_beats=len(tile_words[-1]),
+            kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
+            acc_count=g["h_out"] * g["w_out"] * slots,
+            acc_base=cfg.slot_depth - slots if layer.is_output else 0))
         if layer.thresholds is not None:
             thresholds[k * T:(k + 1) * T] = [int(v) for v in layer.thresholds]
-    return NetworkImage(descriptors=descriptors, thresholds=thresholds, weights=weights, biases=biases,
-                        n_layers=len(model.layers))
+    return NetworkImage(descriptors=descriptors, thresholds=thresholds, memory=memory, n_layers=len(model.layers))

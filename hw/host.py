@@ -16,7 +16,8 @@ from .layouts import layer_descriptor, pack, spike_event, unpack
 
 
 def network_writes(cfg: ArrayConfig, image: NetworkImage) -> list[tuple[int, int]]:
-    """(address, data) writes that load a network into an idle array."""
+    """(address, data) writes that load a network's tables into an idle array (its biases
+    and weights go into external memory: ``image.memory``)."""
     a = cfg.address
     layout = layer_descriptor(cfg)
     writes = [(a(Region.CONTROL, 0), image.n_layers)]
@@ -24,9 +25,6 @@ def network_writes(cfg: ArrayConfig, image: NetworkImage) -> list[tuple[int, int
         writes.append((a(Region.DESCRIPTORS, k), pack(layout, **asdict(d))))
     mask = (1 << cfg.acc_width) - 1
     writes += [(a(Region.THRESHOLDS, i), v & mask) for i, v in enumerate(image.thresholds)]
-    for p in range(cfg.pes):
-        writes += [(a(cfg.pe_region(p, 0), i), c) for i, c in enumerate(image.weights[p])]
-        writes += [(a(cfg.pe_region(p, 1), i), b & mask) for i, b in enumerate(image.biases[p])]
     return writes
 
 
@@ -66,7 +64,7 @@ def result_reads(cfg: ArrayConfig, total_events: int, n_out: int) -> list[int]:
     a = cfg.address
     base = cfg.slot_depth - -(-n_out // cfg.pes)
     return ([a(Region.EVENTS, k) for k in range(total_events)]
-            + [a(cfg.pe_region(j % cfg.pes, 2), base + j // cfg.pes) for j in range(n_out)])
+            + [a(cfg.pe_region(j % cfg.pes), base + j // cfg.pes) for j in range(n_out)])
 
 
 @dataclass

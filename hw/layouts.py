@@ -8,6 +8,7 @@ from __future__ import annotations
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data, enum
 
+from . import external
 from .config import ArrayConfig
 
 
@@ -18,6 +19,13 @@ class PeOp(enum.Enum, shape=2):
     INIT = 1  #: accumulator[acc_addr] <- bias[bias_addr]
     ACCUM = 2  #: accumulator[acc_addr] += contribution of weight[weight_addr] at time
     READ = 3  #: potential <- accumulator[acc_addr] (+ bias[bias_addr] if add_bias) on the next cycle
+
+
+class LoadTarget(enum.Enum, shape=1):
+    """Which on-chip buffer a load fills."""
+
+    WEIGHTS = 0
+    BIASES = 1
 
 
 def _bits(depth: int) -> int:
@@ -54,25 +62,43 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
     """
     size = unsigned(max(1, cfg.max_size.bit_length()))
     channels = unsigned(max(1, cfg.max_channels.bit_length()))
+    slots = unsigned(max(1, cfg.slot_depth.bit_length()))
+    rows = unsigned(max(1, cfg.weight_buffer.bit_length()))
     return data.StructLayout({
         "c_in": channels, "kh": size, "kw": size, "padding": size, "stride_log2": unsigned(3),
         "c_out": channels, "h_out": size, "w_out": size, "pool_log2": unsigned(3), "h_pool": size, "w_pool": size,
-        "slots": unsigned(max(1, cfg.slot_depth.bit_length())),
-        "weight_base": unsigned(_bits(cfg.weight_depth)),
-        "bias_base": unsigned(_bits(cfg.bias_depth)),
+        "slots": slots,
+        "bias_addr": unsigned(external.ADDR_BITS), "bias_beats": beats(cfg),
+        "weight_addr": unsigned(external.ADDR_BITS), "tiles": slots,
+        "tile_slots": slots, "tile_rows": rows, "tile_beats": beats(cfg),
+        "last_slots": slots, "last_rows": rows, "last_beats": beats(cfg),
         "kernel_area": unsigned(max(1, (cfg.max_size ** 2).bit_length())),
-        "slot_stride": unsigned(max(1, cfg.weight_depth.bit_length())),
+        "slot_stride": rows,
         "row_stride": unsigned(max(1, cfg.slot_depth.bit_length())),
         "acc_count": unsigned(max(1, cfg.slot_depth.bit_length())),
         "acc_base": unsigned(max(1, cfg.slot_depth.bit_length())),
     })
 
 
+def beats(cfg: ArrayConfig) -> unsigned:
+    """Bus words of the largest block a load reads: a full weight buffer or a full bias buffer."""
+    most = max(external.beats(cfg.weight_buffer, external.weight_row_bits(cfg.pes), cfg.bus_bits),
+               external.beats(cfg.bias_buffer, external.bias_row_bits(cfg.pes, cfg.acc_width), cfg.bus_bits))
+    return unsigned(max(1, most.bit_length()))
+
+
+def load_command(cfg: ArrayConfig) -> data.StructLayout:
+    """Fill a buffer from external memory: ``rows`` rows from ``beats`` bus words at byte ``addr``."""
+    return data.StructLayout({"addr": unsigned(external.ADDR_BITS), "beats": beats(cfg),
+                              "rows": unsigned(max(1, max(cfg.weight_buffer, cfg.bias_buffer).bit_length())),
+                              "target": LoadTarget})
+
+
 def pe_command(cfg: ArrayConfig) -> data.StructLayout:
     return data.StructLayout({
         "op": PeOp,
-        "weight_addr": unsigned(_bits(cfg.weight_depth)),
-        "bias_addr": unsigned(_bits(cfg.bias_depth)),
+        "weight_addr": unsigned(_bits(cfg.weight_buffer)),
+        "bias_addr": unsigned(_bits(cfg.bias_buffer)),
         "acc_addr": unsigned(_bits(cfg.slot_depth)),
         "time": unsigned(cfg.timing.time_bits),
         "add_bias": 1,  #: READ: the potential includes bias[bias_addr]

@@ -1,4 +1,4 @@
-"""NeuronArray: the top level: PEs, fire unit, sequencer and the host bus."""
+"""NeuronArray: the top level: PEs, fire unit, sequencer, loader, the host bus and the memory bus."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -7,9 +7,14 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from firstspike.sw.formats import WEIGHT_BITS
+
+from . import external
+from .axi import BurstReader
 from .config import ArrayConfig, Counter, NetworkImage, Region
 from .fire import FireUnit
 from .layouts import PeOp, layer_descriptor, spike_event
+from .loader import BufferLoader, max_request_words
 from .pe import ProcessingElement
 from .sequencer import Sequencer
 
@@ -38,9 +43,11 @@ def host_data_bits(cfg: ArrayConfig) -> int:
 class NeuronArray(wiring.Component):
     """A TTFS spiking neural network processor with ``cfg.pes`` processing elements.
 
-    With an ``image``, every memory starts with that network and ``n_layers`` resets to
-    its layer count, so the design runs it after reset without a host; the host bus can
-    still load another network of the same sizes.
+    Biases and weights stay in external memory (layout: hw/external.py), read over the AXI4
+    bus ``axi`` into fixed-size on-chip buffers as each layer runs. The layer descriptors
+    and thresholds are loaded over the host bus. With an ``image``, those tables start with
+    that network and ``n_layers`` resets to its layer count, so the design runs it after
+    reset without a host (the external memory must hold the image's ``memory``).
 
     Run protocol: write the input events to region EVENTS from address 0, write
     ``n_input_events`` (CONTROL offset 1), pulse ``start``, wait for ``done``. Then read
@@ -50,13 +57,16 @@ class NeuronArray(wiring.Component):
 
     Members
     -------
-    start : In(1);  busy, done : Out(1);  host : In(HostBus)
+    start : In(1);  busy, done : Out(1);  host : In(HostBus);  axi : Out(AxiReadBus)
+    memory_error : Out(1)  an external read returned an error response (stays high until reset)
     """
 
     def __init__(self, cfg: ArrayConfig, image: NetworkImage | None = None):
         self.cfg = cfg
         self.image = image
-        super().__init__({"start": In(1), "busy": Out(1), "done": Out(1), "host": In(HostBus(cfg))})
+        self._reader = BurstReader(external.ADDR_BITS, cfg.bus_bits, max_request_words(cfg))
+        super().__init__({"start": In(1), "busy": Out(1), "done": Out(1), "host": In(HostBus(cfg)),
+                          "axi": Out(self._reader.bus), "memory_error": Out(1)})
 
     def elaborate(self, platform):
         cfg, image = self.cfg, self.image
@@ -66,12 +76,22 @@ class NeuronArray(wiring.Component):
             descriptor_init=[asdict(d) for d in image.descriptors] if image else (),
             threshold_init=image.thresholds if image else ())
         m.submodules.fire = fire = FireUnit(cfg)
+        m.submodules.reader = reader = self._reader
+        m.submodules.loader = loader = BufferLoader(cfg)
+        wiring.connect(m, seq.load, loader.command)
+        wiring.connect(m, loader.request, reader.request)
+        wiring.connect(m, reader.data, loader.words)
+        wiring.connect(m, reader.axi, wiring.flipped(self.axi))
+        m.d.comb += [seq.load_busy.eq(loader.busy), seq.memory_beat.eq(reader.data.valid & reader.data.ready),
+                     self.memory_error.eq(reader.error)]
         pes = []
         for p in range(cfg.pes):
-            pe = ProcessingElement(cfg, weight_init=image.weights[p] if image else (),
-                                   bias_init=image.biases[p] if image else ())
+            pe = ProcessingElement(cfg)
             m.submodules[f"pe{p}"] = pe
             pes.append(pe)
+            for port, load, bits in ((pe.weight_w, loader.weight_w, WEIGHT_BITS), (pe.bias_w, loader.bias_w, cfg.acc_width)):
+                m.d.comb += [port.addr.eq(load.addr), port.data.eq(load.data[p * bits:(p + 1) * bits]),
+                             port.en.eq(load.en)]
 
         wiring.connect(m, seq.potentials, fire.potentials)
         wiring.connect(m, fire.spikes, seq.spikes)
@@ -101,9 +121,6 @@ class NeuronArray(wiring.Component):
 
         updates = 0
         for p, pe in enumerate(pes):
-            for port, which in ((pe.weight_w, 0), (pe.bias_w, 1)):
-                m.d.comb += [port.addr.eq(offset), port.data.eq(host.w_data),
-                             port.en.eq(writing & (region == cfg.pe_region(p, which)))]
             m.d.comb += seq.pe_potentials[p].eq(pe.potential)
             # while idle, the host reads potentials through a READ command
             with m.If(seq.busy):
@@ -129,6 +146,6 @@ class NeuronArray(wiring.Component):
             with m.Case(Region.EVENTS):
                 m.d.comb += host.r_data.eq(seq.event_r.data)
             for p, pe in enumerate(pes):
-                with m.Case(cfg.pe_region(p, 2)):
+                with m.Case(cfg.pe_region(p)):
                     m.d.comb += host.r_data.eq(pe.potential.as_unsigned())
         return m

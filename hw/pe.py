@@ -35,39 +35,36 @@ class ProcessingElement(wiring.Component):
     updated : Out(1)
         High in stage 1 of an ``ACCUM`` whose weight is not zero (a synaptic event).
     weight_w, bias_w : In(memory.WritePort.Signature)
-        Host loading of the weight and bias memories.
+        Loading of the weight and bias buffers (hw/loader.py), one layer or tile at a time.
     """
 
-    def __init__(self, cfg: ArrayConfig, *, weight_init=(), bias_init=()):
+    def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
-        self._weight_init = list(weight_init)
-        self._bias_init = list(bias_init)
         W = cfg.acc_width
         super().__init__({
             "cmd": In(pe_command(cfg)),
             "potential": Out(signed(W)),
             "updated": Out(1),
-            "weight_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.weight_depth),
+            "weight_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.weight_buffer),
                                                       shape=unsigned(WEIGHT_BITS))),
-            "bias_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.bias_depth), shape=signed(W))),
+            "bias_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.bias_buffer), shape=signed(W))),
         })
 
     def elaborate(self, platform):
         cfg, t = self.cfg, self.cfg.timing
         W, F = cfg.acc_width, t.frac_bits
         m = Module()
-        m.submodules.weights = weights = memory.Memory(shape=unsigned(WEIGHT_BITS), depth=cfg.weight_depth,
-                                                       init=self._weight_init)
-        m.submodules.biases = biases = memory.Memory(shape=signed(W), depth=cfg.bias_depth,
-                                                     init=self._bias_init)
+        m.submodules.weights = weights = memory.Memory(shape=unsigned(WEIGHT_BITS), depth=cfg.weight_buffer,
+                                                       init=[])
+        m.submodules.biases = biases = memory.Memory(shape=signed(W), depth=cfg.bias_buffer, init=[])
         m.submodules.accumulators = accs = memory.Memory(shape=signed(W), depth=cfg.slot_depth, init=[])
         w_rd, w_wr = weights.read_port(), weights.write_port()
         b_rd, b_wr = biases.read_port(), biases.write_port()
         a_wr = accs.write_port()
         a_rd = accs.read_port(transparent_for=(a_wr,))
 
-        for port, host in ((w_wr, self.weight_w), (b_wr, self.bias_w)):
-            m.d.comb += [port.addr.eq(host.addr), port.data.eq(host.data), port.en.eq(host.en)]
+        for port, load in ((w_wr, self.weight_w), (b_wr, self.bias_w)):
+            m.d.comb += [port.addr.eq(load.addr), port.data.eq(load.data), port.en.eq(load.en)]
 
         # stage 0: addresses to the synchronous read ports
         cmd = self.cmd

@@ -4,16 +4,21 @@ Derived from the sequencer's schedule (hw/sequencer.py, docs/hardware.md). Every
 runs as a convolution (a linear layer's kernel covers its input). With ``P`` PEs,
 ``L`` spike lanes, ``slots = ceil(C_out / P)``, ``taps(e)`` the kernel taps an input
 event e touches (the output positions whose window covers it), ``q`` the max-pool size,
-``A = sum_e max(1, taps(e) * slots)`` the ACCUMULATE cycles (an event touching nothing:
-1) and ``d`` the accumulators left dirty by the previous layer (its ``acc_count`` if it
-is hidden and its pooling drops a remainder row or column, else 0):
+``d`` the accumulators left dirty by the previous layer (its ``acc_count`` if it is
+hidden and its pooling drops a remainder row or column, else 0), ``Lb`` and ``Lw_t`` the
+cycles of loading the layer's biases and its weight tile t (``load_cycles``: they depend
+on the block sizes and the memory's latency only, not on the data), and per tile
+``A_t = sum_e max(1, taps(e) * slots_t)`` the ACCUMULATE cycles (an event touching
+nothing: 1), ``S = sum_t (Lw_t + 1 + A_t)`` (``S = 1`` when the layer has no input
+events: it loads no weights):
 
-    hidden layer:  1 + max(d + 2 + A, T + 2)          DESCRIPTOR, CLEAR, ACCUMULATE_FIRST,
-                                                      ACCUMULATE, AFTER_ACCUMULATE (waits for
-                                                      the T thresholds, loaded meanwhile)
+    hidden layer:  1 + max(d + Lb + S + 1, T + 2)     DESCRIPTOR, CLEAR, LOAD_BIASES, per tile
+                                                      LOAD_WEIGHTS, ACCUMULATE_FIRST, ACCUMULATE,
+                                                      then AFTER_ACCUMULATE (waits for the T
+                                                      thresholds, loaded meanwhile)
                    + q*q + sum_{g < G-1} max(q*q, ceil(k_g / L)) + ceil(k_{G-1} / L) + 2
                                                       FIRE, FIRE_FLUSH
-    output layer:  1 + d + acc_count + 1 + A + 1      DESCRIPTOR, CLEAR, INIT, ACCUMULATE...
+    output layer:  1 + d + Lb + acc_count + S + 1     DESCRIPTOR, CLEAR, LOAD_BIASES, INIT, ...
 
 For FIRE, the G = H_pool * W_pool * slots groups (one pooled position, P channels) are
 read in order; each takes q*q cycles of reads, all PEs at once, and its k_g spikes leave
@@ -27,10 +32,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
-from firstspike.hw.config import default_spike_lanes, hardware_geometry
+from firstspike.hw import external
+from firstspike.hw.axi import MEMORY_LATENCY, bursts
+from firstspike.hw.config import ArrayConfig, hardware_geometry
 from firstspike.sw.formats import NO_SPIKE, ZERO_MAG, split_codes
 from firstspike.sw.golden import GoldenResult
 from firstspike.sw.model import SnnModel
@@ -51,6 +60,9 @@ class LayerCounts:
     accumulate_cycles: np.ndarray  #: cycles of the ACCUMULATE state
     pe_utilization: np.ndarray  #: acc_updates / (P * cycles): the whole layer
     accumulate_utilization: np.ndarray  #: acc_updates / (P * accumulate_cycles)
+    tiles: int  #: weight tiles (passes over the input events)
+    memory_beats: np.ndarray  #: external memory words read (biases, and weights if there were events)
+    load_cycles: np.ndarray  #: cycles spent loading biases and weights
 
 
 def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:
@@ -59,25 +71,73 @@ def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: in
     return ((v >= 0) & (v % stride == 0) & (v // stride < size_out)).sum(axis=1)
 
 
-def layer_counts(model: SnnModel, pes: int, golden: GoldenResult, lanes: int | None = None) -> list[LayerCounts]:
-    """Exact counts of every layer for every image of a golden batch.
+@lru_cache(maxsize=4096)
+def load_cycles(addr: int, beats: int, rows: int, row_bits: int, bus_bits: int, latency: int) -> int:
+    """Cycles of LOAD_BIASES or LOAD_WEIGHTS and its wait: the sequencer's command (cycle 0),
+    the loader's request (1), the BurstReader's bursts (hw/axi.py; sim/axi_memory.py's timing:
+    the first beat ``latency`` cycles after its address) and the RowUnpacker's rows (hw/unpack.py),
+    one per cycle, up to the last; the sequencer moves on two cycles after it."""
+    W, R = bus_bits, row_bits
+    capacity = W + R - 1
+    plan = [b for _, b in bursts(addr, beats, bus_bits // 8)]
+    level, done_rows, burst, beat, t = 0, 0, 0, 0, 2  # the first address is accepted in cycle 2
+    next_beat = t + latency
+    last_row = None
+    while done_rows < rows:
+        out = level >= R
+        after = level - R if out else level
+        take = burst < len(plan) and t >= next_beat and after + W <= capacity
+        if out:
+            done_rows += 1
+            last_row = t
+        level = after + (W if take else 0)
+        if take:
+            beat += 1
+            next_beat = t + 1
+            if beat == plan[burst]:
+                burst, beat = burst + 1, 0
+                next_beat = t + 1 + latency  # the next address goes out the cycle after the last beat
+        t += 1
+        if t > 4 * (beats + rows + latency * len(plan)) + 16:
+            raise RuntimeError(f"load of {rows} rows from {beats} words never completes: a layout bug")
+    return last_row + 2
 
-    ``lanes``: the array's spike lanes (default: ArrayConfig's default for ``pes``).
-    """
-    T = model.timing.T
-    L = lanes or default_spike_lanes(pes)
+
+def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
+                 latency: int = MEMORY_LATENCY) -> list[LayerCounts]:
+    """Exact counts of every layer for every image of a golden batch, on the array ``cfg``
+    (a PE count means ``ArrayConfig.for_model(model, pes)``) with external memory of
+    ``latency`` cycles."""
+    if isinstance(cfg, int):
+        cfg = ArrayConfig.for_model(model, cfg)
+    from firstspike.hw.config import network_image
+    image = network_image(model, cfg)
+    pes, T, L = cfg.pes, model.timing.T, cfg.spike_lanes
     out = []
     dirty = 0
     for k, layer in enumerate(model.layers):
         g = hardware_geometry(layer)
-        slots = -(-g["c_out"] // pes)
+        d = image.descriptors[k]
+        slots = d.slots
+        tiles = [d.tile_slots] * (d.tiles - 1) + [d.last_slots]
+        bias_load = load_cycles(d.bias_addr, d.bias_beats, d.slots, external.bias_row_bits(pes, cfg.acc_width),
+                                cfg.bus_bits, latency)
+        tile_loads = [load_cycles(d.weight_addr + t * d.tile_beats * cfg.bus_bits // 8,
+                                  d.last_beats if t == d.tiles - 1 else d.tile_beats,
+                                  d.last_rows if t == d.tiles - 1 else d.tile_rows,
+                                  external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
+        weight_beats = d.tile_beats * (d.tiles - 1) + d.last_beats
         active = (golden.spikes[k] != NO_SPIKE).reshape(-1, g["c_in"], g["h_in"], g["w_in"])
         events = active.sum(axis=(1, 2, 3))
         taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
                         axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))  # (H_in, W_in)
         per_event = (taps * slots)[None, None]
-        accumulate = (active * np.maximum(1, per_event)).sum(axis=(1, 2, 3))
+        accumulate = sum((active * np.maximum(1, taps * n)[None, None]).sum(axis=(1, 2, 3)) for n in tiles)
         commands = (active * per_event).sum(axis=(1, 2, 3))
+        has_events = events > 0
+        passes = np.where(has_events, accumulate + sum(tile_loads) + len(tiles), 1)  # S of the docstring
+        loads = bias_load + np.where(has_events, sum(tile_loads), 0)
+        beats = d.bias_beats + np.where(has_events, weight_beats, 0)
         _, mag = split_codes(layer.weights)
         nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
         updates = torch.nn.functional.conv2d(torch.from_numpy(active.astype(np.float64)),
@@ -86,7 +146,7 @@ def layer_counts(model: SnnModel, pes: int, golden: GoldenResult, lanes: int | N
         updates = updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64)
         acc_count = g["h_out"] * g["w_out"] * slots
         if layer.is_output:
-            cycles = 1 + dirty + acc_count + 1 + accumulate + 1
+            cycles = 1 + dirty + bias_load + acc_count + passes + 1
             writes = dirty + acc_count  # CLEAR, INIT
             spikes = np.zeros_like(events)
             fired = 0
@@ -102,14 +162,15 @@ def layer_counts(model: SnnModel, pes: int, golden: GoldenResult, lanes: int | N
             groups = groups.transpose(0, 2, 3, 1).reshape(len(spikes), -1)  # (batch, G): py, px, slot
             drain = -(-groups // L)
             fire = window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
-            cycles = 1 + np.maximum(dirty + 2 + accumulate, T + 2) + fire
+            cycles = 1 + np.maximum(dirty + bias_load + passes + 1, T + 2) + fire
             writes = dirty + g["h_pool"] * g["w_pool"] * slots * g["pool"] ** 2  # CLEAR, the fire stage's clears
             remainder = g["h_pool"] * g["pool"] != g["h_out"] or g["w_pool"] * g["pool"] != g["w_out"]
         dirty = acc_count if not layer.is_output and remainder else 0
         out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=events, weight_reads=commands * pes,
                                acc_updates=updates, spikes=spikes, fired_neurons=fired, init_writes=writes * pes,
                                accumulate_cycles=accumulate, pe_utilization=updates / (pes * cycles),
-                               accumulate_utilization=updates / (pes * np.maximum(1, accumulate))))
+                               accumulate_utilization=updates / (pes * np.maximum(1, accumulate)),
+                               tiles=d.tiles, memory_beats=beats, load_cycles=loads))
     return out
 
 

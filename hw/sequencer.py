@@ -5,9 +5,11 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import external
 from .config import COUNTER_BITS, ArrayConfig, Counter
 from .fire import ThresholdWrite
-from .layouts import PeOp, layer_descriptor, pe_command, potential_sample, spike_event, spike_group
+from .layouts import LoadTarget, PeOp, layer_descriptor, load_command, pe_command, potential_sample, spike_event, \
+    spike_group
 
 
 def _addr(depth: int) -> int:
@@ -15,7 +17,8 @@ def _addr(depth: int) -> int:
 
 
 class Sequencer(wiring.Component):
-    """Walks the descriptor list; per layer: DESCRIPTOR, (CLEAR), (INIT), ACCUMULATE, FIRE.
+    """Walks the descriptor list; per layer: DESCRIPTOR, (CLEAR), LOAD_BIASES, (INIT), then per
+    weight tile LOAD_WEIGHTS and ACCUMULATE, then FIRE.
 
     Every layer is a convolution (hw/config.py; a linear layer's kernel covers its input).
 
@@ -24,13 +27,17 @@ class Sequencer(wiring.Component):
     - CLEAR: zeroes accumulators a previous layer left dirty (a pool remainder it never
       read). Hidden layers accumulate from zero: the fire stage adds the bias as it reads
       a potential and clears the accumulator (hw/pe.py).
+    - LOAD_BIASES, LOAD_WEIGHTS: the layer's biases, then one tile of its weights (as many
+      output channel groups as the weight buffer holds, hw/external.py), come from external
+      memory through the loader (hw/loader.py). A layer with no input events loads no weights.
     - INIT (output layer): its accumulators, the top ``slots`` of each PE, get their bias.
     - ACCUMULATE: an input event (c, y, x, t) touches the output positions whose window
       covers (y, x). The address generator walks exactly those kernel taps (their range
       is computed from the event in its first cycle: no cycle is spent on a tap outside
       the image or off the stride grid) and, per tap, the ``slots`` channel groups: one
-      command to all PEs per (tap, slot). An event that touches nothing costs one cycle.
-      Cycles follow the spikes, not T.
+      command to all PEs per (tap, slot of the tile). An event that touches nothing costs one
+      cycle. Cycles follow the spikes, not T. With several tiles, the layer's input events
+      are read once per tile.
     - FIRE (hidden layers): every PE's potential at one address is read in the same
       cycle, in pooled-output order (row, column, channel group, then the pool window),
       and passes the fire unit's per-PE comparators, which keep the earliest spike of each
@@ -55,6 +62,8 @@ class Sequencer(wiring.Component):
     updates : In  how many PEs made a synaptic update this cycle
     potentials : Out(stream)  to the fire unit;  spikes : In(stream)  from it
     thresholds : Out(ThresholdWrite)  to the fire unit
+    load : Out(stream.Signature(load_command))  to the loader;  load_busy : In(1)  from it
+    memory_beat : In(1)  a bus word was taken this cycle (counted in MEMORY_BEATS)
     descriptor_w, threshold_w, event_w : In(memory.WritePort.Signature)  host loading
     event_r : In(memory.ReadPort.Signature)  host read-back when idle
     counters, layer_cycles, layer_events : Out(arrays of unsigned(32))
@@ -79,6 +88,9 @@ class Sequencer(wiring.Component):
             "channels": Out(range(cfg.max_channels + 1)),
             "spikes": In(stream.Signature(spike_group(cfg))),
             "thresholds": Out(ThresholdWrite(cfg)),
+            "load": Out(stream.Signature(load_command(cfg))),
+            "load_busy": In(1),
+            "memory_beat": In(1),
             "descriptor_w": In(memory.WritePort.Signature(addr_width=_addr(L), shape=layer_descriptor(cfg))),
             "threshold_w": In(memory.WritePort.Signature(addr_width=_addr(L * T), shape=signed(W))),
             "event_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
@@ -91,6 +103,7 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         P, T, L = cfg.pes, cfg.timing.T, cfg.max_layers
+        bus_size = (cfg.bus_bits // 8 - 1).bit_length()  # log2 of the bytes per bus word
         m = Module()
         m.submodules.descriptors = descriptors = memory.Memory(
             shape=layer_descriptor(cfg), depth=L, init=self._descriptor_init)
@@ -133,6 +146,14 @@ class Sequencer(wiring.Component):
         thr_slot = Signal(range(T))
         thr_loading = Signal()
         held_bias = Signal.like(self.cmd.bias_addr)
+        # weight tile: index, first slot, slots, byte offset from the layer's weight_addr
+        tile = Signal(range(cfg.slot_depth + 1))
+        tile_first = Signal(range(cfg.slot_depth + 1))
+        tile_slots = Signal(range(cfg.slot_depth + 1))
+        tile_offset = Signal(external.ADDR_BITS)
+        last_tile = Signal()
+        m.d.comb += [last_tile.eq(tile == desc.tiles - 1),
+                     tile_slots.eq(Mux(last_tile, desc.last_slots, desc.tile_slots))]
         # accumulators [0, dirty) may be nonzero; the rest are zero (hidden layers clear
         # what they fire). After reset or a new descriptor everything may be dirty.
         dirty = Signal(range(cfg.slot_depth + 1))
@@ -214,7 +235,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += [wptr.eq(wptr + group.count),
                              counters[Counter.SPIKES].eq(counters[Counter.SPIKES] + group.count)]
             m.d.sync += [cycles.eq(cycles + 1),
-                         counters[Counter.ACC_UPDATES].eq(counters[Counter.ACC_UPDATES] + self.updates)]
+                         counters[Counter.ACC_UPDATES].eq(counters[Counter.ACC_UPDATES] + self.updates),
+                         counters[Counter.MEMORY_BEATS].eq(counters[Counter.MEMORY_BEATS] + self.memory_beat)]
         m.d.comb += self.event_r.data.eq(e_data)
 
         def end_layer():
@@ -246,8 +268,8 @@ class Sequencer(wiring.Component):
         kx0, ox0, nx0 = taps(event.x, desc.kw, desc.w_out, "tx")
         w0 = Signal.like(self.cmd.weight_addr)
         a0 = Signal.like(self.cmd.acc_addr)
-        m.d.comb += [w0.eq(desc.weight_base + event.channel * desc.kernel_area + ky0 * desc.kw + kx0),
-                     a0.eq(desc.acc_base + oy0 * desc.row_stride + ox0 * desc.slots)]
+        m.d.comb += [w0.eq(event.channel * desc.kernel_area + ky0 * desc.kw + kx0),
+                     a0.eq(desc.acc_base + oy0 * desc.row_stride + ox0 * desc.slots + tile_first)]
         first = Signal()  # first cycle of an event: loop state comes from the event itself
         ny, nx, jy, jx = (Signal(size, name=n) for n in ("ny", "nx", "jy", "jx"))
         w_row, w_col, w_cur = (Signal.like(w0, name=n) for n in ("w_row", "w_col", "w_cur"))
@@ -265,7 +287,7 @@ class Sequencer(wiring.Component):
                          c_a_row.eq(a_row), c_a_col.eq(a_col), c_a.eq(a_cur)]
         event_done = Signal()
         m.d.comb += event_done.eq((c_ny == 0) | (c_nx == 0) |
-                                  ((c_slot == desc.slots - 1) & (c_jx == c_nx - 1) & (c_jy == c_ny - 1)))
+                                  ((c_slot == tile_slots - 1) & (c_jx == c_nx - 1) & (c_jy == c_ny - 1)))
 
         # -- fire scan addresses ---------------------------------------------------------
         pool_last = Signal(size)
@@ -296,39 +318,56 @@ class Sequencer(wiring.Component):
                     m.d.sync += [c.eq(0) for c in counters]
                     m.next = "DESCRIPTOR"
             with m.State("DESCRIPTOR"):  # d_rd.data becomes valid next cycle
-                m.d.sync += [slot.eq(0), acc.eq(0)]
+                m.d.sync += [slot.eq(0), acc.eq(0), tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
                 with m.If(~last):
                     m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
                 with m.If(dirty != 0):
                     m.next = "CLEAR"
-                with m.Elif(last):
-                    m.next = "INIT"
                 with m.Else():
-                    m.next = "ACCUMULATE_FIRST"
+                    m.next = "LOAD_BIASES"
             with m.State("CLEAR"):  # accumulators a previous layer left nonzero
                 m.d.comb += [self.cmd.clear.eq(1), self.cmd.clear_addr.eq(acc)]
                 m.d.sync += acc.eq(acc + 1)
                 with m.If(acc == dirty - 1):
                     m.d.sync += [dirty.eq(0), acc.eq(0)]
-                    m.next = "ACCUMULATE_FIRST"
+                    m.next = "LOAD_BIASES"
+            with m.State("LOAD_BIASES"):
+                m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(desc.bias_addr),
+                             self.load.payload.beats.eq(desc.bias_beats), self.load.payload.rows.eq(desc.slots),
+                             self.load.payload.target.eq(LoadTarget.BIASES)]
+                with m.If(self.load.ready):
+                    m.next = "LOAD_BIASES_WAIT"
+            with m.State("LOAD_BIASES_WAIT"):
+                with m.If(~self.load_busy):
+                    m.next = "LOAD_WEIGHTS"
                     with m.If(last):
                         m.next = "INIT"
             with m.State("INIT"):  # output layer: its accumulators start at their bias
                 m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.acc_addr.eq(desc.acc_base + acc),
-                             self.cmd.bias_addr.eq(desc.bias_base + slot)]
+                             self.cmd.bias_addr.eq(slot)]
                 m.d.sync += [slot.eq(slot + 1), acc.eq(acc + 1)]
                 with m.If(slot == desc.slots - 1):
                     m.d.sync += slot.eq(0)
                 with m.If(acc == desc.acc_count - 1):
                     m.d.sync += slot.eq(0)
-                    m.next = "ACCUMULATE_FIRST"
-            with m.State("ACCUMULATE_FIRST"):
+                    m.next = "LOAD_WEIGHTS"
+            with m.State("LOAD_WEIGHTS"):  # the weights of tile `tile`; none without input events
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
                 with m.Else():
-                    m.d.comb += [dp_e_addr.eq(ev_base), dp_e_en.eq(1)]
-                    m.d.sync += [ptr.eq(ev_base + 1), first.eq(1)]
-                    m.next = "ACCUMULATE"
+                    m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(desc.weight_addr + tile_offset),
+                                 self.load.payload.beats.eq(Mux(last_tile, desc.last_beats, desc.tile_beats)),
+                                 self.load.payload.rows.eq(Mux(last_tile, desc.last_rows, desc.tile_rows)),
+                                 self.load.payload.target.eq(LoadTarget.WEIGHTS)]
+                    with m.If(self.load.ready):
+                        m.next = "LOAD_WEIGHTS_WAIT"
+            with m.State("LOAD_WEIGHTS_WAIT"):
+                with m.If(~self.load_busy):
+                    m.next = "ACCUMULATE_FIRST"
+            with m.State("ACCUMULATE_FIRST"):  # LOAD_WEIGHTS made sure there are events
+                m.d.comb += [dp_e_addr.eq(ev_base), dp_e_en.eq(1)]
+                m.d.sync += [ptr.eq(ev_base + 1), first.eq(1)]
+                m.next = "ACCUMULATE"
             with m.State("ACCUMULATE"):
                 with m.If((c_ny != 0) & (c_nx != 0)):
                     m.d.comb += [self.cmd.op.eq(PeOp.ACCUM), self.cmd.acc_addr.eq(c_a),
@@ -338,7 +377,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [first.eq(0), ny.eq(c_ny), nx.eq(c_nx), jy.eq(c_jy), jx.eq(c_jx), slot.eq(c_slot),
                              w_row.eq(c_w_row), w_col.eq(c_w_col), w_cur.eq(c_w),
                              a_row.eq(c_a_row), a_col.eq(c_a_col), a_cur.eq(c_a)]
-                with m.If(c_slot != desc.slots - 1):
+                with m.If(c_slot != tile_slots - 1):
                     m.d.sync += [slot.eq(c_slot + 1), w_cur.eq(c_w + desc.slot_stride), a_cur.eq(c_a + 1)]
                 with m.Elif(c_jx != c_nx - 1):
                     step_w = c_w_col + (1 << desc.stride_log2)
@@ -352,8 +391,12 @@ class Sequencer(wiring.Component):
                                  w_cur.eq(step_w), a_row.eq(step_a), a_col.eq(step_a), a_cur.eq(step_a)]
                 with m.If(event_done):
                     m.d.sync += [first.eq(1), counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)]
-                    with m.If(ptr == ev_end):
+                    with m.If((ptr == ev_end) & last_tile):
                         m.next = "AFTER_ACCUMULATE"
+                    with m.Elif(ptr == ev_end):  # the next tile reads the same events again
+                        m.d.sync += [tile.eq(tile + 1), tile_first.eq(tile_first + desc.tile_slots),
+                                     tile_offset.eq(tile_offset + (desc.tile_beats << bus_size))]
+                        m.next = "LOAD_WEIGHTS"
                     with m.Else():
                         m.d.comb += [dp_e_addr.eq(ptr), dp_e_en.eq(1)]
                         m.d.sync += ptr.eq(ptr + 1)
@@ -366,7 +409,7 @@ class Sequencer(wiring.Component):
                 with m.Elif(thr_ready):
                     m.next = "FIRE"
             with m.State("FIRE"):
-                fire_bias = desc.bias_base + slot_f
+                fire_bias = slot_f
                 with m.If(fire_taken):
                     m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(fire_addr),
                                  self.cmd.bias_addr.eq(fire_bias), self.cmd.add_bias.eq(1)]

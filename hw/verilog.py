@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -17,10 +18,20 @@ from .neuron_array import NeuronArray, host_data_bits
 TOP = "neuron_array"
 
 
+#: a memory's initial block that sets every entry to zero, one line per entry
+_ZERO_INIT = re.compile(r"^[ \t]+initial begin\n(?:[ \t]+\S+\[\d+\] = \d+'h0+;\n)+[ \t]+end\n", re.MULTILINE)
+
+
 def generate_verilog(cfg: ArrayConfig, image: NetworkImage | None = None) -> str:
-    """Verilog text of the array; with an image, its memories start with that network."""
+    """Verilog text of the array; with an image, its descriptor and threshold tables start
+    with that network.
+
+    Memories whose initial contents are all zero are written without initial values: the
+    design never reads an entry it has not written (the buffers are loaded before use, the
+    accumulators are cleared by the first run), and a weight buffer's zero initialisation
+    would otherwise be one line per entry (131 K lines at 16 PEs)."""
     top = NeuronArray(cfg, image)
-    return verilog.convert(top, name=TOP, emit_src=False)
+    return _ZERO_INIT.sub("", verilog.convert(top, name=TOP, emit_src=False))
 
 
 def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel | None = None) -> Path:

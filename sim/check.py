@@ -55,11 +55,12 @@ def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) ->
     from firstspike.sim import verilator
     from firstspike.sw.golden import GoldenModel
     golden = GoldenModel(model).run_times(times)
-    counts = layer_counts(model, cfg.pes, golden, cfg.spike_lanes)
-    writes = network_writes(cfg, network_image(model, cfg))
+    counts = layer_counts(model, cfg, golden)
+    image = network_image(model, cfg)
+    writes = network_writes(cfg, image)
     limit = 10 * (len(writes) + sum(int(c.cycles.sum()) for c in counts) + np.asarray(times).size) + 10_000
-    run = verilator.run(built, cfg, model.shapes, times, load_writes=writes, work_dir=work_dir, mutant=mutant,
-                        cycle_limit=limit)
+    run = verilator.run(built, cfg, model.shapes, times, load_writes=writes, memory=image.memory, work_dir=work_dir,
+                        mutant=mutant, cycle_limit=limit)
     problems = []
     for b in range(len(times)):
         result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
@@ -73,8 +74,9 @@ def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) ->
         checks = [("layer cycles", result.layer_cycles, [int(c.cycles[b]) for c in counts]),
                   ("layer events", result.layer_events, [int(c.input_events[b]) for c in counts])]
         checks += [(key, result.counters[key], sum(int(getattr(c, key)[b]) for c in counts))
-                   for key in ("weight_reads", "acc_updates", "spikes")]
-        checks.append(("events in", result.counters["events_in"], sum(int(c.input_events[b]) for c in counts)))
+                   for key in ("weight_reads", "acc_updates", "spikes", "memory_beats")]
+        checks.append(("events in", result.counters["events_in"],
+                       sum(int(c.input_events[b]) * c.tiles for c in counts)))
         problems += [f"image {b}: {name}: RTL {rtl}, cycle model {model_value}"
                      for name, rtl, model_value in checks if rtl != model_value]
     return problems

@@ -18,17 +18,21 @@ from pathlib import Path
 
 import numpy as np
 
+from firstspike.hw import external
+from firstspike.hw.axi import MEMORY_LATENCY
 from firstspike.hw.config import ArrayConfig, Counter
 from firstspike.hw.neuron_array import host_data_bits
 from firstspike.hw.verilog import TOP
 
-from . import host_script
+from . import axi_memory, host_script
 from .cache import cache_dir, locked
 
 BENCH_TOP = "firstspike_tb"
 CLOCK_NS = 10
 
 BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--timing"]
+#: bus words of the bench's external memory (16 MB at 64 bits: VGG-16's 15 M weights fit)
+MEMORY_WORDS = 1 << 21
 
 
 def bench_top(cfg: ArrayConfig, mutant_bits: int = 0) -> str:
@@ -43,6 +47,9 @@ def bench_top(cfg: ArrayConfig, mutant_bits: int = 0) -> str:
     cycle (writes, reads, runs to ``done``, reads of a counted range) and writes every
     word read to ``<dir>/capture<chunk>.hex``, then raises ``script_done``. So no Python
     (and no VPI call) runs per clock edge at all; cocotb only starts scripts.
+
+    The array's AXI4 bus is connected to the external memory model (sim.axi_memory: fixed
+    latency, one beat per cycle), loaded from the file named by the ``+axi_memory=`` plusarg.
     """
     a, d = cfg.addr_bits, host_data_bits(cfg)
     script_depth, capture_depth = host_script.depths(cfg)
@@ -52,7 +59,11 @@ def bench_top(cfg: ArrayConfig, mutant_bits: int = 0) -> str:
                          f'  initial if (!$value$plusargs("firstspike_mutant=%d", mutsel)) mutsel = 0;\n')
         mutant_port = ", .mutsel(mutsel)"
     w = host_script.OP_BITS + a + d
-    return f"""`timescale 1ns/1ps
+    axi = {"arid": 1, "araddr": external.ADDR_BITS, "arlen": 8, "arsize": 3, "arburst": 2, "arvalid": 1,
+           "arready": 1, "rid": 1, "rdata": cfg.bus_bits, "rresp": 2, "rlast": 1, "rvalid": 1, "rready": 1}
+    axi_wires = "\n".join(f"  wire [{n - 1}:0] axi__{name};" for name, n in axi.items())
+    axi_ports = ", ".join(f".axi__{name}(axi__{name})" for name in axi)
+    return axi_memory.axi_memory_verilog(external.ADDR_BITS, cfg.bus_bits, MEMORY_WORDS, MEMORY_LATENCY) + f"""
 module {BENCH_TOP}(input rst, input go, input [31:0] chunk, output reg script_done, output reg clk,
                    output reg [63:0] cycles, output reg [31:0] captured);
   localparam A = {a}, D = {d}, W = {w};
@@ -74,8 +85,11 @@ module {BENCH_TOP}(input rst, input go, input [31:0] chunk, output reg script_do
   string dir;
   initial if (!$value$plusargs("firstspike_dir=%s", dir)) dir = ".";
 {mutant_select}
+{axi_wires}
   {TOP} array(.clk(clk), .rst(rst), .start(start), .host__addr(addr), .host__w_data(w_data),
-              .host__w_en(w_en), .busy(busy), .done(done), .host__r_data(r_data){mutant_port});
+              .host__w_en(w_en), .busy(busy), .done(done), .host__r_data(r_data), .memory_error(),
+              {axi_ports}{mutant_port});
+  {axi_memory.MODULE} memory(.clk(clk), .rst(rst), {axi_ports});
 
   wire [2:0] op = script[pc][W-1:A+D];
   wire [A-1:0] op_addr = script[pc][A+D-1:D];
@@ -234,13 +248,14 @@ class RtlRun:
 
 
 def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.ndarray,
-        load_writes: list[tuple[int, int]] | None = None, progress=None,
+        load_writes: list[tuple[int, int]] | None = None, memory: list[int] | None = None, progress=None,
         work_dir: str | os.PathLike | None = None, waves: bool = False, mutant: int = 0,
         cycle_limit: int | None = None) -> RtlRun:
     """Run every row of input_times through the simulator (sim/cocotb_bench.py).
 
     ``load_writes`` are host writes done once before the first image (None when the
-    network is baked into the Verilog). ``progress`` (a tqdm bar) advances per script.
+    network's tables are baked into the Verilog); ``memory`` the external memory's words
+    (``NetworkImage.memory``). ``progress`` (a tqdm bar) advances per script.
     ``mutant`` selects a mutant of a mutated build (sim.mutation). ``cycle_limit``: a
     script that has not finished after that many cycles fails the run (a hung design).
     """
@@ -254,6 +269,10 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     chunks = host_script.chunk_scripts(cfg, shapes, input_times, load_writes, *host_script.depths(cfg))
     host_script.write_chunks(chunks, work, cfg.addr_bits, host_data_bits(cfg))
     job.write_text(json.dumps({"images": [c.images for c in chunks], "cycle_limit": cycle_limit}))
+    memory_file = work / "memory.hex"
+    if len(memory or []) > MEMORY_WORDS:
+        raise ValueError(f"the network needs {len(memory)} words of external memory; the bench has {MEMORY_WORDS}")
+    axi_memory.write_contents(memory_file, list(memory or [0]), cfg.bus_bits)
 
     done = threading.Event()
 
@@ -279,7 +298,8 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     try:
         runner.test(test_module="firstspike.sim.cocotb_bench", hdl_toplevel=BENCH_TOP, hdl_toplevel_lang="verilog",
                     build_dir=model.build_dir, test_dir=work, extra_env=env,
-                    plusargs=[f"+firstspike_dir={work}"] + ([f"+firstspike_mutant={mutant}"] if mutant else []),
+                    plusargs=[f"+firstspike_dir={work}", f"+axi_memory={memory_file}"]
+                    + ([f"+firstspike_mutant={mutant}"] if mutant else []),
                     results_xml=str(work / "results.xml"), waves=waves, log_file=work / "sim.log")
     except SystemExit as e:
         raise RuntimeError(f"RTL simulation failed (exit {e.code}); see {work / 'sim.log'}") from None
