@@ -48,7 +48,7 @@ class Counter(enum.IntEnum):
     WEIGHT_READS = 2  #: weight memory reads, all PEs
     ACC_UPDATES = 3  #: accumulations of a nonzero weight (synaptic events)
     SPIKES = 4  #: spikes emitted by fire stages
-    EVENTS_IN = 5  #: input events processed, all layers (once per weight tile)
+    EVENTS_IN = 5  #: input events processed, all layers (each once, however many weight tiles read it)
     MEMORY_BEATS = 6  #: external memory words read
 
 

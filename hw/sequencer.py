@@ -390,7 +390,9 @@ class Sequencer(wiring.Component):
                     m.d.sync += [slot.eq(0), jx.eq(0), jy.eq(c_jy + 1), w_row.eq(step_w), w_col.eq(step_w),
                                  w_cur.eq(step_w), a_row.eq(step_a), a_col.eq(step_a), a_cur.eq(step_a)]
                 with m.If(event_done):
-                    m.d.sync += [first.eq(1), counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)]
+                    m.d.sync += first.eq(1)
+                    with m.If(tile == 0):  # an event counts once, however many tiles read it
+                        m.d.sync += counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)
                     with m.If((ptr == ev_end) & last_tile):
                         m.next = "AFTER_ACCUMULATE"
                     with m.Elif(ptr == ev_end):  # the next tile reads the same events again

@@ -3,18 +3,29 @@ Verilator runs, and the way block tests drive the design."""
 from __future__ import annotations
 
 import numpy as np
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from firstspike.hw.config import ArrayConfig, NetworkImage
 from firstspike.hw.host import (RunResult, decode_results, decode_stats, input_writes, network_writes, result_reads,
                                  stats_reads)
+from firstspike.hw import external
+from firstspike.hw.axi import MEMORY_LATENCY
 from firstspike.hw.neuron_array import NeuronArray
+
+from .axi_memory import AxiMemoryModel
 
 
 def run_amaranth(cfg: ArrayConfig, image: NetworkImage, shapes: list, input_times: np.ndarray,
                  *, load: bool = True, baked: bool = False, max_cycles: int = 1_000_000) -> list[RunResult]:
-    """Load ``image`` through the host bus (or bake it in), run every row of input_times."""
+    """Load ``image``'s tables through the host bus (or bake them in), its biases and weights
+    into the external memory model, and run every row of input_times."""
     dut = NeuronArray(cfg, image if baked else None)
+    top = Module()
+    top.submodules.dut = dut
+    top.submodules.memory = memory = AxiMemoryModel(external.ADDR_BITS, cfg.bus_bits, image.memory, MEMORY_LATENCY)
+    wiring.connect(top, dut.axi, memory.axi)
     results: list[RunResult] = []
     n_layers = len(shapes) - 1
 
@@ -53,7 +64,7 @@ def run_amaranth(cfg: ArrayConfig, image: NetworkImage, shapes: list, input_time
             words = await read(result_reads(cfg, sum(layer_events), int(np.prod(shapes[-1]))))
             results.append(decode_results(cfg, shapes, stats, words))
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()

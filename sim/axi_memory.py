@@ -72,3 +72,46 @@ def write_contents(path, words: list[int], data_bits: int) -> None:
     digits = data_bits // 4
     with open(path, "w") as f:
         f.writelines(f"{w:0{digits}x}\n" for w in words)
+
+
+class AxiMemoryModel:
+    """The same memory as an Amaranth component, for Amaranth-simulator runs (sim.amaranth_backend):
+    contents from ``words`` (Memory init), the timing of ``axi_memory_verilog``."""
+
+    def __new__(cls, addr_bits: int, data_bits: int, words: list[int], latency: int):
+        from amaranth.hdl import Module, Signal
+        from amaranth.lib import memory, wiring
+        from amaranth.lib.wiring import In
+
+        from firstspike.hw.axi import AxiReadBus
+
+        class _Model(wiring.Component):
+            def __init__(self):
+                super().__init__({"axi": In(AxiReadBus(addr_bits, data_bits))})
+
+            def elaborate(self, platform):
+                m = Module()
+                depth = max(2, len(words))
+                m.submodules.mem = mem = memory.Memory(shape=data_bits, depth=depth, init=words)
+                rd = mem.read_port(domain="comb")
+                size = (data_bits // 8 - 1).bit_length()
+                axi = self.axi
+                pending = Signal()
+                index = Signal(range(depth))
+                left = Signal(8)
+                wait = Signal(range(latency + 1))
+                m.d.comb += [axi.arready.eq(~pending), axi.rvalid.eq(pending & (wait == 0)), rd.addr.eq(index),
+                             axi.rdata.eq(rd.data), axi.rlast.eq(left == 0)]
+                with m.If(~pending):
+                    with m.If(axi.arvalid):
+                        m.d.sync += [pending.eq(1), index.eq(axi.araddr[size:]), left.eq(axi.arlen),
+                                     wait.eq(latency - 1)]
+                with m.Elif(wait != 0):
+                    m.d.sync += wait.eq(wait - 1)
+                with m.Elif(axi.rready):
+                    m.d.sync += [index.eq(index + 1), left.eq(left - 1)]
+                    with m.If(left == 0):
+                        m.d.sync += pending.eq(0)
+                return m
+
+        return _Model()

@@ -75,8 +75,7 @@ def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) ->
                   ("layer events", result.layer_events, [int(c.input_events[b]) for c in counts])]
         checks += [(key, result.counters[key], sum(int(getattr(c, key)[b]) for c in counts))
                    for key in ("weight_reads", "acc_updates", "spikes", "memory_beats")]
-        checks.append(("events in", result.counters["events_in"],
-                       sum(int(c.input_events[b]) * c.tiles for c in counts)))
+        checks.append(("events in", result.counters["events_in"], sum(int(c.input_events[b]) for c in counts)))
         problems += [f"image {b}: {name}: RTL {rtl}, cycle model {model_value}"
                      for name, rtl, model_value in checks if rtl != model_value]
     return problems

@@ -15,8 +15,8 @@ from firstspike.sw.random_models import random_input_times, random_model
 
 
 def small_config(timing, **kw):
-    base = dict(pes=1, timing=timing, acc_width=24, max_layers=2, max_channels=32, max_size=4, weight_depth=64,
-                bias_depth=8, slot_depth=4, event_depth=16)
+    base = dict(pes=1, timing=timing, acc_width=24, max_layers=2, max_channels=32, max_size=4, weight_buffer=64,
+                bias_buffer=8, slot_depth=4, event_depth=16)
     base.update(kw)
     return ArrayConfig(**base)
 
@@ -29,7 +29,7 @@ def test_pe_accumulates_every_code_at_every_time(B):
     cfg = small_config(timing)
     codes = [weight_code(s, m) for s in (0, 1) for m in range(15)] + [15]
     bias = [1000, -2000, 0, 12345]
-    dut = ProcessingElement(cfg, weight_init=codes + [0] * (64 - len(codes)), bias_init=bias + [0] * 4)
+    dut = ProcessingElement(cfg)
     table = timing.contribution_table()
     rng = np.random.default_rng(B)
     ops = [(int(rng.integers(0, len(codes))), int(rng.integers(0, 4)), int(rng.integers(0, 8))) for _ in range(300)]
@@ -44,6 +44,13 @@ def test_pe_accumulates_every_code_at_every_time(B):
     got, seen_updates = [], []
 
     async def bench(ctx):
+        for port, values in ((dut.weight_w, codes), (dut.bias_w, bias)):  # as the loader fills the buffers
+            for addr, v in enumerate(values):
+                ctx.set(port.addr, addr)
+                ctx.set(port.data, v)
+                ctx.set(port.en, 1)
+                await ctx.tick()
+            ctx.set(port.en, 0)
         for slot in range(4):
             ctx.set(dut.cmd, {"op": PeOp.INIT, "acc_addr": slot, "bias_addr": slot, "weight_addr": 0, "time": 0})
             await ctx.tick()
@@ -207,15 +214,16 @@ def test_conv_array_in_amaranth_matches_golden():
 
 def test_model_that_does_not_fit_names_the_resource():
     model = random_model(np.random.default_rng(0), [20, 10, 4], Timing(T=8, B=2, frac_bits=12))
-    cfg = small_config(Timing(T=8, B=2, frac_bits=12), pes=2, max_channels=16, weight_depth=64)
-    with pytest.raises(DoesNotFit, match="max_channels: model needs 20, array has 16; weight_depth: model needs 120"):
+    cfg = small_config(Timing(T=8, B=2, frac_bits=12), pes=2, max_channels=16, weight_buffer=16)
+    with pytest.raises(DoesNotFit, match=r"max_channels: model needs 20, array has 16; weight_buffer: model needs 20, "
+                                         r"array has 16 \(raise --weight-buffer\)"):
         cfg.check_fits(model)
     with pytest.raises(DoesNotFit, match="built for"):
         small_config(Timing(T=4, B=2, frac_bits=12)).check_fits(model)
 
 
 @pytest.mark.parametrize("kwargs,match", [({"pes": 0}, "pes"), ({"acc_width": 8}, "acc_width"),
-                                          ({"weight_depth": -1}, "weight_depth")])
+                                          ({"weight_buffer": -1}, "weight_buffer"), ({"bus_bits": 48}, "bus_bits")])
 def test_impossible_array_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         small_config(Timing(), **kwargs)
@@ -242,7 +250,7 @@ def test_spike_lanes_change_cycles_not_results(lanes):
     cfg = ArrayConfig.for_model(model, 4, spike_lanes=lanes)
     times = random_input_times(rng, model.layers[0].n_in, 2, timing)
     golden = GoldenModel(model).run_times(times)
-    counts = layer_counts(model, 4, golden, lanes)
+    counts = layer_counts(model, cfg, golden)
     results = run_amaranth(cfg, network_image(model, cfg), model.shapes, times)
     for b, r in enumerate(results):
         for k, s in enumerate(r.spikes):
@@ -250,7 +258,8 @@ def test_spike_lanes_change_cycles_not_results(lanes):
         assert np.array_equal(r.potentials, golden.potentials[b])
         assert r.layer_cycles == [int(c.cycles[b]) for c in counts]
     # enough spikes for the lanes to matter: one lane is slower than four
-    one, four = (sum(c.cycles for c in layer_counts(model, 4, golden, n)) for n in (1, 4))
+    one, four = (sum(c.cycles for c in layer_counts(model, ArrayConfig.for_model(model, 4, spike_lanes=n), golden))
+                 for n in (1, 4))
     assert (one > four).all()
 
 
@@ -268,7 +277,7 @@ def test_one_array_for_several_models_is_their_largest_requirement():
     models = [random_model(np.random.default_rng(s), sizes, timing) for s, sizes in ((0, [30, 5, 2]), (1, [4, 40, 3]))]
     cfg = ArrayConfig.for_models(models, 4)
     singles = [ArrayConfig.for_model(m, 4) for m in models]
-    assert cfg.weight_depth == max(c.weight_depth for c in singles) and cfg.max_channels == 40
+    assert cfg.weight_buffer == max(c.weight_buffer for c in singles) and cfg.max_channels == 40
     assert cfg.acc_width == max(c.acc_width for c in singles)
     for m in models:
         cfg.check_fits(m)

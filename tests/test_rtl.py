@@ -4,10 +4,12 @@ Random networks: reproduce a failure with the seed printed in the assertion mess
 ``_networks(index, timing)`` / ``_cnns(index, timing)`` build network ``seed`` from
 ``np.random.default_rng(seed)``.
 """
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from firstspike.hw.config import ArrayConfig, network_image
+from firstspike.hw.config import ArrayConfig, network_image, requirements
 from firstspike.hw.host import decode_results, network_writes
 from firstspike.hw.verilog import write_design
 from firstspike.sim import verilator
@@ -37,9 +39,16 @@ def _networks(index, timing):
     return out
 
 
-def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path):
-    """Build one array big enough for every network, load each, compare with golden and perf model."""
+def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=False):
+    """Build one array big enough for every network, load each, compare with golden and perf model.
+
+    ``tight``: the weight buffer holds just the largest output channel's weights, so layers
+    with several channels per PE run in weight tiles (several passes over their input events)."""
     cfg = ArrayConfig.for_models((model for _, model, _ in nets), pes)
+    if tight:
+        cfg = replace(cfg, weight_buffer=max(requirements(model, pes)["weight_buffer"] for _, model, _ in nets))
+        tiles = [d.tiles for _, model, _ in nets for d in network_image(model, cfg).descriptors]
+        assert max(tiles) >= 3, f"tight buffers should make tiles, got {tiles}"
     assert cfg.timing == timing
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
     for seed, model, times in nets:
@@ -47,11 +56,12 @@ def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path):
         assert not problems, f"seed {seed}, shapes {model.shapes}, {timing}, {pes} PEs: {problems[:3]}"
 
 
-@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" for c in CONFIGS])
+@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" + ("-tiled" if i % 2 else "")
+                                                          for i, c in enumerate(CONFIGS)])
 def test_random_networks_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
-    _check_bit_exact_and_cycles(_networks(index, timing), pes, timing, tmp_path)
+    _check_bit_exact_and_cycles(_networks(index, timing), pes, timing, tmp_path, tight=index % 2 == 1)
 
 
 # (PEs, T, B, frac_bits) for conv nets: 1, 4 and 16 PEs, channel counts mostly not multiples of them
@@ -83,11 +93,12 @@ def _cnns(index, timing):
     return out
 
 
-@pytest.mark.parametrize("index", range(len(CNN_CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" for c in CNN_CONFIGS])
+@pytest.mark.parametrize("index", range(len(CNN_CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" + ("-tiled" if i < 2 else "")
+                                                              for i, c in enumerate(CNN_CONFIGS)])
 def test_random_cnns_bit_exact(index, tmp_path):
     pes, T, B, F = CNN_CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
-    _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path)
+    _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path, tight=index < 2)
 
 
 def _edge_networks(timing):
