@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from firstspike.errors import InputError
 from firstspike.hw import perf
-from firstspike.hw.config import ArrayConfig
+from firstspike.hw.axi import MEMORY_LATENCY
+from firstspike.hw.config import ArrayConfig, network_image
 from firstspike.hw.host import decode_results
 from firstspike.hw.layouts import spike_event
 from firstspike.hw.verilog import write_design
@@ -190,12 +191,14 @@ def checkpoint_for_sweeps(ann_path: str | os.PathLike, data_dir: str | os.PathLi
 
 
 def processor_cost(model: SnnModel, pes: int, golden, table: energy.EnergyTable) -> tuple[float, float]:
-    """(cycles, energy in pJ) per image on the smallest array of ``pes`` PEs that runs ``model``,
-    means over the images of the golden result: the exact cycle model and the energy model."""
-    counts = perf.layer_counts(model, pes, golden)
-    geo = array_geometry(ArrayConfig.for_model(model, pes), 100.0)
-    e = [sum(sum(energy.layer_energy_pj(c, geo, table, b).values()) for c in counts)
-         for b in range(len(golden.potentials))]
+    """(cycles, on-chip energy in pJ) per image on the default array of ``pes`` PEs for ``model``,
+    means over the images of the golden result: the exact cycle model and the energy model
+    (external memory traffic not included: ``firstspike sim`` reports it separately)."""
+    cfg = ArrayConfig.for_model(model, pes)
+    counts = perf.layer_counts(model, cfg, golden)
+    geo = array_geometry(cfg, 100.0)
+    e = [sum(sum(v for k, v in energy.layer_energy_pj(c, geo, table, b).items() if k in energy.ON_CHIP)
+             for c in counts) for b in range(len(golden.potentials))]
     return float(perf.total_cycles(counts).mean()), float(np.mean(e))
 
 
@@ -203,9 +206,9 @@ def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
     ev = spike_event(cfg).size
     return energy.ArrayGeometry(
         pes=cfg.pes, T=cfg.timing.T, acc_width=cfg.acc_width, event_bits=ev,
-        weight_macro_bits=cfg.weight_depth * 5, acc_macro_bits=cfg.slot_depth * cfg.acc_width,
+        weight_macro_bits=cfg.weight_buffer * 5, acc_macro_bits=cfg.slot_depth * cfg.acc_width,
         event_macro_bits=cfg.event_bank_depth * ev, threshold_macro_bits=cfg.max_layers * cfg.timing.T * cfg.acc_width,
-        clock_mhz=clock_mhz)
+        clock_mhz=clock_mhz, bus_bits=cfg.bus_bits)
 
 
 def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, out_dir="build/sim",
@@ -261,24 +264,25 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
     t0 = time.perf_counter()
     built = verilator.build(v_path, cfg)
     with tqdm(total=n, desc="RTL", unit="image", disable=quiet) as bar:
-        run = verilator.run(built, cfg, model.shapes, golden.spikes[0], progress=bar,
-                            work_dir=Path(out_dir) / "work")
+        run = verilator.run(built, cfg, model.shapes, golden.spikes[0], memory=network_image(model, cfg).memory,
+                            progress=bar, work_dir=Path(out_dir) / "work")
     results = [decode_results(cfg, model.shapes, run.stats[b], run.words[b]) for b in range(n)]
     mismatches = [m for b, r in enumerate(results) if (m := first_mismatch(b, golden, b, r))]
     rtl_pred = np.array([int(np.argmax(r.potentials)) for r in results])
 
-    counts = perf.layer_counts(model, pes, golden, cfg.spike_lanes)
+    counts = perf.layer_counts(model, cfg, golden)
     geometry = array_geometry(cfg, clock_mhz)
     table = energy.energy_table(tech, energy_overrides)
     per_image = [[energy.layer_energy_pj(c, geometry, table, b) for c in counts] for b in range(n)]
     layer_pj = [{k: float(np.mean([per_image[b][k_][k] for b in range(n)])) for k in energy.COMPONENTS}
                 for k_ in range(len(counts))]
     total_pj = float(np.mean([sum(sum(e.values()) for e in img) for img in per_image]))
+    on_chip_pj = float(np.mean([sum(e[k] for e in img for k in energy.ON_CHIP) for img in per_image]))
     rtl_cycles = np.array([r.counters["cycles"] for r in results])
     model_cycles = perf.total_cycles(counts)
     mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
-    baselines = energy.ann_baselines_pj([(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size)
-                                         for layer in model.layers], table,
+    baselines = energy.ann_baselines_pj([(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size,
+                                          layer.channels) for layer in model.layers], table,
                                         mean("acc_updates"))
     report = {
         "dataset": dataset, "images": n, "model": model_label,
@@ -300,6 +304,10 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
         "events_in_per_image": mean("events_in"),
         "spikes_per_image": mean("spikes"),
         "energy_per_image_uj": total_pj * 1e-6,
+        "on_chip_energy_per_image_uj": on_chip_pj * 1e-6,
+        "on_chip_pj_per_synaptic_event": on_chip_pj / max(1.0, mean("acc_updates")),
+        "external_bytes_per_image": mean("memory_beats") * cfg.bus_bits / 8,
+        "memory_latency_cycles": MEMORY_LATENCY,
         "energy_technology": table.name,
         "energy_breakdown_pj": {k: sum(layer[k] for layer in layer_pj) for k in energy.COMPONENTS},
         "energy_baselines_pj": baselines,
@@ -318,7 +326,7 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
                    for k, (c, layer) in enumerate(zip(counts, model.layers))],
         "pe_count": pes, "T": model.timing.T, "B": model.timing.B, "frac_bits": model.timing.frac_bits,
         "acc_width": cfg.acc_width,
-        "memory_bits_per_pe": {"weights": cfg.weight_depth * 5, "biases": cfg.bias_depth * cfg.acc_width,
+        "memory_bits_per_pe": {"weights": cfg.weight_buffer * 5, "biases": cfg.bias_buffer * cfg.acc_width,
                                "accumulators": cfg.slot_depth * cfg.acc_width},
         "verilog": str(v_path),
         "verilator_build_s": built.build_seconds, "rtl_wall_s": run.wall_seconds,

@@ -26,6 +26,8 @@ PRESET_45NM: dict[str, tuple[float, str]] = {
     "int8_mac_pj": (0.2 + 0.03, f"{HOROWITZ}: 8-bit integer multiply 0.2 pJ + add 0.03 pJ"),
     "fp32_mac_pj": (4.6, f"{HOROWITZ}: 32-bit float multiply 3.7 pJ + add 0.9 pJ (literature convention)"),
     "fp32_add_pj": (0.9, f"{HOROWITZ}: 32-bit float add 0.9 pJ (the SNN literature's SOP convention)"),
+    "dram_pj_per_bit": (1950.0 / 64, f"{HOROWITZ}: 64-bit DRAM access 1.3-2.6 nJ; the midpoint 1.95 nJ / 64 "
+                                     "(not scaled with the logic node: a DRAM access is I/O and array energy)"),
     "static_uw": (0.0, "not modelled by default: no leakage figure for these macros is adopted; "
                        "set static_uw in an override file to include static power x runtime"),
 }
@@ -74,7 +76,7 @@ def energy_table(preset: str = "45nm", overrides: str | Path | None = None) -> E
     sources = {k: s for k, (_, s) in PRESET_45NM.items()}
     if preset == "28nm":
         for k in values:
-            if k != "static_uw":
+            if k not in ("static_uw", "dram_pj_per_bit"):
                 values[k] *= SCALE_28NM
                 sources[k] = f"{SCALE_28NM_SOURCE}. 45 nm source: {sources[k]}"
     if overrides is not None:
@@ -110,9 +112,13 @@ class ArrayGeometry:
     event_macro_bits: int
     threshold_macro_bits: int
     clock_mhz: float = 100.0
+    bus_bits: int = 64  #: external memory word
 
 
-COMPONENTS = ("weight_reads", "accumulators", "event_memory", "fire", "static")
+#: energy of the processor itself; EXTERNAL: of the memory it reads its weights from
+ON_CHIP = ("weight_reads", "accumulators", "event_memory", "fire", "buffer_loads", "static")
+EXTERNAL = ("external_memory",)
+COMPONENTS = ON_CHIP + EXTERNAL
 
 
 def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int) -> dict[str, float]:
@@ -124,7 +130,9 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     - event_memory: a read per input event, a write per output spike;
     - fire: per hidden neuron an accumulator read and T comparisons (adds) of acc_width
       bits, plus reading the T thresholds once;
-    - static: static_uw x the layer's run time.
+    - buffer_loads: writing every bus word read into the weight or bias buffers;
+    - static: static_uw x the layer's run time;
+    - external_memory: the bus words read from DRAM (biases and weights), dram_pj_per_bit.
     """
     add = table["int_add_pj_per_bit"] * g.acc_width
     acc_bit = table.sram_pj_per_bit(g.acc_macro_bits)
@@ -137,7 +145,9 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
         * table.sram_pj_per_bit(g.event_macro_bits),
         "fire": c.fired_neurons * (g.acc_width * acc_bit + g.T * add)
         + (g.T * g.acc_width * table.sram_pj_per_bit(g.threshold_macro_bits) if c.fired_neurons else 0.0),
+        "buffer_loads": int(c.memory_beats[b]) * g.bus_bits * table.sram_pj_per_bit(g.weight_macro_bits),
         "static": table["static_uw"] * 1e-6 * (int(c.cycles[b]) / (g.clock_mhz * 1e6)) * 1e12,
+        "external_memory": int(c.memory_beats[b]) * g.bus_bits * table["dram_pj_per_bit"],
     }
     return e
 
@@ -150,15 +160,22 @@ def ann_baselines_pj(layers: list[tuple[int, ...]], table: EnergyTable, sops: fl
 
     - literature convention: SNN = synaptic operations x fp32 add; ANN = MACs x fp32 MAC;
     - int8 ANN: MACs x int8 MAC, plus one 8-bit weight read per MAC from an SRAM holding
-      the whole layer, one 8-bit read per input activation and one 8-bit write per output.
+      the whole layer, one 8-bit read per input activation and one 8-bit write per output;
+    - its external memory: under the SNN's assumptions (every weight and bias read from DRAM
+      once per inference, activations and partial sums stay on chip), the 8-bit weights and
+      32-bit biases of every layer, at dram_pj_per_bit.
     """
-    full = [(n_in, n_out, n_in * n_out, n_in * n_out) if len(t) == 2 else t for t in layers for n_in, n_out in
+    full = [(n_in, n_out, n_in * n_out, n_in * n_out, n_out) if len(t) == 2 else t for t in layers for n_in, n_out in
             [t[:2]]]
+    full = [f if len(f) == 5 else (*f, f[1]) for f in full]  # biases: one per output unless given
     macs = sum(f[2] for f in full)
     int8 = 0.0
-    for n_in, n_out, m, weights in full:
+    dram_bytes = 0
+    for n_in, n_out, m, weights, biases in full:
         w_bit = table.sram_pj_per_bit(8 * weights)
         a_bit = table.sram_pj_per_bit(8 * max(n_in, n_out))
         int8 += m * (table["int8_mac_pj"] + 8 * w_bit) + (n_in + n_out) * 8 * a_bit
+        dram_bytes += weights + 4 * biases
     return {"snn_sop_fp32_add_pj": sops * table["fp32_add_pj"], "ann_mac_fp32_pj": macs * table["fp32_mac_pj"],
-            "ann_int8_pj": int8, "ann_macs": macs}
+            "ann_int8_pj": int8, "ann_macs": macs, "ann_int8_external_bytes": dram_bytes,
+            "ann_int8_external_pj": dram_bytes * 8 * table["dram_pj_per_bit"]}

@@ -39,7 +39,7 @@ from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG, Timing
 
 def _small_config(timing: Timing, pes: int, lanes: int, acc_width: int) -> ArrayConfig:
     return ArrayConfig(pes=pes, timing=timing, acc_width=acc_width, max_layers=1, max_channels=2 * pes, max_size=2,
-                       weight_depth=4, bias_depth=2, slot_depth=2, event_depth=4, spike_lanes=lanes)
+                       weight_buffer=4, bias_buffer=2, slot_depth=2, event_depth=4, spike_lanes=lanes)
 
 
 def _spec_magnitude(m: Module, timing: Timing, mag, t, name: str) -> Signal:

@@ -30,7 +30,8 @@ from .cache import cache_dir, locked
 BENCH_TOP = "firstspike_tb"
 CLOCK_NS = 10
 
-BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--timing"]
+#: --assert: the design's Amaranth Asserts (stream and bus invariants) are checked in every run
+BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--timing", "--assert"]
 #: bus words of the bench's external memory (16 MB at 64 bits: VGG-16's 15 M weights fit)
 MEMORY_WORDS = 1 << 21
 

@@ -46,9 +46,10 @@ def test_layer_energy_counts_each_event():
     c = LayerCounts(kind="linear", cycles=np.array([1000]), input_events=np.array([10]),
                     weight_reads=np.array([40]), acc_updates=np.array([30]), spikes=np.array([5]),
                     fired_neurons=8, init_writes=4, pe_utilization=np.array([0.0]), accumulate_cycles=np.array([0]),
-                    accumulate_utilization=np.array([0.0]))
+                    accumulate_utilization=np.array([0.0]), tiles=1, memory_beats=np.array([6]),
+                    load_cycles=np.array([20]))
     g = ArrayGeometry(pes=4, T=8, acc_width=20, event_bits=10, weight_macro_bits=100, acc_macro_bits=100,
-                      event_macro_bits=100, threshold_macro_bits=100, clock_mhz=100)
+                      event_macro_bits=100, threshold_macro_bits=100, clock_mhz=100, bus_bits=32)
     t = energy_table()
     bit, add = t["sram_8kb_pj_per_bit"], t["int_add_pj_per_bit"] * 20
     e = layer_energy_pj(c, g, t, 0)
@@ -56,6 +57,8 @@ def test_layer_energy_counts_each_event():
     assert e["accumulators"] == pytest.approx(40 * 40 * bit + 30 * add + 4 * 40 * bit)
     assert e["event_memory"] == pytest.approx(15 * 10 * bit)
     assert e["fire"] == pytest.approx(8 * (20 * bit + 8 * add) + 8 * 20 * bit)
+    assert e["buffer_loads"] == pytest.approx(6 * 32 * bit)
+    assert e["external_memory"] == pytest.approx(6 * 32 * 1950 / 64)
     assert e["static"] == 0.0
 
 
@@ -65,7 +68,8 @@ def test_static_power_times_runtime(tmp_path):
     c = LayerCounts(kind="linear", cycles=np.array([1000]), input_events=np.array([0]), weight_reads=np.array([0]),
                     acc_updates=np.array([0]), spikes=np.array([0]), fired_neurons=0, init_writes=0,
                     pe_utilization=np.array([0.0]), accumulate_cycles=np.array([0]),
-                    accumulate_utilization=np.array([0.0]))
+                    accumulate_utilization=np.array([0.0]), tiles=1, memory_beats=np.array([0]),
+                    load_cycles=np.array([0]))
     g = ArrayGeometry(pes=1, T=8, acc_width=20, event_bits=10, weight_macro_bits=1, acc_macro_bits=1,
                       event_macro_bits=1, threshold_macro_bits=1, clock_mhz=100)
     # 100 uW for 1000 cycles at 100 MHz (10 us) = 1 nJ
@@ -82,3 +86,6 @@ def test_ann_baselines():
     assert b["snn_sop_fp32_add_pj"] == pytest.approx(7 * 0.9)
     bit = t["sram_8kb_pj_per_bit"]
     assert b["ann_int8_pj"] == pytest.approx(12 * (0.23 + 8 * bit) + 7 * 8 * bit)
+    # external memory: 12 one-byte weights and 3 four-byte biases, once per inference
+    assert b["ann_int8_external_bytes"] == 12 + 4 * 3
+    assert b["ann_int8_external_pj"] == pytest.approx(24 * 8 * 1950 / 64)

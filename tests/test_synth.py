@@ -18,7 +18,7 @@ def test_small_array_synthesises(tmp_path):
     assert r["cells"] > 100 and r["luts"] > 100 and r["flip_flops"] > 50
     # Yosys sees exactly the memories the configuration declares
     ev = spike_event(cfg).size
-    expected = (cfg.pes * (cfg.weight_depth * 5 + cfg.bias_depth * cfg.acc_width + cfg.slot_depth * cfg.acc_width)
+    expected = (cfg.pes * (cfg.weight_buffer * 5 + cfg.bias_buffer * cfg.acc_width + cfg.slot_depth * cfg.acc_width)
                 + cfg.max_layers * cfg.timing.T * cfg.acc_width + cfg.spike_lanes * cfg.event_bank_depth * ev
                 + cfg.max_layers * layer_descriptor(cfg).size)
     assert r["ram_bits"] == expected
