@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from firstspike.errors import InputError
-from firstspike.hw.config import ArrayConfig
+from firstspike.hw.config import ArrayConfig, network_image
 from firstspike.hw.verilog import write_design
 from firstspike.sw.files import write_text
 from firstspike.sw.golden import GoldenModel
@@ -63,7 +63,8 @@ def run_bench(model_path="build/model/cnn/snn.npz", *, pes: int = 16, batch: int
         times = golden.encode(ds.x_test)
         for waves, n in ((False, rtl_images), (True, wave_images)):
             built = verilator.build(v, cfg, Path(tmp) / "cache", waves=waves)  # cold: fresh cache
-            run = verilator.run(built, cfg, model.shapes, times[:n], work_dir=Path(tmp) / f"run{int(waves)}",
+            run = verilator.run(built, cfg, model.shapes, times[:n], network_image(model, cfg).memory,
+                                work_dir=Path(tmp) / f"run{int(waves)}",
                                 waves=waves)
             rtl[waves] = {"build_s": built.build_seconds, "images": n,
                           "seconds_per_image": run.wall_seconds / n,
@@ -77,6 +78,7 @@ def run_bench(model_path="build/model/cnn/snn.npz", *, pes: int = 16, batch: int
         big_v = write_design(Path(tmp) / "big", big_cfg, big)
         built = verilator.build(big_v, big_cfg, Path(tmp) / "cache")
         run = verilator.run(built, big_cfg, big.shapes, random_input_times(rng, 256, 4, model.timing),
+                            network_image(big, big_cfg).memory,
                             work_dir=Path(tmp) / "runbig")
         rtl["long"] = {"cycles_per_image": run.busy_cycles / 4, "cycles_per_s": run.sim_cycles / run.sim_seconds}
 

@@ -89,7 +89,8 @@ class NeuronArray(wiring.Component):
             pe = ProcessingElement(cfg)
             m.submodules[f"pe{p}"] = pe
             pes.append(pe)
-            for port, load, bits in ((pe.weight_w, loader.weight_w, WEIGHT_BITS), (pe.bias_w, loader.bias_w, cfg.acc_width)):
+            for port, load, bits in ((pe.weight_w, loader.weight_w, WEIGHT_BITS),
+                                     (pe.bias_w, loader.bias_w, cfg.acc_width)):
                 m.d.comb += [port.addr.eq(load.addr), port.data.eq(load.data[p * bits:(p + 1) * bits]),
                              port.en.eq(load.en)]
 

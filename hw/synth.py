@@ -71,8 +71,8 @@ def synthesize(verilog: str | Path, out_dir: str | Path, *, top: str = "neuron_a
     # generic: the coarse synth keeps memories as $mem_v2; the rest is mapped to gates
     # the word-level netlist per module (after proc, before alumacc folds adds and multiplies into $macc
     # cells and techmap turns them into gates) is where a multiplier is still a $mul: coarse.json
-    run_yosys(work, f"read_verilog -sv {src.name}; hierarchy -top {top}; proc; opt -fast; tee -q -o coarse.json stat -json",
-         "coarse.log")
+    run_yosys(work, f"read_verilog -sv {src.name}; hierarchy -top {top}; proc; opt -fast; "
+              "tee -q -o coarse.json stat -json", "coarse.log")
     run_yosys(work, f"read_verilog -sv {src.name}; synth -top {top} -flatten -run begin:fine; "
                "select -set mems t:$mem_v2; tee -q -o memories.txt dump @mems; "
                "opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -q -o generic.json stat -json",

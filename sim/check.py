@@ -59,7 +59,7 @@ def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) ->
     image = network_image(model, cfg)
     writes = network_writes(cfg, image)
     limit = 10 * (len(writes) + sum(int(c.cycles.sum()) for c in counts) + np.asarray(times).size) + 10_000
-    run = verilator.run(built, cfg, model.shapes, times, load_writes=writes, memory=image.memory, work_dir=work_dir,
+    run = verilator.run(built, cfg, model.shapes, times, image.memory, load_writes=writes, work_dir=work_dir,
                         mutant=mutant, cycle_limit=limit)
     problems = []
     for b in range(len(times)):

@@ -248,15 +248,15 @@ class RtlRun:
     busy_cycles: int  #: cycles the array ran on its own (start to done), all images
 
 
-def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.ndarray,
-        load_writes: list[tuple[int, int]] | None = None, memory: list[int] | None = None, progress=None,
+def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.ndarray, memory: list[int],
+        load_writes: list[tuple[int, int]] | None = None, progress=None,
         work_dir: str | os.PathLike | None = None, waves: bool = False, mutant: int = 0,
         cycle_limit: int | None = None) -> RtlRun:
     """Run every row of input_times through the simulator (sim/cocotb_bench.py).
 
     ``load_writes`` are host writes done once before the first image (None when the
-    network's tables are baked into the Verilog); ``memory`` the external memory's words
-    (``NetworkImage.memory``). ``progress`` (a tqdm bar) advances per script.
+    network's tables are baked into the Verilog). ``memory``: the external memory's words
+    (``NetworkImage.memory``: the network's biases and weights). ``progress`` (a tqdm bar) advances per script.
     ``mutant`` selects a mutant of a mutated build (sim.mutation). ``cycle_limit``: a
     script that has not finished after that many cycles fails the run (a hung design).
     """
@@ -271,9 +271,9 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     host_script.write_chunks(chunks, work, cfg.addr_bits, host_data_bits(cfg))
     job.write_text(json.dumps({"images": [c.images for c in chunks], "cycle_limit": cycle_limit}))
     memory_file = work / "memory.hex"
-    if len(memory or []) > MEMORY_WORDS:
+    if len(memory) > MEMORY_WORDS:
         raise ValueError(f"the network needs {len(memory)} words of external memory; the bench has {MEMORY_WORDS}")
-    axi_memory.write_contents(memory_file, list(memory or [0]), cfg.bus_bits)
+    axi_memory.write_contents(memory_file, list(memory) or [0], cfg.bus_bits)
 
     done = threading.Event()
 

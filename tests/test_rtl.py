@@ -4,6 +4,7 @@ Random networks: reproduce a failure with the seed printed in the assertion mess
 ``_networks(index, timing)`` / ``_cnns(index, timing)`` build network ``seed`` from
 ``np.random.default_rng(seed)``.
 """
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -93,8 +94,9 @@ def _cnns(index, timing):
     return out
 
 
-@pytest.mark.parametrize("index", range(len(CNN_CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" + ("-tiled" if i < 2 else "")
-                                                              for i, c in enumerate(CNN_CONFIGS)])
+@pytest.mark.parametrize("index", range(len(CNN_CONFIGS)),
+                         ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" + ("-tiled" if i < 2 else "")
+                              for i, c in enumerate(CNN_CONFIGS)])
 def test_random_cnns_bit_exact(index, tmp_path):
     pes, T, B, F = CNN_CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
@@ -229,12 +231,14 @@ def test_a_wrong_weight_in_the_rtl_is_caught(tmp_path):
     golden = GoldenModel(model).run_times(times)
     h = int(np.flatnonzero(golden.spikes[1][0] >= 0)[0])  # a hidden neuron that fired
     cfg = ArrayConfig.for_model(model, 1)
-    image = network_image(model, cfg)
     old = int(model.layers[1].weights[0, h])
     new = 0b00000 if old != 0b00000 else 0b10000  # +-2**s: the largest magnitude, another value
-    image.weights[0][image.descriptors[1].weight_base + 0 * 4 + h] = new  # output neuron 0, slot 0
+    changed = copy.deepcopy(model)
+    changed.layers[1].weights[0, h] = new  # the external memory holds the changed network
+    image = network_image(changed, cfg)
+    assert image.memory != network_image(model, cfg).memory
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
-    run = verilator.run(built, cfg, model.shapes, times, load_writes=network_writes(cfg, image),
+    run = verilator.run(built, cfg, model.shapes, times, image.memory, load_writes=network_writes(cfg, image),
                         work_dir=tmp_path / "run")
     result = decode_results(cfg, model.shapes, run.stats[0], run.words[0])
     mismatch = first_mismatch(0, golden, 0, result)

@@ -32,10 +32,11 @@ def test_large_random_networks(seed, sizes, pes, T, B, tmp_path):
     times = random_input_times(rng, sizes[0], 10, timing)
     cfg = ArrayConfig.for_model(model, pes)
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
-    run = verilator.run(built, cfg, model.shapes, times, load_writes=network_writes(cfg, network_image(model, cfg)),
+    image = network_image(model, cfg)
+    run = verilator.run(built, cfg, model.shapes, times, image.memory, load_writes=network_writes(cfg, image),
                         work_dir=tmp_path / "run")
     golden = GoldenModel(model).run_times(times)
-    counts = layer_counts(model, pes, golden)
+    counts = layer_counts(model, cfg, golden)
     for b in range(len(times)):
         result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
         assert first_mismatch(b, golden, b, result) is None, f"seed {seed}: {first_mismatch(b, golden, b, result)}"
@@ -71,8 +72,9 @@ def test_reduced_width_vgg11_bit_exact(tmp_path):
     cfg = ArrayConfig.for_model(model, 16)
     built = verilator.build(write_design(tmp_path / "v", cfg, model), cfg)
     golden = GoldenModel(model).run(x[:3])
-    run = verilator.run(built, cfg, model.shapes, golden.spikes[0], work_dir=tmp_path / "run")
-    counts = layer_counts(model, 16, golden)
+    run = verilator.run(built, cfg, model.shapes, golden.spikes[0], network_image(model, cfg).memory,
+                        work_dir=tmp_path / "run")
+    counts = layer_counts(model, cfg, golden)
     for b in range(3):
         result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
         assert first_mismatch(b, golden, b, result) is None
