@@ -148,9 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help=f"SNN model file (.npz; default {DEFAULT_SNN})")
     p.add_argument("--pes", type=int, default=16, help="number of processing elements")
     p.add_argument("--out", default="build/verilog", help="output directory")
-    p.add_argument("--acc-width", type=int, help="accumulator bits (default: what the model needs)")
-    p.add_argument("--spike-lanes", type=int, help="spikes the fire stage writes per cycle (event memory banks; "
-                                                   "a power of two up to --pes; default min(4, pes))")
+    _array_args(p)
 
     p = sub.add_parser("sim", help="run test images through golden model and RTL, compare, report",
                        description="Generate Verilog, build it with Verilator, run test images with cocotb, "
@@ -158,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help=MODEL_HELP)
     _data_dir_arg(p, "replaces the directory recorded in the model file")
     p.add_argument("--pes", type=int, default=16)
+    _array_args(p)
     p.add_argument("--images", type=int, default=0, help="number of test images (0: all)")
     p.add_argument("--out", default="build/sim", help="report directory")
     p.add_argument("--verilog-dir", default="build/verilog")
@@ -173,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--verilog", help="synthesise this Verilog file instead of generating one")
     p.add_argument("--pes", type=int, default=16)
+    _array_args(p)
     p.add_argument("--target", choices=["ice40", "ecp5"], default="ice40")
     p.add_argument("--out", default="build/synth", help="output directory (synth.json)")
 
@@ -299,6 +299,35 @@ def _timing_override(args, base):
     return Timing(**{k: (v if v is not None else getattr(base, k)) for k, v in given.items()})
 
 
+#: sizes of the array a user may set: option -> ArrayConfig field (hw.config.PARAMETER_FLAGS names them back)
+ARRAY_OPTIONS = {
+    "--weight-buffer": ("weight_buffer", "weight codes per PE; layers whose weights do not fit run in tiles "
+                                         "(default 8192, or one output channel's weights if more)"),
+    "--bias-buffer": ("bias_buffer", "biases per PE (default: what the model needs)"),
+    "--acc-buffer": ("slot_depth", "accumulators per PE (default: what the model needs)"),
+    "--event-buffer": ("event_depth", "entries of the event memory (default: what the model needs)"),
+    "--acc-width": ("acc_width", "accumulator bits (default: what the model needs)"),
+    "--spike-lanes": ("spike_lanes", "spikes the fire stage writes per cycle (event memory banks; a power of two "
+                                     "up to --pes; default min(4, pes))"),
+    "--bus-bits": ("bus_bits", "data width of the AXI4 bus to external memory (default 64)"),
+}
+
+
+def _array_args(p) -> None:
+    for option, (_, help_text) in ARRAY_OPTIONS.items():
+        p.add_argument(option, type=int, help=help_text)
+
+
+def array_overrides(args) -> dict:
+    """The array sizes given on the command line, as ArrayConfig fields."""
+    out = {}
+    for option, (field, _) in ARRAY_OPTIONS.items():
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value is not None:
+            out[field] = value
+    return out
+
+
 def _run(args) -> int:
     from . import flow
     from firstspike.sw.formats import Timing
@@ -321,21 +350,19 @@ def _run(args) -> int:
         from firstspike.hw.verilog import write_design
         from firstspike.sw.model import SnnModel
         model = SnnModel.load(args.model or resolve_model(None))
-        extra = {"acc_width": args.acc_width} if args.acc_width is not None else {}
-        if args.spike_lanes is not None:
-            extra["spike_lanes"] = args.spike_lanes
-        cfg = ArrayConfig.for_model(model, args.pes, **extra)
+        cfg = ArrayConfig.for_model(model, args.pes, **array_overrides(args))
         cfg.check_fits(model)
         path = write_design(args.out, cfg, model)
         print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, {cfg.spike_lanes} spike lanes, "
-              f"accumulator {cfg.acc_width} bits)")
+              f"accumulator {cfg.acc_width} bits, weight buffer {cfg.weight_buffer} codes per PE, "
+              f"{cfg.bus_bits}-bit AXI4 bus; the network's weights and biases: {path.parent / 'memory.hex'})")
     elif args.command == "sim":
         flow.check_simulation_inputs(clock_mhz=args.clock_mhz, tech=args.tech, energy_overrides=args.energy_overrides,
                                      images=args.images)
         report = flow.simulate(resolve_model(args.model), pes=args.pes, images=args.images, out_dir=args.out,
                                verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,
                                energy_overrides=args.energy_overrides, synth_target=args.synth,
-                               data_dir=args.data_dir)
+                               data_dir=args.data_dir, array=array_overrides(args))
         return 1 if report["mismatches"] else 0
     elif args.command == "synth":
         from firstspike.hw.synth import synthesize
@@ -345,7 +372,7 @@ def _run(args) -> int:
             from firstspike.hw.verilog import write_design
             from firstspike.sw.model import SnnModel
             model = SnnModel.load(resolve_model(args.model))
-            verilog = write_design(args.out, ArrayConfig.for_model(model, args.pes), model)
+            verilog = write_design(args.out, ArrayConfig.for_model(model, args.pes, **array_overrides(args)), model)
         print(f"synthesising {verilog} (generic, then {args.target}); large arrays take minutes", flush=True)
         r = synthesize(verilog, args.out, target=args.target)
         print(f"{r['yosys_version']}: {r['cells']} generic cells, {r['ram_bits']} RAM bits; {args.target}: "

@@ -214,8 +214,10 @@ def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
 def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, out_dir="build/sim",
              verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0, tech: str = "45nm",
              energy_overrides: str | None = None, synth_target: str | None = None,
-             data_dir: str | os.PathLike | None = None) -> dict:
-    """Run the test images of the model's data set through the golden model and the RTL; write report.json."""
+             data_dir: str | os.PathLike | None = None, array: dict | None = None) -> dict:
+    """Run the test images of the model's data set through the golden model and the RTL; write report.json.
+
+    ``array``: sizes of the array (ArrayConfig fields) instead of its defaults."""
     check_simulation_inputs(clock_mhz=clock_mhz, tech=tech, energy_overrides=energy_overrides, images=images)
     check_output_dir(out_dir, "report directory")
     check_output_dir(verilog_dir, "Verilog directory")
@@ -231,7 +233,7 @@ def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, o
     return simulate_model(model, x, y, pes=pes, out_dir=out_dir, verilog_dir=verilog_dir, quiet=quiet,
                           clock_mhz=clock_mhz, tech=tech, energy_overrides=energy_overrides,
                           synth_target=synth_target, float_accuracy=float_acc, dataset=ds.name,
-                          model_label=str(Path(model_path).resolve()))
+                          model_label=str(Path(model_path).resolve()), array=array)
 
 
 def check_simulation_inputs(*, clock_mhz: float, tech: str, energy_overrides: str | None, images: int = 0) -> None:
@@ -246,7 +248,8 @@ def check_simulation_inputs(*, clock_mhz: float, tech: str, energy_overrides: st
 def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, *, pes: int = 16,
                    out_dir="build/sim", verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0,
                    tech: str = "45nm", energy_overrides: str | None = None, synth_target: str | None = None,
-                   float_accuracy: float | None = None, dataset: str = "", model_label: str = "") -> dict:
+                   float_accuracy: float | None = None, dataset: str = "", model_label: str = "",
+                   array: dict | None = None) -> dict:
     """Run inputs ``x`` (floats, one row per image) through the golden model and the RTL; write report.json.
 
     ``y`` (labels) is optional: without it the report has no accuracies.
@@ -258,8 +261,8 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
     if len(x) == 0:
         raise InputError("no images to simulate")
     n = len(x)
+    cfg = ArrayConfig.for_model(model, pes, **(array or {}))
     golden = GoldenModel(model).run(x)
-    cfg = ArrayConfig.for_model(model, pes)
     v_path = write_design(verilog_dir, cfg, model)
     t0 = time.perf_counter()
     built = verilator.build(v_path, cfg)

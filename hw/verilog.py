@@ -35,9 +35,11 @@ def generate_verilog(cfg: ArrayConfig, image: NetworkImage | None = None) -> str
 
 
 def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel | None = None) -> Path:
-    """Write ``neuron_array.v`` and ``neuron_array.json`` (configuration, bus map, model
-    digest) into out_dir. The memory contents are initial values inside the Verilog, so
-    no separate initialisation file is needed. Returns the Verilog path."""
+    """Write ``neuron_array.v`` and ``neuron_array.json`` (configuration, host bus map, model
+    digest) into out_dir. With a model, the descriptor and threshold tables start with it
+    (initial values inside the Verilog) and ``memory.hex`` holds what the external memory
+    must contain from byte address 0 (one bus word per line, ``$readmemh`` format; the
+    manifest's ``external_memory`` says where each layer's blocks are). Returns the Verilog path."""
     image = network_image(model, cfg) if model is not None else None
     text = generate_verilog(cfg, image)
     out = check_output_dir(out_dir, "Verilog directory")
@@ -51,7 +53,15 @@ def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel |
         "model": None if model is None else {"name": model.name, "sizes": model.sizes,
                                               "layers": len(model.layers)},
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "external_memory": None if image is None else {
+            "file": "memory.hex", "bus_bits": cfg.bus_bits, "words": len(image.memory),
+            "layers": [{"bias_addr": d.bias_addr, "bias_words": d.bias_beats, "weight_addr": d.weight_addr,
+                        "tiles": d.tiles, "slots_per_tile": d.tile_slots,
+                        "weight_words": d.tile_beats * (d.tiles - 1) + d.last_beats} for d in image.descriptors]},
     }
     write_text(v_path, text, "Verilog file")
     write_text(out / f"{TOP}.json", json.dumps(manifest, indent=2) + "\n", "manifest")
+    if image is not None:
+        digits = cfg.bus_bits // 4
+        write_text(out / "memory.hex", "".join(f"{w:0{digits}x}\n" for w in image.memory), "external memory image")
     return v_path

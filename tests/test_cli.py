@@ -40,6 +40,28 @@ def test_verilog_writes_design_and_manifest(digits_model, tmp_path, capsys):
     assert "spike_lanes must be a power of two up to pes (4)" in capsys.readouterr().err
 
 
+def test_verilog_buffer_sizes_and_the_external_memory_image(digits_model, tmp_path, capsys):
+    """--weight-buffer sets the buffer (smaller ones make weight tiles); memory.hex is what the
+    external memory must hold; a buffer too small for one output channel names the option."""
+    from firstspike.hw.config import ArrayConfig, network_image
+    from firstspike.sim.host_script import read_capture
+    _, snn, model = digits_model
+    fan_in = max(layer.weights[0].size for layer in model.layers)
+    out = tmp_path / "v"
+    assert main(["verilog", str(snn), "--pes", "4", "--weight-buffer", str(fan_in), "--bus-bits", "128",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "neuron_array.json").read_text())
+    assert manifest["config"]["weight_buffer"] == fan_in and manifest["config"]["bus_bits"] == 128
+    cfg = ArrayConfig.for_model(model, 4, weight_buffer=fan_in, bus_bits=128)
+    image = network_image(model, cfg)
+    assert read_capture(out / "memory.hex") == image.memory
+    assert manifest["external_memory"]["words"] == len(image.memory)
+    assert max(layer["tiles"] for layer in manifest["external_memory"]["layers"]) > 1
+    assert main(["verilog", str(snn), "--weight-buffer", str(fan_in - 1), "--out", str(tmp_path / "v2")]) == 2
+    assert (f"weight_buffer: model needs {fan_in}, array has {fan_in - 1} (raise --weight-buffer)"
+            in capsys.readouterr().err)
+
+
 def test_verilog_too_narrow_accumulator_is_refused(digits_model, tmp_path, capsys):
     _, snn, model = digits_model
     code = main(["verilog", str(snn), "--acc-width", "18", "--out", str(tmp_path / "v")])
