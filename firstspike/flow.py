@@ -361,8 +361,14 @@ def print_summary(r: dict) -> None:
                                  f"at {r['clock_mhz']:g} MHz"),
         ("synaptic events / image", f"{r['synaptic_events_per_image']:.1f}"),
         ("spikes / image", f"{r['spikes_per_image']:.1f} (+ {r['layers'][0]['input_events']:.1f} input)"),
-        ("energy / image", f"{r['energy_per_image_uj'] * 1e3:.3f} nJ ({r['energy_technology']} event model); "
-                           f"int8 ANN {r['energy_baselines_pj']['ann_int8_pj'] / 1e3:.3f} nJ"),
+        ("on-chip energy / image", f"{r['on_chip_energy_per_image_uj'] * 1e3:.3f} nJ "
+                                   f"({r['on_chip_pj_per_synaptic_event']:.2f} pJ per synaptic event, "
+                                   f"{r['energy_technology']}); int8 ANN "
+                                   f"{r['energy_baselines_pj']['ann_int8_pj'] / 1e3:.3f} nJ"),
+        ("external memory / image", f"{r['external_bytes_per_image']:.0f} bytes, "
+                                    f"{r['energy_breakdown_pj']['external_memory'] / 1e3:.3f} nJ (DRAM); int8 ANN "
+                                    f"{r['energy_baselines_pj']['ann_int8_external_bytes']} bytes, "
+                                    f"{r['energy_baselines_pj']['ann_int8_external_pj'] / 1e3:.3f} nJ"),
         ("Verilator build", f"{r['verilator_build_s']:.1f} s (0 = reused)"),
         ("RTL simulation", f"{r['rtl_wall_s']:.1f} s"),
         ("Verilog", r["verilog"]),

@@ -111,8 +111,15 @@ def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = 
         ["cycles per image (RTL / model)", f"{r['cycles_per_image']:.1f} / {r['cycles_model_per_image']:.1f}"],
         ["latency, throughput", f"{r['latency_us']:.2f} us, {r['throughput_per_s']:.0f} images/s at "
                                 f"{r['clock_mhz']:g} MHz"],
-        ["energy per image", f"{r['energy_per_image_uj'] * 1e3:.2f} nJ ({r['energy_technology']})"],
-        ["int8 ANN baseline", f"{r['energy_baselines_pj']['ann_int8_pj'] / 1e3:.2f} nJ"],
+        ["on-chip energy per image", f"{r['on_chip_energy_per_image_uj'] * 1e3:.2f} nJ "
+                                     f"({r['on_chip_pj_per_synaptic_event']:.2f} pJ per synaptic event, "
+                                     f"{r['energy_technology']})"],
+        ["int8 ANN baseline, on chip", f"{r['energy_baselines_pj']['ann_int8_pj'] / 1e3:.2f} nJ"],
+        ["external memory per image (SNN / int8 ANN)",
+         f"{r['external_bytes_per_image']:.0f} / {r['energy_baselines_pj']['ann_int8_external_bytes']} bytes, "
+         f"{r['energy_breakdown_pj']['external_memory'] / 1e3:.2f} / "
+         f"{r['energy_baselines_pj']['ann_int8_external_pj'] / 1e3:.2f} nJ"],
+        ["total energy per image (SNN)", f"{r['energy_per_image_uj'] * 1e3:.2f} nJ"],
         ["literature convention: SNN SOPs x 0.9 pJ / ANN MACs x 4.6 pJ",
          f"{r['energy_baselines_pj']['snn_sop_fp32_add_pj'] / 1e3:.2f} nJ / "
          f"{r['energy_baselines_pj']['ann_mac_fp32_pj'] / 1e3:.2f} nJ"],
