@@ -1,4 +1,4 @@
-"""Formal proofs of the processing element and the fire unit (``make formal``).
+"""Formal proofs of the processing element, the fire unit and the row unpacker (``make formal``).
 
 Each proof is a harness (an Amaranth module) that drives a block with free values
 (``AnyConst``: one unknown value for the whole trace, ``AnySeq``: a new one each cycle)
@@ -34,6 +34,7 @@ from firstspike.hw.config import ArrayConfig
 from firstspike.hw.fire import FireUnit
 from firstspike.hw.layouts import PeOp
 from firstspike.hw.pe import ProcessingElement
+from firstspike.hw.unpack import RowUnpacker
 from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG, Timing
 
 
@@ -280,12 +281,67 @@ def _pick(signals, index):
     return Array(signals)[index]
 
 
+class UnpackerProof(_Harness):
+    """RowUnpacker: every row is the input bit stream's next ``R`` bits, and the row stream
+    keeps the stream rules, for every input and consumer timing.
+
+    Free each cycle: the word offered and whether it is valid, the consumer's ``ready``
+    (``flush`` stays low: within one block). Data integrity by a tracked bit: a free
+    constant position ``p`` of the input bit stream; when the word holding it is taken,
+    its value is recorded; when the row holding it leaves, that row's bit ``p mod R`` must
+    equal it. As ``p`` is arbitrary, every bit of every row up to the depth is checked.
+    Stream rules: a row offered and not taken is offered again, unchanged, in the next
+    cycle; a word is taken whenever no row is waiting (the unpacker never blocks a block).
+    """
+
+    depth = 12
+
+    def __init__(self, word_bits: int, row_bits: int):
+        super().__init__()
+        self.word_bits, self.row_bits = word_bits, row_bits
+
+    def elaborate(self, platform):
+        W, R = self.word_bits, self.row_bits
+        m = self.module()
+        m.submodules.unpacker = dut = RowUnpacker(W, R)
+        word, valid, ready = AnySeq(W), AnySeq(1), AnySeq(1)
+        m.d.comb += [dut.words.payload.eq(word), dut.words.valid.eq(valid), dut.rows.ready.eq(ready)]
+        limit = 4 * W * R
+        p = AnyConst(range(limit))
+        words_in = Signal(range(limit))
+        rows_out = Signal(range(limit))
+        recorded, have = Signal(), Signal()
+        m.d.comb += Assume(words_in < limit // W - 1)
+        with m.If(dut.words.valid & dut.words.ready):
+            m.d.sync += words_in.eq(words_in + 1)
+            with m.If(p // W == words_in):
+                m.d.sync += [recorded.eq(_pick(list(word), p % W)), have.eq(1)]
+        with m.If(dut.rows.valid & dut.rows.ready):
+            m.d.sync += rows_out.eq(rows_out + 1)
+            with m.If(p // R == rows_out):
+                m.d.comb += [Assert(have, "a row left before all its bits arrived"),
+                             Assert(_pick(list(dut.rows.payload), p % R) == recorded, "row bit differs")]
+                m.d.comb += Cover(have)
+        # stream rules
+        was_waiting = Signal()
+        held = Signal(R)
+        m.d.sync += [was_waiting.eq(dut.rows.valid & ~dut.rows.ready), held.eq(dut.rows.payload)]
+        with m.If(was_waiting):
+            m.d.comb += [Assert(dut.rows.valid, "an offered row was withdrawn"),
+                         Assert(dut.rows.payload == held, "an offered row changed while stalled")]
+        with m.If(~dut.rows.valid):
+            m.d.comb += Assert(dut.words.ready, "no row waiting, yet no word taken")
+        m.d.comb += Cover(rows_out == 3)
+        return m
+
+
 # -- planted bugs: each must turn its proof into a counterexample ------------------------------
 #: name -> (module, cell type, replacement): the first such cell of the block's module
 #: becomes the replacement in the RTLIL the solver reads
 PLANTS = {
     "pe_sign_ignored": ("pe", "$sub", "$add"),  # a negative weight adds its contribution
     "fire_ties_late": ("fire", "$ge", "$gt"),  # V == TH[t] no longer fires at t
+    "unpacker_row_late": ("unpacker", "$ge", "$gt"),  # a row with exactly its bits held is not offered
 }
 
 
@@ -318,6 +374,8 @@ PROOFS = {
     "pe_T6_B1": lambda: PeProof(Timing(T=6, B=1, frac_bits=5)),
     "fire_P3_L2": lambda: FireProof(Timing(T=4, B=2, frac_bits=4), pes=3, lanes=2),
     "fire_P2_L1": lambda: FireProof(Timing(T=3, B=1, frac_bits=4), pes=2, lanes=1),
+    "unpack_W8_R5": lambda: UnpackerProof(8, 5),  # rows narrower than words: the input stalls
+    "unpack_W4_R6": lambda: UnpackerProof(4, 6),  # rows wider than words, not a multiple
 }
 
 

@@ -1,5 +1,5 @@
-"""Slow RTL suites (`make test-slow`): larger networks, a reduced-width VGG-11 and every
-digits image at 1 and 4 PEs.
+"""Slow RTL suites (`make test-slow`): larger networks, a reduced-width VGG-11, full-width
+VGG-16 and every digits image at 1 and 4 PEs.
 
 Reproduce a random-network failure from the seed in the assertion message.
 """
@@ -80,3 +80,40 @@ def test_reduced_width_vgg11_bit_exact(tmp_path):
         assert first_mismatch(b, golden, b, result) is None
         assert result.layer_cycles == [int(c.cycles[b]) for c in counts]
     assert golden.spike_counts()[:, 1:].sum() > 100  # the network is not silent
+
+
+def test_full_width_vgg16_bit_exact(tmp_path):
+    """VGG-16 for CIFAR-10 shapes at full width (13 conv layers of 64..512 channels, 14.7 M
+    weights), converted with percentile calibration on random data (untrained), 2 images
+    through the RTL at 16 PEs with the default 8192-code weight buffer: the 512-channel
+    layers run in 32 weight tiles, every weight comes from external memory. Prints the
+    cycles and the external memory traffic per image."""
+    import torch
+
+    from firstspike.sw.ann import vgg
+    from firstspike.sw.convert import calibrate, convert
+    net = vgg("vgg16", (3, 32, 32), 10, width=1.0, seed=0).eval()
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 3 * 32 * 32)).astype(np.float32)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(0.0, 0.3)
+    model = convert(net, Timing(T=16, B=2, frac_bits=14), 1.0, calibrate(net, x, "percentile", 99.0))
+    assert sum(layer.weights.size for layer in model.layers) > 14_000_000
+    cfg = ArrayConfig.for_model(model, 16)
+    image = network_image(model, cfg)
+    assert max(d.tiles for d in image.descriptors) == 32
+    built = verilator.build(write_design(tmp_path / "v", cfg, model), cfg)
+    golden = GoldenModel(model).run(x[:2])
+    run = verilator.run(built, cfg, model.shapes, golden.spikes[0], image.memory, work_dir=tmp_path / "run")
+    counts = layer_counts(model, cfg, golden)
+    for b in range(2):
+        result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
+        assert first_mismatch(b, golden, b, result) is None, first_mismatch(b, golden, b, result)
+        assert result.layer_cycles == [int(c.cycles[b]) for c in counts]
+        assert result.counters["memory_beats"] == len(image.memory)  # every bias and weight read once
+        print(f"VGG-16 image {b}: {result.counters['cycles']} cycles, {result.counters['acc_updates']} synaptic "
+              f"events, {result.counters['memory_beats'] * cfg.bus_bits // 8} bytes from external memory; "
+              f"simulated in {run.wall_seconds:.0f} s")
