@@ -120,3 +120,58 @@ def test_reader_timing_is_exact_with_the_deterministic_memory(tmp_path):
     assert beat_cycles == expected
     # the next request is taken in the cycle after the previous one's last beat
     assert r["accepted"][1:] == [beat_cycles[2] + 1, beat_cycles[302] + 1, beat_cycles[302] + 2]
+
+
+def test_whole_array_on_axi_ram_with_random_stalls(tmp_path):
+    """The NeuronArray itself reads a tiled CNN's biases and weights from cocotbext-axi's
+    AxiRamRead with 40 % random pauses on AR and R: every layer's spikes and the output
+    potentials stay bit-exact, every word is read exactly once as the cycle model counts,
+    and the stalls only add cycles. Reproduce a failure: seed 7 (network and stalls)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from firstspike.hw.config import ArrayConfig, network_image, requirements
+    from firstspike.hw.host import decode_results, input_writes, network_writes, result_reads, stats_reads
+    from firstspike.hw.perf import layer_counts
+    from firstspike.hw.verilog import TOP, generate_verilog
+    from firstspike.sim.check import first_mismatch
+    from firstspike.sw.formats import Timing
+    from firstspike.sw.golden import GoldenModel
+    from firstspike.sw.random_models import random_cnn, random_input_times
+    rng = np.random.default_rng(7)
+    timing = Timing(T=8, B=2, frac_bits=12)
+    model = random_cnn(rng, (2, 6, 6), [dict(channels=9, kernel=3, padding=1, pool=2)], [7], 4, timing)
+    times = random_input_times(rng, model.layers[0].n_in, 2, timing)
+    cfg = ArrayConfig.for_model(model, 2)
+    cfg = replace(cfg, weight_buffer=requirements(model, 2)["weight_buffer"])
+    image = network_image(model, cfg)
+    assert max(d.tiles for d in image.descriptors) > 1
+    golden = GoldenModel(model).run_times(times)
+    n_layers = len(model.layers)
+    images = []
+    for b in range(len(times)):
+        total = sum(int((s[b] >= 0).sum()) for s in golden.spikes)
+        images.append({"writes": input_writes(cfg, times[b], model.shapes[0]),
+                       "stats_reads": stats_reads(cfg, n_layers),
+                       "result_reads": result_reads(cfg, total, int(np.prod(model.shapes[-1])))})
+    job = {"bus_bits": cfg.bus_bits, "memory": image.memory, "seed": 7, "load_writes": network_writes(cfg, image),
+           "images": images, "cycle_limit": 200_000}
+    sources = {f"{TOP}.v": generate_verilog(cfg)}
+    runner, build_dir = _build(TOP, sources)
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    result = tmp_path / "result.json"
+    runner.test(test_module="array_axi_cocotb", hdl_toplevel=TOP, build_dir=build_dir, test_dir=tmp_path,
+                extra_env={"FIRSTSPIKE_ARRAY_JOB": str(tmp_path / "job.json"), "FIRSTSPIKE_ARRAY_RESULT": str(result),
+                           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])},
+                log_file=tmp_path / "sim.log")
+    runs = json.loads(result.read_text())
+    # the fastest memory AXI4 allows: data the cycle after its address, no pauses
+    counts = layer_counts(model, cfg, golden, latency=1)
+    for b, run in enumerate(runs):
+        r = decode_results(cfg, model.shapes, run["stats"], run["words"])
+        assert first_mismatch(b, golden, b, r) is None, first_mismatch(b, golden, b, r)
+        assert r.counters["memory_beats"] == sum(int(c.memory_beats[b]) for c in counts)
+        fastest = [int(c.cycles[b]) for c in counts]
+        assert all(rtl >= bound for rtl, bound in zip(r.layer_cycles, fastest)), (r.layer_cycles, fastest)
+        assert sum(r.layer_cycles) > sum(fastest)  # the pauses did stall the loads
