@@ -143,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     _timing_args(p, default=False)
 
     p = sub.add_parser("verilog", help="generate the processor's Verilog for a model",
-                       description="Write neuron_array.v (memories initialised with the model) and "
-                                   "neuron_array.json (configuration and host bus map).")
+                       description="Write neuron_array.v (sized for the model unless the array options "
+                                   "say otherwise; it does not contain the network), memory.hex (the network "
+                                   "in external memory: layer headers, biases, weights) and neuron_array.json "
+                                   "(configuration, host bus map, external memory map).")
     p.add_argument("model", nargs="?", help=f"SNN model file (.npz; default {DEFAULT_SNN})")
     p.add_argument("--pes", type=int, default=16, help="number of processing elements")
     p.add_argument("--out", default="build/verilog", help="output directory")
@@ -355,7 +357,7 @@ def _run(args) -> int:
         path = write_design(args.out, cfg, model)
         print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, {cfg.spike_lanes} spike lanes, "
               f"accumulator {cfg.acc_width} bits, weight buffer {cfg.weight_buffer} codes per PE, "
-              f"{cfg.bus_bits}-bit AXI4 bus; the network's weights and biases: {path.parent / 'memory.hex'})")
+              f"{cfg.bus_bits}-bit AXI4 bus; the network for external memory: {path.parent / 'memory.hex'})")
     elif args.command == "sim":
         flow.check_simulation_inputs(clock_mhz=args.clock_mhz, tech=args.tech, energy_overrides=args.energy_overrides,
                                      images=args.images)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from firstspike.errors import FirstspikeError, InputError
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -31,13 +31,11 @@ class DoesNotFit(FirstspikeError, ValueError):
 class Region(enum.IntEnum):
     """Host bus address regions (upper address bits). PE regions follow PE_BASE."""
 
-    CONTROL = 0  #: write: 0 = n_layers, 1 = n_input_events; read: status and counters
+    CONTROL = 0  #: write: 0 = network address (external memory), 1 = n_input_events; read: status, counters
     LAYER_CYCLES = 1  #: read: cycles spent in layer l
     LAYER_EVENTS = 2  #: read: input events processed by layer l
-    DESCRIPTORS = 3  #: write: layer descriptor l
-    THRESHOLDS = 4  #: write: threshold t of layer l at l * T + t
-    EVENTS = 5  #: write: input events; read: every layer's events after a run
-    PE_BASE = 6  #: read: PE p's potentials at PE_BASE + p
+    EVENTS = 3  #: write: input events; read: every layer's events after a run
+    PE_BASE = 4  #: read: PE p's potentials at PE_BASE + p
 
 
 class Counter(enum.IntEnum):
@@ -117,8 +115,7 @@ class ArrayConfig:
 
     @property
     def offset_bits(self) -> int:
-        depths = [self.slot_depth, self.event_depth,
-                  self.max_layers, self.max_layers * self.timing.T, len(Counter)]
+        depths = [self.slot_depth, self.event_depth, self.max_layers, len(Counter)]
         return max(1, max((d - 1).bit_length() for d in depths))
 
     @property
@@ -298,25 +295,30 @@ class Descriptor:
     row_stride: int  #: w_out * slots: accumulator address step per output row
     acc_count: int  #: h_out * w_out * slots: accumulators the layer uses
     acc_base: int  #: first accumulator: 0 for hidden layers, slot_depth - slots for the output layer
+    last: int  #: 1 for the output layer: the network ends after it
 
 
 @dataclass
 class NetworkImage:
-    """One model laid out for an array: the on-chip tables the host loads, and the external
-    memory contents (hw/external.py)."""
+    """One model laid out for an array: its external memory contents (hw/external.py), and the
+    descriptors and thresholds they hold, for the host's cycle model and manifest."""
 
     descriptors: list[Descriptor]
-    thresholds: list[int]  #: max_layers * T entries, layer l at l * T
-    memory: list[int]  #: external memory, one bus word per entry from address 0
+    thresholds: list[list[int]]  #: per layer, T entries (zeros for the output layer)
+    memory: list[int]  #: external memory, one bus word per entry from the network's address
     n_layers: int = field(default=0)
 
 
 def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
-    """Lay a model out into the tables and the external memory of ``cfg`` (checks the fit first)."""
+    """Lay a model out into the external memory of ``cfg`` (checks the fit first): the table of
+    layer headers (descriptor and thresholds), then per layer its bias block and weight tiles.
+    Addresses inside the descriptors are relative to the network's address."""
+    from .layouts import header_words, layer_header, pack
     cfg.check_fits(model)
     P, T, W = cfg.pes, cfg.timing.T, cfg.bus_bits
-    memory: list[int] = []
-    thresholds = [0] * (cfg.max_layers * T)
+    n_header = header_words(cfg)
+    memory: list[int] = [0] * (n_header * len(model.layers))  # the header table, filled below
+    thresholds = []
     descriptors = []
     for k, layer in enumerate(model.layers):
         g = hardware_geometry(layer)
@@ -351,7 +353,11 @@ def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
             last_beats=len(tile_words[-1]),
             kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
             acc_count=g["h_out"] * g["w_out"] * slots,
-            acc_base=cfg.slot_depth - slots if layer.is_output else 0))
-        if layer.thresholds is not None:
-            thresholds[k * T:(k + 1) * T] = [int(v) for v in layer.thresholds]
+            acc_base=cfg.slot_depth - slots if layer.is_output else 0, last=int(layer.is_output)))
+        thresholds.append([int(v) for v in layer.thresholds] if layer.thresholds is not None else [0] * T)
+    header = layer_header(cfg)
+    for k, (d, th) in enumerate(zip(descriptors, thresholds)):
+        value = pack(header, descriptor=pack(header["descriptor"].shape, **asdict(d)),
+                     thresholds=sum((v & ((1 << cfg.acc_width) - 1)) << (i * cfg.acc_width) for i, v in enumerate(th)))
+        memory[k * n_header:(k + 1) * n_header] = [(value >> (i * W)) & ((1 << W) - 1) for i in range(n_header)]
     return NetworkImage(descriptors=descriptors, thresholds=thresholds, memory=memory, n_layers=len(model.layers))

@@ -5,27 +5,21 @@ drive the bus with these transactions, so the protocol lives in one place.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from firstspike.sw.formats import NO_SPIKE
 
-from .config import ArrayConfig, Counter, NetworkImage, Region
-from .layouts import layer_descriptor, pack, spike_event, unpack
+from .config import ArrayConfig, Counter, Region
+from .layouts import pack, spike_event, unpack
 
 
-def network_writes(cfg: ArrayConfig, image: NetworkImage) -> list[tuple[int, int]]:
-    """(address, data) writes that load a network's tables into an idle array (its biases
-    and weights go into external memory: ``image.memory``)."""
-    a = cfg.address
-    layout = layer_descriptor(cfg)
-    writes = [(a(Region.CONTROL, 0), image.n_layers)]
-    for k, d in enumerate(image.descriptors):
-        writes.append((a(Region.DESCRIPTORS, k), pack(layout, **asdict(d))))
-    mask = (1 << cfg.acc_width) - 1
-    writes += [(a(Region.THRESHOLDS, i), v & mask) for i, v in enumerate(image.thresholds)]
-    return writes
+def network_writes(cfg: ArrayConfig, network_addr: int = 0) -> list[tuple[int, int]]:
+    """(address, data) writes that select a network for an idle array: the byte address in
+    external memory where its image (``NetworkImage.memory``) starts. After reset the array
+    runs the network at address 0 without this write."""
+    return [(cfg.address(Region.CONTROL, 0), network_addr)]
 
 
 def _shape(s) -> tuple[int, int, int]:

@@ -21,11 +21,12 @@ class PeOp(enum.Enum, shape=2):
     READ = 3  #: potential <- accumulator[acc_addr] (+ bias[bias_addr] if add_bias) on the next cycle
 
 
-class LoadTarget(enum.Enum, shape=1):
+class LoadTarget(enum.Enum, shape=2):
     """Which on-chip buffer a load fills."""
 
     WEIGHTS = 0
     BIASES = 1
+    HEADER = 2  #: the layer header register (descriptor and thresholds)
 
 
 def _bits(depth: int) -> int:
@@ -77,19 +78,34 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
         "row_stride": unsigned(max(1, cfg.slot_depth.bit_length())),
         "acc_count": unsigned(max(1, cfg.slot_depth.bit_length())),
         "acc_base": unsigned(max(1, cfg.slot_depth.bit_length())),
+        "last": 1,  #: the output layer: the network ends after it
     })
 
 
+def layer_header(cfg: ArrayConfig) -> data.StructLayout:
+    """What the array reads from external memory to start a layer: its descriptor and its T
+    thresholds (hw/external.py places the headers of a network in a table at its start)."""
+    return data.StructLayout({"descriptor": layer_descriptor(cfg),
+                              "thresholds": data.ArrayLayout(signed(cfg.acc_width), cfg.timing.T)})
+
+
+def header_words(cfg: ArrayConfig) -> int:
+    """Bus words of one layer header."""
+    return -(-layer_header(cfg).size // cfg.bus_bits)
+
+
 def beats(cfg: ArrayConfig) -> unsigned:
-    """Bus words of the largest block a load reads: a full weight buffer or a full bias buffer."""
+    """Bus words of the largest weight or bias block: a full weight buffer or a full bias buffer."""
     most = max(external.beats(cfg.weight_buffer, external.weight_row_bits(cfg.pes), cfg.bus_bits),
                external.beats(cfg.bias_buffer, external.bias_row_bits(cfg.pes, cfg.acc_width), cfg.bus_bits))
     return unsigned(max(1, most.bit_length()))
 
 
 def load_command(cfg: ArrayConfig) -> data.StructLayout:
-    """Fill a buffer from external memory: ``rows`` rows from ``beats`` bus words at byte ``addr``."""
-    return data.StructLayout({"addr": unsigned(external.ADDR_BITS), "beats": beats(cfg),
+    """Fill a buffer from external memory: ``rows`` rows from ``beats`` bus words at byte ``addr``
+    (a header is one row)."""
+    words = unsigned(max(beats(cfg).width, header_words(cfg).bit_length()))
+    return data.StructLayout({"addr": unsigned(external.ADDR_BITS), "beats": words,
                               "rows": unsigned(max(1, max(cfg.weight_buffer, cfg.bias_buffer).bit_length())),
                               "target": LoadTarget})
 

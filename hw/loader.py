@@ -1,19 +1,19 @@
 """BufferLoader: fills the PEs' weight or bias buffers from external memory."""
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Module, Signal
+from amaranth.hdl import Assert, Cat, Module, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import external
 from .axi import read_request
 from .config import ArrayConfig
-from .layouts import LoadTarget, beats, load_command
+from .layouts import LoadTarget, header_words, layer_header, load_command
 from .unpack import RowUnpacker
 
 
 def max_request_words(cfg: ArrayConfig) -> int:
-    return (1 << beats(cfg).width) - 1
+    return (1 << load_command(cfg)["beats"].shape.width) - 1
 
 
 class BufferLoader(wiring.Component):
@@ -23,8 +23,10 @@ class BufferLoader(wiring.Component):
 
     Rows are cut by one ``RowUnpacker`` per target (weight rows are 5 bits per PE, bias rows
     ``acc_width``); while the loader is idle both are flushed, so every block starts at a
-    word boundary. ``busy`` is high from the cycle after a command is taken until the cycle
-    after its last row is written.
+    word boundary. A layer header (one row of whole words) shifts into the ``header``
+    register a word at a time, which holds it until the next header load. ``busy`` is high
+    from the cycle after a command is taken until the cycle after its last row (for a
+    header: its last word) is written.
 
     Members
     -------
@@ -32,6 +34,7 @@ class BufferLoader(wiring.Component):
     request : Out(stream.Signature(read_request))  to the BurstReader
     words : In(stream.Signature(bus_bits))  from the BurstReader
     weight_w, bias_w : Out(memory.WritePort.Signature)  a row for all PEs
+    header : Out(layer_header)  the last header loaded
     busy : Out(1)
     """
 
@@ -46,6 +49,7 @@ class BufferLoader(wiring.Component):
             "weight_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.weight_buffer),
                                                        shape=self.weight_row_bits)),
             "bias_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.bias_buffer), shape=self.bias_row_bits)),
+            "header": Out(layer_header(cfg)),
             "busy": Out(1),
         })
 
@@ -56,6 +60,10 @@ class BufferLoader(wiring.Component):
         m.submodules.bias_rows = bias_rows = RowUnpacker(cfg.bus_bits, self.bias_row_bits)
         command = Signal(load_command(cfg))
         row = Signal.like(command.rows)
+        words = header_words(cfg)
+        header = Signal(words * cfg.bus_bits)  # word 0 ends up lowest
+        word_count = Signal.like(command.beats)
+        m.d.comb += self.header.eq(header[:layer_header(cfg).size])
         m.d.comb += [self.weight_w.addr.eq(row), self.weight_w.data.eq(weight_rows.rows.payload),
                      self.bias_w.addr.eq(row), self.bias_w.data.eq(bias_rows.rows.payload)]
         with m.FSM():
@@ -63,7 +71,7 @@ class BufferLoader(wiring.Component):
                 m.d.comb += [self.command.ready.eq(1), weight_rows.flush.eq(1), bias_rows.flush.eq(1)]
                 m.d.sync += Assert(~self.words.valid, "external memory sent more words than the rows of a load use")
                 with m.If(self.command.valid):
-                    m.d.sync += [command.eq(self.command.payload), row.eq(0)]
+                    m.d.sync += [command.eq(self.command.payload), row.eq(0), word_count.eq(0)]
                     m.d.sync += Assert(self.command.payload.rows != 0, "load command of zero rows")
                     m.next = "REQUEST"
             with m.State("REQUEST"):
@@ -73,6 +81,13 @@ class BufferLoader(wiring.Component):
                     m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += self.busy.eq(1)
+                with m.If(command.target == LoadTarget.HEADER):
+                    m.d.comb += self.words.ready.eq(1)
+                    with m.If(self.words.valid):
+                        m.d.sync += [header.eq(Cat(header[cfg.bus_bits:], self.words.payload)),
+                                     word_count.eq(word_count + 1)]
+                        with m.If(word_count == command.beats - 1):
+                            m.next = "IDLE"
                 for target, unpacker, port in ((LoadTarget.WEIGHTS, weight_rows, self.weight_w),
                                                (LoadTarget.BIASES, bias_rows, self.bias_w)):
                     with m.If(command.target == target):

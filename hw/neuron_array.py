@@ -1,8 +1,6 @@
 """NeuronArray: the top level: PEs, fire unit, sequencer, loader, the host bus and the memory bus."""
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -11,9 +9,9 @@ from firstspike.sw.formats import WEIGHT_BITS
 
 from . import external
 from .axi import BurstReader
-from .config import ArrayConfig, Counter, NetworkImage, Region
+from .config import ArrayConfig, Counter, Region
 from .fire import FireUnit
-from .layouts import PeOp, layer_descriptor, spike_event
+from .layouts import PeOp, spike_event
 from .loader import BufferLoader, max_request_words
 from .pe import ProcessingElement
 from .sequencer import Sequencer
@@ -37,20 +35,20 @@ class HostBus(wiring.Signature):
 
 
 def host_data_bits(cfg: ArrayConfig) -> int:
-    return max(32, cfg.acc_width, layer_descriptor(cfg).size, spike_event(cfg).size)
+    return max(32, external.ADDR_BITS, cfg.acc_width, spike_event(cfg).size)
 
 
 class NeuronArray(wiring.Component):
     """A TTFS spiking neural network processor with ``cfg.pes`` processing elements.
 
-    Biases and weights stay in external memory (layout: hw/external.py), read over the AXI4
-    bus ``axi`` into fixed-size on-chip buffers as each layer runs. The layer descriptors
-    and thresholds are loaded over the host bus. With an ``image``, those tables start with
-    that network and ``n_layers`` resets to its layer count, so the design runs it after
-    reset without a host (the external memory must hold the image's ``memory``).
+    The network stays in external memory (layout: hw/external.py): a table of layer headers
+    (descriptor and thresholds), then every layer's biases and weights, read over the AXI4
+    bus ``axi`` into fixed-size on-chip buffers as each layer runs. The Verilog depends on
+    the configuration only, never on a network.
 
-    Run protocol: write the input events to region EVENTS from address 0, write
-    ``n_input_events`` (CONTROL offset 1), pulse ``start``, wait for ``done``. Then read
+    Run protocol: write the network's byte address (CONTROL offset 0; 0 after reset) if it
+    changed, write the input events to region EVENTS from address 0 and their count
+    (CONTROL offset 1), pulse ``start``, wait for ``done``. Then read
     the counters (CONTROL), per-layer cycles and event counts, every layer's events
     (EVENTS) and the output potentials (each PE's potential region; neuron j at PE j % pes,
     offset j // pes).
@@ -61,20 +59,16 @@ class NeuronArray(wiring.Component):
     memory_error : Out(1)  an external read returned an error response (stays high until reset)
     """
 
-    def __init__(self, cfg: ArrayConfig, image: NetworkImage | None = None):
+    def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
-        self.image = image
         self._reader = BurstReader(external.ADDR_BITS, cfg.bus_bits, max_request_words(cfg))
         super().__init__({"start": In(1), "busy": Out(1), "done": Out(1), "host": In(HostBus(cfg)),
                           "axi": Out(self._reader.bus), "memory_error": Out(1)})
 
     def elaborate(self, platform):
-        cfg, image = self.cfg, self.image
+        cfg = self.cfg
         m = Module()
-        m.submodules.sequencer = seq = Sequencer(
-            cfg,
-            descriptor_init=[asdict(d) for d in image.descriptors] if image else (),
-            threshold_init=image.thresholds if image else ())
+        m.submodules.sequencer = seq = Sequencer(cfg)
         m.submodules.fire = fire = FireUnit(cfg)
         m.submodules.reader = reader = self._reader
         m.submodules.loader = loader = BufferLoader(cfg)
@@ -82,7 +76,8 @@ class NeuronArray(wiring.Component):
         wiring.connect(m, loader.request, reader.request)
         wiring.connect(m, reader.data, loader.words)
         wiring.connect(m, reader.axi, wiring.flipped(self.axi))
-        m.d.comb += [seq.load_busy.eq(loader.busy), seq.memory_beat.eq(reader.data.valid & reader.data.ready),
+        m.d.comb += [seq.load_busy.eq(loader.busy), seq.header.eq(loader.header),
+                     seq.memory_beat.eq(reader.data.valid & reader.data.ready),
                      self.memory_error.eq(reader.error)]
         pes = []
         for p in range(cfg.pes):
@@ -105,19 +100,18 @@ class NeuronArray(wiring.Component):
         idle = ~seq.busy
         writing = host.w_en & idle
 
-        n_layers = Signal.like(seq.n_layers, init=image.n_layers if image else 0)
+        network_addr = Signal.like(seq.network_addr)
         n_inputs = Signal.like(seq.n_inputs)
         with m.If(writing & (region == Region.CONTROL)):
             with m.If(offset == 0):
-                m.d.sync += n_layers.eq(host.w_data)
+                m.d.sync += network_addr.eq(host.w_data)
+                m.d.comb += seq.network_w.eq(1)
             with m.If(offset == 1):
                 m.d.sync += n_inputs.eq(host.w_data)
-        m.d.comb += [seq.n_layers.eq(n_layers), seq.n_inputs.eq(n_inputs), seq.start.eq(self.start),
+        m.d.comb += [seq.network_addr.eq(network_addr), seq.n_inputs.eq(n_inputs), seq.start.eq(self.start),
                      self.busy.eq(seq.busy), self.done.eq(seq.done)]
-
-        for port, reg in ((seq.descriptor_w, Region.DESCRIPTORS), (seq.threshold_w, Region.THRESHOLDS),
-                          (seq.event_w, Region.EVENTS)):
-            m.d.comb += [port.addr.eq(offset), port.data.eq(host.w_data), port.en.eq(writing & (region == reg))]
+        m.d.comb += [seq.event_w.addr.eq(offset), seq.event_w.data.eq(host.w_data),
+                     seq.event_w.en.eq(writing & (region == Region.EVENTS))]
         m.d.comb += [seq.event_r.addr.eq(offset), seq.event_r.en.eq(1)]
 
         updates = 0

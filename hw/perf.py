@@ -5,20 +5,21 @@ runs as a convolution (a linear layer's kernel covers its input). With ``P`` PEs
 ``L`` spike lanes, ``slots = ceil(C_out / P)``, ``taps(e)`` the kernel taps an input
 event e touches (the output positions whose window covers it), ``q`` the max-pool size,
 ``d`` the accumulators left dirty by the previous layer (its ``acc_count`` if it is
-hidden and its pooling drops a remainder row or column, else 0), ``Lb`` and ``Lw_t`` the
+hidden and its pooling drops a remainder row or column, else 0), ``Lh`` the cycles of
+reading the layer's header (``header_cycles``), ``Lb`` and ``Lw_t`` the
 cycles of loading the layer's biases and its weight tile t (``load_cycles``: they depend
 on the block sizes and the memory's latency only, not on the data), and per tile
 ``A_t = sum_e max(1, taps(e) * slots_t)`` the ACCUMULATE cycles (an event touching
 nothing: 1), ``S = sum_t (Lw_t + 1 + A_t)`` (``S = 1`` when the layer has no input
 events: it loads no weights):
 
-    hidden layer:  1 + max(d + Lb + S + 1, T + 2)     DESCRIPTOR, CLEAR, LOAD_BIASES, per tile
+    hidden layer:  Lh + 1 + max(d + Lb + S + 1, T + 2)  HEADER, DESCRIPTOR, CLEAR, LOAD_BIASES, per tile
                                                       LOAD_WEIGHTS, ACCUMULATE_FIRST, ACCUMULATE,
                                                       then AFTER_ACCUMULATE (waits for the T
                                                       thresholds, loaded meanwhile)
                    + q*q + sum_{g < G-1} max(q*q, ceil(k_g / L)) + ceil(k_{G-1} / L) + 2
                                                       FIRE, FIRE_FLUSH
-    output layer:  1 + d + Lb + acc_count + S + 1     DESCRIPTOR, CLEAR, LOAD_BIASES, INIT, ...
+    output layer:  Lh + 1 + d + Lb + acc_count + S + 1  HEADER, DESCRIPTOR, CLEAR, LOAD_BIASES, INIT, ...
 
 For FIRE, the G = H_pool * W_pool * slots groups (one pooled position, P channels) are
 read in order; each takes q*q cycles of reads, all PEs at once, and its k_g spikes leave
@@ -61,8 +62,8 @@ class LayerCounts:
     pe_utilization: np.ndarray  #: acc_updates / (P * cycles): the whole layer
     accumulate_utilization: np.ndarray  #: acc_updates / (P * accumulate_cycles)
     tiles: int  #: weight tiles (passes over the input events)
-    memory_beats: np.ndarray  #: external memory words read (biases, and weights if there were events)
-    load_cycles: np.ndarray  #: cycles spent loading biases and weights
+    memory_beats: np.ndarray  #: external memory words read (header, biases, and weights if there were events)
+    load_cycles: np.ndarray  #: cycles spent loading the header, biases and weights
 
 
 def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:
@@ -103,15 +104,28 @@ def load_cycles(addr: int, beats: int, rows: int, row_bits: int, bus_bits: int, 
     return last_row + 2
 
 
+def header_cycles(addr: int, beats: int, bus_bits: int, latency: int) -> int:
+    """Cycles of HEADER and its wait: the command (cycle 0), the loader's request (1), the
+    bursts (the header's words shift into the header register as they come, never stalling),
+    and two cycles after the last word."""
+    t = 2  # the first address is accepted in cycle 2
+    for _, b in bursts(addr, beats, bus_bits // 8):
+        last = t + latency + b - 1
+        t = last + 1
+    return last + 2
+
+
 def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
-                 latency: int = MEMORY_LATENCY) -> list[LayerCounts]:
+                 latency: int = MEMORY_LATENCY, network_addr: int = 0) -> list[LayerCounts]:
     """Exact counts of every layer for every image of a golden batch, on the array ``cfg``
     (a PE count means ``ArrayConfig.for_model(model, pes)``) with external memory of
-    ``latency`` cycles."""
+    ``latency`` cycles holding the network at byte address ``network_addr``."""
     if isinstance(cfg, int):
         cfg = ArrayConfig.for_model(model, cfg)
     from firstspike.hw.config import network_image
+    from firstspike.hw.layouts import header_words
     image = network_image(model, cfg)
+    n_header, word_bytes = header_words(cfg), cfg.bus_bits // 8
     pes, T, L = cfg.pes, model.timing.T, cfg.spike_lanes
     out = []
     dirty = 0
@@ -120,9 +134,10 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         d = image.descriptors[k]
         slots = d.slots
         tiles = [d.tile_slots] * (d.tiles - 1) + [d.last_slots]
-        bias_load = load_cycles(d.bias_addr, d.bias_beats, d.slots, external.bias_row_bits(pes, cfg.acc_width),
-                                cfg.bus_bits, latency)
-        tile_loads = [load_cycles(d.weight_addr + t * d.tile_beats * cfg.bus_bits // 8,
+        head = header_cycles(network_addr + k * n_header * word_bytes, n_header, cfg.bus_bits, latency)
+        bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.slots,
+                                external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
+        tile_loads = [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
                                   d.last_beats if t == d.tiles - 1 else d.tile_beats,
                                   d.last_rows if t == d.tiles - 1 else d.tile_rows,
                                   external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
@@ -136,8 +151,8 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         commands = (active * per_event).sum(axis=(1, 2, 3))
         has_events = events > 0
         passes = np.where(has_events, accumulate + sum(tile_loads) + len(tiles), 1)  # S of the docstring
-        loads = bias_load + np.where(has_events, sum(tile_loads), 0)
-        beats = d.bias_beats + np.where(has_events, weight_beats, 0)
+        loads = head + bias_load + np.where(has_events, sum(tile_loads), 0)
+        beats = n_header + d.bias_beats + np.where(has_events, weight_beats, 0)
         _, mag = split_codes(layer.weights)
         nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
         updates = torch.nn.functional.conv2d(torch.from_numpy(active.astype(np.float64)),
@@ -146,7 +161,7 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         updates = updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64)
         acc_count = g["h_out"] * g["w_out"] * slots
         if layer.is_output:
-            cycles = 1 + dirty + bias_load + acc_count + passes + 1
+            cycles = head + 1 + dirty + bias_load + acc_count + passes + 1
             writes = dirty + acc_count  # CLEAR, INIT
             spikes = np.zeros_like(events)
             fired = 0
@@ -162,7 +177,7 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
             groups = groups.transpose(0, 2, 3, 1).reshape(len(spikes), -1)  # (batch, G): py, px, slot
             drain = -(-groups // L)
             fire = window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
-            cycles = 1 + np.maximum(dirty + bias_load + passes + 1, T + 2) + fire
+            cycles = head + 1 + np.maximum(dirty + bias_load + passes + 1, T + 2) + fire
             writes = dirty + g["h_pool"] * g["w_pool"] * slots * g["pool"] ** 2  # CLEAR, the fire stage's clears
             remainder = g["h_pool"] * g["pool"] != g["h_out"] or g["w_pool"] * g["pool"] != g["w_out"]
         dirty = acc_count if not layer.is_output and remainder else 0

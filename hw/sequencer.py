@@ -8,8 +8,8 @@ from amaranth.lib.wiring import In, Out
 from . import external
 from .config import COUNTER_BITS, ArrayConfig, Counter
 from .fire import ThresholdWrite
-from .layouts import LoadTarget, PeOp, layer_descriptor, load_command, pe_command, potential_sample, spike_event, \
-    spike_group
+from .layouts import LoadTarget, PeOp, header_words, layer_header, load_command, pe_command, potential_sample, \
+    spike_event, spike_group
 
 
 def _addr(depth: int) -> int:
@@ -17,13 +17,16 @@ def _addr(depth: int) -> int:
 
 
 class Sequencer(wiring.Component):
-    """Walks the descriptor list; per layer: DESCRIPTOR, (CLEAR), LOAD_BIASES, (INIT), then per
-    weight tile LOAD_WEIGHTS and ACCUMULATE, then FIRE.
+    """Walks the network's layer table; per layer: HEADER, DESCRIPTOR, (CLEAR), LOAD_BIASES,
+    (INIT), then per weight tile LOAD_WEIGHTS and ACCUMULATE, then FIRE.
 
     Every layer is a convolution (hw/config.py; a linear layer's kernel covers its input).
 
-    - DESCRIPTOR: the layer's entry is read; a hidden layer's T thresholds start loading
-      into the fire unit, in parallel with what follows (FIRE waits until they are in).
+    - HEADER: the layer's header (descriptor and thresholds) comes from external memory
+      into the loader's header register: layer k's is entry k of the table at the network's
+      address (hw/external.py); the output layer's descriptor says it is the last.
+    - DESCRIPTOR: a hidden layer's T thresholds start loading into the fire unit, in
+      parallel with what follows (FIRE waits until they are in).
     - CLEAR: zeroes accumulators a previous layer left dirty (a pool remainder it never
       read). Hidden layers accumulate from zero: the fire stage adds the bias as it reads
       a potential and clears the accumulator (hw/pe.py).
@@ -44,7 +47,7 @@ class Sequencer(wiring.Component):
       window; up to ``spike_lanes`` spikes per cycle are appended to the event memory
       (one bank each) and become the next layer's input.
 
-    After reset or a descriptor write, the next start first clears every accumulator
+    After reset or a new network address, the next start first clears every accumulator
     (not counted in the run's cycles).
 
     The event memory therefore ends up holding every layer's events in order: the input
@@ -55,8 +58,10 @@ class Sequencer(wiring.Component):
     -------
     start : In(1)       pulse to run the network (ignored while busy)
     busy, done : Out(1) done stays high from the end of a run until the next start
-    n_layers, n_inputs : In  layer count (the last one is the output layer) and the
-        number of input events, stored from address 0 of the event memory
+    network_addr : In  byte address of the network in external memory (its layer table)
+    network_w : In(1)  the host wrote a network address (the next start clears the accumulators)
+    n_inputs : In  the number of input events, stored from address 0 of the event memory
+    header : In(layer_header)  the loader's header register
     cmd : Out(pe_command)  broadcast to the PEs
     pe_potentials : In(array of signed(acc_width))  each PE's ``potential``
     updates : In  how many PEs made a synaptic update this cycle
@@ -64,22 +69,22 @@ class Sequencer(wiring.Component):
     thresholds : Out(ThresholdWrite)  to the fire unit
     load : Out(stream.Signature(load_command))  to the loader;  load_busy : In(1)  from it
     memory_beat : In(1)  a bus word was taken this cycle (counted in MEMORY_BEATS)
-    descriptor_w, threshold_w, event_w : In(memory.WritePort.Signature)  host loading
+    event_w : In(memory.WritePort.Signature)  host loading
     event_r : In(memory.ReadPort.Signature)  host read-back when idle
     counters, layer_cycles, layer_events : Out(arrays of unsigned(32))
     """
 
-    def __init__(self, cfg: ArrayConfig, *, descriptor_init=(), threshold_init=()):
+    def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
-        self._descriptor_init = list(descriptor_init)
-        self._threshold_init = list(threshold_init)
-        W, T, L = cfg.acc_width, cfg.timing.T, cfg.max_layers
+        W, L = cfg.acc_width, cfg.max_layers
         counter = unsigned(COUNTER_BITS)
         super().__init__({
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
-            "n_layers": In(range(L + 1)),
+            "network_addr": In(external.ADDR_BITS),
+            "network_w": In(1),
+            "header": In(layer_header(cfg)),
             "n_inputs": In(range(cfg.event_depth + 1)),
             "cmd": Out(pe_command(cfg)),
             "pe_potentials": In(data.ArrayLayout(signed(W), cfg.pes)),
@@ -91,8 +96,6 @@ class Sequencer(wiring.Component):
             "load": Out(stream.Signature(load_command(cfg))),
             "load_busy": In(1),
             "memory_beat": In(1),
-            "descriptor_w": In(memory.WritePort.Signature(addr_width=_addr(L), shape=layer_descriptor(cfg))),
-            "threshold_w": In(memory.WritePort.Signature(addr_width=_addr(L * T), shape=signed(W))),
             "event_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
             "event_r": In(memory.ReadPort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
             "counters": Out(data.ArrayLayout(counter, len(Counter))),
@@ -105,34 +108,26 @@ class Sequencer(wiring.Component):
         P, T, L = cfg.pes, cfg.timing.T, cfg.max_layers
         bus_size = (cfg.bus_bits // 8 - 1).bit_length()  # log2 of the bytes per bus word
         m = Module()
-        m.submodules.descriptors = descriptors = memory.Memory(
-            shape=layer_descriptor(cfg), depth=L, init=self._descriptor_init)
-        m.submodules.thresholds = thresholds = memory.Memory(
-            shape=signed(cfg.acc_width), depth=L * T, init=self._threshold_init)
         E, lb = cfg.spike_lanes, cfg.lane_bits
         banks = []
         for b in range(E):  # event address a: bank a % E, row a // E
             mem = memory.Memory(shape=spike_event(cfg), depth=cfg.event_bank_depth, init=[])
             m.submodules[f"events{b}"] = mem
             banks.append((mem.read_port(), mem.write_port()))
-        d_rd, d_wr = descriptors.read_port(), descriptors.write_port()
-        t_rd, t_wr = thresholds.read_port(), thresholds.write_port()
-        for port, host in ((d_wr, self.descriptor_w), (t_wr, self.threshold_w)):
-            m.d.comb += [port.addr.eq(host.addr), port.data.eq(host.data), port.en.eq(host.en)]
 
         busy = Signal()
         size = range(cfg.max_size + 1)
         layer = Signal(range(L + 1))
-        desc = d_rd.data
+        desc = self.header.descriptor
         last = Signal()
-        m.d.comb += last.eq(layer == self.n_layers - 1)
+        m.d.comb += last.eq(desc.last)
+        header_addr = Signal(external.ADDR_BITS)
         ev_base = Signal(range(cfg.event_depth + 1))
         ev_end = Signal.like(ev_base)
         ptr = Signal.like(ev_base)
         wptr = Signal.like(ev_base)
         slot = Signal(range(cfg.slot_depth + 1))
         acc = Signal(range(cfg.slot_depth + 1))
-        thr_base = Signal(range(L * T + 1))
         thr_index = Signal(range(T + 1))
         # fire scan: pooled position (py, px), channel group slot_f (channels slot_f * P + lane),
         # window (dy, dx); all PEs are read in the same cycle
@@ -172,21 +167,18 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.counters[c].eq(counters[c])
         m.d.comb += [self.counters[Counter.STATUS].eq(busy | (done << 1)), self.busy.eq(busy), self.done.eq(done)]
 
-        # descriptor of the current layer: valid one cycle after `layer` changes
-        m.d.comb += d_rd.addr.eq(layer)
-
         # threshold loading (memory read -> fire unit register file), in parallel with the
         # layer's accumulation; started by DESCRIPTOR for hidden layers
         m.d.sync += thr_valid.eq(0)
         m.d.comb += [self.thresholds.en.eq(thr_valid), self.thresholds.index.eq(thr_slot),
-                     self.thresholds.value.eq(t_rd.data), t_rd.addr.eq(thr_base + thr_index)]
+                     self.thresholds.value.eq(self.header.thresholds[thr_slot])]
         with m.If(thr_loading):
             m.d.sync += [thr_valid.eq(1), thr_slot.eq(thr_index), thr_index.eq(thr_index + 1)]
             with m.If(thr_index == T - 1):
                 m.d.sync += thr_loading.eq(0)
         thr_ready = Signal()
         m.d.comb += thr_ready.eq(~thr_loading & ~thr_valid)
-        with m.If(self.descriptor_w.en):
+        with m.If(self.network_w):
             m.d.sync += dirty_all.eq(1)
 
         # fire pipeline: READ command -> PE potentials -> fire unit -> event memory.
@@ -300,24 +292,30 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [layer.eq(0), ev_base.eq(0), ev_end.eq(self.n_inputs), wptr.eq(self.n_inputs),
-                                 thr_base.eq(0), layer_start.eq(0), done.eq(0), acc.eq(0)]
+                                 header_addr.eq(self.network_addr), layer_start.eq(0), done.eq(0), acc.eq(0),
+                                 busy.eq(1)]
                     m.d.sync += [c.eq(0) for c in counters]
                     m.d.sync += [s.eq(0) for s in layer_cycles] + [s.eq(0) for s in layer_events]
-                    with m.If(self.n_layers != 0):
-                        m.d.sync += busy.eq(1)
-                        m.next = "DESCRIPTOR"
-                        with m.If(dirty_all):
-                            m.next = "SETUP_CLEAR"
-                    with m.Else():
-                        m.d.sync += done.eq(1)
-            with m.State("SETUP_CLEAR"):  # once after reset or new descriptors; not counted
+                    m.next = "HEADER"
+                    with m.If(dirty_all):
+                        m.next = "SETUP_CLEAR"
+            with m.State("SETUP_CLEAR"):  # once after reset or a new network address; not counted
                 m.d.comb += [self.cmd.clear.eq(1), self.cmd.clear_addr.eq(acc)]
                 m.d.sync += acc.eq(acc + 1)
                 with m.If(acc == cfg.slot_depth - 1):
                     m.d.sync += [dirty_all.eq(0), dirty.eq(0), layer_start.eq(0)]
                     m.d.sync += [c.eq(0) for c in counters]
+                    m.next = "HEADER"
+            with m.State("HEADER"):  # the layer's descriptor and thresholds, from external memory
+                m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(header_addr),
+                             self.load.payload.beats.eq(header_words(cfg)), self.load.payload.rows.eq(1),
+                             self.load.payload.target.eq(LoadTarget.HEADER)]
+                with m.If(self.load.ready):
+                    m.next = "HEADER_WAIT"
+            with m.State("HEADER_WAIT"):
+                with m.If(~self.load_busy):
                     m.next = "DESCRIPTOR"
-            with m.State("DESCRIPTOR"):  # d_rd.data becomes valid next cycle
+            with m.State("DESCRIPTOR"):
                 m.d.sync += [slot.eq(0), acc.eq(0), tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
                 with m.If(~last):
                     m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
@@ -332,7 +330,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [dirty.eq(0), acc.eq(0)]
                     m.next = "LOAD_BIASES"
             with m.State("LOAD_BIASES"):
-                m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(desc.bias_addr),
+                m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(self.network_addr + desc.bias_addr),
                              self.load.payload.beats.eq(desc.bias_beats), self.load.payload.rows.eq(desc.slots),
                              self.load.payload.target.eq(LoadTarget.BIASES)]
                 with m.If(self.load.ready):
@@ -355,7 +353,8 @@ class Sequencer(wiring.Component):
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
                 with m.Else():
-                    m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(desc.weight_addr + tile_offset),
+                    m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(self.network_addr + desc.weight_addr
+                                                                               + tile_offset),
                                  self.load.payload.beats.eq(Mux(last_tile, desc.last_beats, desc.tile_beats)),
                                  self.load.payload.rows.eq(Mux(last_tile, desc.last_rows, desc.tile_rows)),
                                  self.load.payload.target.eq(LoadTarget.WEIGHTS)]
@@ -444,6 +443,6 @@ class Sequencer(wiring.Component):
                               ((desc.w_pool << desc.pool_log2) != desc.w_out)):
                         m.d.sync += dirty.eq(desc.acc_count)
                     m.d.sync += [ev_base.eq(ev_end), ev_end.eq(wptr), layer.eq(layer + 1),
-                                 thr_base.eq(thr_base + T)]
-                    m.next = "DESCRIPTOR"
+                                 header_addr.eq(header_addr + (header_words(cfg) << bus_size))]
+                    m.next = "HEADER"
         return m

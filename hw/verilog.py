@@ -12,7 +12,8 @@ from amaranth.back import verilog
 from firstspike.sw.files import check_output_dir, write_text
 from firstspike.sw.model import SnnModel
 
-from .config import ArrayConfig, NetworkImage, Region, network_image
+from .config import ArrayConfig, Region, network_image
+from .layouts import header_words
 from .neuron_array import NeuronArray, host_data_bits
 
 TOP = "neuron_array"
@@ -22,26 +23,26 @@ TOP = "neuron_array"
 _ZERO_INIT = re.compile(r"^[ \t]+initial begin\n(?:[ \t]+\S+\[\d+\] = \d+'h0+;\n)+[ \t]+end\n", re.MULTILINE)
 
 
-def generate_verilog(cfg: ArrayConfig, image: NetworkImage | None = None) -> str:
-    """Verilog text of the array; with an image, its descriptor and threshold tables start
-    with that network.
+def generate_verilog(cfg: ArrayConfig) -> str:
+    """Verilog text of the array: it depends on the configuration only (networks live in
+    external memory).
 
     Memories whose initial contents are all zero are written without initial values: the
     design never reads an entry it has not written (the buffers are loaded before use, the
     accumulators are cleared by the first run), and a weight buffer's zero initialisation
     would otherwise be one line per entry (131 K lines at 16 PEs)."""
-    top = NeuronArray(cfg, image)
+    top = NeuronArray(cfg)
     return _ZERO_INIT.sub("", verilog.convert(top, name=TOP, emit_src=False))
 
 
 def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel | None = None) -> Path:
     """Write ``neuron_array.v`` and ``neuron_array.json`` (configuration, host bus map, model
-    digest) into out_dir. With a model, the descriptor and threshold tables start with it
-    (initial values inside the Verilog) and ``memory.hex`` holds what the external memory
-    must contain from byte address 0 (one bus word per line, ``$readmemh`` format; the
-    manifest's ``external_memory`` says where each layer's blocks are). Returns the Verilog path."""
+    digest) into out_dir. With a model, ``memory.hex`` holds the network's image in external
+    memory (one bus word per line, ``$readmemh`` format) to be placed at the network address
+    (0 after reset); the manifest's ``external_memory`` says where each layer's blocks are,
+    relative to it. Returns the Verilog path."""
     image = network_image(model, cfg) if model is not None else None
-    text = generate_verilog(cfg, image)
+    text = generate_verilog(cfg)
     out = check_output_dir(out_dir, "Verilog directory")
     v_path = out / f"{TOP}.v"
     manifest = {
@@ -55,9 +56,12 @@ def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel |
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "external_memory": None if image is None else {
             "file": "memory.hex", "bus_bits": cfg.bus_bits, "words": len(image.memory),
-            "layers": [{"bias_addr": d.bias_addr, "bias_words": d.bias_beats, "weight_addr": d.weight_addr,
+            "header_words": header_words(cfg),
+            "layers": [{"header_addr": k * header_words(cfg) * cfg.bus_bits // 8,
+                        "bias_addr": d.bias_addr, "bias_words": d.bias_beats, "weight_addr": d.weight_addr,
                         "tiles": d.tiles, "slots_per_tile": d.tile_slots,
-                        "weight_words": d.tile_beats * (d.tiles - 1) + d.last_beats} for d in image.descriptors]},
+                        "weight_words": d.tile_beats * (d.tiles - 1) + d.last_beats}
+                       for k, d in enumerate(image.descriptors)]},
     }
     write_text(v_path, text, "Verilog file")
     write_text(out / f"{TOP}.json", json.dumps(manifest, indent=2) + "\n", "manifest")

@@ -18,13 +18,15 @@ from .axi_memory import AxiMemoryModel
 
 
 def run_amaranth(cfg: ArrayConfig, image: NetworkImage, shapes: list, input_times: np.ndarray,
-                 *, load: bool = True, baked: bool = False, max_cycles: int = 1_000_000) -> list[RunResult]:
-    """Load ``image``'s tables through the host bus (or bake them in), its biases and weights
-    into the external memory model, and run every row of input_times."""
-    dut = NeuronArray(cfg, image if baked else None)
+                 *, network_words: int = 0, max_cycles: int = 1_000_000) -> list[RunResult]:
+    """Put ``image`` into the external memory model ``network_words`` bus words from its
+    start, give the array that address (no write for 0: the address after reset), and run
+    every row of input_times."""
+    dut = NeuronArray(cfg)
     top = Module()
     top.submodules.dut = dut
-    top.submodules.memory = memory = AxiMemoryModel(external.ADDR_BITS, cfg.bus_bits, image.memory, MEMORY_LATENCY)
+    top.submodules.memory = memory = AxiMemoryModel(external.ADDR_BITS, cfg.bus_bits,
+                                                    [0] * network_words + image.memory, MEMORY_LATENCY)
     wiring.connect(top, dut.axi, memory.axi)
     results: list[RunResult] = []
     n_layers = len(shapes) - 1
@@ -46,8 +48,8 @@ def run_amaranth(cfg: ArrayConfig, image: NetworkImage, shapes: list, input_time
                 out.append(ctx.get(dut.host.r_data))
             return out
 
-        if load and not baked:
-            await write(network_writes(cfg, image))
+        if network_words:
+            await write(network_writes(cfg, network_words * cfg.bus_bits // 8))
         for times in input_times:
             await write(input_writes(cfg, times, shapes[0]))
             ctx.set(dut.start, 1)

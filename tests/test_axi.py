@@ -155,7 +155,7 @@ def test_whole_array_on_axi_ram_with_random_stalls(tmp_path):
         images.append({"writes": input_writes(cfg, times[b], model.shapes[0]),
                        "stats_reads": stats_reads(cfg, n_layers),
                        "result_reads": result_reads(cfg, total, int(np.prod(model.shapes[-1])))})
-    job = {"bus_bits": cfg.bus_bits, "memory": image.memory, "seed": 7, "load_writes": network_writes(cfg, image),
+    job = {"bus_bits": cfg.bus_bits, "memory": image.memory, "seed": 7, "load_writes": network_writes(cfg),
            "images": images, "cycle_limit": 200_000}
     sources = {f"{TOP}.v": generate_verilog(cfg)}
     runner, build_dir = _build(TOP, sources)

@@ -121,3 +121,47 @@ def test_loader_fills_buffers_in_the_cycles_the_model_predicts(pes, acc_width, b
     row_bits = pes * bits
     # the sequencer leaves its LOAD state in the cycle after the loader is idle again
     assert busy_until[0] + 1 == load_cycles(offset, len(words) - 3, rows, row_bits, bus_bits, latency)
+
+
+@pytest.mark.parametrize("bus_bits,T", [(64, 16), (32, 4)])
+def test_header_load_fills_the_header_register_in_the_predicted_cycles(bus_bits, T):
+    """A layer header (descriptor and thresholds, hw.layouts.layer_header) read through the
+    loader: the header register holds it, word 0 lowest, after exactly hw.perf.header_cycles."""
+    from firstspike.hw.layouts import header_words, layer_header
+    from firstspike.hw.perf import header_cycles
+    cfg = ArrayConfig(pes=4, timing=Timing(T=T, B=2, frac_bits=8), acc_width=20, max_layers=3, max_channels=16,
+                      max_size=8, weight_buffer=256, bias_buffer=8, slot_depth=64, event_depth=64, bus_bits=bus_bits)
+    n = header_words(cfg)
+    size = layer_header(cfg).size
+    rng = np.random.default_rng(n)
+    value = int.from_bytes(rng.bytes(n * bus_bits // 8), "little") & ((1 << size) - 1)
+    offset = 4096 - bus_bits // 8 * 2  # two words before a 4 KB boundary: two bursts
+    words = [0] * (offset * 8 // bus_bits) + [(value >> (i * bus_bits)) & ((1 << bus_bits) - 1) for i in range(n)]
+    latency = 3
+    top = Module()
+    top.submodules.loader = loader = BufferLoader(cfg)
+    top.submodules.reader = reader = BurstReader(external.ADDR_BITS, bus_bits, max_request_words(cfg))
+    top.submodules.memory = memory = AxiMemoryModel(external.ADDR_BITS, bus_bits, words, latency)
+    wiring.connect(top, loader.request, reader.request)
+    wiring.connect(top, reader.data, loader.words)
+    wiring.connect(top, reader.axi, memory.axi)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(loader.command.payload, {"addr": offset, "beats": n, "rows": 1, "target": LoadTarget.HEADER})
+        ctx.set(loader.command.valid, 1)
+        await ctx.tick()
+        ctx.set(loader.command.valid, 0)
+        cycle = 1
+        while ctx.get(loader.busy):
+            await ctx.tick()
+            cycle += 1
+        seen["cycle"] = cycle
+        seen["header"] = ctx.get(loader.header.as_value())
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert n > 2 and seen["header"] == value
+    assert seen["cycle"] + 1 == header_cycles(offset, n, bus_bits, latency)

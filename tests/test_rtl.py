@@ -238,7 +238,7 @@ def test_a_wrong_weight_in_the_rtl_is_caught(tmp_path):
     image = network_image(changed, cfg)
     assert image.memory != network_image(model, cfg).memory
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
-    run = verilator.run(built, cfg, model.shapes, times, image.memory, load_writes=network_writes(cfg, image),
+    run = verilator.run(built, cfg, model.shapes, times, image.memory, load_writes=network_writes(cfg),
                         work_dir=tmp_path / "run")
     result = decode_results(cfg, model.shapes, run.stats[0], run.words[0])
     mismatch = first_mismatch(0, golden, 0, result)

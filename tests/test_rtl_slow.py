@@ -33,7 +33,7 @@ def test_large_random_networks(seed, sizes, pes, T, B, tmp_path):
     cfg = ArrayConfig.for_model(model, pes)
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
     image = network_image(model, cfg)
-    run = verilator.run(built, cfg, model.shapes, times, image.memory, load_writes=network_writes(cfg, image),
+    run = verilator.run(built, cfg, model.shapes, times, image.memory, load_writes=network_writes(cfg),
                         work_dir=tmp_path / "run")
     golden = GoldenModel(model).run_times(times)
     counts = layer_counts(model, cfg, golden)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from firstspike.hw.config import ArrayConfig
-from firstspike.hw.layouts import layer_descriptor, spike_event
+from firstspike.hw.layouts import spike_event
 from firstspike.hw.synth import SynthesisError, synthesize
 from firstspike.hw.verilog import write_design
 from firstspike.sw.formats import Timing
@@ -18,9 +18,9 @@ def test_small_array_synthesises(tmp_path):
     assert r["cells"] > 100 and r["luts"] > 100 and r["flip_flops"] > 50
     # Yosys sees exactly the memories the configuration declares
     ev = spike_event(cfg).size
+    # (no descriptor or threshold memory: the layer headers come from external memory)
     expected = (cfg.pes * (cfg.weight_buffer * 5 + cfg.bias_buffer * cfg.acc_width + cfg.slot_depth * cfg.acc_width)
-                + cfg.max_layers * cfg.timing.T * cfg.acc_width + cfg.spike_lanes * cfg.event_bank_depth * ev
-                + cfg.max_layers * layer_descriptor(cfg).size)
+                + cfg.spike_lanes * cfg.event_bank_depth * ev)
     assert r["ram_bits"] == expected
     assert (tmp_path / "synth" / "synth.json").exists()
     # no multiplier in the synaptic datapath (PEs, fire unit), checked on the word-level netlist before
