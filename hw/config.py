@@ -164,7 +164,7 @@ class ArrayConfig:
     @classmethod
     def for_models(cls, models, pes: int) -> "ArrayConfig":
         """The smallest configuration that runs every one of ``models`` (all of one timing):
-        one build serves them all, each loaded over the host bus."""
+        one build serves them all, each placed in external memory."""
         models = list(models)
         if len({m.timing for m in models}) != 1:
             raise InputError(f"one array runs one timing, not {sorted({str(m.timing) for m in models})}")

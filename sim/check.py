@@ -47,7 +47,8 @@ NETWORK_OFFSET_WORDS = 1001
 
 
 def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) -> list[str]:
-    """Load ``model`` into a built array over the host bus, run ``times`` and compare every image
+    """Put ``model`` into a built array's external memory (at an odd offset, selected over the
+    host bus), run ``times`` and compare every image
     with the golden model and the cycle model (hw/perf.py), layer by layer and counter by
     counter. Returns the problems found (empty: bit-exact and cycle-exact). The one RTL check
     loop of the test suites, the fuzzer and the mutation score (``mutant``: which mutant of a

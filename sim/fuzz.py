@@ -3,8 +3,8 @@
 Each configuration is a random MLP or CNN (seeded: configuration ``i`` is built from
 ``numpy.random.default_rng(i)``) on one of a few array shapes (PE count and timing).
 Per shape one Verilog design, large enough for every network of that shape, is built
-once (the build cache is shared and locked) and each network is loaded over the host
-bus, so the Verilator compile is paid once per shape, not per network. Worker
+once (the build cache is shared and locked) and each network is put into the bench's
+external memory, so the Verilator compile is paid once per shape, not per network. Worker
 processes (one per core by default) take the networks of a shape in chunks.
 
     python -m firstspike.sim.fuzz --configs 1000 [--jobs N] [--out build/fuzz.json]
