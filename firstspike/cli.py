@@ -312,6 +312,9 @@ ARRAY_OPTIONS = {
     "--spike-lanes": ("spike_lanes", "spikes the fire stage writes per cycle (event memory banks; a power of two "
                                      "up to --pes; default min(4, pes))"),
     "--bus-bits": ("bus_bits", "data width of the AXI4 bus to external memory (default 64)"),
+    "--max-layers": ("max_layers", "layers the per-layer counters cover (default: the model's)"),
+    "--max-channels": ("max_channels", "most channels of a layer's input or output (default: the model's)"),
+    "--max-size": ("max_size", "largest image side, kernel or padding + 1 (default: the model's)"),
 }
 
 

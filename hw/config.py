@@ -190,7 +190,8 @@ DEFAULT_WEIGHT_BUFFER = 8192
 
 #: the command-line option that sets each size (firstspike verilog, sim, synth)
 PARAMETER_FLAGS = {"weight_buffer": "--weight-buffer", "bias_buffer": "--bias-buffer", "slot_depth": "--acc-buffer",
-                   "event_depth": "--event-buffer", "acc_width": "--acc-width"}
+                   "event_depth": "--event-buffer", "acc_width": "--acc-width", "max_layers": "--max-layers",
+                   "max_channels": "--max-channels", "max_size": "--max-size"}
 
 #: the neuron models (sw/neurons) whose layers the array runs
 HW_NEURONS = ("ttfs",)

@@ -62,6 +62,30 @@ def test_verilog_buffer_sizes_and_the_external_memory_image(digits_model, tmp_pa
             in capsys.readouterr().err)
 
 
+def test_one_verilog_for_two_networks(digits_model, tmp_path):
+    """The Verilog holds no network: the digits CNN and a larger random CNN of the same timing,
+    generated with the same array options, give byte-identical neuron_array.v (and different
+    memory.hex); the options are what the larger one needs."""
+    import numpy as np
+
+    from firstspike.hw.config import ArrayConfig
+    from firstspike.sw.random_models import random_cnn
+    _, snn, model = digits_model
+    big = random_cnn(np.random.default_rng(3), (1, 8, 8), [dict(channels=40, kernel=3, padding=1, pool=2),
+                                                         dict(channels=24, kernel=3, padding=1, pool=2)], [20], 10,
+                     model.timing)
+    big.save(tmp_path / "big.npz")
+    cfg = ArrayConfig.for_models([model, big], 4)
+    options = ["--pes", "4", "--weight-buffer", str(cfg.weight_buffer), "--bias-buffer", str(cfg.bias_buffer),
+               "--acc-buffer", str(cfg.slot_depth), "--event-buffer", str(cfg.event_depth),
+               "--acc-width", str(cfg.acc_width), "--max-layers", str(cfg.max_layers),
+               "--max-channels", str(cfg.max_channels), "--max-size", str(cfg.max_size)]
+    assert main(["verilog", str(snn), *options, "--out", str(tmp_path / "a")]) == 0
+    assert main(["verilog", str(tmp_path / "big.npz"), *options, "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "neuron_array.v").read_bytes() == (tmp_path / "b" / "neuron_array.v").read_bytes()
+    assert (tmp_path / "a" / "memory.hex").read_bytes() != (tmp_path / "b" / "memory.hex").read_bytes()
+
+
 def test_verilog_too_narrow_accumulator_is_refused(digits_model, tmp_path, capsys):
     _, snn, model = digits_model
     code = main(["verilog", str(snn), "--acc-width", "18", "--out", str(tmp_path / "v")])
