@@ -21,7 +21,8 @@ from firstspike.sw.golden import GoldenModel
 from firstspike.sw.random_models import (at_thresholds, random_cnn, random_input_times, random_model,
                                            threshold_probe)
 
-# (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8
+# (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8. Odd shapes are "tiled": the
+# weight buffer holds one output channel's weights, so layers run in several weight tiles.
 CONFIGS = [(1, 8, 1, 12), (4, 16, 2, 16), (16, 8, 4, 14), (4, 5, 8, 10), (16, 32, 2, 16), (1, 12, 4, 12)]
 NETWORKS_PER_CONFIG = 9
 IMAGES_PER_NETWORK = 3
@@ -40,15 +41,18 @@ def _networks(index, timing):
     return out
 
 
-def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=False):
-    """Build one array big enough for every network, load each, compare with golden and perf model.
+def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=False, sized_for=()):
+    """Build one array big enough for every network (and those of ``sized_for``: networks of
+    the same shape checked by another test, so both tests share one Verilator build), put
+    each into external memory, compare with golden and perf model.
 
     ``tight``: the weight buffer holds just the largest output channel's weights, so layers
     with several channels per PE run in weight tiles (several passes over their input events)."""
-    cfg = ArrayConfig.for_models((model for _, model, _ in nets), pes)
+    everything = list(nets) + list(sized_for)
+    cfg = ArrayConfig.for_models((model for _, model, _ in everything), pes)
     if tight:
-        cfg = replace(cfg, weight_buffer=max(requirements(model, pes)["weight_buffer"] for _, model, _ in nets))
-        tiles = [d.tiles for _, model, _ in nets for d in network_image(model, cfg).descriptors]
+        cfg = replace(cfg, weight_buffer=max(requirements(model, pes)["weight_buffer"] for _, model, _ in everything))
+        tiles = [d.tiles for _, model, _ in everything for d in network_image(model, cfg).descriptors]
         assert max(tiles) >= 3, f"tight buffers should make tiles, got {tiles}"
     assert cfg.timing == timing
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
@@ -62,12 +66,20 @@ def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=False):
 def test_random_networks_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
-    _check_bit_exact_and_cycles(_networks(index, timing), pes, timing, tmp_path, tight=index % 2 == 1)
+    _check_bit_exact_and_cycles(_networks(index, timing), pes, timing, tmp_path, tight=index % 2 == 1,
+                                sized_for=_shape_cnns(index, timing))
 
 
-# (PEs, T, B, frac_bits) for conv nets: 1, 4 and 16 PEs, channel counts mostly not multiples of them
-CNN_CONFIGS = [(1, 8, 2, 12), (4, 16, 2, 14), (16, 8, 1, 12), (4, 6, 4, 10)]
+# conv nets run on four of the array shapes above (indices into CONFIGS), sharing their builds:
+# 1, 4 and 16 PEs, channel counts mostly not multiples of them, tiled and not
+CNN_SHAPES = [5, 1, 2, 0]
+CNN_CONFIGS = [CONFIGS[i] for i in CNN_SHAPES]
 CNNS_PER_CONFIG = 9
+
+
+def _shape_cnns(shape, timing):
+    """The conv nets that run on array shape ``shape`` (index into CONFIGS)."""
+    return [net for j, i in enumerate(CNN_SHAPES) if i == shape for net in _cnns(j, timing)]
 
 
 def _cnns(index, timing):
@@ -95,12 +107,14 @@ def _cnns(index, timing):
 
 
 @pytest.mark.parametrize("index", range(len(CNN_CONFIGS)),
-                         ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" + ("-tiled" if i < 2 else "")
+                         ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" + ("-tiled" if CNN_SHAPES[i] % 2 else "")
                               for i, c in enumerate(CNN_CONFIGS)])
 def test_random_cnns_bit_exact(index, tmp_path):
-    pes, T, B, F = CNN_CONFIGS[index]
+    shape = CNN_SHAPES[index]
+    pes, T, B, F = CONFIGS[shape]
     timing = Timing(T=T, B=B, frac_bits=F)
-    _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path, tight=index < 2)
+    _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path, tight=shape % 2 == 1,
+                                sized_for=_networks(shape, timing))
 
 
 def _edge_networks(timing):
