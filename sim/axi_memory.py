@@ -6,6 +6,11 @@ exactly predictable: the first beat of a burst is valid ``latency`` cycles after
 cycle its address was accepted, and the following beats come one per cycle while
 ``rready`` is high. One burst at a time: ``arready`` is low while a burst is pending.
 Addresses wrap at the memory size; beats beyond the loaded contents read as zero.
+
+It also checks the manager's side of the protocol on every accepted address and stops
+the simulation (``$fatal``) on a violation: a burst type other than INCR, a beat size
+other than the bus width, an address not aligned to it, or a burst crossing a 4 KB
+boundary. So a design that only works because this model ignores a field fails here.
 """
 from __future__ import annotations
 
@@ -45,6 +50,13 @@ module {MODULE}(input clk, input rst,
   assign axi__rlast = left == 0;
   assign axi__rresp = 2'b00;
   assign axi__rid = 1'b0;
+  always @(posedge clk) if (!rst && !pending && axi__arvalid) begin
+    if (axi__arburst != 2'b01) $fatal(1, "axi memory: burst type %0d, not INCR", axi__arburst);
+    if (axi__arsize != 3'd{size}) $fatal(1, "axi memory: arsize %0d, not the bus width ({size})", axi__arsize);
+    if ((axi__araddr % {data_bits // 8}) != 0) $fatal(1, "axi memory: address %0h not aligned", axi__araddr);
+    if ((axi__araddr % 4096) + ((axi__arlen + 1) * {data_bits // 8}) > 4096)
+      $fatal(1, "axi memory: burst at %0h of %0d beats crosses 4 KB", axi__araddr, axi__arlen + 1);
+  end
   always @(posedge clk) begin
     if (rst) begin
       pending <= 1'b0;

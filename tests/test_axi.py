@@ -122,6 +122,23 @@ def test_reader_timing_is_exact_with_the_deterministic_memory(tmp_path):
     assert r["accepted"][1:] == [beat_cycles[2] + 1, beat_cycles[302] + 1, beat_cycles[302] + 2]
 
 
+@pytest.mark.parametrize("fault", ["assign axi__arburst = 2'h2;", "assign axi__arsize = 3'h2;"])
+def test_memory_model_stops_a_protocol_violation(tmp_path, fault):
+    """The bench's memory model checks the manager's side: a reader that asks for a WRAP burst
+    or a narrower beat size (a fault planted in its Verilog) stops the simulation, where the
+    model would otherwise have answered as if the request were right."""
+    reader = _reader_verilog()
+    for line in ("assign axi__arburst = 2'h1;", "assign axi__arsize = 3'h3;"):
+        assert line in reader
+    target = "assign axi__arburst = 2'h1;" if "arburst" in fault else "assign axi__arsize = 3'h3;"
+    sources = {"burst_reader.v": reader.replace(target, fault),
+               "memory.v": axi_memory_verilog(ADDR_BITS, DATA_BITS, 1 << 12, LATENCY), "bench.v": BENCH}
+    with pytest.raises(Exception):
+        _run(tmp_path, "reader_bench", sources, "against_deterministic_memory",
+             {"memory": "deterministic", "requests": [(0, 3)]})
+    assert "axi memory:" in (tmp_path / "sim.log").read_text()
+
+
 def test_whole_array_on_axi_ram_with_random_stalls(tmp_path):
     """The NeuronArray itself reads a tiled CNN's biases and weights from cocotbext-axi's
     AxiRamRead with 40 % random pauses on AR and R: every layer's spikes and the output
