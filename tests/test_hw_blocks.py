@@ -215,8 +215,8 @@ def test_conv_array_in_amaranth_matches_golden():
 def test_model_that_does_not_fit_names_the_resource():
     model = random_model(np.random.default_rng(0), [20, 10, 4], Timing(T=8, B=2, frac_bits=12))
     cfg = small_config(Timing(T=8, B=2, frac_bits=12), pes=2, max_channels=16, weight_buffer=16)
-    with pytest.raises(DoesNotFit, match=r"max_channels: model needs 20, array has 16; weight_buffer: model needs 20, "
-                                         r"array has 16 \(raise --weight-buffer\)"):
+    with pytest.raises(DoesNotFit, match=r"max_channels: model needs 20, array has 16 \(raise --max-channels\); "
+                                         r"weight_buffer: model needs 20, array has 16 \(raise --weight-buffer\)"):
         cfg.check_fits(model)
     with pytest.raises(DoesNotFit, match="built for"):
         small_config(Timing(T=4, B=2, frac_bits=12)).check_fits(model)
