@@ -310,51 +310,62 @@ class NetworkImage:
     n_layers: int = field(default=0)
 
 
-def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
-    """Lay a model out into the external memory of ``cfg`` (checks the fit first): the table of
-    layer headers (descriptor and thresholds), then per layer its bias block and weight tiles.
-    Addresses inside the descriptors are relative to the network's address."""
-    from .layouts import header_words, layer_header, pack
+def layer_descriptors(model: SnnModel, cfg: ArrayConfig) -> list[Descriptor]:
+    """Every layer's descriptor on ``cfg`` (checks the fit first), its external addresses those
+    of ``network_image``'s layout: the header table, then per layer its bias block and weight
+    tiles, each starting on a new bus word. Cheap: no weight is packed (the cycle model needs
+    only these)."""
+    from .layouts import header_words
     cfg.check_fits(model)
-    P, T, W = cfg.pes, cfg.timing.T, cfg.bus_bits
-    n_header = header_words(cfg)
-    memory: list[int] = [0] * (n_header * len(model.layers))  # the header table, filled below
-    thresholds = []
+    P, W = cfg.pes, cfg.bus_bits
+    words = header_words(cfg) * len(model.layers)  # the header table
     descriptors = []
-    for k, layer in enumerate(model.layers):
+    for layer in model.layers:
         g = hardware_geometry(layer)
         slots = -(-g["c_out"] // P)
         fan_in = g["c_in"] * g["kh"] * g["kw"]
-        padded = np.full((slots * P, fan_in), ZERO_CODE, dtype=np.int64)
-        padded[:g["c_out"]] = layer.weights.reshape(g["c_out"], fan_in)  # (c, ky, kx) order either way
-        bias = np.zeros(slots * P, dtype=np.int64)
-        bias[:g["c_out"]] = layer.bias
-        bias_addr = len(memory) * W // 8
-        bias_words = external.pack_rows(bias.reshape(slots, P), cfg.acc_width, W)  # row s: channels s*P + p
-        memory += bias_words
-        weight_addr = len(memory) * W // 8
         tiles = external.tiling(slots, fan_in, cfg.weight_buffer)
-        # rows: (slot, input) -> the P codes of channels slot * P + p
-        rows = padded.reshape(slots, P, fan_in).transpose(0, 2, 1)
-        tile_words = []
-        for t in range(tiles.count):
-            first = t * tiles.tile_slots
-            block = rows[first:first + tiles.slots_of(t)].reshape(-1, P)
-            tile_words.append(external.pack_rows(block, WEIGHT_BITS, W))
-        for words in tile_words[:-1]:  # every tile but the last occupies a full tile's words
-            memory += words
-        memory += tile_words[-1]
+        bias_beats = external.beats(slots, external.bias_row_bits(P, cfg.acc_width), W)
+        last_slots = tiles.slots_of(tiles.count - 1)
+        tile_beats = external.beats(tiles.tile_slots * fan_in, external.weight_row_bits(P), W)
+        last_beats = external.beats(last_slots * fan_in, external.weight_row_bits(P), W)
         descriptors.append(Descriptor(
             c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
             c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
             h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots,
-            bias_addr=bias_addr, bias_beats=len(bias_words), weight_addr=weight_addr, tiles=tiles.count,
-            tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=len(tile_words[0]),
-            last_slots=tiles.slots_of(tiles.count - 1), last_rows=tiles.slots_of(tiles.count - 1) * fan_in,
-            last_beats=len(tile_words[-1]),
+            bias_addr=words * W // 8, bias_beats=bias_beats, weight_addr=(words + bias_beats) * W // 8,
+            tiles=tiles.count, tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=tile_beats,
+            last_slots=last_slots, last_rows=last_slots * fan_in, last_beats=last_beats,
             kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
             acc_count=g["h_out"] * g["w_out"] * slots,
             acc_base=cfg.slot_depth - slots if layer.is_output else 0, last=int(layer.is_output)))
+        words += bias_beats + tile_beats * (tiles.count - 1) + last_beats
+    return descriptors
+
+
+def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
+    """Lay a model out into the external memory of ``cfg`` (checks the fit first): the table of
+    layer headers (descriptor and thresholds), then per layer its bias block and weight tiles
+    at the addresses of ``layer_descriptors``. Addresses inside the descriptors are relative
+    to the network's address."""
+    from .layouts import header_words, layer_header, pack
+    descriptors = layer_descriptors(model, cfg)
+    P, T, W = cfg.pes, cfg.timing.T, cfg.bus_bits
+    n_header = header_words(cfg)
+    memory: list[int] = [0] * (n_header * len(model.layers))  # the header table, filled below
+    thresholds = []
+    for layer, d in zip(model.layers, descriptors):
+        padded = np.full((d.slots * P, d.slot_stride), ZERO_CODE, dtype=np.int64)
+        padded[:d.c_out] = layer.weights.reshape(d.c_out, d.slot_stride)  # (c, ky, kx) order either way
+        bias = np.zeros(d.slots * P, dtype=np.int64)
+        bias[:d.c_out] = layer.bias
+        assert len(memory) * W // 8 == d.bias_addr
+        memory += external.pack_rows(bias.reshape(d.slots, P), cfg.acc_width, W)  # row s: channels s*P + p
+        assert len(memory) * W // 8 == d.weight_addr
+        # rows: (slot, input) -> the P codes of channels slot * P + p
+        rows = padded.reshape(d.slots, P, d.slot_stride).transpose(0, 2, 1)
+        for first in range(0, d.slots, d.tile_slots):
+            memory += external.pack_rows(rows[first:first + d.tile_slots].reshape(-1, P), WEIGHT_BITS, W)
         thresholds.append([int(v) for v in layer.thresholds] if layer.thresholds is not None else [0] * T)
     header = layer_header(cfg)
     for k, (d, th) in enumerate(zip(descriptors, thresholds)):

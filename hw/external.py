@@ -70,6 +70,12 @@ def pack_rows(rows: np.ndarray, value_bits: int, bus_bits: int) -> list[int]:
     return [int.from_bytes(word.tobytes(), "little") for word in data]
 
 
+def memory_hex(words: list[int], bus_bits: int) -> str:
+    """An external memory image as ``$readmemh`` text: one hex bus word per line from address 0."""
+    digits = bus_bits // 4
+    return "".join(f"{w:0{digits}x}\n" for w in words)
+
+
 def weight_row_bits(pes: int) -> int:
     return WEIGHT_BITS * pes
 

@@ -122,18 +122,17 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
     ``latency`` cycles holding the network at byte address ``network_addr``."""
     if isinstance(cfg, int):
         cfg = ArrayConfig.for_model(model, cfg)
-    from firstspike.hw.config import network_image
+    from firstspike.hw.config import layer_descriptors
     from firstspike.hw.layouts import header_words
-    image = network_image(model, cfg)
+    descriptors = layer_descriptors(model, cfg)
     n_header, word_bytes = header_words(cfg), cfg.bus_bits // 8
     pes, T, L = cfg.pes, model.timing.T, cfg.spike_lanes
     out = []
     dirty = 0
     for k, layer in enumerate(model.layers):
         g = hardware_geometry(layer)
-        d = image.descriptors[k]
+        d = descriptors[k]
         slots = d.slots
-        tiles = [d.tile_slots] * (d.tiles - 1) + [d.last_slots]
         head = header_cycles(network_addr + k * n_header * word_bytes, n_header, cfg.bus_bits, latency)
         bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.slots,
                                 external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
@@ -147,10 +146,12 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
                         axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))  # (H_in, W_in)
         per_event = (taps * slots)[None, None]
-        accumulate = sum((active * np.maximum(1, taps * n)[None, None]).sum(axis=(1, 2, 3)) for n in tiles)
+        def accumulate_cycles(n):  # one pass over the events with n slots per tap
+            return (active * np.maximum(1, taps * n)[None, None]).sum(axis=(1, 2, 3))
+        accumulate = (d.tiles - 1) * accumulate_cycles(d.tile_slots) + accumulate_cycles(d.last_slots)
         commands = (active * per_event).sum(axis=(1, 2, 3))
         has_events = events > 0
-        passes = np.where(has_events, accumulate + sum(tile_loads) + len(tiles), 1)  # S of the docstring
+        passes = np.where(has_events, accumulate + sum(tile_loads) + d.tiles, 1)  # S of the docstring
         loads = head + bias_load + np.where(has_events, sum(tile_loads), 0)
         beats = n_header + d.bias_beats + np.where(has_events, weight_beats, 0)
         _, mag = split_codes(layer.weights)

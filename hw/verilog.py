@@ -12,6 +12,7 @@ from amaranth.back import verilog
 from firstspike.sw.files import check_output_dir, write_text
 from firstspike.sw.model import SnnModel
 
+from . import external
 from .config import ArrayConfig, Region, network_image
 from .layouts import header_words
 from .neuron_array import NeuronArray, host_data_bits
@@ -66,6 +67,5 @@ def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel |
     write_text(v_path, text, "Verilog file")
     write_text(out / f"{TOP}.json", json.dumps(manifest, indent=2) + "\n", "manifest")
     if image is not None:
-        digits = cfg.bus_bits // 4
-        write_text(out / "memory.hex", "".join(f"{w:0{digits}x}\n" for w in image.memory), "external memory image")
+        write_text(out / "memory.hex", external.memory_hex(image.memory, cfg.bus_bits), "external memory image")
     return v_path

@@ -14,6 +14,13 @@ boundary. So a design that only works because this model ignores a field fails h
 """
 from __future__ import annotations
 
+from amaranth.hdl import Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In
+
+from firstspike.hw.axi import AxiReadBus
+from firstspike.hw.external import memory_hex
+
 MODULE = "firstspike_axi_memory"
 
 
@@ -81,49 +88,39 @@ endmodule
 
 def write_contents(path, words: list[int], data_bits: int) -> None:
     """The ``$readmemh`` file of the memory: one hex word per line from address 0."""
-    digits = data_bits // 4
     with open(path, "w") as f:
-        f.writelines(f"{w:0{digits}x}\n" for w in words)
+        f.write(memory_hex(words, data_bits))
 
 
-class AxiMemoryModel:
+class AxiMemoryModel(wiring.Component):
     """The same memory as an Amaranth component, for Amaranth-simulator runs (sim.amaranth_backend):
     contents from ``words`` (Memory init), the timing of ``axi_memory_verilog``."""
 
-    def __new__(cls, addr_bits: int, data_bits: int, words: list[int], latency: int):
-        from amaranth.hdl import Module, Signal
-        from amaranth.lib import memory, wiring
-        from amaranth.lib.wiring import In
+    def __init__(self, addr_bits: int, data_bits: int, words: list[int], latency: int):
+        self.data_bits, self.words, self.latency = data_bits, list(words), latency
+        super().__init__({"axi": In(AxiReadBus(addr_bits, data_bits))})
 
-        from firstspike.hw.axi import AxiReadBus
-
-        class _Model(wiring.Component):
-            def __init__(self):
-                super().__init__({"axi": In(AxiReadBus(addr_bits, data_bits))})
-
-            def elaborate(self, platform):
-                m = Module()
-                depth = max(2, len(words))
-                m.submodules.mem = mem = memory.Memory(shape=data_bits, depth=depth, init=words)
-                rd = mem.read_port(domain="comb")
-                size = (data_bits // 8 - 1).bit_length()
-                axi = self.axi
-                pending = Signal()
-                index = Signal(range(depth))
-                left = Signal(8)
-                wait = Signal(range(latency + 1))
-                m.d.comb += [axi.arready.eq(~pending), axi.rvalid.eq(pending & (wait == 0)), rd.addr.eq(index),
-                             axi.rdata.eq(rd.data), axi.rlast.eq(left == 0)]
-                with m.If(~pending):
-                    with m.If(axi.arvalid):
-                        m.d.sync += [pending.eq(1), index.eq(axi.araddr[size:]), left.eq(axi.arlen),
-                                     wait.eq(latency - 1)]
-                with m.Elif(wait != 0):
-                    m.d.sync += wait.eq(wait - 1)
-                with m.Elif(axi.rready):
-                    m.d.sync += [index.eq(index + 1), left.eq(left - 1)]
-                    with m.If(left == 0):
-                        m.d.sync += pending.eq(0)
-                return m
-
-        return _Model()
+    def elaborate(self, platform):
+        m = Module()
+        depth = max(2, len(self.words))
+        m.submodules.mem = mem = memory.Memory(shape=self.data_bits, depth=depth, init=self.words)
+        rd = mem.read_port(domain="comb")
+        size = (self.data_bits // 8 - 1).bit_length()
+        axi = self.axi
+        pending = Signal()
+        index = Signal(range(depth))
+        left = Signal(8)
+        wait = Signal(range(self.latency + 1))
+        m.d.comb += [axi.arready.eq(~pending), axi.rvalid.eq(pending & (wait == 0)), rd.addr.eq(index),
+                     axi.rdata.eq(rd.data), axi.rlast.eq(left == 0)]
+        with m.If(~pending):
+            with m.If(axi.arvalid):
+                m.d.sync += [pending.eq(1), index.eq(axi.araddr[size:]), left.eq(axi.arlen),
+                             wait.eq(self.latency - 1)]
+        with m.Elif(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
+        with m.Elif(axi.rready):
+            m.d.sync += [index.eq(index + 1), left.eq(left - 1)]
+            with m.If(left == 0):
+                m.d.sync += pending.eq(0)
+        return m

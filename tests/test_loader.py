@@ -72,6 +72,18 @@ def test_unpacker_cuts_back_to_back_rows_under_random_stalls(word_bits, pes, bit
         assert rows == [_row_value(r, bits) for r in block]
 
 
+def _loader_on_memory(cfg, words, latency):
+    """A BufferLoader reading through a BurstReader from the memory model holding ``words``."""
+    top = Module()
+    top.submodules.loader = loader = BufferLoader(cfg)
+    top.submodules.reader = reader = BurstReader(external.ADDR_BITS, cfg.bus_bits, max_request_words(cfg))
+    top.submodules.memory = memory = AxiMemoryModel(external.ADDR_BITS, cfg.bus_bits, words, latency)
+    wiring.connect(top, loader.request, reader.request)
+    wiring.connect(top, reader.data, loader.words)
+    wiring.connect(top, reader.axi, memory.axi)
+    return top, loader
+
+
 @pytest.mark.parametrize("pes,acc_width,bus_bits,rows,target", [
     (16, 23, 64, 300, LoadTarget.WEIGHTS),  # 80-bit rows, 375 words: two bursts
     (1, 24, 64, 70, LoadTarget.WEIGHTS),  # 12 rows per word: the bus stalls
@@ -90,13 +102,7 @@ def test_loader_fills_buffers_in_the_cycles_the_model_predicts(pes, acc_width, b
     offset = 3 * bus_bits // 8  # the block starts three words into the memory
     words = [0, 0, 0] + external.pack_rows(data, bits, bus_bits)
     latency = 5
-    top = Module()
-    top.submodules.loader = loader = BufferLoader(cfg)
-    top.submodules.reader = reader = BurstReader(external.ADDR_BITS, bus_bits, max_request_words(cfg))
-    top.submodules.memory = memory = AxiMemoryModel(external.ADDR_BITS, bus_bits, words, latency)
-    wiring.connect(top, loader.request, reader.request)
-    wiring.connect(top, reader.data, loader.words)
-    wiring.connect(top, reader.axi, memory.axi)
+    top, loader = _loader_on_memory(cfg, words, latency)
     port = loader.weight_w if target == LoadTarget.WEIGHTS else loader.bias_w
     written, busy_until = {}, []
 
@@ -138,13 +144,7 @@ def test_header_load_fills_the_header_register_in_the_predicted_cycles(bus_bits,
     offset = 4096 - bus_bits // 8 * 2  # two words before a 4 KB boundary: two bursts
     words = [0] * (offset * 8 // bus_bits) + [(value >> (i * bus_bits)) & ((1 << bus_bits) - 1) for i in range(n)]
     latency = 3
-    top = Module()
-    top.submodules.loader = loader = BufferLoader(cfg)
-    top.submodules.reader = reader = BurstReader(external.ADDR_BITS, bus_bits, max_request_words(cfg))
-    top.submodules.memory = memory = AxiMemoryModel(external.ADDR_BITS, bus_bits, words, latency)
-    wiring.connect(top, loader.request, reader.request)
-    wiring.connect(top, reader.data, loader.words)
-    wiring.connect(top, reader.axi, memory.axi)
+    top, loader = _loader_on_memory(cfg, words, latency)
     seen = {}
 
     async def bench(ctx):
