@@ -315,6 +315,8 @@ ARRAY_OPTIONS = {
     "--max-layers": ("max_layers", "layers the per-layer counters cover (default: the model's)"),
     "--max-channels": ("max_channels", "most channels of a layer's input or output (default: the model's)"),
     "--max-size": ("max_size", "largest image side, kernel or padding + 1 (default: the model's)"),
+    "--group-size": ("group_size", "input events of one position accumulated per accumulator memory access "
+                                   "(event group registers; default 16)"),
 }
 
 

@@ -48,9 +48,16 @@ class Counter(enum.IntEnum):
     SPIKES = 4  #: spikes emitted by fire stages
     EVENTS_IN = 5  #: input events processed, all layers (each once, however many weight tiles read it)
     MEMORY_BEATS = 6  #: external memory words read
+    #: accumulator memory read-modify-writes by accumulation, all PEs (one per event group, tap and slot)
+    ACC_WRITEBACKS = 7
 
 
 COUNTER_BITS = 32
+
+
+#: events per group when nothing else is asked for: a position's spiking channels in the
+#: digits CNN and VGG-16 mostly fit, at 2 x 16 entries of group registers
+DEFAULT_GROUP_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,9 @@ class ArrayConfig:
     spike_lanes: int = 0
     #: data width of the AXI4 bus to external memory
     bus_bits: int = 64
+    #: most input events of one position accumulated per accumulator memory access (the
+    #: entries of the event group registers, hw/grouper.py)
+    group_size: int = DEFAULT_GROUP_SIZE
 
     def __post_init__(self):
         if self.spike_lanes == 0 and isinstance(self.pes, int) and self.pes >= 1:
@@ -83,6 +93,8 @@ class ArrayConfig:
                 raise InputError(f"{name} must be a positive integer, not {v!r}")
         if _log2_exact(self.spike_lanes) is None or self.spike_lanes > self.pes:
             raise InputError(f"spike_lanes must be a power of two up to pes ({self.pes}), not {self.spike_lanes!r}")
+        if not isinstance(self.group_size, int) or not 1 <= self.group_size <= 64:
+            raise InputError(f"group_size must be an integer in 1..64, not {self.group_size!r}")
         if self.bus_bits not in (32, 64, 128, 256, 512, 1024):
             raise InputError(f"bus_bits must be a power of two from 32 to 1024, not {self.bus_bits!r}")
         if self.pes > 64:
@@ -191,7 +203,8 @@ DEFAULT_WEIGHT_BUFFER = 8192
 #: the command-line option that sets each size (firstspike verilog, sim, synth)
 PARAMETER_FLAGS = {"weight_buffer": "--weight-buffer", "bias_buffer": "--bias-buffer", "slot_depth": "--acc-buffer",
                    "event_depth": "--event-buffer", "acc_width": "--acc-width", "max_layers": "--max-layers",
-                   "max_channels": "--max-channels", "max_size": "--max-size"}
+                   "max_channels": "--max-channels", "max_size": "--max-size",
+                   "group_size": "--group-size"}
 
 #: the neuron models (sw/neurons) whose layers the array runs
 HW_NEURONS = ("ttfs",)

@@ -27,19 +27,21 @@ def _shape(s) -> tuple[int, int, int]:
 
 
 def input_writes(cfg: ArrayConfig, times: np.ndarray, shape=None) -> list[tuple[int, int]]:
-    """Writes that place one image's input spike times as events, in (c, y, x) order.
+    """Writes that place one image's input spike times as events, position by position: (y, x, c)
+    order, like the fire stage writes a layer's spikes, so the events of one position are
+    consecutive and accumulate as one group (hw/grouper.py).
 
-    ``times`` is flat (C*H*W,); ``shape`` (C, H, W) is the first layer's input shape
-    (default: (len(times), 1, 1), a flat input).
+    ``times`` is flat (C*H*W,) in (c, y, x) order; ``shape`` (C, H, W) is the first layer's
+    input shape (default: (len(times), 1, 1), a flat input).
     """
     layout = spike_event(cfg)
     times = np.asarray(times)
     c_, h_, w_ = _shape(len(times) if shape is None else shape)
-    neurons = np.flatnonzero(times != NO_SPIKE)
-    writes = [(cfg.address(Region.EVENTS, k), pack(layout, channel=int(i) // (h_ * w_), y=(int(i) // w_) % h_,
-                                                   x=int(i) % w_, time=int(times[i])))
-              for k, i in enumerate(neurons)]
-    writes.append((cfg.address(Region.CONTROL, 1), len(neurons)))
+    by_position = times.reshape(c_, h_, w_).transpose(1, 2, 0)
+    writes = [(cfg.address(Region.EVENTS, k), pack(layout, channel=int(c), y=int(y), x=int(x),
+                                                   time=int(by_position[y, x, c])))
+              for k, (y, x, c) in enumerate(np.argwhere(by_position != NO_SPIKE))]
+    writes.append((cfg.address(Region.CONTROL, 1), len(writes)))
     return writes
 
 

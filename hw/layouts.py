@@ -17,7 +17,8 @@ class PeOp(enum.Enum, shape=2):
 
     NOP = 0  #: nothing
     INIT = 1  #: accumulator[acc_addr] <- bias[bias_addr]
-    ACCUM = 2  #: accumulator[acc_addr] += contribution of weight[weight_addr] at time
+    ACCUM = 2  #: sum <- (accumulator[acc_addr] if first else sum) + contribution of weight[weight_addr]
+    #: at time; accumulator[acc_addr] <- sum if last
     READ = 3  #: potential <- accumulator[acc_addr] (+ bias[bias_addr] if add_bias) on the next cycle
 
 
@@ -43,6 +44,21 @@ def spike_group(cfg: ArrayConfig) -> data.StructLayout:
     """Up to ``spike_lanes`` spikes leaving the fire stage in one cycle: lanes 0..count-1."""
     return data.StructLayout({"count": range(cfg.spike_lanes + 1),
                               "events": data.ArrayLayout(spike_event(cfg), cfg.spike_lanes)})
+
+
+def group_entry(cfg: ArrayConfig) -> data.StructLayout:
+    """One event of an event group: the weight buffer address of its channel's first tap
+    (channel * kernel_area) and its time."""
+    return data.StructLayout({"weight_base": unsigned(_bits(cfg.weight_buffer)),
+                              "time": unsigned(cfg.timing.time_bits)})
+
+
+def event_group(cfg: ArrayConfig) -> data.StructLayout:
+    """Up to ``group_size`` consecutive input events at one position (y, x): entries 0..count-1.
+    They touch the same accumulators, so each accumulator is read and written once per group."""
+    return data.StructLayout({"y": unsigned(cfg.coord_bits), "x": unsigned(cfg.coord_bits),
+                              "count": range(cfg.group_size + 1),
+                              "events": data.ArrayLayout(group_entry(cfg), cfg.group_size)})
 
 
 def potential_sample(cfg: ArrayConfig) -> data.StructLayout:
@@ -117,6 +133,8 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         "bias_addr": unsigned(_bits(cfg.bias_buffer)),
         "acc_addr": unsigned(_bits(cfg.slot_depth)),
         "time": unsigned(cfg.timing.time_bits),
+        "first": 1,  #: ACCUM: start from accumulator[acc_addr], not from the PE's running sum
+        "last": 1,  #: ACCUM: write the running sum back to accumulator[acc_addr]
         "add_bias": 1,  #: READ: the potential includes bias[bias_addr]
         "clear": 1,  #: accumulator[clear_addr] <- 0 this cycle (the fire stage took its value)
         "clear_addr": unsigned(_bits(cfg.slot_depth)),

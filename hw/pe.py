@@ -1,7 +1,7 @@
 """ProcessingElement: one slice of the neuron array with its own weights and accumulators."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Assert, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -17,9 +17,15 @@ class ProcessingElement(wiring.Component):
     Two-stage pipeline. Stage 0 presents the command's addresses to the synchronous
     weight, bias and accumulator memories; stage 1 computes and writes back. A spike at
     time t through weight code (sign, m) adds ``+-(M[t % B] >> (m + t // B))`` (spec
-    section 3): a table lookup and a barrel shift, no multiplier. The accumulator read
-    port is transparent to its write port, so a command may read the slot the previous
-    command is writing.
+    section 3): a table lookup and a barrel shift, no multiplier.
+
+    A run of ACCUM commands to one accumulator (the events of one event group, hw/grouper.py)
+    adds into a register, the running sum: the first command of the run reads the
+    accumulator memory, the last writes it back, the ones between touch no memory but the
+    weight buffer. So the accumulator memory costs one read and one write per run, not per
+    synaptic event (docs/hardware.md, "Dataflow"). Its read port is enabled only for a first
+    ACCUM or a READ, and is transparent to its write port: a run may start on the
+    accumulator the previous run is writing back.
 
     Hidden layers accumulate from zero and add the bias when the fire stage reads the
     potential (``add_bias``); the fire stage then clears the accumulator (``clear``), so
@@ -62,18 +68,23 @@ class ProcessingElement(wiring.Component):
         b_rd, b_wr = biases.read_port(), biases.write_port()
         a_wr = accs.write_port()
         a_rd = accs.read_port(transparent_for=(a_wr,))
+        running = Signal(signed(W))  # the running sum of a run of ACCUM commands
+        running_addr = Signal.like(self.cmd.acc_addr)
+        open_run = Signal()  # a run has started and not been written back
 
         for port, load in ((w_wr, self.weight_w), (b_wr, self.bias_w)):
             m.d.comb += [port.addr.eq(load.addr), port.data.eq(load.data), port.en.eq(load.en)]
 
         # stage 0: addresses to the synchronous read ports
         cmd = self.cmd
-        m.d.comb += [w_rd.addr.eq(cmd.weight_addr), b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.acc_addr)]
+        m.d.comb += [w_rd.addr.eq(cmd.weight_addr), b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.acc_addr),
+                     a_rd.en.eq((cmd.op == PeOp.READ) | ((cmd.op == PeOp.ACCUM) & cmd.first))]
         op1 = Signal(PeOp)
         slot1 = Signal.like(cmd.acc_addr)
         time1 = Signal.like(cmd.time)
-        add_bias1 = Signal()
-        m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time), add_bias1.eq(cmd.add_bias)]
+        add_bias1, first1, last1 = Signal(), Signal(), Signal()
+        m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time), add_bias1.eq(cmd.add_bias),
+                     first1.eq(cmd.first), last1.eq(cmd.last)]
 
         # stage 1: contribution = M[t % B] >> (m + t // B), zero for the zero code
         sign = w_rd.data[WEIGHT_BITS - 1]
@@ -97,8 +108,15 @@ class ProcessingElement(wiring.Component):
             with m.Case(PeOp.INIT):
                 m.d.comb += [a_wr.data.eq(b_rd.data), a_wr.en.eq(1)]
             with m.Case(PeOp.ACCUM):
-                m.d.comb += [a_wr.data.eq(Mux(sign, acc - contribution, acc + contribution)),
-                             a_wr.en.eq(1), self.updated.eq(mag != ZERO_MAG)]
+                base = Mux(first1, acc, running)
+                total = Signal(signed(W))
+                m.d.comb += [total.eq(Mux(sign, base - contribution, base + contribution)),
+                             a_wr.data.eq(total), a_wr.en.eq(last1), self.updated.eq(mag != ZERO_MAG)]
+                m.d.sync += [running.eq(total), running_addr.eq(slot1), open_run.eq(~last1)]
+                m.d.sync += Assert(first1 | (open_run & (running_addr == slot1)),
+                                   "an ACCUM that is not first continues the open run on its accumulator")
+            with m.Default():
+                m.d.sync += Assert(~open_run, "a run of ACCUM commands ends with a write-back (last)")
         # the sequencer never clears in a cycle whose stage 1 writes (READs precede clears)
         with m.If(cmd.clear):
             m.d.comb += [a_wr.addr.eq(cmd.clear_addr), a_wr.data.eq(0), a_wr.en.eq(1)]

@@ -8,10 +8,10 @@ event e touches (the output positions whose window covers it), ``q`` the max-poo
 hidden and its pooling drops a remainder row or column, else 0), ``Lh`` the cycles of
 reading the layer's header (``header_cycles``), ``Lb`` and ``Lw_t`` the
 cycles of loading the layer's biases and its weight tile t (``load_cycles``: they depend
-on the block sizes and the memory's latency only, not on the data), and per tile
-``A_t = sum_e max(1, taps(e) * slots_t)`` the ACCUMULATE cycles (an event touching
-nothing: 1), ``S = sum_t (Lw_t + 1 + A_t)`` (``S = 1`` when the layer has no input
-events: it loads no weights):
+on the block sizes and the memory's latency only, not on the data), ``A_t`` the
+cycles of ACCUMULATE for tile t (``accumulate_cycles``: the event groups' schedule, below),
+``S = sum_t (Lw_t + 1 + A_t)`` (``S = 1`` when the layer has no input events: it loads no
+weights):
 
     hidden layer:  Lh + 1 + max(d + Lb + S + 1, T + 2)  HEADER, DESCRIPTOR, CLEAR, LOAD_BIASES, per tile
                                                       LOAD_WEIGHTS, ACCUMULATE_FIRST, ACCUMULATE,
@@ -26,6 +26,17 @@ read in order; each takes q*q cycles of reads, all PEs at once, and its k_g spik
 L per cycle while the next group is read (hw/fire.py), so a group costs
 max(q*q, ceil(k_g / L)); the last group's spikes drain in FIRE_FLUSH. The one-time
 accumulator clear after reset or new descriptors is not part of a run's cycles.
+
+ACCUMULATE: the input events, in memory order (position by position), form groups: runs
+of up to ``group_size`` events at one position (hw/grouper.py). Group g has ``n_g`` events
+and its position ``taps_g`` kernel taps; the tap walker spends ``a_g = max(1, taps_g *
+slots_t * n_g)`` cycles on it (hw/taps.py) and the grouper collects the next group
+meanwhile, one event per cycle plus one to see that the next event does not belong
+(``r_g = 1``; 0 for the last group, which ends with the events). With ACCUMULATE_FIRST:
+
+    A_t + 1 = n_0 + r_0 + 2 + sum_{g < last} max(n_{g+1} + r_{g+1} + 1, a_g) + a_last
+
+and every PE reads and writes an accumulator ``sum_g taps_g * slots_t`` times.
 
 Tests assert equality with the RTL's counters, layer by layer, on every tested network.
 """
@@ -55,6 +66,7 @@ class LayerCounts:
     input_events: np.ndarray
     weight_reads: np.ndarray  #: one per PE per accumulate command
     acc_updates: np.ndarray  #: synaptic events: accumulations of a nonzero weight
+    acc_writebacks: np.ndarray  #: accumulator memory read-modify-writes by accumulation, all PEs
     spikes: np.ndarray  #: output spikes (0 for the output layer)
     fired_neurons: int  #: potentials that pass the fire unit's comparators (0 for the output layer)
     init_writes: int  #: accumulator writes outside accumulation (INIT, CLEAR, fire-stage clears), all PEs
@@ -70,6 +82,27 @@ def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: in
     """Per input coordinate v: how many kernel offsets k put it in an output's window."""
     v = np.arange(size_in)[:, None] + padding - np.arange(kernel)[None, :]
     return ((v >= 0) & (v % stride == 0) & (v // stride < size_out)).sum(axis=1)
+
+
+def group_schedule(active: np.ndarray, taps: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The event groups of one image's layer input, in the order the grouper forms them:
+    (n_g, taps_g) per group. ``active`` (C, H, W): which input neurons spiked; ``taps``
+    (H, W): the kernel taps of each position. Events are stored position by position, so a
+    position with k events gives ceil(k / group_size) groups, all full but the last."""
+    runs = active.sum(axis=0).ravel()
+    parts = -(-active.shape[0] // group_size)
+    n = np.clip(runs[:, None] - group_size * np.arange(parts)[None, :], 0, group_size)
+    keep = n > 0
+    return n[keep], np.broadcast_to(taps.ravel()[:, None], n.shape)[keep]
+
+
+def accumulate_cycles(n: np.ndarray, taps: np.ndarray, slots: int) -> int:
+    """ACCUMULATE_FIRST and ACCUMULATE of one pass over the groups (n_g, taps_g) with ``slots``
+    slots per tap (the module docstring's A_t + 1)."""
+    a = np.maximum(1, taps * slots * n)
+    r = np.ones_like(n)
+    r[-1] = 0
+    return int(n[0] + r[0] + 2 + np.maximum(n[1:] + r[1:] + 1, a[:-1]).sum() + a[-1])
 
 
 @lru_cache(maxsize=4096)
@@ -146,12 +179,13 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
                         axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))  # (H_in, W_in)
         per_event = (taps * slots)[None, None]
-        def accumulate_cycles(n):  # one pass over the events with n slots per tap
-            return (active * np.maximum(1, taps * n)[None, None]).sum(axis=(1, 2, 3))
-        accumulate = (d.tiles - 1) * accumulate_cycles(d.tile_slots) + accumulate_cycles(d.last_slots)
+        schedule = [group_schedule(a, taps, cfg.group_size) for a in active]
+        accumulate = np.array([sum(accumulate_cycles(n, t, d.tile_slots if i < d.tiles - 1 else d.last_slots)
+                                   for i in range(d.tiles)) if len(n) else 0 for n, t in schedule], dtype=np.int64)
+        writebacks = np.array([int((t * slots).sum()) for _, t in schedule], dtype=np.int64) * pes
         commands = (active * per_event).sum(axis=(1, 2, 3))
         has_events = events > 0
-        passes = np.where(has_events, accumulate + sum(tile_loads) + d.tiles, 1)  # S of the docstring
+        passes = np.where(has_events, accumulate + sum(tile_loads), 1)  # S of the docstring
         loads = head + bias_load + np.where(has_events, sum(tile_loads), 0)
         beats = n_header + d.bias_beats + np.where(has_events, weight_beats, 0)
         _, mag = split_codes(layer.weights)
@@ -182,10 +216,12 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
             writes = dirty + g["h_pool"] * g["w_pool"] * slots * g["pool"] ** 2  # CLEAR, the fire stage's clears
             remainder = g["h_pool"] * g["pool"] != g["h_out"] or g["w_pool"] * g["pool"] != g["w_out"]
         dirty = acc_count if not layer.is_output and remainder else 0
+        in_accumulate = np.where(has_events, accumulate - d.tiles, 0)  # without ACCUMULATE_FIRST
         out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=events, weight_reads=commands * pes,
-                               acc_updates=updates, spikes=spikes, fired_neurons=fired, init_writes=writes * pes,
-                               accumulate_cycles=accumulate, pe_utilization=updates / (pes * cycles),
-                               accumulate_utilization=updates / (pes * np.maximum(1, accumulate)),
+                               acc_updates=updates, acc_writebacks=writebacks, spikes=spikes, fired_neurons=fired,
+                               init_writes=writes * pes, accumulate_cycles=in_accumulate,
+                               pe_utilization=updates / (pes * cycles),
+                               accumulate_utilization=updates / (pes * np.maximum(1, in_accumulate)),
                                tiles=d.tiles, memory_beats=beats, load_cycles=loads))
     return out
 

@@ -8,8 +8,10 @@ from amaranth.lib.wiring import In, Out
 from . import external
 from .config import COUNTER_BITS, ArrayConfig, Counter
 from .fire import ThresholdWrite
+from .grouper import EventGrouper
 from .layouts import LoadTarget, PeOp, header_words, layer_header, load_command, pe_command, potential_sample, \
     spike_event, spike_group
+from .taps import TapWalker
 
 
 def _addr(depth: int) -> int:
@@ -34,13 +36,12 @@ class Sequencer(wiring.Component):
       output channel groups as the weight buffer holds, hw/external.py), come from external
       memory through the loader (hw/loader.py). A layer with no input events loads no weights.
     - INIT (output layer): its accumulators, the top ``slots`` of each PE, get their bias.
-    - ACCUMULATE: an input event (c, y, x, t) touches the output positions whose window
-      covers (y, x). The address generator walks exactly those kernel taps (their range
-      is computed from the event in its first cycle: no cycle is spent on a tap outside
-      the image or off the stride grid) and, per tap, the ``slots`` channel groups: one
-      command to all PEs per (tap, slot of the tile). An event that touches nothing costs one
-      cycle. Cycles follow the spikes, not T. With several tiles, the layer's input events
-      are read once per tile.
+    - ACCUMULATE: the event grouper (hw/grouper.py) reads the layer's input events and
+      hands on runs of up to ``group_size`` events at one position; the tap walker
+      (hw/taps.py) turns each group into one command to all PEs per (kernel tap, slot of the
+      tile, event), the group's events innermost, so a PE reads and writes each accumulator
+      once per group. Cycles follow the spikes, not T. With several tiles, the layer's input
+      events are read once per tile.
     - FIRE (hidden layers): every PE's potential at one address is read in the same
       cycle, in pooled-output order (row, column, channel group, then the pool window),
       and passes the fire unit's per-PE comparators, which keep the earliest spike of each
@@ -124,7 +125,6 @@ class Sequencer(wiring.Component):
         header_addr = Signal(external.ADDR_BITS)
         ev_base = Signal(range(cfg.event_depth + 1))
         ev_end = Signal.like(ev_base)
-        ptr = Signal.like(ev_base)
         wptr = Signal.like(ev_base)
         slot = Signal(range(cfg.slot_depth + 1))
         acc = Signal(range(cfg.slot_depth + 1))
@@ -235,55 +235,17 @@ class Sequencer(wiring.Component):
             m.d.sync += [layer_cycles[layer].eq(cycles + 1 - layer_start), layer_start.eq(cycles + 1),
                          layer_events[layer].eq(ev_end - ev_base)]
 
-        event = e_data
-
-        # -- accumulate address generator ------------------------------------------------
-        # Per axis, for input coordinate v: a = v + padding; the taps k with (a - k) a
-        # multiple of the stride and 0 <= (a - k) >> stride_log2 < out are k0, k0 + stride, ...
-        # where o_max = min(a >> stride_log2, out - 1) and k0 = a - (o_max << stride_log2).
-        def taps(v, kernel, out, name):
-            a = Signal(range(2 * cfg.max_size + 1), name=f"{name}_a")
-            o_top = Signal(range(2 * cfg.max_size + 1), name=f"{name}_o_top")
-            o_max = Signal(size, name=f"{name}_o_max")
-            k0 = Signal(range(2 * cfg.max_size + 1), name=f"{name}_k0")
-            n = Signal(size, name=f"{name}_n")
-            q = Signal(size, name=f"{name}_q")
-            m.d.comb += [a.eq(v + desc.padding), o_top.eq(a >> desc.stride_log2),
-                         o_max.eq(Mux(o_top > out - 1, out - 1, o_top)),
-                         k0.eq(a - (o_max << desc.stride_log2)),
-                         q.eq(((kernel - 1 - k0) >> desc.stride_log2) + 1)]
-            with m.If(k0 < kernel):
-                m.d.comb += n.eq(Mux(o_max + 1 < q, o_max + 1, q))
-            return k0, o_max, n
-
-        ky0, oy0, ny0 = taps(event.y, desc.kh, desc.h_out, "ty")
-        kx0, ox0, nx0 = taps(event.x, desc.kw, desc.w_out, "tx")
-        w0 = Signal.like(self.cmd.weight_addr)
-        a0 = Signal.like(self.cmd.acc_addr)
-        m.d.comb += [w0.eq(event.channel * desc.kernel_area + ky0 * desc.kw + kx0),
-                     a0.eq(desc.acc_base + oy0 * desc.row_stride + ox0 * desc.slots + tile_first)]
-        first = Signal()  # first cycle of an event: loop state comes from the event itself
-        ny, nx, jy, jx = (Signal(size, name=n) for n in ("ny", "nx", "jy", "jx"))
-        w_row, w_col, w_cur = (Signal.like(w0, name=n) for n in ("w_row", "w_col", "w_cur"))
-        a_row, a_col, a_cur = (Signal.like(a0, name=n) for n in ("a_row", "a_col", "a_cur"))
-        c_ny, c_nx, c_jy, c_jx = (Signal(size, name=f"c_{n}") for n in ("ny", "nx", "jy", "jx"))
-        c_slot = Signal.like(slot)
-        c_w_row, c_w_col, c_w = (Signal.like(w0, name=f"c_{n}") for n in ("w_row", "w_col", "w"))
-        c_a_row, c_a_col, c_a = (Signal.like(a0, name=f"c_{n}") for n in ("a_row", "a_col", "a"))
-        with m.If(first):
-            m.d.comb += [c_ny.eq(ny0), c_nx.eq(nx0), c_jy.eq(0), c_jx.eq(0), c_slot.eq(0),
-                         c_w_row.eq(w0), c_w_col.eq(w0), c_w.eq(w0), c_a_row.eq(a0), c_a_col.eq(a0), c_a.eq(a0)]
-        with m.Else():
-            m.d.comb += [c_ny.eq(ny), c_nx.eq(nx), c_jy.eq(jy), c_jx.eq(jx), c_slot.eq(slot),
-                         c_w_row.eq(w_row), c_w_col.eq(w_col), c_w.eq(w_cur),
-                         c_a_row.eq(a_row), c_a_col.eq(a_col), c_a.eq(a_cur)]
-        event_done = Signal()
-        m.d.comb += event_done.eq((c_ny == 0) | (c_nx == 0) |
-                                  ((c_slot == tile_slots - 1) & (c_jx == c_nx - 1) & (c_jy == c_ny - 1)))
+        # -- accumulation: event groups (hw/grouper.py) walked tap by tap (hw/taps.py) ---------
+        m.submodules.grouper = grouper = EventGrouper(cfg)
+        m.submodules.walker = walker = TapWalker(cfg)
+        wiring.connect(m, grouper.groups, walker.groups)
+        m.d.comb += [grouper.first.eq(ev_base), grouper.end.eq(ev_end), grouper.kernel_area.eq(desc.kernel_area),
+                     grouper.event.eq(e_data), dp_e_addr.eq(grouper.read_addr), dp_e_en.eq(grouper.read_en),
+                     walker.descriptor.eq(desc), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots)]
 
         # -- fire scan addresses ---------------------------------------------------------
         pool_last = Signal(size)
-        fire_addr = Signal.like(a0)
+        fire_addr = Signal.like(self.cmd.acc_addr)
         m.d.comb += [pool_last.eq((1 << desc.pool_log2) - 1),
                      fire_addr.eq((((py << desc.pool_log2) + dy) * desc.row_stride)
                                   + (((px << desc.pool_log2) + dx) * desc.slots) + slot_f)]
@@ -364,43 +326,25 @@ class Sequencer(wiring.Component):
                 with m.If(~self.load_busy):
                     m.next = "ACCUMULATE_FIRST"
             with m.State("ACCUMULATE_FIRST"):  # LOAD_WEIGHTS made sure there are events
-                m.d.comb += [dp_e_addr.eq(ev_base), dp_e_en.eq(1)]
-                m.d.sync += [ptr.eq(ev_base + 1), first.eq(1)]
+                m.d.comb += grouper.start.eq(1)
                 m.next = "ACCUMULATE"
             with m.State("ACCUMULATE"):
-                with m.If((c_ny != 0) & (c_nx != 0)):
-                    m.d.comb += [self.cmd.op.eq(PeOp.ACCUM), self.cmd.acc_addr.eq(c_a),
-                                 self.cmd.weight_addr.eq(c_w), self.cmd.time.eq(event.time)]
+                cmd = walker.cmd
+                m.d.comb += [self.cmd.op.eq(cmd.op), self.cmd.acc_addr.eq(cmd.acc_addr),
+                             self.cmd.weight_addr.eq(cmd.weight_addr), self.cmd.time.eq(cmd.time),
+                             self.cmd.first.eq(cmd.first), self.cmd.last.eq(cmd.last)]
+                with m.If(cmd.op == PeOp.ACCUM):
                     m.d.sync += counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + P)
-                # next (slot, kx, ky): slot fastest, then the kernel column, then the row
-                m.d.sync += [first.eq(0), ny.eq(c_ny), nx.eq(c_nx), jy.eq(c_jy), jx.eq(c_jx), slot.eq(c_slot),
-                             w_row.eq(c_w_row), w_col.eq(c_w_col), w_cur.eq(c_w),
-                             a_row.eq(c_a_row), a_col.eq(c_a_col), a_cur.eq(c_a)]
-                with m.If(c_slot != tile_slots - 1):
-                    m.d.sync += [slot.eq(c_slot + 1), w_cur.eq(c_w + desc.slot_stride), a_cur.eq(c_a + 1)]
-                with m.Elif(c_jx != c_nx - 1):
-                    step_w = c_w_col + (1 << desc.stride_log2)
-                    step_a = c_a_col - desc.slots
-                    m.d.sync += [slot.eq(0), jx.eq(c_jx + 1), w_col.eq(step_w), w_cur.eq(step_w),
-                                 a_col.eq(step_a), a_cur.eq(step_a)]
-                with m.Else():
-                    step_w = c_w_row + (desc.kw << desc.stride_log2)
-                    step_a = c_a_row - desc.row_stride
-                    m.d.sync += [slot.eq(0), jx.eq(0), jy.eq(c_jy + 1), w_row.eq(step_w), w_col.eq(step_w),
-                                 w_cur.eq(step_w), a_row.eq(step_a), a_col.eq(step_a), a_cur.eq(step_a)]
-                with m.If(event_done):
-                    m.d.sync += first.eq(1)
-                    with m.If(tile == 0):  # an event counts once, however many tiles read it
-                        m.d.sync += counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)
-                    with m.If((ptr == ev_end) & last_tile):
-                        m.next = "AFTER_ACCUMULATE"
-                    with m.Elif(ptr == ev_end):  # the next tile reads the same events again
-                        m.d.sync += [tile.eq(tile + 1), tile_first.eq(tile_first + desc.tile_slots),
-                                     tile_offset.eq(tile_offset + (desc.tile_beats << bus_size))]
-                        m.next = "LOAD_WEIGHTS"
-                    with m.Else():
-                        m.d.comb += [dp_e_addr.eq(ptr), dp_e_en.eq(1)]
-                        m.d.sync += ptr.eq(ptr + 1)
+                    with m.If(cmd.last):
+                        m.d.sync += counters[Counter.ACC_WRITEBACKS].eq(counters[Counter.ACC_WRITEBACKS] + P)
+                with m.If(grouper.taken & (tile == 0)):  # an event counts once, however many tiles read it
+                    m.d.sync += counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)
+                with m.If(grouper.done & last_tile):
+                    m.next = "AFTER_ACCUMULATE"
+                with m.Elif(grouper.done):  # the next tile reads the same events again
+                    m.d.sync += [tile.eq(tile + 1), tile_first.eq(tile_first + desc.tile_slots),
+                                 tile_offset.eq(tile_offset + (desc.tile_beats << bus_size))]
+                    m.next = "LOAD_WEIGHTS"
             with m.State("AFTER_ACCUMULATE"):
                 m.d.sync += [py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot_f.eq(0), ch_base.eq(0)]
                 with m.If(last):

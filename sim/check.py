@@ -70,9 +70,16 @@ def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) ->
     memory = [0] * NETWORK_OFFSET_WORDS + image.memory
     run = verilator.run(built, cfg, model.shapes, times, memory, load_writes=writes, work_dir=work_dir,
                         mutant=mutant, cycle_limit=limit)
+    return result_problems(cfg, model, golden, counts, [decode_results(cfg, model.shapes, run.stats[b], run.words[b])
+                                                        for b in range(len(times))])
+
+
+def result_problems(cfg, model, golden: GoldenResult, counts, results: list[RunResult]) -> list[str]:
+    """What differs between runs of the array (one per image of a golden batch) and the golden
+    model (spikes, potentials) or the cycle model ``counts`` (hw/perf.py layer_counts: layer
+    cycles and events, every counter). Empty: bit-exact and cycle-exact."""
     problems = []
-    for b in range(len(times)):
-        result = decode_results(cfg, model.shapes, run.stats[b], run.words[b])
+    for b, result in enumerate(results):
         mismatch = first_mismatch(b, golden, b, result)
         if mismatch is not None:
             problems.append(str(mismatch))
@@ -83,7 +90,7 @@ def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) ->
         checks = [("layer cycles", result.layer_cycles, [int(c.cycles[b]) for c in counts]),
                   ("layer events", result.layer_events, [int(c.input_events[b]) for c in counts])]
         checks += [(key, result.counters[key], sum(int(getattr(c, key)[b]) for c in counts))
-                   for key in ("weight_reads", "acc_updates", "spikes", "memory_beats")]
+                   for key in ("weight_reads", "acc_updates", "acc_writebacks", "spikes", "memory_beats")]
         checks.append(("events in", result.counters["events_in"], sum(int(c.input_events[b]) for c in counts)))
         problems += [f"image {b}: {name}: RTL {rtl}, cycle model {model_value}"
                      for name, rtl, model_value in checks if rtl != model_value]

@@ -84,8 +84,9 @@ class PeProof(_Harness):
 
     Trace (cycle: action), all values free: 0: write weight codes w0, w1 to two different
     addresses and bias b; 1: INIT slot s (accumulator <- b); 2: ACCUM w0 at time t0;
-    3: ACCUM w1 at time t1 into the same slot (the read-after-write path of back-to-back
-    events); 4: READ s with the bias added; 5: clear s; 6: READ s. Asserted: ``updated``
+    3: ACCUM w1 at time t1 into the same slot, either as a second run (the read-after-write
+    path of back-to-back runs) or continuing the first (the running sum), a free choice;
+    4: READ s with the bias added; 5: clear s; 6: READ s. Asserted: ``updated``
     is high exactly for the nonzero codes (cycles 3 and 4); the potential at cycle 5 is
     ``2b + c(w0, t0) + c(w1, t1)`` with ``c = (-1)^sign * C[mag, t]``; at cycle 7 it is 0.
     Assumed: ``2b`` plus two full contributions fits the accumulator (the spec's widths
@@ -110,6 +111,7 @@ class PeProof(_Harness):
         a0, a1 = AnyConst(2), AnyConst(2)
         t0, t1 = AnyConst(timing.time_bits), AnyConst(timing.time_bits)
         b, slot, b_addr = AnyConst(signed(W)), AnyConst(1), AnyConst(1)
+        two_runs = AnyConst(1)
         room = (2 ** (W - 1) - 1 - 2 * 2 ** timing.frac_bits) // 2  # 2b + c0 + c1 fits
         m.d.comb += [Assume(a0 != a1), Assume(t0 < timing.T), Assume(t1 < timing.T),
                      Assume(b <= room), Assume(b >= -room)]
@@ -123,9 +125,11 @@ class PeProof(_Harness):
                 m.d.comb += [pe.weight_w.addr.eq(a1), pe.weight_w.data.eq(w1), pe.weight_w.en.eq(1),
                              cmd.op.eq(PeOp.INIT), cmd.acc_addr.eq(slot), cmd.bias_addr.eq(b_addr)]
             with m.Case(2):
-                m.d.comb += [cmd.op.eq(PeOp.ACCUM), cmd.acc_addr.eq(slot), cmd.weight_addr.eq(a0), cmd.time.eq(t0)]
+                m.d.comb += [cmd.op.eq(PeOp.ACCUM), cmd.acc_addr.eq(slot), cmd.weight_addr.eq(a0), cmd.time.eq(t0),
+                             cmd.first.eq(1), cmd.last.eq(two_runs)]
             with m.Case(3):
-                m.d.comb += [cmd.op.eq(PeOp.ACCUM), cmd.acc_addr.eq(slot), cmd.weight_addr.eq(a1), cmd.time.eq(t1)]
+                m.d.comb += [cmd.op.eq(PeOp.ACCUM), cmd.acc_addr.eq(slot), cmd.weight_addr.eq(a1), cmd.time.eq(t1),
+                             cmd.first.eq(two_runs), cmd.last.eq(1)]
             with m.Case(4):
                 m.d.comb += [cmd.op.eq(PeOp.READ), cmd.acc_addr.eq(slot), cmd.bias_addr.eq(b_addr),
                              cmd.add_bias.eq(1)]
@@ -147,7 +151,8 @@ class PeProof(_Harness):
         with m.If(cycle == 7):
             m.d.comb += Assert(pe.potential == 0, "a cleared accumulator reads 0")
         m.d.comb += [Cover((cycle == 7) & w0[WEIGHT_BITS - 1] & (mag0 != 0) & (mag1 != 0) & (t1 == timing.T - 1)),
-                     Cover((cycle == 7) & (b < 0) & ~w1[WEIGHT_BITS - 1] & (mag1 != 0))]
+                     Cover((cycle == 7) & (b < 0) & ~w1[WEIGHT_BITS - 1] & (mag1 != 0)),
+                     Cover((cycle == 7) & two_runs), Cover((cycle == 7) & ~two_runs)]
         with m.If((cycle != 3) & (cycle != 4)):
             m.d.comb += Assert(~pe.updated, "updated only in stage 1 of an ACCUM")
         return m

@@ -8,7 +8,9 @@ from firstspike.hw.config import ArrayConfig, DoesNotFit, network_image
 from firstspike.hw.fire import FireUnit
 from firstspike.hw.layouts import PeOp
 from firstspike.hw.pe import ProcessingElement
+from firstspike.hw.perf import layer_counts
 from firstspike.sim.amaranth_backend import run_amaranth
+from firstspike.sim.check import result_problems
 from firstspike.sw.formats import NO_SPIKE, Timing, fire_times, weight_code
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.random_models import random_input_times, random_model
@@ -23,8 +25,9 @@ def small_config(timing, **kw):
 
 @pytest.mark.parametrize("B", [1, 2, 4])
 def test_pe_accumulates_every_code_at_every_time(B):
-    """Each of the 31 codes at each time step, into 4 slots, including back-to-back
-    updates of one slot (the transparent accumulator read)."""
+    """Each of the 31 codes at each time step, into 4 slots, in runs of 1 to 6 commands
+    (first ... last: the running sum), including back-to-back runs on one slot (the
+    transparent accumulator read after the previous run's write-back)."""
     timing = Timing(T=8, B=B, frac_bits=12)
     cfg = small_config(timing)
     codes = [weight_code(s, m) for s in (0, 1) for m in range(15)] + [15]
@@ -32,11 +35,15 @@ def test_pe_accumulates_every_code_at_every_time(B):
     dut = ProcessingElement(cfg)
     table = timing.contribution_table()
     rng = np.random.default_rng(B)
-    ops = [(int(rng.integers(0, len(codes))), int(rng.integers(0, 4)), int(rng.integers(0, 8))) for _ in range(300)]
-    ops += [(0, 2, 0)] * 5  # the same slot five cycles in a row
+    ops = []  # (weight address, slot, time, first, last)
+    while len(ops) < 300:
+        slot, n = int(rng.integers(0, 4)), int(rng.integers(1, 7))
+        ops += [(int(rng.integers(0, len(codes))), slot, int(rng.integers(0, 8)), i == 0, i == n - 1)
+                for i in range(n)]
+    ops += [(0, 2, 0, True, True)] * 5 + [(3, 2, 1, True, False), (5, 2, 7, False, True)]  # runs on one slot
     expected = list(bias)
     updates = 0
-    for addr, slot, t in ops:
+    for addr, slot, t, _, _ in ops:
         sign, mag = codes[addr] >> 4, codes[addr] & 15
         expected[slot] += -table[mag, t] if sign else table[mag, t]
         updates += mag != 15
@@ -54,8 +61,9 @@ def test_pe_accumulates_every_code_at_every_time(B):
         for slot in range(4):
             ctx.set(dut.cmd, {"op": PeOp.INIT, "acc_addr": slot, "bias_addr": slot, "weight_addr": 0, "time": 0})
             await ctx.tick()
-        for addr, slot, t in ops:
-            ctx.set(dut.cmd, {"op": PeOp.ACCUM, "acc_addr": slot, "weight_addr": addr, "bias_addr": 0, "time": t})
+        for addr, slot, t, first, last in ops:
+            ctx.set(dut.cmd, {"op": PeOp.ACCUM, "acc_addr": slot, "weight_addr": addr, "bias_addr": 0, "time": t,
+                              "first": first, "last": last})
             await ctx.tick()
             seen_updates.append(ctx.get(dut.updated))
         for slot in range(4):
@@ -185,31 +193,32 @@ def test_array_in_amaranth_matches_golden(seed, pes, T, B):
     golden = GoldenModel(model).run_times(times)
     for words in (0, 37):  # the network at the reset address, and elsewhere (relocated)
         results = run_amaranth(cfg, network_image(model, cfg), model.shapes, times, network_words=words)
-        for b, r in enumerate(results):
-            for k, s in enumerate(r.spikes):
-                assert np.array_equal(s, golden.spikes[k][b]), (words, b, k)
-            assert np.array_equal(r.potentials, golden.potentials[b])
-            assert sum(r.layer_cycles) == r.counters["cycles"]
-            # event-driven: accumulate cycles are input events x slots
+        counts = layer_counts(model, cfg, golden, network_addr=words * cfg.bus_bits // 8)
+        assert result_problems(cfg, model, golden, counts, results) == [], words
+        for r in results:  # event-driven: weight reads are input events x slots
             assert r.counters["weight_reads"] == pes * sum(
                 e * -(-layer.n_out // pes) for e, layer in zip(r.layer_events, model.layers))
 
 
-def test_conv_array_in_amaranth_matches_golden():
-    """A conv layer with stride 2 and padding, one with pooling, then linear layers."""
+@pytest.mark.parametrize("group_size", [1, 2, 16])
+def test_conv_array_in_amaranth_matches_golden(group_size):
+    """A conv layer with stride 2 and padding, one with pooling, then linear layers; event
+    groups of one event (an accumulator access per synaptic event), of two (a position's
+    events split over several groups) and of 16; bit-exact and cycle-exact."""
     from firstspike.sw.random_models import random_cnn
     rng = np.random.default_rng(7)
     timing = Timing(T=6, B=2, frac_bits=10)
     model = random_cnn(rng, (2, 6, 6), [dict(channels=3, kernel=3, stride=2, padding=1),
                                         dict(channels=5, kernel=2, padding=1, pool=2)], [4], 3, timing)
-    cfg = ArrayConfig.for_model(model, 2)
+    cfg = ArrayConfig.for_model(model, 2, group_size=group_size)
     times = random_input_times(rng, model.layers[0].n_in, 2, timing)
     golden = GoldenModel(model).run_times(times)
     results = run_amaranth(cfg, network_image(model, cfg), model.shapes, times)
-    for b, r in enumerate(results):
-        for k, s in enumerate(r.spikes):
-            assert np.array_equal(s, golden.spikes[k][b]), (b, k)
-        assert np.array_equal(r.potentials, golden.potentials[b])
+    counts = layer_counts(model, cfg, golden)
+    assert result_problems(cfg, model, golden, counts, results) == []
+    writebacks = sum(int(c.acc_writebacks.sum()) for c in counts)
+    reads = sum(int(c.weight_reads.sum()) for c in counts)
+    assert (writebacks == reads) == (group_size == 1)  # groups of one read-modify-write every update
 
 
 def test_model_that_does_not_fit_names_the_resource():

@@ -1,0 +1,89 @@
+"""EventGrouper: a layer's input events, read from the event memory, as groups that share a position."""
+from __future__ import annotations
+
+from amaranth.hdl import Assert, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ArrayConfig
+from .layouts import event_group, spike_event
+
+
+class EventGrouper(wiring.Component):
+    """Reads events ``[first, end)`` one per cycle and emits runs of up to ``group_size``
+    consecutive events with the same (y, x) as one group.
+
+    Events at one position touch the same accumulators (every channel of a position has the
+    same kernel taps), so the tap walker (hw/taps.py) can add a whole group into a PE's
+    running sum per accumulator access. The fire stage writes spikes position by position and
+    the host writes input events in (y, x, c) order, so a position's events are consecutive.
+
+    Two group registers: one being collected, one on the output stream; a complete group
+    moves to the output when it is free (the cycle the consumer takes the previous one, or
+    later), and collection of the next starts the cycle after. An event that does not fit
+    the group being collected (another position, or a full group) stays on the event
+    memory's output (no new read) until the next collection takes it.
+
+    Members
+    -------
+    start : In(1)  pulse: begin a pass over events ``[first, end)`` (the caller makes sure
+        ``first < end``); its read of ``first`` goes out in this cycle
+    first, end : In  event memory addresses
+    kernel_area : In  the layer's ``kh * kw``: a group entry's weight base is ``channel * kernel_area``
+    read_addr, read_en : Out  the event memory's synchronous read port ...
+    event : In(spike_event)  ... and its data, one cycle after an enabled read
+    taken : Out(1)  an event joined a group this cycle
+    groups : Out(stream.Signature(event_group))
+    done : Out(1)  no pass in progress, or its last group is being taken this cycle
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        addr = range(cfg.event_depth + 1)
+        super().__init__({
+            "start": In(1), "first": In(addr), "end": In(addr),
+            "kernel_area": In(range(cfg.max_size ** 2 + 1)),
+            "read_addr": Out(addr), "read_en": Out(1), "event": In(spike_event(cfg)),
+            "taken": Out(1),
+            "groups": Out(stream.Signature(event_group(cfg))),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        ptr = Signal.like(self.first)
+        have = Signal()  # self.event holds an event not yet in a group
+        building = Signal(event_group(cfg))
+        complete = Signal()  # building is a whole group
+        out = self.groups
+        event = self.event
+
+        taking = out.valid & out.ready
+        move = complete & (~out.valid | out.ready)
+        m.d.comb += self.done.eq(~have & ~complete & (building.count == 0) & (~out.valid | out.ready))
+        with m.If(move):
+            m.d.sync += [out.payload.eq(building), out.valid.eq(1), building.count.eq(0), complete.eq(0)]
+        with m.Elif(taking):
+            m.d.sync += out.valid.eq(0)
+
+        fits = (building.count == 0) | ((event.y == building.y) & (event.x == building.x)
+                                        & (building.count != cfg.group_size))
+        with m.If(self.start):
+            m.d.comb += [self.read_addr.eq(self.first), self.read_en.eq(1)]
+            m.d.sync += [ptr.eq(self.first + 1), have.eq(1)]
+            m.d.sync += Assert(self.first < self.end, "a pass over no events")
+        with m.Elif(have & ~complete):
+            with m.If(fits):
+                entry = building.events[building.count]
+                m.d.comb += self.taken.eq(1)
+                m.d.sync += [entry.weight_base.eq(event.channel * self.kernel_area), entry.time.eq(event.time),
+                             building.count.eq(building.count + 1), building.y.eq(event.y), building.x.eq(event.x)]
+                with m.If(ptr == self.end):
+                    m.d.sync += [have.eq(0), complete.eq(1)]
+                with m.Else():
+                    m.d.comb += [self.read_addr.eq(ptr), self.read_en.eq(1)]
+                    m.d.sync += ptr.eq(ptr + 1)
+            with m.Else():
+                m.d.sync += complete.eq(1)
+        return m
