@@ -20,7 +20,7 @@ from firstspike.hw import perf
 from firstspike.hw.axi import MEMORY_LATENCY
 from firstspike.hw.config import ArrayConfig, network_image
 from firstspike.hw.host import decode_results
-from firstspike.hw.layouts import spike_event
+from firstspike.hw.layouts import group_entry, spike_event
 from firstspike.hw.verilog import write_design
 from firstspike.sim import energy, verilator
 from firstspike.sim.check import first_mismatch
@@ -208,7 +208,7 @@ def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
         pes=cfg.pes, T=cfg.timing.T, acc_width=cfg.acc_width, event_bits=ev,
         weight_macro_bits=cfg.weight_buffer * 5, acc_macro_bits=cfg.slot_depth * cfg.acc_width,
         event_macro_bits=cfg.event_bank_depth * ev, threshold_macro_bits=cfg.max_layers * cfg.timing.T * cfg.acc_width,
-        clock_mhz=clock_mhz, bus_bits=cfg.bus_bits)
+        group_entry_bits=group_entry(cfg).size, clock_mhz=clock_mhz, bus_bits=cfg.bus_bits)
 
 
 def simulate(model_path: str | os.PathLike, *, pes: int = 16, images: int = 0, out_dir="build/sim",
@@ -285,8 +285,8 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
     model_cycles = perf.total_cycles(counts)
     mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
     baselines = energy.ann_baselines_pj([(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size,
-                                          layer.channels) for layer in model.layers], table,
-                                        mean("acc_updates"))
+                                          layer.channels, c.tiles) for layer, c in zip(model.layers, counts)],
+                                        table, mean("acc_updates"), weight_buffer=cfg.weight_buffer)
     report = {
         "dataset": dataset, "images": n, "model": model_label,
         "float_accuracy": float_accuracy,

@@ -28,6 +28,10 @@ PRESET_45NM: dict[str, tuple[float, str]] = {
     "fp32_add_pj": (0.9, f"{HOROWITZ}: 32-bit float add 0.9 pJ (the SNN literature's SOP convention)"),
     "dram_pj_per_bit": (1950.0 / 64, f"{HOROWITZ}: 64-bit DRAM access 1.3-2.6 nJ; the midpoint 1.95 nJ / 64 "
                                      "(not scaled with the logic node: a DRAM access is I/O and array energy)"),
+    "register_pj_per_bit": (0.1 / 32, "assumption, not a measurement: a flip-flop written costs per bit what a "
+                                      f"bit of an adder costs ({HOROWITZ}: 32-bit add 0.1 pJ / 32); the running "
+                                      "sum, the event group registers and the int8 baseline's partial sum are "
+                                      "charged this (docs/hardware.md shows the effect of 10x)"),
     "static_uw": (0.0, "not modelled by default: no leakage figure for these macros is adopted; "
                        "set static_uw in an override file to include static power x runtime"),
 }
@@ -111,6 +115,7 @@ class ArrayGeometry:
     acc_macro_bits: int  #: one PE's accumulator memory
     event_macro_bits: int
     threshold_macro_bits: int
+    group_entry_bits: int = 0  #: one entry of the event group registers (weight base and time)
     clock_mhz: float = 100.0
     bus_bits: int = 64  #: external memory word
 
@@ -125,9 +130,13 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     """Energy of one layer of image b, per component (pJ).
 
     - weight_reads: a 5-bit read per PE per accumulate cycle;
-    - accumulators: read and write of acc_width bits per PE per accumulate cycle, an add
-      for each synaptic update, bias read + accumulator write per initialisation or clear;
-    - event_memory: a read per input event, a write per output spike;
+    - accumulators: per PE, an accumulator memory read and write of acc_width bits per
+      write-back (one per event group, tap and slot: hw/pe.py), an add for each synaptic
+      update, an acc_width-bit register write (the running sum) per accumulate cycle, and a
+      bias read + accumulator write per initialisation or clear;
+    - event_memory: a read per input event and weight tile (each tile reads the events
+      again), two group register writes per such read (collected, then moved to the
+      output register: hw/grouper.py), a write per output spike;
     - fire: per hidden neuron an accumulator read and T comparisons (adds) of acc_width
       bits, plus reading the T thresholds once;
     - buffer_loads: writing every bus word read into the weight or bias buffers;
@@ -135,14 +144,17 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     - external_memory: the bus words read from DRAM (biases and weights), dram_pj_per_bit.
     """
     add = table["int_add_pj_per_bit"] * g.acc_width
+    reg = table["register_pj_per_bit"]
     acc_bit = table.sram_pj_per_bit(g.acc_macro_bits)
     acc_rw = 2 * g.acc_width * acc_bit
     wr = int(c.weight_reads[b])
+    reads = int(c.input_events[b]) * c.tiles
     e = {
         "weight_reads": wr * 5 * table.sram_pj_per_bit(g.weight_macro_bits),
-        "accumulators": wr * acc_rw + int(c.acc_updates[b]) * add + c.init_writes * acc_rw,
-        "event_memory": (int(c.input_events[b]) + int(c.spikes[b])) * g.event_bits
-        * table.sram_pj_per_bit(g.event_macro_bits),
+        "accumulators": int(c.acc_writebacks[b]) * acc_rw + int(c.acc_updates[b]) * add + wr * g.acc_width * reg
+        + c.init_writes * acc_rw,
+        "event_memory": (reads + int(c.spikes[b])) * g.event_bits * table.sram_pj_per_bit(g.event_macro_bits)
+        + reads * 2 * g.group_entry_bits * reg,
         "fire": c.fired_neurons * (g.acc_width * acc_bit + g.T * add)
         + (g.T * g.acc_width * table.sram_pj_per_bit(g.threshold_macro_bits) if c.fired_neurons else 0.0),
         "buffer_loads": int(c.memory_beats[b]) * g.bus_bits * table.sram_pj_per_bit(g.weight_macro_bits),
@@ -152,29 +164,37 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     return e
 
 
-def ann_baselines_pj(layers: list[tuple[int, ...]], table: EnergyTable, sops: float) -> dict[str, float]:
+def ann_baselines_pj(layers: list[tuple[int, ...]], table: EnergyTable, sops: float,
+                     weight_buffer: int | None = None) -> dict[str, float]:
     """Reference energies of the equivalent ANN (one inference, pJ).
 
     ``layers``: per layer (n_in, n_out) for a fully connected layer, or
-    (n_in, n_out, macs, weights) in general (a conv layer reuses its weights: macs > weights).
+    (n_in, n_out, macs, weights[, biases[, tiles]]) in general (a conv layer reuses its
+    weights: macs > weights; biases default to n_out; tiles, the passes over the layer's
+    input that a weight buffer of ``weight_buffer`` entries per PE needs, default 1).
 
     - literature convention: SNN = synaptic operations x fp32 add; ANN = MACs x fp32 MAC;
-    - int8 ANN: MACs x int8 MAC, plus one 8-bit weight read per MAC from an SRAM holding
-      the whole layer, one 8-bit read per input activation and one 8-bit write per output;
+    - int8 ANN, on the SNN array's memory model: MACs x int8 MAC, one 8-bit weight read per
+      MAC from a weight buffer of ``weight_buffer`` 8-bit entries per PE (the SNN array's
+      entries; None: an SRAM holding the whole layer), its partial sum in a 32-bit register
+      written per MAC (the SNN's running sum is charged the same register energy), one
+      8-bit read per input activation and weight tile (the SNN reads its events once per
+      tile) and one 8-bit write per output;
     - its external memory: under the SNN's assumptions (every weight and bias read from DRAM
       once per inference, activations and partial sums stay on chip), the 8-bit weights and
       32-bit biases of every layer, at dram_pj_per_bit.
     """
-    full = [(n_in, n_out, n_in * n_out, n_in * n_out, n_out) if len(t) == 2 else t for t in layers for n_in, n_out in
-            [t[:2]]]
-    full = [f if len(f) == 5 else (*f, f[1]) for f in full]  # biases: one per output unless given
+    full = [(n_in, n_out, n_in * n_out, n_in * n_out) if len(t) == 2 else tuple(t) for t in layers
+            for n_in, n_out in [t[:2]]]
+    full = [(*f[:4], f[4] if len(f) > 4 else f[1], f[5] if len(f) > 5 else 1) for f in full]
     macs = sum(f[2] for f in full)
     int8 = 0.0
     dram_bytes = 0
-    for n_in, n_out, m, weights, biases in full:
-        w_bit = table.sram_pj_per_bit(8 * weights)
+    for n_in, n_out, m, weights, biases, tiles in full:
+        w_bit = table.sram_pj_per_bit(8 * (weights if weight_buffer is None else weight_buffer))
         a_bit = table.sram_pj_per_bit(8 * max(n_in, n_out))
-        int8 += m * (table["int8_mac_pj"] + 8 * w_bit) + (n_in + n_out) * 8 * a_bit
+        int8 += m * (table["int8_mac_pj"] + 8 * w_bit + 32 * table["register_pj_per_bit"]) \
+            + (n_in * tiles + n_out) * 8 * a_bit
         dram_bytes += weights + 4 * biases
     return {"snn_sop_fp32_add_pj": sops * table["fp32_add_pj"], "ann_mac_fp32_pj": macs * table["fp32_mac_pj"],
             "ann_int8_pj": int8, "ann_macs": macs, "ann_int8_external_bytes": dram_bytes,

@@ -44,18 +44,20 @@ def test_overrides(tmp_path):
 
 def test_layer_energy_counts_each_event():
     c = LayerCounts(kind="linear", cycles=np.array([1000]), input_events=np.array([10]),
-                    weight_reads=np.array([40]), acc_updates=np.array([30]), spikes=np.array([5]),
-                    fired_neurons=8, init_writes=4, pe_utilization=np.array([0.0]), accumulate_cycles=np.array([0]),
-                    accumulate_utilization=np.array([0.0]), tiles=1, memory_beats=np.array([6]),
-                    load_cycles=np.array([20]))
+                    weight_reads=np.array([40]), acc_updates=np.array([30]), acc_writebacks=np.array([12]),
+                    spikes=np.array([5]), fired_neurons=8, init_writes=4, pe_utilization=np.array([0.0]),
+                    accumulate_cycles=np.array([0]), accumulate_utilization=np.array([0.0]), tiles=2,
+                    memory_beats=np.array([6]), load_cycles=np.array([20]))
     g = ArrayGeometry(pes=4, T=8, acc_width=20, event_bits=10, weight_macro_bits=100, acc_macro_bits=100,
-                      event_macro_bits=100, threshold_macro_bits=100, clock_mhz=100, bus_bits=32)
+                      event_macro_bits=100, threshold_macro_bits=100, group_entry_bits=7, clock_mhz=100, bus_bits=32)
     t = energy_table()
-    bit, add = t["sram_8kb_pj_per_bit"], t["int_add_pj_per_bit"] * 20
+    bit, add, reg = t["sram_8kb_pj_per_bit"], t["int_add_pj_per_bit"] * 20, t["register_pj_per_bit"]
     e = layer_energy_pj(c, g, t, 0)
     assert e["weight_reads"] == pytest.approx(40 * 5 * bit)
-    assert e["accumulators"] == pytest.approx(40 * 40 * bit + 30 * add + 4 * 40 * bit)
-    assert e["event_memory"] == pytest.approx(15 * 10 * bit)
+    # 12 write-backs read and write the accumulator memory; 40 commands write the running sum
+    assert e["accumulators"] == pytest.approx(12 * 40 * bit + 30 * add + 40 * 20 * reg + 4 * 40 * bit)
+    # two tiles read the 10 input events twice, each read written to two group registers
+    assert e["event_memory"] == pytest.approx((20 + 5) * 10 * bit + 20 * 2 * 7 * reg)
     assert e["fire"] == pytest.approx(8 * (20 * bit + 8 * add) + 8 * 20 * bit)
     assert e["buffer_loads"] == pytest.approx(6 * 32 * bit)
     assert e["external_memory"] == pytest.approx(6 * 32 * 1950 / 64)
@@ -66,7 +68,8 @@ def test_static_power_times_runtime(tmp_path):
     f = tmp_path / "e.yaml"
     f.write_text("static_uw: 100\n")
     c = LayerCounts(kind="linear", cycles=np.array([1000]), input_events=np.array([0]), weight_reads=np.array([0]),
-                    acc_updates=np.array([0]), spikes=np.array([0]), fired_neurons=0, init_writes=0,
+                    acc_updates=np.array([0]), acc_writebacks=np.array([0]), spikes=np.array([0]), fired_neurons=0,
+                    init_writes=0,
                     pe_utilization=np.array([0.0]), accumulate_cycles=np.array([0]),
                     accumulate_utilization=np.array([0.0]), tiles=1, memory_beats=np.array([0]),
                     load_cycles=np.array([0]))
@@ -85,7 +88,11 @@ def test_ann_baselines():
     assert b["ann_mac_fp32_pj"] == pytest.approx(12 * 4.6)
     assert b["snn_sop_fp32_add_pj"] == pytest.approx(7 * 0.9)
     bit = t["sram_8kb_pj_per_bit"]
-    assert b["ann_int8_pj"] == pytest.approx(12 * (0.23 + 8 * bit) + 7 * 8 * bit)
+    assert b["ann_int8_pj"] == pytest.approx(12 * (0.23 + 8 * bit + 32 * t["register_pj_per_bit"]) + 7 * 8 * bit)
     # external memory: 12 one-byte weights and 3 four-byte biases, once per inference
     assert b["ann_int8_external_bytes"] == 12 + 4 * 3
     assert b["ann_int8_external_pj"] == pytest.approx(24 * 8 * 1950 / 64)
+    # on the SNN array's memory model: a 1 MB-class weight buffer per PE, two passes over the input
+    big = ann_baselines_pj([(4, 3, 12, 12, 3, 2)], t, sops=7, weight_buffer=1 << 20)
+    mac = 0.23 + 8 * t["sram_1mb_pj_per_bit"] + 32 * t["register_pj_per_bit"]
+    assert big["ann_int8_pj"] == pytest.approx(12 * mac + (2 * 4 + 3) * 8 * bit)
