@@ -24,8 +24,8 @@ def test_small_array_synthesises(tmp_path):
     assert r["ram_bits"] == expected
     assert (tmp_path / "synth" / "synth.json").exists()
     # no multiplier in the synaptic datapath (PEs, fire unit), checked on the word-level netlist before
-    # techmap turns a multiplier into gates; the sequencer's address generator does multiply (per input
-    # event: channel x kernel area, row x row stride, ...), and only it
+    # techmap turns a multiplier into gates; the address generators do multiply (the grouper per input
+    # event: channel x kernel area; the tap walker per group; the fire scan per address), and only they
     mults = r["multipliers_by_module"]
     address_arithmetic = {"neuron_array.sequencer", "neuron_array.sequencer.grouper", "neuron_array.sequencer.walker"}
     assert {m for m, n in mults.items() if n} == address_arithmetic, mults
