@@ -31,25 +31,69 @@ class DoesNotFit(FirstspikeError, ValueError):
 class Region(enum.IntEnum):
     """Host bus address regions (upper address bits). PE regions follow PE_BASE."""
 
-    CONTROL = 0  #: write: 0 = network address (external memory), 1 = n_input_events; read: status, counters
-    LAYER_CYCLES = 1  #: read: cycles spent in layer l
-    LAYER_EVENTS = 2  #: read: input events processed by layer l
-    EVENTS = 3  #: write: input events; read: every layer's events after a run
-    PE_BASE = 4  #: read: PE p's potentials at PE_BASE + p
+    CONTROL = 0
+    LAYER_CYCLES = 1
+    LAYER_EVENTS = 2
+    EVENTS = 3
+    PE_BASE = 4
+
+
+class Control(enum.IntEnum):
+    """Write offsets of the CONTROL region (its reads are the counters)."""
+
+    NETWORK_ADDRESS = 0
+    INPUT_EVENTS = 1
 
 
 class Counter(enum.IntEnum):
     """Read offsets of the CONTROL region."""
 
-    STATUS = 0  #: bit 0 busy, bit 1 done
-    CYCLES = 1  #: cycles from start to done
-    WEIGHT_READS = 2  #: weight memory reads, all PEs
-    ACC_UPDATES = 3  #: accumulations of a nonzero weight (synaptic events)
-    SPIKES = 4  #: spikes emitted by fire stages
-    EVENTS_IN = 5  #: input events processed, all layers (each once, however many weight tiles read it)
-    MEMORY_BEATS = 6  #: external memory words read
-    #: accumulator memory read-modify-writes by accumulation, all PEs (one per event group, tap and slot)
+    STATUS = 0
+    CYCLES = 1
+    WEIGHT_READS = 2
+    ACC_UPDATES = 3
+    SPIKES = 4
+    EVENTS_IN = 5
+    MEMORY_BEATS = 6
     ACC_WRITEBACKS = 7
+
+
+#: The host bus map: what each region, control write and counter means. The decoder
+#: (hw/neuron_array.py), the host transactions (hw/host.py), the manifest
+#: (``neuron_array.json``) and the table in docs/hardware.md (``bus_map_markdown``; a test
+#: keeps them equal) all derive from these enums and this text.
+BUS_MAP_TEXT = {
+    Region.CONTROL: "write: the `Control` offsets; read: the `Counter` offsets",
+    Region.LAYER_CYCLES: "read: offset l = cycles spent in layer l",
+    Region.LAYER_EVENTS: "read: offset l = input events of layer l",
+    Region.EVENTS: "write: input events from offset 0 (while idle); read: every layer's events after a run",
+    Region.PE_BASE: "region PE_BASE + p, read: PE p's accumulator at the offset (the output layer's potentials)",
+    Control.NETWORK_ADDRESS: "byte address of the network in external memory (0 after reset)",
+    Control.INPUT_EVENTS: "number of input events written to EVENTS",
+    Counter.STATUS: "bit 0 busy, bit 1 done",
+    Counter.CYCLES: "cycles from start to done",
+    Counter.WEIGHT_READS: "weight buffer reads, all PEs (one per PE per accumulate command)",
+    Counter.ACC_UPDATES: "accumulations of a nonzero weight (synaptic events), all PEs",
+    Counter.SPIKES: "spikes the fire stage emitted, all layers",
+    Counter.EVENTS_IN: "input events processed, all layers (each once, however many weight tiles read it)",
+    Counter.MEMORY_BEATS: "external memory words read",
+    Counter.ACC_WRITEBACKS: "accumulator memory read-modify-writes by accumulation, all PEs (one per event group, "
+                            "tap and slot)",
+}
+
+
+def bus_map() -> dict:
+    """The host bus map as data (the manifest's ``host_bus``)."""
+    return {kind.__name__.lower(): {m.name: {"value": int(m), "meaning": BUS_MAP_TEXT[m]} for m in kind}
+            for kind in (Region, Control, Counter)}
+
+
+def bus_map_markdown() -> str:
+    """The host bus map as the markdown table of docs/hardware.md."""
+    rows = ["| kind | name | value | meaning |", "|---|---|---|---|"]
+    for kind in (Region, Control, Counter):
+        rows += [f"| {kind.__name__} | `{m.name}` | {int(m)} | {BUS_MAP_TEXT[m]} |" for m in kind]
+    return "\n".join(rows) + "\n"
 
 
 COUNTER_BITS = 32

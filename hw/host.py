@@ -11,7 +11,7 @@ import numpy as np
 
 from firstspike.sw.formats import NO_SPIKE
 
-from .config import ArrayConfig, Counter, Region
+from .config import ArrayConfig, Control, Counter, Region
 from .layouts import pack, spike_event, unpack
 
 
@@ -19,7 +19,7 @@ def network_writes(cfg: ArrayConfig, network_addr: int = 0) -> list[tuple[int, i
     """(address, data) writes that select a network for an idle array: the byte address in
     external memory where its image (``NetworkImage.memory``) starts. After reset the array
     runs the network at address 0 without this write."""
-    return [(cfg.address(Region.CONTROL, 0), network_addr)]
+    return [(cfg.address(Region.CONTROL, Control.NETWORK_ADDRESS), network_addr)]
 
 
 def _shape(s) -> tuple[int, int, int]:
@@ -41,7 +41,7 @@ def input_writes(cfg: ArrayConfig, times: np.ndarray, shape=None) -> list[tuple[
     writes = [(cfg.address(Region.EVENTS, k), pack(layout, channel=int(c), y=int(y), x=int(x),
                                                    time=int(by_position[y, x, c])))
               for k, (y, x, c) in enumerate(np.argwhere(by_position != NO_SPIKE))]
-    writes.append((cfg.address(Region.CONTROL, 1), len(writes)))
+    writes.append((cfg.address(Region.CONTROL, Control.INPUT_EVENTS), len(writes)))
     return writes
 
 

@@ -9,7 +9,7 @@ from firstspike.sw.formats import WEIGHT_BITS
 
 from . import external
 from .axi import BurstReader
-from .config import ArrayConfig, Counter, Region
+from .config import ArrayConfig, Control, Counter, Region
 from .fire import FireUnit
 from .layouts import PeOp, spike_event
 from .loader import BufferLoader, max_request_words
@@ -103,10 +103,10 @@ class NeuronArray(wiring.Component):
         network_addr = Signal.like(seq.network_addr)
         n_inputs = Signal.like(seq.n_inputs)
         with m.If(writing & (region == Region.CONTROL)):
-            with m.If(offset == 0):
+            with m.If(offset == Control.NETWORK_ADDRESS):
                 m.d.sync += network_addr.eq(host.w_data)
                 m.d.comb += seq.network_w.eq(1)
-            with m.If(offset == 1):
+            with m.If(offset == Control.INPUT_EVENTS):
                 m.d.sync += n_inputs.eq(host.w_data)
         m.d.comb += [seq.network_addr.eq(network_addr), seq.n_inputs.eq(n_inputs), seq.start.eq(self.start),
                      self.busy.eq(seq.busy), self.done.eq(seq.done)]

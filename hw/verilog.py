@@ -13,7 +13,7 @@ from firstspike.sw.files import check_output_dir, write_text
 from firstspike.sw.model import SnnModel
 
 from . import external
-from .config import ArrayConfig, Region, network_image
+from .config import ArrayConfig, bus_map, network_image
 from .layouts import header_words
 from .neuron_array import NeuronArray, host_data_bits
 
@@ -51,7 +51,7 @@ def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel |
         "config": cfg.to_dict(),
         "host_bus": {"addr_bits": cfg.addr_bits, "offset_bits": cfg.offset_bits,
                      "data_bits": host_data_bits(cfg),
-                     "regions": {r.name: int(r) for r in Region}},
+                     **bus_map()},
         "model": None if model is None else {"name": model.name, "sizes": model.sizes,
                                               "layers": len(model.layers)},
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
