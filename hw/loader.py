@@ -33,7 +33,7 @@ class BufferLoader(wiring.Component):
     command : In(stream.Signature(load_command))
     request : Out(stream.Signature(read_request))  to the BurstReader
     words : In(stream.Signature(bus_bits))  from the BurstReader
-    weight_w, bias_w : Out(memory.WritePort.Signature)  a row for all PEs
+    weight_w, bias_w : In(memory.WritePort.Signature)  a row for all PEs (the loader drives the write ports)
     header : Out(layer_header)  the last header loaded
     busy : Out(1)
     """
@@ -46,9 +46,9 @@ class BufferLoader(wiring.Component):
             "command": In(stream.Signature(load_command(cfg))),
             "request": Out(stream.Signature(read_request(external.ADDR_BITS, max_request_words(cfg)))),
             "words": In(stream.Signature(cfg.bus_bits)),
-            "weight_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.weight_buffer),
+            "weight_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.weight_buffer),
                                                        shape=self.weight_row_bits)),
-            "bias_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.bias_buffer), shape=self.bias_row_bits)),
+            "bias_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.bias_buffer), shape=self.bias_row_bits)),
             "header": Out(layer_header(cfg)),
             "busy": Out(1),
         })

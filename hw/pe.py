@@ -40,7 +40,7 @@ class ProcessingElement(wiring.Component):
         Accumulator read by a ``READ`` command, valid one cycle later.
     updated : Out(1)
         High in stage 1 of an ``ACCUM`` whose weight is not zero (a synaptic event).
-    weight_w, bias_w : In(memory.WritePort.Signature)
+    weight_w, bias_w : Out(memory.WritePort.Signature)  (memory-side ports: the loader drives them)
         Loading of the weight and bias buffers (hw/loader.py), one layer or tile at a time.
     """
 
@@ -51,9 +51,9 @@ class ProcessingElement(wiring.Component):
             "cmd": In(pe_command(cfg)),
             "potential": Out(signed(W)),
             "updated": Out(1),
-            "weight_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.weight_buffer),
+            "weight_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.weight_buffer),
                                                       shape=unsigned(WEIGHT_BITS))),
-            "bias_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.bias_buffer), shape=signed(W))),
+            "bias_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.bias_buffer), shape=signed(W))),
         })
 
     def elaborate(self, platform):

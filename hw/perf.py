@@ -18,13 +18,13 @@ weights):
                                                       then AFTER_ACCUMULATE (waits for the T
                                                       thresholds, loaded meanwhile)
                    + q*q + sum_{g < G-1} max(q*q, ceil(k_g / L)) + ceil(k_{G-1} / L) + 2
-                                                      FIRE, FIRE_FLUSH
+                                                      FIRE (the scan, then its flush)
     output layer:  Lh + 1 + d + Lb + acc_count + S + 1  HEADER, DESCRIPTOR, CLEAR, LOAD_BIASES, INIT, ...
 
 For FIRE, the G = H_pool * W_pool * slots groups (one pooled position, P channels) are
 read in order; each takes q*q cycles of reads, all PEs at once, and its k_g spikes leave
 L per cycle while the next group is read (hw/fire.py), so a group costs
-max(q*q, ceil(k_g / L)); the last group's spikes drain in FIRE_FLUSH. The one-time
+max(q*q, ceil(k_g / L)); the last group's spikes drain in the flush. The one-time
 accumulator clear after reset or new descriptors is not part of a run's cycles.
 
 ACCUMULATE: the input events, in memory order (position by position), form groups: runs

@@ -8,6 +8,8 @@ from amaranth.lib.wiring import In, Out
 from . import external
 from .config import COUNTER_BITS, ArrayConfig, Counter
 from .fire import ThresholdWrite
+from .events import EventMemory
+from .fire_scan import FireScanner
 from .grouper import EventGrouper
 from .layouts import LoadTarget, PeOp, header_words, layer_header, load_command, pe_command, potential_sample, \
     spike_event, spike_group
@@ -42,9 +44,9 @@ class Sequencer(wiring.Component):
       tile, event), the group's events innermost, so a PE reads and writes each accumulator
       once per group. Cycles follow the spikes, not T. With several tiles, the layer's input
       events are read once per tile.
-    - FIRE (hidden layers): every PE's potential at one address is read in the same
-      cycle, in pooled-output order (row, column, channel group, then the pool window),
-      and passes the fire unit's per-PE comparators, which keep the earliest spike of each
+    - FIRE (hidden layers): the fire scanner (hw/fire_scan.py) reads every PE's potential
+      at one address in the same cycle, in pooled-output order (row, column, channel group,
+      then the pool window); they pass the fire unit's per-PE comparators, which keep the earliest spike of each
       window; up to ``spike_lanes`` spikes per cycle are appended to the event memory
       (one bank each) and become the next layer's input.
 
@@ -70,8 +72,8 @@ class Sequencer(wiring.Component):
     thresholds : Out(ThresholdWrite)  to the fire unit
     load : Out(stream.Signature(load_command))  to the loader;  load_busy : In(1)  from it
     memory_beat : In(1)  a bus word was taken this cycle (counted in MEMORY_BEATS)
-    event_w : In(memory.WritePort.Signature)  host loading
-    event_r : In(memory.ReadPort.Signature)  host read-back when idle
+    event_w : Out(memory.WritePort.Signature)  host loading (a memory-side port)
+    event_r : Out(memory.ReadPort.Signature)  host read-back when idle
     counters, layer_cycles, layer_events : Out(arrays of unsigned(32))
     """
 
@@ -97,8 +99,8 @@ class Sequencer(wiring.Component):
             "load": Out(stream.Signature(load_command(cfg))),
             "load_busy": In(1),
             "memory_beat": In(1),
-            "event_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
-            "event_r": In(memory.ReadPort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
+            "event_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
+            "event_r": Out(memory.ReadPort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
             "counters": Out(data.ArrayLayout(counter, len(Counter))),
             "layer_cycles": Out(data.ArrayLayout(counter, L)),
             "layer_events": Out(data.ArrayLayout(counter, L)),
@@ -109,15 +111,7 @@ class Sequencer(wiring.Component):
         P, T, L = cfg.pes, cfg.timing.T, cfg.max_layers
         bus_size = (cfg.bus_bits // 8 - 1).bit_length()  # log2 of the bytes per bus word
         m = Module()
-        E, lb = cfg.spike_lanes, cfg.lane_bits
-        banks = []
-        for b in range(E):  # event address a: bank a % E, row a // E
-            mem = memory.Memory(shape=spike_event(cfg), depth=cfg.event_bank_depth, init=[])
-            m.submodules[f"events{b}"] = mem
-            banks.append((mem.read_port(), mem.write_port()))
-
         busy = Signal()
-        size = range(cfg.max_size + 1)
         layer = Signal(range(L + 1))
         desc = self.header.descriptor
         last = Signal()
@@ -125,22 +119,12 @@ class Sequencer(wiring.Component):
         header_addr = Signal(external.ADDR_BITS)
         ev_base = Signal(range(cfg.event_depth + 1))
         ev_end = Signal.like(ev_base)
-        wptr = Signal.like(ev_base)
         slot = Signal(range(cfg.slot_depth + 1))
         acc = Signal(range(cfg.slot_depth + 1))
         thr_index = Signal(range(T + 1))
-        # fire scan: pooled position (py, px), channel group slot_f (channels slot_f * P + lane),
-        # window (dy, dx); all PEs are read in the same cycle
-        py, px, dy, dx = (Signal(size, name=n) for n in ("py", "px", "dy", "dx"))
-        slot_f = Signal.like(slot)
-        ch_base = Signal(range(cfg.slot_depth * P + P + 1))
-        fire_valid = Signal()  # a READ's potentials are on the PEs' outputs this cycle
-        fire_sample = Signal(potential_sample(cfg))  # their coordinates; values come from the PEs
-        held_addr = Signal(range(cfg.slot_depth + 1))  # address of the sample presented
         thr_valid = Signal()
         thr_slot = Signal(range(T))
         thr_loading = Signal()
-        held_bias = Signal.like(self.cmd.bias_addr)
         # weight tile: index, first slot, slots, byte offset from the layer's weight_addr
         tile = Signal(range(cfg.slot_depth + 1))
         tile_first = Signal(range(cfg.slot_depth + 1))
@@ -181,55 +165,25 @@ class Sequencer(wiring.Component):
         with m.If(self.network_w):
             m.d.sync += dirty_all.eq(1)
 
-        # fire pipeline: READ command -> PE potentials -> fire unit -> event memory.
-        # A sample the fire unit does not take is read again (same address) next cycle.
-        fire_taken = Signal()
-        m.d.comb += [fire_taken.eq(~fire_valid | self.potentials.ready),
-                     self.potentials.valid.eq(fire_valid),
-                     self.potentials.payload.eq(fire_sample),
-                     self.potentials.payload.values.eq(self.pe_potentials),
-                     self.channels.eq(desc.c_out),
-                     self.spikes.ready.eq(1)]
-        with m.If(fire_valid & self.potentials.ready):
-            m.d.sync += fire_valid.eq(0)
-            # the fire unit took the value: clear the accumulator for the next layer
-            m.d.comb += [self.cmd.clear.eq(1), self.cmd.clear_addr.eq(held_addr)]
+        # fire pipeline: scanner READ -> PE potentials -> fire unit -> event memory
+        m.submodules.scanner = scanner = FireScanner(cfg)
+        wiring.connect(m, scanner.potentials, wiring.flipped(self.potentials))
+        m.d.comb += [scanner.descriptor.eq(desc), scanner.pe_potentials.eq(self.pe_potentials),
+                     scanner.spikes_pending.eq(self.spikes.valid),
+                     self.channels.eq(desc.c_out)]
 
-        # event memory banks: datapath while busy, host otherwise. A read answers the
-        # address of the last enabled read (the bank index is kept with it).
-        dp_e_addr = Signal(range(cfg.event_depth + 1))
-        dp_e_en = Signal()
-        e_raddr = Signal.like(dp_e_addr)
-        e_ren = Signal()
-        m.d.comb += [e_raddr.eq(dp_e_addr), e_ren.eq(dp_e_en)]
-        with m.If(~busy):
-            m.d.comb += [e_raddr.eq(self.event_r.addr), e_ren.eq(self.event_r.en)]
-        bank_r = Signal(range(E))
-        if E > 1:
-            with m.If(e_ren):
-                m.d.sync += bank_r.eq(e_raddr[:lb])
-        e_data = Signal(spike_event(cfg))
-        m.d.comb += e_data.eq(Array(rd.data for rd, _ in banks)[bank_r])
-        group = self.spikes.payload
-        for b, (rd, wr) in enumerate(banks):
-            m.d.comb += [rd.addr.eq(e_raddr >> lb), rd.en.eq(e_ren)]
-            with m.If(~busy):
-                m.d.comb += [wr.addr.eq(self.event_w.addr >> lb), wr.data.eq(self.event_w.data),
-                             wr.en.eq(self.event_w.en & (self.event_w.addr[:lb] == b if E > 1 else 1))]
-            with m.Else():  # spike lane i of the group goes to bank (wptr + i) % E
-                lane = Signal(range(E), name=f"bank{b}_lane")
-                if E > 1:
-                    m.d.comb += lane.eq((b + E - wptr[:lb])[:lb])
-                m.d.comb += [wr.addr.eq((wptr + lane) >> lb), wr.data.eq(group.events[lane]),
-                             wr.en.eq(self.spikes.valid & (lane < group.count))]
+        # the event memory: the grouper reads while busy, the host otherwise; spikes append
+        m.submodules.events = events = EventMemory(cfg)
+        wiring.connect(m, wiring.flipped(self.spikes), events.spikes)
+        wiring.connect(m, wiring.flipped(self.event_w), events.host_w)
+        wiring.connect(m, wiring.flipped(self.event_r), events.host_r)
+        m.d.comb += [events.busy.eq(busy), events.append_at.eq(self.n_inputs)]
         with m.If(busy):
             with m.If(self.spikes.valid):
-                m.d.sync += [wptr.eq(wptr + group.count),
-                             counters[Counter.SPIKES].eq(counters[Counter.SPIKES] + group.count)]
+                m.d.sync += counters[Counter.SPIKES].eq(counters[Counter.SPIKES] + self.spikes.payload.count)
             m.d.sync += [cycles.eq(cycles + 1),
                          counters[Counter.ACC_UPDATES].eq(counters[Counter.ACC_UPDATES] + self.updates),
                          counters[Counter.MEMORY_BEATS].eq(counters[Counter.MEMORY_BEATS] + self.memory_beat)]
-        m.d.comb += self.event_r.data.eq(e_data)
 
         def end_layer():
             m.d.sync += [layer_cycles[layer].eq(cycles + 1 - layer_start), layer_start.eq(cycles + 1),
@@ -240,20 +194,15 @@ class Sequencer(wiring.Component):
         m.submodules.walker = walker = TapWalker(cfg)
         wiring.connect(m, grouper.groups, walker.groups)
         m.d.comb += [grouper.first.eq(ev_base), grouper.end.eq(ev_end), grouper.kernel_area.eq(desc.kernel_area),
-                     grouper.event.eq(e_data), dp_e_addr.eq(grouper.read_addr), dp_e_en.eq(grouper.read_en),
+                     grouper.event.eq(events.data), events.read_addr.eq(grouper.read_addr),
+                     events.read_en.eq(grouper.read_en),
                      walker.descriptor.eq(desc), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots)]
-
-        # -- fire scan addresses ---------------------------------------------------------
-        pool_last = Signal(size)
-        fire_addr = Signal.like(self.cmd.acc_addr)
-        m.d.comb += [pool_last.eq((1 << desc.pool_log2) - 1),
-                     fire_addr.eq((((py << desc.pool_log2) + dy) * desc.row_stride)
-                                  + (((px << desc.pool_log2) + dx) * desc.slots) + slot_f)]
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [layer.eq(0), ev_base.eq(0), ev_end.eq(self.n_inputs), wptr.eq(self.n_inputs),
+                    m.d.comb += events.restart.eq(1)
+                    m.d.sync += [layer.eq(0), ev_base.eq(0), ev_end.eq(self.n_inputs),
                                  header_addr.eq(self.network_addr), layer_start.eq(0), done.eq(0), acc.eq(0),
                                  busy.eq(1)]
                     m.d.sync += [c.eq(0) for c in counters]
@@ -346,47 +295,22 @@ class Sequencer(wiring.Component):
                                  tile_offset.eq(tile_offset + (desc.tile_beats << bus_size))]
                     m.next = "LOAD_WEIGHTS"
             with m.State("AFTER_ACCUMULATE"):
-                m.d.sync += [py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot_f.eq(0), ch_base.eq(0)]
                 with m.If(last):
                     end_layer()
                     m.d.sync += [busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
                 with m.Elif(thr_ready):
+                    m.d.comb += scanner.start.eq(1)
                     m.next = "FIRE"
-            with m.State("FIRE"):
-                fire_bias = slot_f
-                with m.If(fire_taken):
-                    m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(fire_addr),
-                                 self.cmd.bias_addr.eq(fire_bias), self.cmd.add_bias.eq(1)]
-                    m.d.sync += [fire_valid.eq(1), held_addr.eq(fire_addr), held_bias.eq(fire_bias),
-                                 fire_sample.channel_base.eq(ch_base), fire_sample.y.eq(py), fire_sample.x.eq(px),
-                                 fire_sample.first.eq((dy == 0) & (dx == 0)),
-                                 fire_sample.last.eq((dy == pool_last) & (dx == pool_last))]
-                    # window (dx fastest, dy), then channel group, then px, then py
-                    m.d.sync += dx.eq(dx + 1)
-                    with m.If(dx == pool_last):
-                        m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
-                        with m.If(dy == pool_last):
-                            m.d.sync += [dy.eq(0), slot_f.eq(slot_f + 1), ch_base.eq(ch_base + P)]
-                            with m.If(slot_f == desc.slots - 1):
-                                m.d.sync += [slot_f.eq(0), ch_base.eq(0), px.eq(px + 1)]
-                                with m.If(px == desc.w_pool - 1):
-                                    m.d.sync += [px.eq(0), py.eq(py + 1)]
-                                    with m.If(py == desc.h_pool - 1):
-                                        m.next = "FIRE_FLUSH"
-                with m.Else():
-                    m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr),
-                                 self.cmd.bias_addr.eq(held_bias), self.cmd.add_bias.eq(1)]
-            with m.State("FIRE_FLUSH"):  # wait for the last spikes to reach the event memory
-                m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr),
-                             self.cmd.bias_addr.eq(held_bias), self.cmd.add_bias.eq(1)]
-                with m.If(~fire_valid & ~self.spikes.valid):
+            with m.State("FIRE"):  # until the scanner's last sample is taken and its spikes are written
+                m.d.comb += self.cmd.eq(scanner.cmd)
+                with m.If(scanner.done):
                     end_layer()
                     # a pool remainder row or column was never read, so never cleared
                     with m.If(((desc.h_pool << desc.pool_log2) != desc.h_out) |
                               ((desc.w_pool << desc.pool_log2) != desc.w_out)):
                         m.d.sync += dirty.eq(desc.acc_count)
-                    m.d.sync += [ev_base.eq(ev_end), ev_end.eq(wptr), layer.eq(layer + 1),
+                    m.d.sync += [ev_base.eq(ev_end), ev_end.eq(events.end), layer.eq(layer + 1),
                                  header_addr.eq(header_addr + (header_words(cfg) << bus_size))]
                     m.next = "HEADER"
         return m

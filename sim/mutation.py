@@ -37,7 +37,7 @@ from firstspike.hw.config import ArrayConfig
 from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
-from firstspike.sw.random_models import at_thresholds, random_input_times, threshold_probe
+from firstspike.sw.random_models import at_thresholds, random_cnn, random_input_times, threshold_probe
 
 from .fuzz import SHAPES, random_network
 
@@ -65,6 +65,9 @@ EDGE_NETWORKS = 6
 PROBES = 8
 PROBE_SIZES = [8, 14, 14, 4]
 WIDE_BITS = 20
+#: networks whose input has 20 channels at each of 2 x 9 positions, 90 % of them spiking:
+#: full event groups (16 entries), groups split at a position, x coordinates up to 8
+FULL_GROUP_NETWORKS = 2
 
 
 def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
@@ -73,7 +76,9 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     more images reach more corner cases for little time, a run's cost being mostly start-up),
     then the first EDGE_NETWORKS of them with every hidden bias on a threshold edge
     (sw.random_models.at_thresholds), run on a silent image and mostly silent ones, so that
-    potentials sit exactly at or one below a threshold, then PROBES threshold probes."""
+    potentials sit exactly at or one below a threshold, then PROBES threshold probes, then
+    FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
+    networks need, so the design does not change with them)."""
     out, models = [], []
     for seed in suite_seeds(networks):
         _, model, times = random_network(seed)
@@ -91,6 +96,11 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         rng = np.random.default_rng([k, 4])
         probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS)
         out.append((f"threshold probe {k}", probe, random_input_times(rng, PROBE_SIZES[0], 1, timing)))
+    for k in range(FULL_GROUP_NETWORKS):
+        rng = np.random.default_rng([k, 6])
+        model = random_cnn(rng, (20, 2, 9), [dict(channels=5, kernel=3, padding=1)], [], 4, timing)
+        out.append((f"full groups {k}", model, random_input_times(rng, model.layers[0].n_in, images // 2, timing,
+                                                                  silent_fraction=0.1)))
     return out
 
 

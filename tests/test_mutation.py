@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from firstspike.sim.mutation import (EDGE_NETWORKS, PROBES, _parse, _short, mutated_design, mutation_score, suite,
-                                     suite_config, suite_seeds)
+from firstspike.sim.mutation import (EDGE_NETWORKS, FULL_GROUP_NETWORKS, PROBES, _parse, _short, mutated_design,
+                                     mutation_score, suite, suite_config, suite_seeds)
 
 
 def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
@@ -13,18 +13,28 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     nets = suite(5, 6)
     edges = (1, 5, 9, 13, 17)[:EDGE_NETWORKS]
     assert [name for name, _, _ in nets] == [f"fuzz {s}" for s in (1, 5, 9, 13, 17)] + [
-        f"fuzz {s} at thresholds" for s in edges] + [f"threshold probe {k}" for k in range(PROBES)]
+        f"fuzz {s} at thresholds" for s in edges] + [f"threshold probe {k}" for k in range(PROBES)] + [
+        f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
+    probes = nets[-PROBES - FULL_GROUP_NETWORKS:-FULL_GROUP_NETWORKS]
     # the probes meet every (t, exactly / one below) pair of every hidden layer's table
     pairs = set()
-    for _, model, _ in nets[-PROBES:]:
+    for _, model, _ in probes:
         for layer in model.layers[:-1]:
             th = list(layer.thresholds)
             pairs |= {(th.index(b + d), d) for b in layer.bias.tolist() for d in (0, 1) if b + d in th}
     assert pairs == {(t, d) for t in range(16) for d in (0, 1)}
-    assert all(len(times) == 6 for _, _, times in nets[:-PROBES])  # a probe needs one image
-    assert (nets[-PROBES - 1][2][0] == -1).all()  # the threshold-edge networks start with a silent image
+    assert all(len(times) == 6 for _, _, times in nets[:-PROBES - FULL_GROUP_NETWORKS])  # a probe needs one image
+    assert (nets[-PROBES - FULL_GROUP_NETWORKS - 1][2][0] == -1).all()  # threshold-edge networks: a silent image first
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
+    # the full-group networks fill whole event groups at x = 8, and do not change the array
+    from firstspike.hw.perf import group_schedule
+    for _, model, times in nets[-FULL_GROUP_NETWORKS:]:
+        active = (times >= 0).reshape(len(times), 20, 2, 9)
+        assert max(max(group_schedule(a, active[0, 0], cfg.group_size)[0]) for a in active) == cfg.group_size
+        assert active[:, :, :, 8].any()
+    full = suite(12, 2)  # make mutation's 12 fuzz networks: the full-group networks leave the array as it is
+    assert suite_config(full) == suite_config(full[:-FULL_GROUP_NETWORKS])
 
 
 def test_mutated_design_has_every_mutant_behind_the_select_input(tmp_path):

@@ -1,0 +1,95 @@
+"""FireScanner: reads a hidden layer's potentials, all PEs at once, in pooled-output order."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ArrayConfig
+from .layouts import PeOp, layer_descriptor, pe_command, potential_sample
+
+
+class FireScanner(wiring.Component):
+    """After accumulation, walks every PE's potentials at one accumulator address per cycle,
+    in pooled-output order: pooled row, pooled column, channel group (slot), then the pool
+    window (dx fastest). Each address goes out as a READ with the bias added; one cycle later
+    the PEs' potentials, with their coordinates, are offered to the fire unit. A sample the
+    fire unit does not take is read again (same address) the next cycle; in the cycle it is
+    taken the accumulator is cleared, so the next layer finds zeros (hw/pe.py).
+
+    Members
+    -------
+    start : In(1)  pulse: scan the layer ``descriptor`` describes
+    descriptor : In(layer_descriptor)
+    cmd : Out(pe_command)  READ and clear commands to the PEs
+    pe_potentials : In(array of signed(acc_width))  the PEs' ``potential`` outputs
+    potentials : Out(stream.Signature(potential_sample))  to the fire unit
+    spikes_pending : In(1)  the fire unit still has spikes on its way to the event memory
+    done : Out(1)  the last sample was taken and its spikes have left (the layer can end)
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        super().__init__({
+            "start": In(1),
+            "descriptor": In(layer_descriptor(cfg)),
+            "cmd": Out(pe_command(cfg)),
+            "pe_potentials": In(data.ArrayLayout(signed(cfg.acc_width), cfg.pes)),
+            "potentials": Out(stream.Signature(potential_sample(cfg))),
+            "spikes_pending": In(1),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, desc = self.cfg, self.descriptor
+        P = cfg.pes
+        m = Module()
+        size = range(cfg.max_size + 1)
+        py, px, dy, dx = (Signal(size, name=n) for n in ("py", "px", "dy", "dx"))
+        slot = Signal(range(cfg.slot_depth + 1))
+        ch_base = Signal(range(cfg.slot_depth * P + P + 1))
+        scanning, flushing = Signal(), Signal()
+        valid = Signal()  # a READ's potentials are on the PEs' outputs this cycle
+        sample = Signal(potential_sample(cfg))  # their coordinates; values come from the PEs
+        held_addr = Signal.like(self.cmd.acc_addr)  # address of the sample presented
+        held_bias = Signal.like(self.cmd.bias_addr)
+        pool_last = Signal(size)
+        addr = Signal.like(self.cmd.acc_addr)
+        m.d.comb += [pool_last.eq((1 << desc.pool_log2) - 1),
+                     addr.eq((((py << desc.pool_log2) + dy) * desc.row_stride)
+                             + (((px << desc.pool_log2) + dx) * desc.slots) + slot)]
+
+        taken = Signal()
+        m.d.comb += [taken.eq(~valid | self.potentials.ready),
+                     self.potentials.valid.eq(valid), self.potentials.payload.eq(sample),
+                     self.potentials.payload.values.eq(self.pe_potentials),
+                     self.done.eq(flushing & ~valid & ~self.spikes_pending)]
+        with m.If(valid & self.potentials.ready):
+            m.d.sync += valid.eq(0)
+            m.d.comb += [self.cmd.clear.eq(1), self.cmd.clear_addr.eq(held_addr)]
+
+        # a sample not taken is read again: the PEs' outputs show the held address
+        m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr), self.cmd.bias_addr.eq(held_bias),
+                     self.cmd.add_bias.eq(1)]
+        with m.If(self.start):
+            m.d.sync += [scanning.eq(1), py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot.eq(0), ch_base.eq(0)]
+        with m.Elif(scanning & taken):
+            m.d.comb += [self.cmd.acc_addr.eq(addr), self.cmd.bias_addr.eq(slot)]
+            m.d.sync += [valid.eq(1), held_addr.eq(addr), held_bias.eq(slot),
+                         sample.channel_base.eq(ch_base), sample.y.eq(py), sample.x.eq(px),
+                         sample.first.eq((dy == 0) & (dx == 0)),
+                         sample.last.eq((dy == pool_last) & (dx == pool_last))]
+            m.d.sync += dx.eq(dx + 1)
+            with m.If(dx == pool_last):
+                m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
+                with m.If(dy == pool_last):
+                    m.d.sync += [dy.eq(0), slot.eq(slot + 1), ch_base.eq(ch_base + P)]
+                    with m.If(slot == desc.slots - 1):
+                        m.d.sync += [slot.eq(0), ch_base.eq(0), px.eq(px + 1)]
+                        with m.If(px == desc.w_pool - 1):
+                            m.d.sync += [px.eq(0), py.eq(py + 1)]
+                            with m.If(py == desc.h_pool - 1):
+                                m.d.sync += [scanning.eq(0), flushing.eq(1)]
+        with m.If(self.done):
+            m.d.sync += flushing.eq(0)
+        return m
