@@ -77,13 +77,16 @@ def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) ->
 def result_problems(cfg, model, golden: GoldenResult, counts, results: list[RunResult]) -> list[str]:
     """What differs between runs of the array (one per image of a golden batch) and the golden
     model (spikes, potentials) or the cycle model ``counts`` (hw/perf.py layer_counts: layer
-    cycles and events, every counter). Empty: bit-exact and cycle-exact."""
+    cycles and events, every counter), or whose status register does not say done.
+    Empty: bit-exact and cycle-exact."""
     problems = []
     for b, result in enumerate(results):
         mismatch = first_mismatch(b, golden, b, result)
         if mismatch is not None:
             problems.append(str(mismatch))
             continue
+        if result.counters["status"] != 2:  # bit 1 done, bit 0 busy
+            problems.append(f"image {b}: status {result.counters['status']} after the run, not done (2)")
         if sum(result.layer_cycles) != result.counters["cycles"]:
             problems.append(f"image {b}: layer cycles {result.layer_cycles} do not add up to "
                             f"{result.counters['cycles']}")

@@ -27,13 +27,13 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from amaranth.back import rtlil
 
-from firstspike.hw.config import ArrayConfig
+from firstspike.hw.config import ArrayConfig, requirements
 from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
@@ -66,7 +66,8 @@ PROBES = 8
 PROBE_SIZES = [8, 14, 14, 4]
 WIDE_BITS = 20
 #: networks whose input has 20 channels at each of 2 x 9 positions, 90 % of them spiking:
-#: full event groups (16 entries), groups split at a position, x coordinates up to 8
+#: full event groups (16 entries), groups split at a position, x coordinates up to 8; their
+#: 20 output channels need two weight tiles in the suite's array
 FULL_GROUP_NETWORKS = 2
 
 
@@ -98,7 +99,7 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         out.append((f"threshold probe {k}", probe, random_input_times(rng, PROBE_SIZES[0], 1, timing)))
     for k in range(FULL_GROUP_NETWORKS):
         rng = np.random.default_rng([k, 6])
-        model = random_cnn(rng, (20, 2, 9), [dict(channels=5, kernel=3, padding=1)], [], 4, timing)
+        model = random_cnn(rng, (20, 2, 9), [dict(channels=20, kernel=3, padding=1)], [], 4, timing)
         out.append((f"full groups {k}", model, random_input_times(rng, model.layers[0].n_in, images // 2, timing,
                                                                   silent_fraction=0.1)))
     return out
@@ -110,8 +111,12 @@ def suite_seeds(networks: int) -> list[int]:
 
 
 def suite_config(networks: list) -> ArrayConfig:
-    """The smallest array of shape SHAPE_INDEX that runs every suite network."""
-    return ArrayConfig.for_models((model for _, model, _ in networks), SHAPES[SHAPE_INDEX][0])
+    """The smallest array of shape SHAPE_INDEX that runs every suite network, its weight buffer
+    too: just the largest output channel's weights, so that layers with more run in weight
+    tiles (the tile loop is part of the design under test)."""
+    models = [model for _, model, _ in networks]
+    cfg = ArrayConfig.for_models(models, SHAPES[SHAPE_INDEX][0])
+    return replace(cfg, weight_buffer=max(requirements(m, cfg.pes)["weight_buffer"] for m in models))
 
 
 PREPARE = f"read_rtlil design.il; hierarchy -top {TOP}; proc; flatten; memory_collect; opt; opt_clean"

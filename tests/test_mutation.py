@@ -34,7 +34,11 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
         assert max(max(group_schedule(a, active[0, 0], cfg.group_size)[0]) for a in active) == cfg.group_size
         assert active[:, :, :, 8].any()
     full = suite(12, 2)  # make mutation's 12 fuzz networks: the full-group networks leave the array as it is
-    assert suite_config(full) == suite_config(full[:-FULL_GROUP_NETWORKS])
+    cfg = suite_config(full)
+    assert cfg == suite_config(full[:-FULL_GROUP_NETWORKS])
+    from firstspike.hw.config import network_image
+    tiled = [name for name, model, _ in full if max(d.tiles for d in network_image(model, cfg).descriptors) > 1]
+    assert len(tiled) >= 3 and tiled[-FULL_GROUP_NETWORKS:] == [f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
 
 
 def test_mutated_design_has_every_mutant_behind_the_select_input(tmp_path):
