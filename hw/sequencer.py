@@ -198,6 +198,13 @@ class Sequencer(wiring.Component):
                      events.read_en.eq(grouper.read_en),
                      walker.descriptor.eq(desc), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots)]
 
+        def load(addr, beats, rows, target, then):
+            """Issue one load command (hw/loader.py); ``then``: the state that waits for it."""
+            m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(addr), self.load.payload.beats.eq(beats),
+                         self.load.payload.rows.eq(rows), self.load.payload.target.eq(target)]
+            with m.If(self.load.ready):
+                m.next = then
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -218,11 +225,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [c.eq(0) for c in counters]
                     m.next = "HEADER"
             with m.State("HEADER"):  # the layer's descriptor and thresholds, from external memory
-                m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(header_addr),
-                             self.load.payload.beats.eq(header_words(cfg)), self.load.payload.rows.eq(1),
-                             self.load.payload.target.eq(LoadTarget.HEADER)]
-                with m.If(self.load.ready):
-                    m.next = "HEADER_WAIT"
+                load(header_addr, header_words(cfg), 1, LoadTarget.HEADER, "HEADER_WAIT")
             with m.State("HEADER_WAIT"):
                 with m.If(~self.load_busy):
                     m.next = "DESCRIPTOR"
@@ -241,11 +244,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += [dirty.eq(0), acc.eq(0)]
                     m.next = "LOAD_BIASES"
             with m.State("LOAD_BIASES"):
-                m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(self.network_addr + desc.bias_addr),
-                             self.load.payload.beats.eq(desc.bias_beats), self.load.payload.rows.eq(desc.slots),
-                             self.load.payload.target.eq(LoadTarget.BIASES)]
-                with m.If(self.load.ready):
-                    m.next = "LOAD_BIASES_WAIT"
+                load(self.network_addr + desc.bias_addr, desc.bias_beats, desc.slots, LoadTarget.BIASES,
+                     "LOAD_BIASES_WAIT")
             with m.State("LOAD_BIASES_WAIT"):
                 with m.If(~self.load_busy):
                     m.next = "LOAD_WEIGHTS"
@@ -264,13 +264,9 @@ class Sequencer(wiring.Component):
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
                 with m.Else():
-                    m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(self.network_addr + desc.weight_addr
-                                                                               + tile_offset),
-                                 self.load.payload.beats.eq(Mux(last_tile, desc.last_beats, desc.tile_beats)),
-                                 self.load.payload.rows.eq(Mux(last_tile, desc.last_rows, desc.tile_rows)),
-                                 self.load.payload.target.eq(LoadTarget.WEIGHTS)]
-                    with m.If(self.load.ready):
-                        m.next = "LOAD_WEIGHTS_WAIT"
+                    load(self.network_addr + desc.weight_addr + tile_offset,
+                         Mux(last_tile, desc.last_beats, desc.tile_beats),
+                         Mux(last_tile, desc.last_rows, desc.tile_rows), LoadTarget.WEIGHTS, "LOAD_WEIGHTS_WAIT")
             with m.State("LOAD_WEIGHTS_WAIT"):
                 with m.If(~self.load_busy):
                     m.next = "ACCUMULATE_FIRST"
