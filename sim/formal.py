@@ -32,7 +32,8 @@ from amaranth.hdl._ast import AnyConst, AnySeq
 
 from firstspike.hw.config import ArrayConfig
 from firstspike.hw.fire import FireUnit
-from firstspike.hw.layouts import PeOp
+from firstspike.hw.grouper import EventGrouper
+from firstspike.hw.layouts import PeOp, spike_event
 from firstspike.hw.pe import ProcessingElement
 from firstspike.hw.unpack import RowUnpacker
 from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG, Timing
@@ -340,13 +341,98 @@ class UnpackerProof(_Harness):
         return m
 
 
+class GrouperProof(_Harness):
+    """EventGrouper: the groups are the event memory's events, in order, each a maximal run
+    of one position, and the group stream keeps the stream rules, for every event list and
+    consumer timing.
+
+    Free: ``n`` events (1 to ``events``) of any channel, position and time, the kernel area,
+    the consumer's ``ready`` each cycle; a synchronous memory model answers reads. The
+    pass starts in the first cycle. Asserted for each group taken: 1 to ``group_size``
+    entries; entry i is event ``taken + i`` (its position, its time, its weight base =
+    channel x kernel area), where ``taken`` counts the events of the groups before; the
+    group ends at ``group_size`` entries, at the last event, or before an event of another
+    position. Reads stay below ``n``; a group offered and not taken is offered again,
+    unchanged; after the start, ``done`` holds exactly when every event has been taken in
+    a group (before it, the grouper is idle and done).
+    """
+
+    depth = 22
+
+    def __init__(self, events: int = 5, group_size: int = 2):
+        super().__init__()
+        self.events, self.group_size = events, group_size
+        self.cfg = ArrayConfig(pes=1, timing=Timing(T=4, B=1, frac_bits=4), acc_width=8, max_layers=1,
+                               max_channels=4, max_size=2, weight_buffer=16, bias_buffer=1, slot_depth=2,
+                               event_depth=events, spike_lanes=1, group_size=group_size)
+
+    def elaborate(self, platform):
+        cfg, N, G = self.cfg, self.events, self.group_size
+        m = self.module()
+        m.submodules.grouper = dut = EventGrouper(cfg)
+        layout = spike_event(cfg)
+        events = []
+        for i in range(N):
+            ev = Signal(layout, name=f"event{i}")
+            m.d.comb += ev.as_value().eq(AnyConst(layout.size))
+            events.append(ev)
+        n, area = AnyConst(range(N + 1)), AnyConst(range(5))
+        m.d.comb += [Assume((n >= 1) & (n <= N)), Assume((area >= 1) & (area <= 4))]
+
+        def event_at(index):  # events past the last read as event N - 1 (never compared)
+            return Array(events)[Mux(index < N, index, N - 1)]
+
+        read = Signal(layout)
+        with m.If(dut.read_en):
+            m.d.comb += Assert(dut.read_addr < n, "read past the last event")
+            m.d.sync += read.eq(event_at(dut.read_addr))
+        started = Signal()
+        m.d.sync += started.eq(1)
+        ready = AnySeq(1)
+        m.d.comb += [dut.event.eq(read), dut.first.eq(0), dut.end.eq(n), dut.kernel_area.eq(area),
+                     dut.start.eq(~started), dut.groups.ready.eq(ready)]
+
+        group = dut.groups.payload
+        taken = Signal(range(N + G + 1))  # events in the groups taken so far
+        taking = dut.groups.valid & dut.groups.ready
+        with m.If(taking):
+            m.d.sync += taken.eq(taken + group.count)
+            m.d.comb += [Assert((group.count >= 1) & (group.count <= G), "a group of 0 or too many events"),
+                         Assert(taken + group.count <= n, "more events in groups than in memory")]
+            for i in range(G):
+                ev, entry = event_at(taken + i), group.events[i]
+                with m.If(i < group.count):
+                    m.d.comb += [Assert((ev.y == group.y) & (ev.x == group.x), "an entry of another position"),
+                                 Assert(entry.time == ev.time, "an entry's time differs from its event's"),
+                                 Assert(entry.weight_base == ev.channel * area, "weight base is not channel x area")]
+            after = event_at(taken + group.count)
+            m.d.comb += Assert((group.count == G) | (taken + group.count == n) | (after.y != group.y)
+                               | (after.x != group.x), "a group ended before an event of its position")
+        m.d.comb += Assert(dut.done == (~started | (taken + Mux(taking, group.count, 0) == n)),
+                           "done differs from: not started yet, or every event taken")
+        # stream rules
+        was_waiting = Signal()
+        held = Signal.like(group)
+        m.d.sync += [was_waiting.eq(dut.groups.valid & ~dut.groups.ready), held.eq(group)]
+        with m.If(was_waiting):
+            m.d.comb += [Assert(dut.groups.valid, "an offered group was withdrawn"),
+                         Assert(group.as_value() == held.as_value(), "an offered group changed while stalled")]
+        full = Signal()
+        with m.If(taking & (group.count == G)):
+            m.d.sync += full.eq(1)
+        m.d.comb += [Cover(dut.done & (n == N) & full), Cover(dut.done & was_waiting)]
+        return m
+
+
 # -- planted bugs: each must turn its proof into a counterexample ------------------------------
-#: name -> (module, cell type, replacement): the first such cell of the block's module
-#: becomes the replacement in the RTLIL the solver reads
+#: name -> (module, cell type, replacement[, n]): the first (or the n-th, from 0) such cell of
+#: the block's module becomes the replacement in the RTLIL the solver reads
 PLANTS = {
     "pe_sign_ignored": ("pe", "$sub", "$add"),  # a negative weight adds its contribution
     "fire_ties_late": ("fire", "$ge", "$gt"),  # V == TH[t] no longer fires at t
     "unpacker_row_late": ("unpacker", "$ge", "$gt"),  # a row with exactly its bits held is not offered
+    # the fourth equality of the grouper (event.x == building.x) inverted: another column joins a group
+    "grouper_x_inverted": ("grouper", "$eq", "$ne", 3),
 }
 
 
@@ -354,11 +440,14 @@ def plant_bug(text: str, plant: str) -> str:
     """RTLIL ``text`` with the planted bug ``plant`` (see PLANTS)."""
     if plant not in PLANTS:
         raise ValueError(f"unknown planted bug {plant!r}; known: {sorted(PLANTS)}")
-    module, cell, replacement = PLANTS[plant]
+    module, cell, replacement, *nth = PLANTS[plant]
     start = text.index(f"module \\top.{module}\n")
-    at = text.index(f"cell {cell} ", start)
-    if at > text.index("\nend\n", start):
-        raise ValueError(f"no {cell} cell in top.{module}")
+    end = text.index("\nend\n", start)
+    at = start
+    for _ in range(1 + (nth[0] if nth else 0)):
+        at = text.index(f"cell {cell} ", at + 1)
+    if at > end:
+        raise ValueError(f"not that many {cell} cells in top.{module}")
     return text[:at] + f"cell {replacement} " + text[at + len(f"cell {cell} "):]
 
 
@@ -381,6 +470,7 @@ PROOFS = {
     "fire_P2_L1": lambda: FireProof(Timing(T=3, B=1, frac_bits=4), pes=2, lanes=1),
     "unpack_W8_R5": lambda: UnpackerProof(8, 5),  # rows narrower than words: the input stalls
     "unpack_W4_R6": lambda: UnpackerProof(4, 6),  # rows wider than words, not a multiple
+    "grouper_N5_G2": lambda: GrouperProof(5, 2),  # groups split at a position, several positions
 }
 
 
