@@ -263,11 +263,12 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
     n = len(x)
     cfg = ArrayConfig.for_model(model, pes, **(array or {}))
     golden = GoldenModel(model).run(x)
-    v_path = write_design(verilog_dir, cfg, model)
+    image = network_image(model, cfg)
+    v_path = write_design(verilog_dir, cfg, model, image=image)
     t0 = time.perf_counter()
     built = verilator.build(v_path, cfg)
     with tqdm(total=n, desc="RTL", unit="image", disable=quiet) as bar:
-        run = verilator.run(built, cfg, model.shapes, golden.spikes[0], network_image(model, cfg).memory,
+        run = verilator.run(built, cfg, model.shapes, golden.spikes[0], image.memory,
                             progress=bar, work_dir=Path(out_dir) / "work")
     results = [decode_results(cfg, model.shapes, run.stats[b], run.words[b]) for b in range(n)]
     mismatches = [m for b, r in enumerate(results) if (m := first_mismatch(b, golden, b, r))]

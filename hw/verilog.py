@@ -13,7 +13,7 @@ from firstspike.sw.files import check_output_dir, write_text
 from firstspike.sw.model import SnnModel
 
 from . import external
-from .config import ArrayConfig, bus_map, network_image
+from .config import ArrayConfig, NetworkImage, bus_map, network_image
 from .layouts import header_words
 from .neuron_array import NeuronArray, host_data_bits
 
@@ -36,13 +36,16 @@ def generate_verilog(cfg: ArrayConfig) -> str:
     return _ZERO_INIT.sub("", verilog.convert(top, name=TOP, emit_src=False))
 
 
-def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel | None = None) -> Path:
+def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel | None = None, *,
+                 image: NetworkImage | None = None) -> Path:
     """Write ``neuron_array.v`` and ``neuron_array.json`` (configuration, host bus map, model
     digest) into out_dir. With a model, ``memory.hex`` holds the network's image in external
     memory (one bus word per line, ``$readmemh`` format) to be placed at the network address
     (0 after reset); the manifest's ``external_memory`` says where each layer's blocks are,
-    relative to it. Returns the Verilog path."""
-    image = network_image(model, cfg) if model is not None else None
+    relative to it (``image``: the model's ``network_image``, when the caller has it already).
+    Returns the Verilog path."""
+    if image is None and model is not None:
+        image = network_image(model, cfg)
     text = generate_verilog(cfg)
     out = check_output_dir(out_dir, "Verilog directory")
     v_path = out / f"{TOP}.v"
