@@ -305,6 +305,8 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
         "throughput_per_s": perf.throughput_per_s(float(rtl_cycles.mean()), clock_mhz),
         "synaptic_events_per_image": mean("acc_updates"),
         "weight_reads_per_image": mean("weight_reads"),
+        "acc_writebacks_per_image": mean("acc_writebacks"),
+        "group_size": cfg.group_size,
         "events_in_per_image": mean("events_in"),
         "spikes_per_image": mean("spikes"),
         "energy_per_image_uj": total_pj * 1e-6,
@@ -360,7 +362,8 @@ def print_summary(r: dict) -> None:
                            f"model {r['cycles_model_per_image']:.1f}, exact: {r['cycle_model_exact']}"),
         ("latency / throughput", f"{r['latency_us']:.2f} us, {r['throughput_per_s']:.0f} images/s "
                                  f"at {r['clock_mhz']:g} MHz"),
-        ("synaptic events / image", f"{r['synaptic_events_per_image']:.1f}"),
+        ("synaptic events / image", f"{r['synaptic_events_per_image']:.1f}; accumulator memory accesses "
+                                    f"{r['acc_writebacks_per_image']:.1f} (event groups of {r['group_size']})"),
         ("spikes / image", f"{r['spikes_per_image']:.1f} (+ {r['layers'][0]['input_events']:.1f} input)"),
         ("on-chip energy / image", f"{r['on_chip_energy_per_image_uj'] * 1e3:.3f} nJ "
                                    f"({r['on_chip_pj_per_synaptic_event']:.2f} pJ per synaptic event, "

@@ -10,6 +10,8 @@ from firstspike.report import sweep, write_report
 def test_report_for_a_small_run(digits_model, tmp_path):
     ann, snn, _ = digits_model
     sim = simulate(snn, pes=16, images=20, out_dir=tmp_path / "sim", verilog_dir=tmp_path / "v", quiet=True)
+    # a flat input's events all sit at one position: groups of 16 share each accumulator access
+    assert sim["group_size"] == 16 and 4 * sim["acc_writebacks_per_image"] < sim["weight_reads_per_image"]
     rows = sweep(ann, Ts=(4, 8), Bs=(1,), methods=("max", "cat"), cat_epochs=2, quiet=True)
     assert [(r["method"], r["T"]) for r in rows] == [("max", 4), ("max", 8), ("cat", 4), ("cat", 8)]
     # a trained digits MLP stays far above chance; TTFS: each of the 64 + 32 hidden neurons
