@@ -1,7 +1,7 @@
 """EventMemory: every layer's spike events, in banks so the fire stage can append several per cycle."""
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Assert, Module, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -88,4 +88,5 @@ class EventMemory(wiring.Component):
             m.d.sync += wptr.eq(self.append_at)
         with m.Elif(self.busy & self.spikes.valid):
             m.d.sync += wptr.eq(wptr + group.count)
+            m.d.sync += Assert(wptr + group.count <= cfg.event_depth, "more events than the event memory holds")
         return m

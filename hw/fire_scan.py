@@ -1,7 +1,7 @@
 """FireScanner: reads a hidden layer's potentials, all PEs at once, in pooled-output order."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Assert, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -72,6 +72,7 @@ class FireScanner(wiring.Component):
         m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr), self.cmd.bias_addr.eq(held_bias),
                      self.cmd.add_bias.eq(1)]
         with m.If(self.start):
+            m.d.sync += Assert(~scanning & ~flushing & ~valid, "a scan started while one runs")
             m.d.sync += [scanning.eq(1), py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot.eq(0), ch_base.eq(0)]
         with m.Elif(scanning & taken):
             m.d.comb += [self.cmd.acc_addr.eq(addr), self.cmd.bias_addr.eq(slot)]

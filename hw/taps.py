@@ -1,7 +1,7 @@
 """TapWalker: the accumulate address generator, one PE command per (kernel tap, slot, event)."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Assert, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -97,6 +97,7 @@ class TapWalker(wiring.Component):
                                    & (c_jy == c_ny - 1)))
 
         with m.If(self.groups.valid):
+            m.d.sync += Assert(group.count != 0, "an empty event group")
             entry = group.events[c_index]
             with m.If((c_ny != 0) & (c_nx != 0)):
                 m.d.comb += [self.cmd.op.eq(PeOp.ACCUM), self.cmd.acc_addr.eq(c_a),
