@@ -35,6 +35,7 @@ from firstspike.hw.fire import FireUnit
 from firstspike.hw.grouper import EventGrouper
 from firstspike.hw.layouts import PeOp, spike_event
 from firstspike.hw.pe import ProcessingElement
+from firstspike.hw.taps import TapWalker
 from firstspike.hw.unpack import RowUnpacker
 from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG, Timing
 
@@ -424,6 +425,132 @@ class GrouperProof(_Harness):
         return m
 
 
+class TapWalkerProof(_Harness):
+    """TapWalker: for every layer geometry, group position and group, the ACCUM commands are
+    exactly the spec's synaptic updates of the group, in the documented order.
+
+    Free: kernel ``kh x kw`` (1 to ``kernel``), stride 1 or 2, padding below the kernel,
+    input size (1 to 3 per axis, output size following from them), slots (1 or 2), the weight tile's
+    first slot and its slots, the accumulator base, the input channels (1 or 2), the group's
+    position, its 1 or 2 events (channels, times), and when the group is offered; assumed,
+    as the array's fit check guarantees: a tile's weights fit the weight buffer and the
+    layer's accumulators the accumulator memory. The
+    harness enumerates, on its own, the kernel taps (ky, kx) whose output
+    ``((y + p - ky) >> s, (x + p - kx) >> s)`` exists on the stride grid, in increasing
+    (ky, kx), then the tile's slots, then the events. Asserted: each ACCUM is the next
+    update of that enumeration, with weight address ``base_i + ky * kw + kx + slot *
+    slot_stride``, accumulator ``acc_base + oy * row_stride + ox * slots + tile_first +
+    slot``, the event's time, ``first``/``last`` on the run's ends; no ACCUM after the last
+    update; the group is taken only when every update was issued.
+    """
+
+    def __init__(self, kernel: int = 2):
+        super().__init__()
+        self.kernel = kernel
+        self.depth = kernel * kernel * 2 * 2 + 4  # the most updates of a group, and some slack
+        self.cfg = ArrayConfig(pes=1, timing=Timing(T=4, B=1, frac_bits=4), acc_width=8, max_layers=1,
+                               max_channels=2, max_size=3, weight_buffer=64, bias_buffer=2, slot_depth=32,
+                               event_depth=4, spike_lanes=1, group_size=2)
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = self.module()
+        m.submodules.walker = dut = TapWalker(cfg)
+        desc, group, cmd = dut.descriptor, dut.groups.payload, dut.cmd
+
+        K = self.kernel
+        kh, kw, pad, s = AnyConst(range(K + 1)), AnyConst(range(K + 1)), AnyConst(range(K)), AnyConst(1)
+        h_in, w_in = AnyConst(range(4)), AnyConst(range(4))
+        slots, tile_first, tile_slots = AnyConst(range(3)), AnyConst(range(2)), AnyConst(range(3))
+        acc_base, c_in = AnyConst(range(4)), AnyConst(range(3))
+        y, x, count = AnyConst(range(4)), AnyConst(range(4)), AnyConst(range(3))
+        channels = [AnyConst(range(2)) for _ in range(2)]
+        bases = [Signal(range(16), name=f"base{i}") for i in range(2)]
+        m.d.comb += [b.eq(c * kh * kw) for b, c in zip(bases, channels)]
+        times = [AnyConst(cfg.timing.time_bits) for _ in range(2)]
+        h_out, w_out = Signal(range(8)), Signal(range(8))
+        m.d.comb += [h_out.eq(((h_in + 2 * pad - kh) >> s) + 1), w_out.eq(((w_in + 2 * pad - kw) >> s) + 1)]
+        m.d.comb += [Assume((kh >= 1) & (kw >= 1) & (kh <= K) & (kw <= K) & (pad < kh) & (pad < kw)),
+                     Assume((h_in >= 1) & (w_in >= 1) & (h_in + 2 * pad >= kh) & (w_in + 2 * pad >= kw)),
+                     Assume((h_out <= 3) & (w_out <= 3)),
+                     Assume((slots >= 1) & (tile_first < slots) & (tile_slots >= 1)),
+                     Assume((slots <= 2) & (tile_first + tile_slots <= slots)),
+                     Assume((channels[0] < c_in) & (channels[1] < c_in)),
+                     # the array's own fit rules: a tile's weights fit the buffer, the accumulators the memory
+                     Assume(tile_slots * c_in * kh * kw <= cfg.weight_buffer),
+                     Assume(acc_base + h_out * w_out * slots <= cfg.slot_depth),
+                     Assume((c_in >= 1) & (y < h_in) & (x < w_in) & (count >= 1))]
+        m.d.comb += [desc.kh.eq(kh), desc.kw.eq(kw), desc.padding.eq(pad), desc.stride_log2.eq(s),
+                     desc.h_out.eq(h_out), desc.w_out.eq(w_out), desc.slots.eq(slots), desc.acc_base.eq(acc_base),
+                     desc.row_stride.eq(w_out * slots), desc.kernel_area.eq(kh * kw),
+                     desc.slot_stride.eq(c_in * kh * kw), dut.tile_first.eq(tile_first), dut.tile_slots.eq(tile_slots),
+                     group.y.eq(y), group.x.eq(x), group.count.eq(count)]
+        for i in range(2):
+            m.d.comb += [group.events[i].weight_base.eq(bases[i]), group.events[i].time.eq(times[i])]
+
+        # the group is offered from a free cycle on, held until taken, then never again
+        offer, taken = AnySeq(1), Signal()
+        offered = Signal()
+        m.d.comb += dut.groups.valid.eq((offer | offered) & ~taken)
+        with m.If(dut.groups.valid):
+            m.d.sync += offered.eq(1)
+        with m.If(dut.groups.valid & dut.groups.ready):
+            m.d.sync += taken.eq(1)
+
+        def axis(v, k, out):  # per kernel offset: does it reach an output on the stride grid?
+            reach = []
+            for j in range(K):
+                a = Signal(range(8), name=f"a_{j}")
+                m.d.comb += a.eq(v + pad - j)
+                reach.append((j < k) & (v + pad >= j) & ((a & s) == 0) & ((a >> s) < out))
+            return reach
+
+        ry, rx = axis(y, kh, h_out), axis(x, kw, w_out)
+
+        def first_from(reach, start):  # the smallest offset >= start that reaches; K: none
+            out = Signal(range(K + 1))
+            m.d.comb += out.eq(K)
+            for j in reversed(range(K)):
+                with m.If(reach[j] & (start <= j)):
+                    m.d.comb += out.eq(j)
+            return out
+
+        ky, kx = Signal(range(K + 1)), Signal(range(K + 1))
+        slot, i, finished, begun = Signal(range(3)), Signal(range(2)), Signal(), Signal()
+        cur_ky = Mux(begun, ky, first_from(ry, 0))
+        cur_kx = Mux(begun, kx, first_from(rx, 0))
+        any_update = (first_from(ry, 0) != K) & (first_from(rx, 0) != K)
+        oy, ox = Signal(range(8)), Signal(range(8))
+        m.d.comb += [oy.eq((y + pad - cur_ky) >> s), ox.eq((x + pad - cur_kx) >> s)]
+        with m.If(cmd.op == PeOp.ACCUM):
+            base = Mux(i == 0, bases[0], bases[1])
+            m.d.comb += [Assert(dut.groups.valid & any_update & ~finished, "an ACCUM beyond the group's updates"),
+                         Assert(cmd.weight_addr == base + cur_ky * kw + cur_kx + slot * c_in * kh * kw,
+                                "weight address differs from the spec's mapping"),
+                         Assert(cmd.acc_addr == acc_base + oy * w_out * slots + ox * slots + tile_first + slot,
+                                "accumulator differs from the spec's mapping"),
+                         Assert(cmd.time == Mux(i == 0, times[0], times[1]), "time differs from the event's"),
+                         Assert((cmd.first == (i == 0)) & (cmd.last == (i == count - 1)), "run ends misplaced")]
+            m.d.sync += [begun.eq(1), ky.eq(cur_ky), kx.eq(cur_kx), i.eq(i + 1)]
+            with m.If(i == count - 1):
+                m.d.sync += [i.eq(0), slot.eq(slot + 1)]
+                with m.If(slot == tile_slots - 1):
+                    m.d.sync += [slot.eq(0), kx.eq(first_from(rx, cur_kx + 1))]
+                    with m.If(first_from(rx, cur_kx + 1) == K):
+                        m.d.sync += [kx.eq(first_from(rx, 0)), ky.eq(first_from(ry, cur_ky + 1))]
+                        with m.If(first_from(ry, cur_ky + 1) == K):
+                            m.d.sync += finished.eq(1)
+        with m.Else():
+            m.d.comb += Assert(~(dut.groups.valid & any_update & ~finished), "a cycle without an update inside a group")
+        with m.If(dut.groups.valid & dut.groups.ready):
+            ends_now = (cmd.op == PeOp.ACCUM) & (i == count - 1) & (slot == tile_slots - 1) \
+                & (first_from(rx, cur_kx + 1) == K) & (first_from(ry, cur_ky + 1) == K)
+            m.d.comb += Assert(~any_update | ends_now, "the group was taken before its last update")
+        m.d.comb += [Cover(taken & finished & (count == 2) & (tile_slots == 2) & (s == 1)),
+                     Cover(taken & ~any_update), Cover(taken & finished & (kh == K) & (kw == K) & (pad == 1))]
+        return m
+
+
 # -- planted bugs: each must turn its proof into a counterexample ------------------------------
 #: name -> (module, cell type, replacement[, n]): the first (or the n-th, from 0) such cell of
 #: the block's module becomes the replacement in the RTLIL the solver reads
@@ -433,6 +560,9 @@ PLANTS = {
     "unpacker_row_late": ("unpacker", "$ge", "$gt"),  # a row with exactly its bits held is not offered
     # the fourth equality of the grouper (event.x == building.x) inverted: another column joins a group
     "grouper_x_inverted": ("grouper", "$eq", "$ne", 3),
+    # the walker's second less-than (o_max + 1 < q: the tap count is the smaller of the two)
+    # becomes a greater-than: the larger, taps beyond the image edge
+    "taps_count_max": ("walker", "$lt", "$gt", 1),
 }
 
 
@@ -471,6 +601,7 @@ PROOFS = {
     "unpack_W8_R5": lambda: UnpackerProof(8, 5),  # rows narrower than words: the input stalls
     "unpack_W4_R6": lambda: UnpackerProof(4, 6),  # rows wider than words, not a multiple
     "grouper_N5_G2": lambda: GrouperProof(5, 2),  # groups split at a position, several positions
+    "taps_K2": lambda: TapWalkerProof(2),  # kernels up to 2x2, strides 1 and 2, padding, tiles, runs of 2
 }
 
 
