@@ -86,10 +86,11 @@ endmodule
 """
 
 
-def write_contents(path, words: list[int], data_bits: int) -> None:
-    """The ``$readmemh`` file of the memory: one hex word per line from address 0."""
+def write_contents(path, words: list[int], data_bits: int, offset: int = 0) -> None:
+    """The ``$readmemh`` file of the memory: one hex word per line from word address ``offset``
+    (an ``@`` line: the words below it stay zero and cost nothing to load)."""
     with open(path, "w") as f:
-        f.write(memory_hex(words, data_bits))
+        f.write((f"@{offset:x}\n" if offset else "") + memory_hex(words, data_bits))
 
 
 class AxiMemoryModel(wiring.Component):

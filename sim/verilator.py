@@ -249,14 +249,15 @@ class RtlRun:
 
 
 def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.ndarray, memory: list[int],
-        load_writes: list[tuple[int, int]] | None = None, progress=None,
+        load_writes: list[tuple[int, int]] | None = None, progress=None, memory_offset: int = 0,
         work_dir: str | os.PathLike | None = None, waves: bool = False, mutant: int = 0,
         cycle_limit: int | None = None) -> RtlRun:
     """Run every row of input_times through the simulator (sim/cocotb_bench.py).
 
     ``load_writes`` are host writes done once before the first image (None when the
     network's tables are baked into the Verilog). ``memory``: the external memory's words
-    (``NetworkImage.memory``: the network's biases and weights). ``progress`` (a tqdm bar) advances per script.
+    (``NetworkImage.memory``: the network's biases and weights) from word ``memory_offset``.
+    ``progress`` (a tqdm bar) advances per script.
     ``mutant`` selects a mutant of a mutated build (sim.mutation). ``cycle_limit``: a
     script that has not finished after that many cycles fails the run (a hung design).
     """
@@ -271,9 +272,10 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     host_script.write_chunks(chunks, work, cfg.addr_bits, host_data_bits(cfg))
     job.write_text(json.dumps({"images": [c.images for c in chunks], "cycle_limit": cycle_limit}))
     memory_file = work / "memory.hex"
-    if len(memory) > MEMORY_WORDS:
-        raise ValueError(f"the network needs {len(memory)} words of external memory; the bench has {MEMORY_WORDS}")
-    axi_memory.write_contents(memory_file, list(memory) or [0], cfg.bus_bits)
+    if memory_offset + len(memory) > MEMORY_WORDS:
+        raise ValueError(f"the network needs words up to {memory_offset + len(memory)} of external memory; the bench "
+                         f"has {MEMORY_WORDS}")
+    axi_memory.write_contents(memory_file, list(memory) or [0], cfg.bus_bits, memory_offset)
 
     done = threading.Event()
 
