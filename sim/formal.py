@@ -358,9 +358,9 @@ class GrouperProof(_Harness):
     a group (before it, the grouper is idle and done).
     """
 
-    depth = 22
+    depth = 16
 
-    def __init__(self, events: int = 5, group_size: int = 2):
+    def __init__(self, events: int = 4, group_size: int = 2):
         super().__init__()
         self.events, self.group_size = events, group_size
         self.cfg = ArrayConfig(pes=1, timing=Timing(T=4, B=1, frac_bits=4), acc_width=8, max_layers=1,
@@ -447,7 +447,7 @@ class TapWalkerProof(_Harness):
     def __init__(self, kernel: int = 2):
         super().__init__()
         self.kernel = kernel
-        self.depth = kernel * kernel * 2 * 2 + 4  # the most updates of a group, and some slack
+        self.depth = kernel * kernel * 2 * 2 + 2  # the most updates of a group, the offer and one more
         self.cfg = ArrayConfig(pes=1, timing=Timing(T=4, B=1, frac_bits=4), acc_width=8, max_layers=1,
                                max_channels=2, max_size=3, weight_buffer=64, bias_buffer=2, slot_depth=32,
                                event_depth=4, spike_lanes=1, group_size=2)
@@ -600,7 +600,7 @@ PROOFS = {
     "fire_P2_L1": lambda: FireProof(Timing(T=3, B=1, frac_bits=4), pes=2, lanes=1),
     "unpack_W8_R5": lambda: UnpackerProof(8, 5),  # rows narrower than words: the input stalls
     "unpack_W4_R6": lambda: UnpackerProof(4, 6),  # rows wider than words, not a multiple
-    "grouper_N5_G2": lambda: GrouperProof(5, 2),  # groups split at a position, several positions
+    "grouper_N4_G2": lambda: GrouperProof(4, 2),  # groups split at a position, several positions
     "taps_K2": lambda: TapWalkerProof(2),  # kernels up to 2x2, strides 1 and 2, padding, tiles, runs of 2
 }
 

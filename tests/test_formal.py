@@ -14,7 +14,7 @@ def test_proof_holds_and_its_covers_are_reached(name, tmp_path):
 
 @pytest.mark.parametrize("name, plant", [("pe_T8_B2", "pe_sign_ignored"), ("fire_P2_L1", "fire_ties_late"),
                                          ("unpack_W8_R5", "unpacker_row_late"),
-                                         ("grouper_N5_G2", "grouper_x_inverted"), ("taps_K2", "taps_count_max")])
+                                         ("grouper_N4_G2", "grouper_x_inverted"), ("taps_K2", "taps_count_max")])
 def test_planted_bug_gives_a_counterexample(name, plant, tmp_path):
     result = run_proof(name, PROOFS[name](), tmp_path, plant=plant)
     assert not result.passed
