@@ -218,14 +218,18 @@ class ArrayConfig:
         return cfg
 
     @classmethod
-    def for_models(cls, models, pes: int) -> "ArrayConfig":
+    def for_models(cls, models, pes: int, smallest_weight_buffer: bool = False) -> "ArrayConfig":
         """The smallest configuration that runs every one of ``models`` (all of one timing):
-        one build serves them all, each placed in external memory."""
+        one build serves them all, each placed in external memory. ``smallest_weight_buffer``:
+        a weight buffer of just the largest output channel's weights instead of the default
+        (layers with more run in weight tiles)."""
         models = list(models)
         if len({m.timing for m in models}) != 1:
             raise InputError(f"one array runs one timing, not {sorted({str(m.timing) for m in models})}")
         cfgs = [cls.for_model(m, pes) for m in models]
         need = {k: max(getattr(c, k) for c in cfgs) for k in requirements(models[0], pes)}
+        if smallest_weight_buffer:
+            need["weight_buffer"] = max(requirements(m, pes)["weight_buffer"] for m in models)
         return replace(cfgs[0], **need)
 
     def check_fits(self, model: SnnModel) -> None:

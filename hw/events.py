@@ -6,11 +6,8 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ArrayConfig
-from .layouts import spike_event, spike_group
+from .layouts import addr_width, spike_event, spike_group
 
-
-def _addr(depth: int) -> int:
-    return max(0, (depth - 1).bit_length())
 
 
 class EventMemory(wiring.Component):
@@ -40,7 +37,7 @@ class EventMemory(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
         addr = range(cfg.event_depth + 1)
-        bits = _addr(cfg.event_depth)
+        bits = addr_width(cfg.event_depth)
         super().__init__({
             "busy": In(1), "restart": In(1), "append_at": In(addr), "end": Out(addr),
             "read_addr": In(addr), "read_en": In(1), "data": Out(spike_event(cfg)),

@@ -30,7 +30,8 @@ class LoadTarget(enum.Enum, shape=2):
     HEADER = 2  #: the layer header register (descriptor and thresholds)
 
 
-def _bits(depth: int) -> int:
+def addr_width(depth: int) -> int:
+    """Address bits of a memory of ``depth`` entries (0 for one entry)."""
     return max(0, (depth - 1).bit_length())
 
 
@@ -49,7 +50,7 @@ def spike_group(cfg: ArrayConfig) -> data.StructLayout:
 def group_entry(cfg: ArrayConfig) -> data.StructLayout:
     """One event of an event group: the weight buffer address of its channel's first tap
     (channel * kernel_area) and its time."""
-    return data.StructLayout({"weight_base": unsigned(_bits(cfg.weight_buffer)),
+    return data.StructLayout({"weight_base": unsigned(addr_width(cfg.weight_buffer)),
                               "time": unsigned(cfg.timing.time_bits)})
 
 
@@ -129,15 +130,15 @@ def load_command(cfg: ArrayConfig) -> data.StructLayout:
 def pe_command(cfg: ArrayConfig) -> data.StructLayout:
     return data.StructLayout({
         "op": PeOp,
-        "weight_addr": unsigned(_bits(cfg.weight_buffer)),
-        "bias_addr": unsigned(_bits(cfg.bias_buffer)),
-        "acc_addr": unsigned(_bits(cfg.slot_depth)),
+        "weight_addr": unsigned(addr_width(cfg.weight_buffer)),
+        "bias_addr": unsigned(addr_width(cfg.bias_buffer)),
+        "acc_addr": unsigned(addr_width(cfg.slot_depth)),
         "time": unsigned(cfg.timing.time_bits),
         "first": 1,  #: ACCUM: start from accumulator[acc_addr], not from the PE's running sum
         "last": 1,  #: ACCUM: write the running sum back to accumulator[acc_addr]
         "add_bias": 1,  #: READ: the potential includes bias[bias_addr]
         "clear": 1,  #: accumulator[clear_addr] <- 0 this cycle (the fire stage took its value)
-        "clear_addr": unsigned(_bits(cfg.slot_depth)),
+        "clear_addr": unsigned(addr_width(cfg.slot_depth)),
     })
 
 

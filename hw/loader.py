@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from . import external
 from .axi import read_request
 from .config import ArrayConfig
-from .layouts import LoadTarget, header_words, layer_header, load_command
+from .layouts import LoadTarget, addr_width, header_words, layer_header, load_command
 from .unpack import RowUnpacker
 
 
@@ -46,9 +46,10 @@ class BufferLoader(wiring.Component):
             "command": In(stream.Signature(load_command(cfg))),
             "request": Out(stream.Signature(read_request(external.ADDR_BITS, max_request_words(cfg)))),
             "words": In(stream.Signature(cfg.bus_bits)),
-            "weight_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.weight_buffer),
+            "weight_w": In(memory.WritePort.Signature(addr_width=addr_width(cfg.weight_buffer),
                                                        shape=self.weight_row_bits)),
-            "bias_w": In(memory.WritePort.Signature(addr_width=_addr(cfg.bias_buffer), shape=self.bias_row_bits)),
+            "bias_w": In(memory.WritePort.Signature(addr_width=addr_width(cfg.bias_buffer),
+                                                    shape=self.bias_row_bits)),
             "header": Out(layer_header(cfg)),
             "busy": Out(1),
         })
@@ -101,6 +102,3 @@ class BufferLoader(wiring.Component):
                                 m.next = "IDLE"
         return m
 
-
-def _addr(depth: int) -> int:
-    return max(0, (depth - 1).bit_length())

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG
 
 from .config import ArrayConfig
-from .layouts import PeOp, pe_command
+from .layouts import PeOp, addr_width, pe_command
 
 
 class ProcessingElement(wiring.Component):
@@ -51,9 +51,9 @@ class ProcessingElement(wiring.Component):
             "cmd": In(pe_command(cfg)),
             "potential": Out(signed(W)),
             "updated": Out(1),
-            "weight_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.weight_buffer),
+            "weight_w": Out(memory.WritePort.Signature(addr_width=addr_width(cfg.weight_buffer),
                                                       shape=unsigned(WEIGHT_BITS))),
-            "bias_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.bias_buffer), shape=signed(W))),
+            "bias_w": Out(memory.WritePort.Signature(addr_width=addr_width(cfg.bias_buffer), shape=signed(W))),
         })
 
     def elaborate(self, platform):
@@ -122,6 +122,3 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [a_wr.addr.eq(cmd.clear_addr), a_wr.data.eq(0), a_wr.en.eq(1)]
         return m
 
-
-def _addr(depth: int) -> int:
-    return max(0, (depth - 1).bit_length())

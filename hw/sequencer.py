@@ -11,13 +11,10 @@ from .fire import ThresholdWrite
 from .events import EventMemory
 from .fire_scan import FireScanner
 from .grouper import EventGrouper
-from .layouts import LoadTarget, PeOp, header_words, layer_header, load_command, pe_command, potential_sample, \
-    spike_event, spike_group
+from .layouts import LoadTarget, PeOp, addr_width, header_words, layer_header, load_command, pe_command, \
+    potential_sample, spike_event, spike_group
 from .taps import TapWalker
 
-
-def _addr(depth: int) -> int:
-    return max(0, (depth - 1).bit_length())
 
 
 class Sequencer(wiring.Component):
@@ -81,6 +78,7 @@ class Sequencer(wiring.Component):
         self.cfg = cfg
         W, L = cfg.acc_width, cfg.max_layers
         counter = unsigned(COUNTER_BITS)
+        event_addr = addr_width(cfg.event_depth)
         super().__init__({
             "start": In(1),
             "busy": Out(1),
@@ -99,8 +97,8 @@ class Sequencer(wiring.Component):
             "load": Out(stream.Signature(load_command(cfg))),
             "load_busy": In(1),
             "memory_beat": In(1),
-            "event_w": Out(memory.WritePort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
-            "event_r": Out(memory.ReadPort.Signature(addr_width=_addr(cfg.event_depth), shape=spike_event(cfg))),
+            "event_w": Out(memory.WritePort.Signature(addr_width=event_addr, shape=spike_event(cfg))),
+            "event_r": Out(memory.ReadPort.Signature(addr_width=event_addr, shape=spike_event(cfg))),
             "counters": Out(data.ArrayLayout(counter, len(Counter))),
             "layer_cycles": Out(data.ArrayLayout(counter, L)),
             "layer_events": Out(data.ArrayLayout(counter, L)),
@@ -275,9 +273,7 @@ class Sequencer(wiring.Component):
                 m.next = "ACCUMULATE"
             with m.State("ACCUMULATE"):
                 cmd = walker.cmd
-                m.d.comb += [self.cmd.op.eq(cmd.op), self.cmd.acc_addr.eq(cmd.acc_addr),
-                             self.cmd.weight_addr.eq(cmd.weight_addr), self.cmd.time.eq(cmd.time),
-                             self.cmd.first.eq(cmd.first), self.cmd.last.eq(cmd.last)]
+                m.d.comb += self.cmd.eq(cmd)
                 with m.If(cmd.op == PeOp.ACCUM):
                     m.d.sync += counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + P)
                     with m.If(cmd.last):

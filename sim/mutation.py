@@ -27,13 +27,13 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from amaranth.back import rtlil
 
-from firstspike.hw.config import ArrayConfig, requirements
+from firstspike.hw.config import ArrayConfig
 from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
@@ -114,9 +114,8 @@ def suite_config(networks: list) -> ArrayConfig:
     """The smallest array of shape SHAPE_INDEX that runs every suite network, its weight buffer
     too: just the largest output channel's weights, so that layers with more run in weight
     tiles (the tile loop is part of the design under test)."""
-    models = [model for _, model, _ in networks]
-    cfg = ArrayConfig.for_models(models, SHAPES[SHAPE_INDEX][0])
-    return replace(cfg, weight_buffer=max(requirements(m, cfg.pes)["weight_buffer"] for m in models))
+    return ArrayConfig.for_models((model for _, model, _ in networks), SHAPES[SHAPE_INDEX][0],
+                                  smallest_weight_buffer=True)
 
 
 PREPARE = f"read_rtlil design.il; hierarchy -top {TOP}; proc; flatten; memory_collect; opt; opt_clean"

@@ -5,12 +5,11 @@ Random networks: reproduce a failure with the seed printed in the assertion mess
 ``np.random.default_rng(seed)``.
 """
 import copy
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from firstspike.hw.config import ArrayConfig, network_image, requirements
+from firstspike.hw.config import ArrayConfig, network_image
 from firstspike.hw.host import decode_results, network_writes
 from firstspike.hw.verilog import write_design
 from firstspike.sim import verilator
@@ -49,9 +48,8 @@ def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=False, sized_
     ``tight``: the weight buffer holds just the largest output channel's weights, so layers
     with several channels per PE run in weight tiles (several passes over their input events)."""
     everything = list(nets) + list(sized_for)
-    cfg = ArrayConfig.for_models((model for _, model, _ in everything), pes)
+    cfg = ArrayConfig.for_models((model for _, model, _ in everything), pes, smallest_weight_buffer=tight)
     if tight:
-        cfg = replace(cfg, weight_buffer=max(requirements(model, pes)["weight_buffer"] for _, model, _ in everything))
         tiles = [d.tiles for _, model, _ in everything for d in network_image(model, cfg).descriptors]
         assert max(tiles) >= 3, f"tight buffers should make tiles, got {tiles}"
     assert cfg.timing == timing
