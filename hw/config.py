@@ -75,7 +75,8 @@ BUS_MAP_TEXT = {
     Counter.WEIGHT_READS: "weight buffer reads, all PEs (one per PE per accumulate command)",
     Counter.ACC_UPDATES: "accumulations of a nonzero weight (synaptic events), all PEs",
     Counter.SPIKES: "spikes the fire stage emitted, all layers",
-    Counter.EVENTS_IN: "input events processed, all layers (each once, however many weight tiles read it)",
+    Counter.EVENTS_IN: "input events processed, all layers (each once, however many weight tiles or shortcuts "
+                       "read it)",
     Counter.MEMORY_BEATS: "external memory words read",
     Counter.ACC_WRITEBACKS: "accumulator memory read-modify-writes by accumulation, all PEs (one per event group, "
                             "tap and slot)",
@@ -294,26 +295,34 @@ def unsupported(model: SnnModel) -> list[str]:
         out.append(f"output layer: {geo['h_out']}x{geo['w_out']} positions; the array reads one potential per "
                    "output channel (end the network with a linear layer)")
     for k, layer in enumerate(model.layers):
-        for what in ("stride", "pool"):
-            v = getattr(layer, what)
-            if _log2_exact(v) is None or v > 128:
-                out.append(f"layer {k}: {what} {v} is not a power of two up to 128 (the array shifts, "
-                           "it does not divide)")
+        for what, synapses in (("", layer), ("shortcut ", model.shortcut_synapses(k))):
+            for name in ("stride", "pool") if synapses is not None else ():
+                v = getattr(synapses, name)
+                if _log2_exact(v) is None or v > 128:
+                    out.append(f"layer {k}: {what}{name} {v} is not a power of two up to 128 (the array shifts, "
+                               "it does not divide)")
     return out
+
+
+def synapse_sets(model: SnnModel) -> list[SnnLayer]:
+    """Every set of synapses the array accumulates through: each layer's own, and its
+    shortcut's (docs/spec.md, section 14) as a conv layer of its own."""
+    return [s for k, layer in enumerate(model.layers) for s in (layer, model.shortcut_synapses(k)) if s is not None]
 
 
 def requirements(model: SnnModel, pes: int) -> dict[str, int]:
     """Memory sizes and widths a model needs on an array of ``pes`` PEs."""
     geo = [hardware_geometry(layer) for layer in model.layers]
+    every = [hardware_geometry(s) for s in synapse_sets(model)]
     slots = [-(-g["c_out"] // pes) for g in geo]
     return {
         "acc_width": max(model.acc_bits(), model.timing.frac_bits + 2),
         "max_layers": len(model.layers),
-        "max_channels": max(max(g["c_in"], g["c_out"]) for g in geo),
+        "max_channels": max(max(g["c_in"], g["c_out"]) for g in every),
         "max_size": max(max(g["h_in"], g["w_in"], g["kh"], g["kw"], g["h_out"], g["w_out"], g["padding"] + 1)
-                        for g in geo),
+                        for g in every),
         # one output channel group's weights must fit; more slots per tile need fewer passes
-        "weight_buffer": max(g["c_in"] * g["kh"] * g["kw"] for g in geo),
+        "weight_buffer": max(g["c_in"] * g["kh"] * g["kw"] for g in every),
         "bias_buffer": max(slots),
         # hidden layers use accumulators from 0 up, the output layer the top ``slots`` ones
         "slot_depth": max([s * g["h_out"] * g["w_out"] for s, g in zip(slots[:-1], geo)], default=0) + slots[-1],
@@ -369,39 +378,56 @@ class NetworkImage:
     thresholds: list[list[int]]  #: per layer, T entries (zeros for the output layer)
     memory: list[int]  #: external memory, one bus word per entry from the network's address
     n_layers: int = field(default=0)
+    #: per layer, its shortcut's descriptor (a second accumulation pass), or None
+    shortcuts: list[Descriptor | None] = field(default_factory=list)
 
 
-def layer_descriptors(model: SnnModel, cfg: ArrayConfig) -> list[Descriptor]:
+def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, bias: bool = True
+                ) -> tuple[Descriptor, int]:
+    """The descriptor of one set of synapses whose blocks start at bus word ``words``: its
+    bias block (none if not ``bias``), then its weight tiles; and the words they take."""
+    P, W = cfg.pes, cfg.bus_bits
+    g = hardware_geometry(synapses)
+    slots = -(-g["c_out"] // P)
+    fan_in = g["c_in"] * g["kh"] * g["kw"]
+    tiles = external.tiling(slots, fan_in, cfg.weight_buffer)
+    bias_beats = external.beats(slots, external.bias_row_bits(P, cfg.acc_width), W) if bias else 0
+    last_slots = tiles.slots_of(tiles.count - 1)
+    tile_beats = external.beats(tiles.tile_slots * fan_in, external.weight_row_bits(P), W)
+    last_beats = external.beats(last_slots * fan_in, external.weight_row_bits(P), W)
+    d = Descriptor(
+        c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
+        c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
+        h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots,
+        bias_addr=words * W // 8 if bias else 0, bias_beats=bias_beats, weight_addr=(words + bias_beats) * W // 8,
+        tiles=tiles.count, tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=tile_beats,
+        last_slots=last_slots, last_rows=last_slots * fan_in, last_beats=last_beats,
+        kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
+        acc_count=g["h_out"] * g["w_out"] * slots,
+        acc_base=cfg.slot_depth - slots if output else 0, last=int(output))
+    return d, bias_beats + tile_beats * (tiles.count - 1) + last_beats
+
+
+def layer_descriptors(model: SnnModel, cfg: ArrayConfig, shortcuts: bool = False):
     """Every layer's descriptor on ``cfg`` (checks the fit first), its external addresses those
     of ``network_image``'s layout: the header table, then per layer its bias block and weight
-    tiles, each starting on a new bus word. Cheap: no weight is packed (the cycle model needs
-    only these)."""
+    tiles, then its shortcut's weight tiles, each starting on a new bus word. Cheap: no weight
+    is packed (the cycle model needs only these). ``shortcuts``: return (descriptors, the
+    shortcut descriptors, None for a layer without one)."""
     from .layouts import header_words
     cfg.check_fits(model)
-    P, W = cfg.pes, cfg.bus_bits
     words = header_words(cfg) * len(model.layers)  # the header table
-    descriptors = []
-    for layer in model.layers:
-        g = hardware_geometry(layer)
-        slots = -(-g["c_out"] // P)
-        fan_in = g["c_in"] * g["kh"] * g["kw"]
-        tiles = external.tiling(slots, fan_in, cfg.weight_buffer)
-        bias_beats = external.beats(slots, external.bias_row_bits(P, cfg.acc_width), W)
-        last_slots = tiles.slots_of(tiles.count - 1)
-        tile_beats = external.beats(tiles.tile_slots * fan_in, external.weight_row_bits(P), W)
-        last_beats = external.beats(last_slots * fan_in, external.weight_row_bits(P), W)
-        descriptors.append(Descriptor(
-            c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
-            c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
-            h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots,
-            bias_addr=words * W // 8, bias_beats=bias_beats, weight_addr=(words + bias_beats) * W // 8,
-            tiles=tiles.count, tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=tile_beats,
-            last_slots=last_slots, last_rows=last_slots * fan_in, last_beats=last_beats,
-            kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
-            acc_count=g["h_out"] * g["w_out"] * slots,
-            acc_base=cfg.slot_depth - slots if layer.is_output else 0, last=int(layer.is_output)))
-        words += bias_beats + tile_beats * (tiles.count - 1) + last_beats
-    return descriptors
+    descriptors, extra = [], []
+    for k, layer in enumerate(model.layers):
+        d, n = _descriptor(layer, cfg, words, layer.is_output)
+        descriptors.append(d)
+        words += n
+        synapses = model.shortcut_synapses(k)
+        if synapses is not None:  # the second pass accumulates into the same potentials: no biases of its own
+            d, n = _descriptor(synapses, cfg, words, output=False, bias=False)
+            words += n
+        extra.append(d if synapses is not None else None)
+    return (descriptors, extra) if shortcuts else descriptors
 
 
 def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
@@ -410,27 +436,39 @@ def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
     at the addresses of ``layer_descriptors``. Addresses inside the descriptors are relative
     to the network's address."""
     from .layouts import header_words, layer_header, pack
-    descriptors = layer_descriptors(model, cfg)
+    descriptors, shortcuts = layer_descriptors(model, cfg, shortcuts=True)
     P, T, W = cfg.pes, cfg.timing.T, cfg.bus_bits
     n_header = header_words(cfg)
     memory: list[int] = [0] * (n_header * len(model.layers))  # the header table, filled below
-    thresholds = []
-    for layer, d in zip(model.layers, descriptors):
+
+    def weight_tiles(weights: np.ndarray, d: Descriptor) -> list[int]:
         padded = np.full((d.slots * P, d.slot_stride), ZERO_CODE, dtype=np.int64)
-        padded[:d.c_out] = layer.weights.reshape(d.c_out, d.slot_stride)  # (c, ky, kx) order either way
+        padded[:d.c_out] = weights.reshape(d.c_out, d.slot_stride)  # (c, ky, kx) order either way
+        # rows: (slot, input) -> the P codes of channels slot * P + p
+        rows = padded.reshape(d.slots, P, d.slot_stride).transpose(0, 2, 1)
+        return [w for first in range(0, d.slots, d.tile_slots)
+                for w in external.pack_rows(rows[first:first + d.tile_slots].reshape(-1, P), WEIGHT_BITS, W)]
+
+    thresholds = []
+    for layer, d, sc in zip(model.layers, descriptors, shortcuts):
         bias = np.zeros(d.slots * P, dtype=np.int64)
         bias[:d.c_out] = layer.bias
         assert len(memory) * W // 8 == d.bias_addr
         memory += external.pack_rows(bias.reshape(d.slots, P), cfg.acc_width, W)  # row s: channels s*P + p
         assert len(memory) * W // 8 == d.weight_addr
-        # rows: (slot, input) -> the P codes of channels slot * P + p
-        rows = padded.reshape(d.slots, P, d.slot_stride).transpose(0, 2, 1)
-        for first in range(0, d.slots, d.tile_slots):
-            memory += external.pack_rows(rows[first:first + d.tile_slots].reshape(-1, P), WEIGHT_BITS, W)
+        memory += weight_tiles(layer.weights, d)
+        if sc is not None:
+            assert len(memory) * W // 8 == sc.weight_addr
+            memory += weight_tiles(layer.shortcut.weights, sc)
         thresholds.append([int(v) for v in layer.thresholds] if layer.thresholds is not None else [0] * T)
     header = layer_header(cfg)
-    for k, (d, th) in enumerate(zip(descriptors, thresholds)):
-        value = pack(header, descriptor=pack(header["descriptor"].shape, **asdict(d)),
+    descriptor = header["descriptor"].shape
+    for k, (d, sc, th) in enumerate(zip(descriptors, shortcuts, thresholds)):
+        layer = model.layers[k]
+        value = pack(header, descriptor=pack(descriptor, **asdict(d)),
+                     shortcut=pack(descriptor, **asdict(sc)) if sc is not None else 0,
+                     has_shortcut=int(sc is not None), source=layer.shortcut.source if sc is not None else 0,
                      thresholds=sum((v & ((1 << cfg.acc_width) - 1)) << (i * cfg.acc_width) for i, v in enumerate(th)))
         memory[k * n_header:(k + 1) * n_header] = [(value >> (i * W)) & ((1 << W) - 1) for i in range(n_header)]
-    return NetworkImage(descriptors=descriptors, thresholds=thresholds, memory=memory, n_layers=len(model.layers))
+    return NetworkImage(descriptors=descriptors, thresholds=thresholds, memory=memory, n_layers=len(model.layers),
+                        shortcuts=shortcuts)

@@ -100,9 +100,12 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
 
 
 def layer_header(cfg: ArrayConfig) -> data.StructLayout:
-    """What the array reads from external memory to start a layer: its descriptor and its T
-    thresholds (hw/external.py places the headers of a network in a table at its start)."""
+    """What the array reads from external memory to start a layer: its descriptor, its shortcut's
+    and its T thresholds (hw/external.py places the headers of a network in a table at its start)."""
     return data.StructLayout({"descriptor": layer_descriptor(cfg),
+                              #: a shortcut (docs/spec.md section 14): a second accumulation pass over the
+                              #: events of spike source ``source`` (0: the input, j + 1: hidden layer j's output)
+                              "has_shortcut": 1, "source": range(cfg.max_layers), "shortcut": layer_descriptor(cfg),
                               "thresholds": data.ArrayLayout(signed(cfg.acc_width), cfg.timing.T)})
 
 

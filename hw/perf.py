@@ -76,6 +76,9 @@ class LayerCounts:
     tiles: int  #: weight tiles (passes over the input events)
     memory_beats: np.ndarray  #: external memory words read (header, biases, and weights if there were events)
     load_cycles: np.ndarray  #: cycles spent loading the header, biases and weights
+    #: events of the layer's shortcut source, read by its second pass (0 without a shortcut)
+    shortcut_events: np.ndarray
+    event_reads: np.ndarray  #: event memory reads: events x weight tiles, over both passes
 
 
 def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:
@@ -148,6 +151,40 @@ def header_cycles(addr: int, beats: int, bus_bits: int, latency: int) -> int:
     return last + 2
 
 
+def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr: int, latency: int) -> dict:
+    """Per image counts of one accumulation pass (LOAD_WEIGHTS, ACCUMULATE_FIRST and ACCUMULATE
+    of every tile) of ``synapses`` (a layer, or a shortcut as a layer) with descriptor ``d``
+    over input ``spikes``."""
+    pes, word_bytes = cfg.pes, cfg.bus_bits // 8
+    g = hardware_geometry(synapses)
+    tile_loads = [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
+                              d.last_beats if t == d.tiles - 1 else d.tile_beats,
+                              d.last_rows if t == d.tiles - 1 else d.tile_rows,
+                              external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
+    active = (spikes != NO_SPIKE).reshape(-1, g["c_in"], g["h_in"], g["w_in"])
+    events = active.sum(axis=(1, 2, 3))
+    taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
+                    axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))  # (H_in, W_in)
+    schedule = [group_schedule(a, taps, cfg.group_size) for a in active]
+    accumulate = np.array([sum(accumulate_cycles(n, t, d.tile_slots if i < d.tiles - 1 else d.last_slots)
+                               for i in range(d.tiles)) if len(n) else 0 for n, t in schedule], dtype=np.int64)
+    _, mag = split_codes(synapses.weights)
+    nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
+    updates = torch.nn.functional.conv2d(torch.from_numpy(active.astype(np.float64)),
+                                         torch.from_numpy(nonzero[None].astype(np.float64)),
+                                         stride=g["stride"], padding=g["padding"])
+    has_events = events > 0
+    return dict(
+        events=events, event_reads=events * d.tiles,
+        commands=(active * (taps * d.slots)[None, None]).sum(axis=(1, 2, 3)),
+        writebacks=np.array([int((t * d.slots).sum()) for _, t in schedule], dtype=np.int64) * pes,
+        updates=updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64),
+        cycles=np.where(has_events, accumulate + sum(tile_loads), 1),  # S of the docstring
+        loads=np.where(has_events, sum(tile_loads), 0),
+        beats=np.where(has_events, d.tile_beats * (d.tiles - 1) + d.last_beats, 0),
+        accumulate=np.where(has_events, accumulate - d.tiles, 0))  # without ACCUMULATE_FIRST
+
+
 def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
                  latency: int = MEMORY_LATENCY, network_addr: int = 0) -> list[LayerCounts]:
     """Exact counts of every layer for every image of a golden batch, on the array ``cfg``
@@ -157,7 +194,7 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         cfg = ArrayConfig.for_model(model, cfg)
     from firstspike.hw.config import layer_descriptors
     from firstspike.hw.layouts import header_words
-    descriptors = layer_descriptors(model, cfg)
+    descriptors, shortcuts = layer_descriptors(model, cfg, shortcuts=True)
     n_header, word_bytes = header_words(cfg), cfg.bus_bits // 8
     pes, T, L = cfg.pes, model.timing.T, cfg.spike_lanes
     out = []
@@ -169,36 +206,18 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         head = header_cycles(network_addr + k * n_header * word_bytes, n_header, cfg.bus_bits, latency)
         bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.slots,
                                 external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
-        tile_loads = [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
-                                  d.last_beats if t == d.tiles - 1 else d.tile_beats,
-                                  d.last_rows if t == d.tiles - 1 else d.tile_rows,
-                                  external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
-        weight_beats = d.tile_beats * (d.tiles - 1) + d.last_beats
-        active = (golden.spikes[k] != NO_SPIKE).reshape(-1, g["c_in"], g["h_in"], g["w_in"])
-        events = active.sum(axis=(1, 2, 3))
-        taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
-                        axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))  # (H_in, W_in)
-        per_event = (taps * slots)[None, None]
-        schedule = [group_schedule(a, taps, cfg.group_size) for a in active]
-        accumulate = np.array([sum(accumulate_cycles(n, t, d.tile_slots if i < d.tiles - 1 else d.last_slots)
-                                   for i in range(d.tiles)) if len(n) else 0 for n, t in schedule], dtype=np.int64)
-        writebacks = np.array([int((t * slots).sum()) for _, t in schedule], dtype=np.int64) * pes
-        commands = (active * per_event).sum(axis=(1, 2, 3))
-        has_events = events > 0
-        passes = np.where(has_events, accumulate + sum(tile_loads), 1)  # S of the docstring
-        loads = head + bias_load + np.where(has_events, sum(tile_loads), 0)
-        beats = n_header + d.bias_beats + np.where(has_events, weight_beats, 0)
-        _, mag = split_codes(layer.weights)
-        nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
-        updates = torch.nn.functional.conv2d(torch.from_numpy(active.astype(np.float64)),
-                                             torch.from_numpy(nonzero[None].astype(np.float64)),
-                                             stride=g["stride"], padding=g["padding"])
-        updates = updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64)
+        main = _pass_counts(layer, d, golden.spikes[k], cfg, network_addr, latency)
+        passes = [main]
+        if shortcuts[k] is not None:  # SHORTCUT: one cycle in AFTER_ACCUMULATE, then the second pass
+            passes.append(_pass_counts(model.shortcut_synapses(k), shortcuts[k],
+                                       golden.spikes[layer.shortcut.source], cfg, network_addr, latency))
+        total = {key: sum(p[key] for p in passes) for key in main}
+        accumulation = total["cycles"] + len(passes) - 1
         acc_count = g["h_out"] * g["w_out"] * slots
         if layer.is_output:
-            cycles = head + 1 + dirty + bias_load + acc_count + passes + 1
+            cycles = head + 1 + dirty + bias_load + acc_count + accumulation + 1
             writes = dirty + acc_count  # CLEAR, INIT
-            spikes = np.zeros_like(events)
+            spikes = np.zeros_like(main["events"])
             fired = 0
         else:
             fired_out = golden.spikes[k + 1] != NO_SPIKE
@@ -212,17 +231,21 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
             groups = groups.transpose(0, 2, 3, 1).reshape(len(spikes), -1)  # (batch, G): py, px, slot
             drain = -(-groups // L)
             fire = window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
-            cycles = head + 1 + np.maximum(dirty + bias_load + passes + 1, T + 2) + fire
+            cycles = head + 1 + np.maximum(dirty + bias_load + accumulation + 1, T + 2) + fire
             writes = dirty + g["h_pool"] * g["w_pool"] * slots * g["pool"] ** 2  # CLEAR, the fire stage's clears
             remainder = g["h_pool"] * g["pool"] != g["h_out"] or g["w_pool"] * g["pool"] != g["w_out"]
         dirty = acc_count if not layer.is_output and remainder else 0
-        in_accumulate = np.where(has_events, accumulate - d.tiles, 0)  # without ACCUMULATE_FIRST
-        out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=events, weight_reads=commands * pes,
-                               acc_updates=updates, acc_writebacks=writebacks, spikes=spikes, fired_neurons=fired,
-                               init_writes=writes * pes, accumulate_cycles=in_accumulate,
+        updates = total["updates"]
+        out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=main["events"],
+                               weight_reads=total["commands"] * pes, acc_updates=updates,
+                               acc_writebacks=total["writebacks"], spikes=spikes, fired_neurons=fired,
+                               init_writes=writes * pes, accumulate_cycles=total["accumulate"],
                                pe_utilization=updates / (pes * cycles),
-                               accumulate_utilization=updates / (pes * np.maximum(1, in_accumulate)),
-                               tiles=d.tiles, memory_beats=beats, load_cycles=loads))
+                               accumulate_utilization=updates / (pes * np.maximum(1, total["accumulate"])),
+                               tiles=d.tiles, memory_beats=n_header + d.bias_beats + total["beats"],
+                               load_cycles=head + bias_load + total["loads"],
+                               shortcut_events=passes[1]["events"] if len(passes) > 1 else np.zeros_like(updates),
+                               event_reads=total["event_reads"]))
     return out
 
 

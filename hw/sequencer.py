@@ -11,8 +11,8 @@ from .fire import ThresholdWrite
 from .events import EventMemory
 from .fire_scan import FireScanner
 from .grouper import EventGrouper
-from .layouts import LoadTarget, PeOp, addr_width, header_words, layer_header, load_command, pe_command, \
-    potential_sample, spike_event, spike_group
+from .layouts import LoadTarget, PeOp, addr_width, header_words, layer_descriptor, layer_header, load_command, \
+    pe_command, potential_sample, spike_event, spike_group
 from .taps import TapWalker
 
 
@@ -35,6 +35,9 @@ class Sequencer(wiring.Component):
       output channel groups as the weight buffer holds, hw/external.py), come from external
       memory through the loader (hw/loader.py). A layer with no input events loads no weights.
     - INIT (output layer): its accumulators, the top ``slots`` of each PE, get their bias.
+    - SHORTCUT (a layer with a shortcut, docs/spec.md section 14): after the last tile, a
+      second pass of LOAD_WEIGHTS and ACCUMULATE runs the shortcut's descriptor over the
+      events of its source layer (still in the event memory), into the same accumulators.
     - ACCUMULATE: the event grouper (hw/grouper.py) reads the layer's input events and
       hands on runs of up to ``group_size`` events at one position; the tap walker
       (hw/taps.py) turns each group into one command to all PEs per (kernel tap, slot of the
@@ -52,7 +55,8 @@ class Sequencer(wiring.Component):
 
     The event memory therefore ends up holding every layer's events in order: the input
     events, then layer 0's spikes, then layer 1's, and so on. Layer l's events occupy
-    ``LAYER_EVENTS[l]`` entries. After the output layer the potentials stay in the PEs.
+    ``LAYER_EVENTS[l]`` entries; where each source starts is kept for shortcuts. After the
+    output layer the potentials stay in the PEs.
 
     Members
     -------
@@ -115,8 +119,16 @@ class Sequencer(wiring.Component):
         last = Signal()
         m.d.comb += last.eq(desc.last)
         header_addr = Signal(external.ADDR_BITS)
+        # the events the grouper reads: the layer's input, or its shortcut source's
         ev_base = Signal(range(cfg.event_depth + 1))
         ev_end = Signal.like(ev_base)
+        in_base, in_end = Signal.like(ev_base), Signal.like(ev_base)  # the layer's own input events
+        # where spike source j (0: the input, j + 1: hidden layer j's output) starts; source j ends where j + 1 starts
+        starts = Array(Signal.like(ev_base, name=f"source_start_{j}") for j in range(L + 1))
+        # the accumulation pass: 0 the layer's own synapses, 1 its shortcut's (header.shortcut)
+        shortcut_pass = Signal()
+        pas = Signal(layer_descriptor(cfg))
+        m.d.comb += pas.eq(Mux(shortcut_pass, self.header.shortcut, desc))
         slot = Signal(range(cfg.slot_depth + 1))
         acc = Signal(range(cfg.slot_depth + 1))
         thr_index = Signal(range(T + 1))
@@ -129,8 +141,8 @@ class Sequencer(wiring.Component):
         tile_slots = Signal(range(cfg.slot_depth + 1))
         tile_offset = Signal(external.ADDR_BITS)
         last_tile = Signal()
-        m.d.comb += [last_tile.eq(tile == desc.tiles - 1),
-                     tile_slots.eq(Mux(last_tile, desc.last_slots, desc.tile_slots))]
+        m.d.comb += [last_tile.eq(tile == pas.tiles - 1),
+                     tile_slots.eq(Mux(last_tile, pas.last_slots, pas.tile_slots))]
         # accumulators [0, dirty) may be nonzero; the rest are zero (hidden layers clear
         # what they fire). After reset or a new descriptor everything may be dirty.
         dirty = Signal(range(cfg.slot_depth + 1))
@@ -185,16 +197,16 @@ class Sequencer(wiring.Component):
 
         def end_layer():
             m.d.sync += [layer_cycles[layer].eq(cycles + 1 - layer_start), layer_start.eq(cycles + 1),
-                         layer_events[layer].eq(ev_end - ev_base)]
+                         layer_events[layer].eq(in_end - in_base)]
 
         # -- accumulation: event groups (hw/grouper.py) walked tap by tap (hw/taps.py) ---------
         m.submodules.grouper = grouper = EventGrouper(cfg)
         m.submodules.walker = walker = TapWalker(cfg)
         wiring.connect(m, grouper.groups, walker.groups)
-        m.d.comb += [grouper.first.eq(ev_base), grouper.end.eq(ev_end), grouper.kernel_area.eq(desc.kernel_area),
+        m.d.comb += [grouper.first.eq(ev_base), grouper.end.eq(ev_end), grouper.kernel_area.eq(pas.kernel_area),
                      grouper.event.eq(events.data), events.read_addr.eq(grouper.read_addr),
                      events.read_en.eq(grouper.read_en),
-                     walker.descriptor.eq(desc), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots)]
+                     walker.descriptor.eq(pas), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots)]
 
         def load(addr, beats, rows, target, then):
             """Issue one load command (hw/loader.py); ``then``: the state that waits for it."""
@@ -207,7 +219,8 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += events.restart.eq(1)
-                    m.d.sync += [layer.eq(0), ev_base.eq(0), ev_end.eq(self.n_inputs),
+                    m.d.sync += [layer.eq(0), in_base.eq(0), in_end.eq(self.n_inputs), starts[0].eq(0),
+                                 starts[1 if L >= 1 else 0].eq(self.n_inputs),
                                  header_addr.eq(self.network_addr), layer_start.eq(0), done.eq(0), acc.eq(0),
                                  busy.eq(1)]
                     m.d.sync += [c.eq(0) for c in counters]
@@ -228,7 +241,8 @@ class Sequencer(wiring.Component):
                 with m.If(~self.load_busy):
                     m.next = "DESCRIPTOR"
             with m.State("DESCRIPTOR"):
-                m.d.sync += [slot.eq(0), acc.eq(0), tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
+                m.d.sync += [slot.eq(0), acc.eq(0), tile.eq(0), tile_first.eq(0), tile_offset.eq(0),
+                             shortcut_pass.eq(0), ev_base.eq(in_base), ev_end.eq(in_end)]
                 with m.If(~last):
                     m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
                 with m.If(dirty != 0):
@@ -262,9 +276,9 @@ class Sequencer(wiring.Component):
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
                 with m.Else():
-                    load(self.network_addr + desc.weight_addr + tile_offset,
-                         Mux(last_tile, desc.last_beats, desc.tile_beats),
-                         Mux(last_tile, desc.last_rows, desc.tile_rows), LoadTarget.WEIGHTS, "LOAD_WEIGHTS_WAIT")
+                    load(self.network_addr + pas.weight_addr + tile_offset,
+                         Mux(last_tile, pas.last_beats, pas.tile_beats),
+                         Mux(last_tile, pas.last_rows, pas.tile_rows), LoadTarget.WEIGHTS, "LOAD_WEIGHTS_WAIT")
             with m.State("LOAD_WEIGHTS_WAIT"):
                 with m.If(~self.load_busy):
                     m.next = "ACCUMULATE_FIRST"
@@ -278,16 +292,22 @@ class Sequencer(wiring.Component):
                     m.d.sync += counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + P)
                     with m.If(cmd.last):
                         m.d.sync += counters[Counter.ACC_WRITEBACKS].eq(counters[Counter.ACC_WRITEBACKS] + P)
-                with m.If(grouper.taken & (tile == 0)):  # an event counts once, however many tiles read it
+                # an event counts once, however many tiles (or shortcuts) read it
+                with m.If(grouper.taken & (tile == 0) & ~shortcut_pass):
                     m.d.sync += counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)
                 with m.If(grouper.done & last_tile):
                     m.next = "AFTER_ACCUMULATE"
                 with m.Elif(grouper.done):  # the next tile reads the same events again
-                    m.d.sync += [tile.eq(tile + 1), tile_first.eq(tile_first + desc.tile_slots),
-                                 tile_offset.eq(tile_offset + (desc.tile_beats << bus_size))]
+                    m.d.sync += [tile.eq(tile + 1), tile_first.eq(tile_first + pas.tile_slots),
+                                 tile_offset.eq(tile_offset + (pas.tile_beats << bus_size))]
                     m.next = "LOAD_WEIGHTS"
             with m.State("AFTER_ACCUMULATE"):
-                with m.If(last):
+                with m.If(self.header.has_shortcut & ~shortcut_pass):  # SHORTCUT: the source's events
+                    src = self.header.source
+                    m.d.sync += [shortcut_pass.eq(1), ev_base.eq(starts[src]), ev_end.eq(starts[src + 1]),
+                                 tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
+                    m.next = "LOAD_WEIGHTS"
+                with m.Elif(last):
                     end_layer()
                     m.d.sync += [busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
@@ -302,7 +322,8 @@ class Sequencer(wiring.Component):
                     with m.If(((desc.h_pool << desc.pool_log2) != desc.h_out) |
                               ((desc.w_pool << desc.pool_log2) != desc.w_out)):
                         m.d.sync += dirty.eq(desc.acc_count)
-                    m.d.sync += [ev_base.eq(ev_end), ev_end.eq(events.end), layer.eq(layer + 1),
+                    m.d.sync += [in_base.eq(in_end), in_end.eq(events.end), starts[layer + 2].eq(events.end),
+                                 layer.eq(layer + 1),
                                  header_addr.eq(header_addr + (header_words(cfg) << bus_size))]
                     m.next = "HEADER"
         return m

@@ -135,8 +135,9 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
       update, an acc_width-bit register write (the running sum) per accumulate cycle, and a
       bias read + accumulator write per initialisation or clear;
     - event_memory: a read per input event and weight tile (each tile reads the events
-      again), two group register writes per such read (collected, then moved to the
-      output register: hw/grouper.py), a write per output spike;
+      again; a shortcut's pass reads its source's events), two group register writes per
+      such read (collected, then moved to the output register: hw/grouper.py), a write per
+      output spike;
     - fire: per hidden neuron an accumulator read and T comparisons (adds) of acc_width
       bits, plus reading the T thresholds once;
     - buffer_loads: writing every bus word read into the weight or bias buffers;
@@ -148,7 +149,7 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     acc_bit = table.sram_pj_per_bit(g.acc_macro_bits)
     acc_rw = 2 * g.acc_width * acc_bit
     wr = int(c.weight_reads[b])
-    reads = int(c.input_events[b]) * c.tiles
+    reads = int(c.event_reads[b])
     e = {
         "weight_reads": wr * 5 * table.sram_pj_per_bit(g.weight_macro_bits),
         "accumulators": int(c.acc_writebacks[b]) * acc_rw + int(c.acc_updates[b]) * add + wr * g.acc_width * reg

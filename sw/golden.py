@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from firstspike.errors import InputError
+
 from .formats import NO_SPIKE, ZERO_MAG, decode_weights, split_codes
 from .model import SnnLayer, SnnModel
 from .neurons import DEFAULT_NEURON, neuron_model
@@ -75,6 +77,14 @@ class GoldenModel:
         self._biases = [torch.from_numpy(np.repeat(layer.bias, len(source) // layer.weights[0].size)
                                          .astype(self.dtype)) for layer, (source, _) in zip(model.layers,
                                                                                            self._fan_maps)]
+        # shortcuts (spec section 14): their own table and fan-in map over their source's spikes
+        self._shortcuts = {}
+        for k, n in enumerate(self.neurons):
+            synapses = model.shortcut_synapses(k)
+            if synapses is not None:
+                table = self._contribution_table(synapses, n.synapse_table(model.timing)).astype(self.dtype)
+                self._shortcuts[k] = (synapses, torch.from_numpy(table), self._fan_map(synapses))
+        self._sources = None  # the spikes of the run in progress (run_spikes), for shortcuts
 
     @staticmethod
     def _contribution_table(layer: SnnLayer, table: np.ndarray) -> np.ndarray:
@@ -111,14 +121,30 @@ class GoldenModel:
         """Input spikes of float inputs (batch, n_in), in the network's coding."""
         return self.model.input_neuron.encode(x, self.model.input_theta, self.model.timing)
 
-    def layer_potentials(self, k: int, spikes: np.ndarray) -> np.ndarray:
+    def layer_potentials(self, k: int, spikes: np.ndarray, shortcut_spikes: np.ndarray | None = None) -> np.ndarray:
         """Integer potentials of layer k without firing (batch, C_out * H_out * W_out), int64.
 
         ttfs: after all input spikes; rate: initial + the inputs of all T steps. Conv
-        layers' potentials are in (c, y, x) order.
+        layers' potentials are in (c, y, x) order. A layer with a shortcut also needs its
+        source's spikes, ``shortcut_spikes``.
         """
         spikes = self._checked_spikes(k, spikes)
-        return self.neurons[k].output_potentials(self, k, spikes)
+        if self.model.layers[k].shortcut is None:
+            return self.neurons[k].output_potentials(self, k, spikes)
+        if shortcut_spikes is None:
+            raise InputError(f"layer {k} has a shortcut from spike source {self.model.layers[k].shortcut.source}: "
+                             "pass its spikes (shortcut_spikes)")
+        sources = [None] * (k + 1)
+        sources[self.model.layers[k].shortcut.source] = self._checked_source(k, shortcut_spikes)
+        self._sources = sources
+        try:
+            return self.neurons[k].output_potentials(self, k, spikes)
+        finally:
+            self._sources = None
+
+    def _checked_source(self, k: int, spikes: np.ndarray) -> np.ndarray:
+        synapses = self._shortcuts[k][0]
+        return self.neurons[k].check_spikes(spikes, synapses.n_in, self.model.timing, f"layer {k}'s shortcut")
 
     def _checked_spikes(self, k: int, spikes: np.ndarray) -> np.ndarray:
         """``spikes`` as layer k's input spikes, or InputError."""
@@ -130,14 +156,17 @@ class GoldenModel:
 
         ``slots`` (rows, n_in) int: each input's event slot (-1: no spike).
         """
-        sums = self._spike_sums(k, slots)
+        sums = self._spike_sums(self.model.layers[k], self._tables[k], self._fan_maps[k], slots)
+        if k in self._shortcuts:  # a residual connection adds its source's spikes (spec section 14)
+            if self._sources is None:
+                raise InputError(f"layer {k} has a shortcut: run the network (run_spikes) or use layer_potentials "
+                                 "with shortcut_spikes")
+            sums.add_(self._spike_sums(*self._shortcuts[k], self._sources[self.model.layers[k].shortcut.source]))
         return sums.add_(self._biases[k]) if bias else sums
 
-    def _spike_sums(self, k: int, slots: np.ndarray) -> torch.Tensor:
-        """What the inputs' spikes add, without the bias."""
-        layer = self.model.layers[k]
-        table = self._tables[k]
-        source, offset = self._fan_maps[k]
+    def _spike_sums(self, layer: SnnLayer, table: torch.Tensor, fan_map: tuple, slots: np.ndarray) -> torch.Tensor:
+        """What the inputs' spikes add through ``layer``'s synapses, without the bias."""
+        source, offset = fan_map
         fan_in = layer.weights[0].size
         batch = slots.shape[0]
         if layer.kind != "conv":  # the fan-in map is the identity: row (t + 1) * n_in + f, no gather
@@ -161,12 +190,16 @@ class GoldenModel:
         """Run the network on input spikes in its coding (ttfs times or rate trains)."""
         x = self._checked_spikes(0, input_spikes)
         spikes = [x]
-        for k, (layer, neuron) in enumerate(zip(self.model.layers, self.neurons)):
-            if layer.is_output:
-                return GoldenResult(spikes=spikes, potentials=neuron.output_potentials(self, k, x),
-                                    neuron=self.model.layers[0].neuron)
-            x = neuron.fire(self, k, x)
-            spikes.append(x)
+        self._sources = spikes  # shortcuts read earlier layers' spikes
+        try:
+            for k, (layer, neuron) in enumerate(zip(self.model.layers, self.neurons)):
+                if layer.is_output:
+                    return GoldenResult(spikes=spikes, potentials=neuron.output_potentials(self, k, x),
+                                        neuron=self.model.layers[0].neuron)
+                x = neuron.fire(self, k, x)
+                spikes.append(x)
+        finally:
+            self._sources = None
         raise AssertionError("unreachable: the last layer is the output layer")
 
     #: ttfs input spikes are times; the name the RTL checks and tests use
@@ -178,11 +211,15 @@ class GoldenModel:
         processor accumulates (``hw.perf`` ``acc_updates``) and the literature's SOP count."""
         total = np.zeros(len(result.potentials), dtype=np.int64)
         for k, layer in enumerate(self.model.layers):
-            source, offset = self._fan_maps[k]
-            _, mag = split_codes(layer.weights.reshape(layer.channels, -1))
-            nonzero = (mag != ZERO_MAG).sum(axis=0)  # per fan-in slot, over output channels
-            fanout = np.bincount(source, weights=nonzero[offset], minlength=layer.n_in + 1)[:layer.n_in]
-            total += self.neurons[k].spikes_per_neuron(result.spikes[k]) @ fanout.astype(np.int64)
+            sets = [(layer, self._fan_maps[k], k)]
+            if k in self._shortcuts:
+                synapses, _, fan_map = self._shortcuts[k]
+                sets.append((synapses, fan_map, layer.shortcut.source))
+            for synapses, (source, offset), r in sets:
+                _, mag = split_codes(synapses.weights.reshape(synapses.channels, -1))
+                nonzero = (mag != ZERO_MAG).sum(axis=0)  # per fan-in slot, over output channels
+                fanout = np.bincount(source, weights=nonzero[offset], minlength=synapses.n_in + 1)[:synapses.n_in]
+                total += self.neurons[k].spikes_per_neuron(result.spikes[r]) @ fanout.astype(np.int64)
         return total
 
     def run(self, x: np.ndarray) -> GoldenResult:

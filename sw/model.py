@@ -15,7 +15,10 @@ A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
   initial potential; rate_if: added at every step);
 - ``layer{k}_thresholds``: int64 threshold table (hidden layers only): (T,) for ttfs,
   (C_out,) one per channel for rate_if and diff_if;
-- ``layer{k}_initial``: int64 (C_out,) initial potentials (rate_if and diff_if).
+- ``layer{k}_initial``: int64 (C_out,) initial potentials (rate_if and diff_if);
+- ``layer{k}_shortcut``: uint8 5-bit codes (C_out, C_src, K, K) of a layer's shortcut (a
+  residual connection, docs/spec.md section 14), whose ``source``, ``stride`` and
+  ``padding`` are in the layer's ``shortcut`` metadata entry (null without one).
 
 Spikes are numbered in (channel, y, x) order, PyTorch's flattening order, so a linear
 layer after a conv layer reads them as they are. Version 1 files (linear layers only,
@@ -42,8 +45,8 @@ from .formats import (ZERO_MAG, FormatError, Timing, check_weight_codes, signed_
 from .neurons import DEFAULT_NEURON, coding_of, neuron_model
 
 FILE_FORMAT = "firstspike-snn"
-FILE_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FILE_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 KINDS = ("linear", "conv")
 MAX_ACC_BITS = 48  #: beyond this the golden model's float64 matmul would stop being exact
 
@@ -56,6 +59,36 @@ def _theta_json(theta):
 
 class ModelFileError(FirstspikeError, ValueError):
     """A model file is missing, corrupt, of another format or of an unsupported version."""
+
+
+@dataclass
+class Shortcut:
+    """A residual connection into a layer (docs/spec.md, section 14): a second set of synapses,
+    a convolution of its own, from an earlier spike source whose spikes add into the same
+    potentials as the layer's main input. ``source`` numbers spike sources as
+    ``GoldenResult.spikes`` does: 0 the input spikes, j + 1 hidden layer j's output.
+
+    Its weights are codes in the layer's own scale and unit (conversion folds the ratio of
+    the two sources' thresholds into them), so its contributions are those of section 3."""
+
+    source: int
+    weights: np.ndarray  #: uint8 codes (C_out, C_src, K, K)
+    stride: int = 1
+    padding: int = 0
+
+    @property
+    def kernel(self) -> int:
+        return int(self.weights.shape[2])
+
+    def synapses(self, layer: "SnnLayer", src_shape: tuple) -> "SnnLayer":
+        """The shortcut as a conv layer of its own (no bias, no thresholds) over ``src_shape``:
+        what the golden model, the cycle model and the hardware's second pass run."""
+        return SnnLayer(weights=self.weights, bias=np.zeros(layer.channels, dtype=np.int64), thresholds=None,
+                        weight_scale=layer.weight_scale, unit=layer.unit, kind="conv", in_shape=src_shape,
+                        stride=self.stride, padding=self.padding, pool=layer.pool, neuron=layer.neuron)
+
+    def to_json(self) -> dict:
+        return {"source": int(self.source), "stride": int(self.stride), "padding": int(self.padding)}
 
 
 @dataclass
@@ -83,6 +116,7 @@ class SnnLayer:
     pool: int = 1  #: max pooling of the output spikes (1: none)
     neuron: str = DEFAULT_NEURON  #: neuron model (sw/neurons.NEURON_MODELS)
     initial: np.ndarray | None = None  #: int64 (C_out,) initial potentials (rate_if, diff_if)
+    shortcut: Shortcut | None = None  #: a residual connection from an earlier layer (spec section 14)
 
     def __post_init__(self):
         if self.in_shape is None:
@@ -227,10 +261,42 @@ class SnnModel:
                 raise FormatError(f"{where}: its {layer.neuron} neurons use {neuron.CODING} coding but layer 0 uses "
                                   f"{self.layers[0].coding}; one network has one coding")
             neuron.validate_layer(layer, self.timing, where, output=last)
+            if layer.shortcut is not None:
+                self._check_shortcut(k, where, last)
         bits = self.acc_bits()
         if bits > MAX_ACC_BITS:
             raise FormatError(f"the accumulator would need {bits} bits; at most {MAX_ACC_BITS} are supported "
                               f"(lower frac_bits)")
+
+    def _check_shortcut(self, k: int, where: str, last: bool) -> None:
+        sc = self.layers[k].shortcut
+        layer = self.layers[k]
+        if last or layer.kind != "conv" or layer.neuron != "ttfs":
+            raise FormatError(f"{where}: only hidden ttfs conv layers take a shortcut (the output layer and "
+                              "linear, rate_if and diff_if layers do not)")
+        if not isinstance(sc.source, (int, np.integer)) or not 0 <= sc.source <= k:
+            raise FormatError(f"{where}: shortcut source must be 0 (the input) .. {k} (the layer's own input), "
+                              f"not {sc.source!r}")
+        w = np.asarray(sc.weights)
+        if w.dtype != np.uint8 or w.ndim != 4 or w.shape[2] != w.shape[3] or min(w.shape) < 1:
+            raise FormatError(f"{where}: shortcut weights must be uint8 codes (C_out, C_src, K, K)")
+        check_weight_codes(w, f"{where} shortcut")
+        src_shape = self.shapes[sc.source]
+        if w.shape[:2] != (layer.channels, src_shape[0]):
+            raise FormatError(f"{where}: shortcut weights are {w.shape[0]}x{w.shape[1]} channels but the layer has "
+                              f"{layer.channels} and source {sc.source} has {src_shape[0]}")
+        synapses = sc.synapses(layer, src_shape)
+        synapses.check_geometry(f"{where} shortcut")
+        if synapses.conv_shape != layer.conv_shape:
+            raise FormatError(f"{where}: the shortcut from source {sc.source} {src_shape} gives "
+                              f"{synapses.conv_shape[1:]} positions, the layer {layer.conv_shape[1:]}")
+
+    def shortcut_synapses(self, k: int) -> SnnLayer | None:
+        """Layer k's shortcut as a conv layer over its source's spikes (Shortcut.synapses), or None."""
+        layer = self.layers[k]
+        if layer.shortcut is None:
+            return None
+        return layer.shortcut.synapses(layer, self.shapes[layer.shortcut.source])
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -260,10 +326,12 @@ class SnnModel:
         their order (docs/spec.md, section 7).
         """
         layer = self.layers[k]
-        _, mag = split_codes(layer.weights)
         one = 1 << self.timing.frac_bits  # M[0] == 2**F: the contribution at t = 0, m = 0
-        c_max = np.where(mag == ZERO_MAG, 0, np.int64(one) >> np.minimum(mag, 62).astype(np.int64))
-        synaptic = c_max.reshape(layer.channels, -1).sum(axis=1)
+        synaptic = 0
+        for weights in [layer.weights] + ([layer.shortcut.weights] if layer.shortcut is not None else []):
+            _, mag = split_codes(weights)
+            c_max = np.where(mag == ZERO_MAG, 0, np.int64(one) >> np.minimum(mag, 62).astype(np.int64))
+            synaptic = synaptic + c_max.reshape(layer.channels, -1).sum(axis=1)
         return neuron_model(layer.neuron).potential_bound(layer, self.timing, synaptic)
 
     def acc_bits(self) -> int:
@@ -277,7 +345,8 @@ class SnnModel:
 
     def synapses(self) -> int:
         """Connections used by one inference (the equivalent ANN's MACs)."""
-        return sum(layer.connections() for layer in self.layers)
+        return sum(layer.connections() + (self.shortcut_synapses(k).connections() if layer.shortcut else 0)
+                   for k, layer in enumerate(self.layers))
 
     # -- file format ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -290,8 +359,9 @@ class SnnModel:
             "layers": [{"neuron": layer.neuron, "kind": layer.kind, "in_shape": list(layer.in_shape),
                         "stride": int(layer.stride), "padding": int(layer.padding), "pool": int(layer.pool),
                         "n_in": layer.n_in, "n_out": layer.n_out, "weight_scale": int(layer.weight_scale),
-                        "theta": _theta_json(layer.theta),
-                        "unit": float(layer.unit)} for layer in self.layers],
+                        "theta": _theta_json(layer.theta), "unit": float(layer.unit),
+                        "shortcut": layer.shortcut.to_json() if layer.shortcut is not None else None}
+                       for layer in self.layers],
         }
         arrays = {"meta": np.array(json.dumps(meta, sort_keys=True))}
         for k, layer in enumerate(self.layers):
@@ -301,6 +371,8 @@ class SnnModel:
                 arrays[f"layer{k}_thresholds"] = layer.thresholds
             if layer.initial is not None:
                 arrays[f"layer{k}_initial"] = layer.initial
+            if layer.shortcut is not None:
+                arrays[f"layer{k}_shortcut"] = layer.shortcut.weights
         atomic_write(path, lambda f: np.savez_compressed(f, **arrays), "model file")
 
     @classmethod
@@ -332,13 +404,17 @@ class SnnModel:
             layers = []
             for k, lm in enumerate(meta["layers"]):
                 th = data.get(f"layer{k}_thresholds")
+                sc = lm.get("shortcut")
+                if sc is not None:
+                    sc = Shortcut(source=int(sc["source"]), weights=data[f"layer{k}_shortcut"],
+                                  stride=int(sc["stride"]), padding=int(sc["padding"]))
                 layers.append(SnnLayer(weights=data[f"layer{k}_weights"], bias=data[f"layer{k}_bias"],
                                        thresholds=th, weight_scale=int(lm["weight_scale"]),
                                        theta=lm["theta"], unit=float(lm["unit"]),
                                        kind=lm.get("kind", "linear"), in_shape=lm.get("in_shape"),
                                        stride=int(lm.get("stride", 1)), padding=int(lm.get("padding", 0)),
                                        pool=int(lm.get("pool", 1)), neuron=lm.get("neuron", DEFAULT_NEURON),
-                                       initial=data.get(f"layer{k}_initial")))
+                                       initial=data.get(f"layer{k}_initial"), shortcut=sc))
                 if (layers[-1].n_in, layers[-1].n_out) != (lm["n_in"], lm["n_out"]):
                     raise FormatError(f"layer {k}: metadata says {lm['n_in']}x{lm['n_out']}, "
                                       f"arrays say {layers[-1].n_in}x{layers[-1].n_out}")
@@ -349,3 +425,5 @@ class SnnModel:
             raise ModelFileError(f"{path}: missing entry {e}") from None
         except FormatError as e:
             raise ModelFileError(f"{path}: invalid model: {e}") from None
+        except (TypeError, ValueError) as e:  # a metadata entry of the wrong type
+            raise ModelFileError(f"{path}: malformed metadata ({e})") from None

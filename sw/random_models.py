@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 
 from .formats import SIGN_BIT, ZERO_CODE, Timing, threshold_table
-from .model import SnnLayer, SnnModel
+from .model import Shortcut, SnnLayer, SnnModel
 
 
 def random_model(rng: np.random.Generator, sizes: list[int], timing: Timing,
@@ -71,6 +71,48 @@ def random_cnn(rng: np.random.Generator, in_shape: tuple[int, int, int], convs: 
             in_shape=shape if k == 0 else None))
         n_in, shape = n_out, None
     return SnnModel(timing=timing, input_theta=1.0, layers=layers, name="random-cnn")
+
+
+def random_resnet(rng: np.random.Generator, in_shape: tuple[int, int, int], blocks: list[dict], classes: int,
+                  timing: Timing, zero_fraction: float = 0.2) -> SnnModel:
+    """A random residual conv net (docs/spec.md, section 14): a 3x3 stem conv, then residual
+    blocks (dicts with ``channels``, optionally ``stride`` and ``pool``), each two 3x3 convs
+    whose second also receives the block's input through a shortcut (an identity, one code on
+    the diagonal, where shapes allow; else a random 1x1 conv with the block's stride;
+    ``shortcut_kernel`` 3 makes it a 3x3 conv), then the linear output layer."""
+    one = 1 << timing.frac_bits
+    layers = []
+
+    def conv(shape, c_out, k=3, stride=1, padding=1, pool=1, shortcut=None):
+        codes = _random_codes(rng, (c_out, shape[0], k, k), zero_fraction)
+        typical = one * np.sqrt(shape[0] * k * k) / 4
+        bias = rng.integers(-int(typical), int(typical) + 1, size=c_out).astype(np.int64)
+        layer = SnnLayer(weights=codes, bias=bias, thresholds=threshold_table(float(typical * rng.uniform(0.5, 2.0)),
+                                                                               timing),
+                         kind="conv", in_shape=shape, stride=stride, padding=padding, pool=pool, shortcut=shortcut)
+        layers.append(layer)
+        return layer.out_shape
+
+    shape = conv(tuple(in_shape), int(rng.integers(1, 9)))
+    for spec in blocks:
+        source, src_shape = len(layers), shape  # spike source index of the block's input
+        c_out, stride = spec["channels"], spec.get("stride", 1)
+        mid = conv(src_shape, c_out, stride=stride)
+        k = spec.get("shortcut_kernel", 1)
+        if k == 1 and stride == 1 and c_out == src_shape[0]:
+            diagonal = np.full((c_out, c_out, 1, 1), ZERO_CODE, dtype=np.uint8)
+            diagonal[np.arange(c_out), np.arange(c_out)] = int(rng.integers(0, 4))
+            weights = diagonal
+        else:
+            weights = _random_codes(rng, (c_out, src_shape[0], k, k), zero_fraction)
+        shape = conv(mid, c_out, pool=spec.get("pool", 1),
+                     shortcut=Shortcut(source=source, weights=weights, stride=stride, padding=k // 2))
+    n_in = int(np.prod(shape))
+    typical = one * np.sqrt(n_in) / 4
+    layers.append(SnnLayer(weights=_random_codes(rng, (classes, n_in), zero_fraction),
+                           bias=rng.integers(-int(typical), int(typical) + 1, size=classes).astype(np.int64),
+                           thresholds=None, in_shape=shape))
+    return SnnModel(timing=timing, input_theta=1.0, layers=layers, name="random-resnet")
 
 
 def at_thresholds(rng: np.random.Generator, model: SnnModel, wide_bits: int | None = None) -> SnnModel:

@@ -47,7 +47,8 @@ def test_layer_energy_counts_each_event():
                     weight_reads=np.array([40]), acc_updates=np.array([30]), acc_writebacks=np.array([12]),
                     spikes=np.array([5]), fired_neurons=8, init_writes=4, pe_utilization=np.array([0.0]),
                     accumulate_cycles=np.array([0]), accumulate_utilization=np.array([0.0]), tiles=2,
-                    memory_beats=np.array([6]), load_cycles=np.array([20]))
+                    memory_beats=np.array([6]), load_cycles=np.array([20]), shortcut_events=np.array([0]),
+                    event_reads=np.array([20]))
     g = ArrayGeometry(pes=4, T=8, acc_width=20, event_bits=10, weight_macro_bits=100, acc_macro_bits=100,
                       event_macro_bits=100, threshold_macro_bits=100, group_entry_bits=7, clock_mhz=100, bus_bits=32)
     t = energy_table()
@@ -72,7 +73,7 @@ def test_static_power_times_runtime(tmp_path):
                     init_writes=0,
                     pe_utilization=np.array([0.0]), accumulate_cycles=np.array([0]),
                     accumulate_utilization=np.array([0.0]), tiles=1, memory_beats=np.array([0]),
-                    load_cycles=np.array([0]))
+                    load_cycles=np.array([0]), shortcut_events=np.array([0]), event_reads=np.array([0]))
     g = ArrayGeometry(pes=1, T=8, acc_width=20, event_bits=10, weight_macro_bits=1, acc_macro_bits=1,
                       event_macro_bits=1, threshold_macro_bits=1, clock_mhz=100)
     # 100 uW for 1000 cycles at 100 MHz (10 us) = 1 nJ
