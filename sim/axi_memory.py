@@ -89,8 +89,19 @@ endmodule
 def write_contents(path, words: list[int], data_bits: int, offset: int = 0) -> None:
     """The ``$readmemh`` file of the memory: one hex word per line from word address ``offset``
     (an ``@`` line: the words below it stay zero and cost nothing to load)."""
+    write_sections(path, [(offset, words)], data_bits)
+
+
+def write_sections(path, sections: list[tuple[int, list[int]]], data_bits: int) -> None:
+    """The ``$readmemh`` file of several blocks of words, each (word offset, words); they must
+    not overlap."""
+    sections = sorted(sections, key=lambda sec: sec[0])
+    for (a, wa), (b, _) in zip(sections, sections[1:]):
+        if a + len(wa) > b:
+            raise ValueError(f"memory blocks at words {a} ({len(wa)} words) and {b} overlap")
     with open(path, "w") as f:
-        f.write((f"@{offset:x}\n" if offset else "") + memory_hex(words, data_bits))
+        for offset, words in sections:
+            f.write((f"@{offset:x}\n" if offset else "") + memory_hex(words, data_bits))
 
 
 class AxiMemoryModel(wiring.Component):

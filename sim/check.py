@@ -42,36 +42,51 @@ def first_mismatch(image: int, golden: GoldenResult, b: int, rtl: RunResult) -> 
     return None
 
 
-#: where check_network_on_rtl puts a network in external memory (bus words): above 8 MB, so
-#: every address bit up to 23 is set somewhere, and not on a 4 KB boundary
+#: where check_networks_on_rtl puts the first network in external memory (bus words): above 8 MB,
+#: so every address bit up to 23 is set somewhere, and not on a 4 KB boundary
 NETWORK_OFFSET_WORDS = (1 << 20) + 1001
+#: words between two networks of one run, so each starts at a different offset in its 4 KB page
+NETWORK_GAP_WORDS = 1001
 
 
 def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) -> list[str]:
-    """Put ``model`` into a built array's external memory (at an odd offset, selected over the
-    host bus), run ``times`` and compare every image
-    with the golden model and the cycle model (hw/perf.py), layer by layer and counter by
-    counter. Returns the problems found (empty: bit-exact and cycle-exact). The one RTL check
-    loop of the test suites, the fuzzer and the mutation score (``mutant``: which mutant of a
-    mutated build runs). A run that takes ten times the cycles the model predicts is stopped
-    (a hung design) and fails with RuntimeError."""
+    """``check_networks_on_rtl`` for one network: its problems (empty: bit-exact and cycle-exact)."""
+    return check_networks_on_rtl(built, cfg, [(model, times)], work_dir, mutant)[0]
+
+
+def check_networks_on_rtl(built, cfg, nets, work_dir, mutant: int = 0) -> list[list[str]]:
+    """Put every (model, times) of ``nets`` into a built array's external memory (at odd offsets,
+    one after another, each selected over the host bus before its images), run them all in one
+    simulator run, and compare every image with the golden model and the cycle model
+    (hw/perf.py), layer by layer and counter by counter. Returns each network's problems
+    (empty: bit-exact and cycle-exact). The one RTL check loop of the test suites, the fuzzer
+    and the mutation score (``mutant``: which mutant of a mutated build runs). A run that
+    takes ten times the cycles the model predicts is stopped (a hung design) and fails
+    with RuntimeError."""
     from firstspike.hw.config import network_image
     from firstspike.hw.host import decode_results, network_writes
     from firstspike.hw.perf import layer_counts
     from firstspike.sim import verilator
     from firstspike.sw.golden import GoldenModel
-    golden = GoldenModel(model).run_times(times)
-    # the image sits at a network address that is not a multiple of 4 KB, so bursts split
-    # differently than from address 0 (the cycle model follows)
-    offset = NETWORK_OFFSET_WORDS * cfg.bus_bits // 8
-    counts = layer_counts(model, cfg, golden, network_addr=offset)
-    image = network_image(model, cfg)
-    writes = network_writes(cfg, offset)
-    limit = 10 * (len(writes) + sum(int(c.cycles.sum()) for c in counts) + np.asarray(times).size) + 10_000
-    run = verilator.run(built, cfg, model.shapes, times, image.memory, load_writes=writes, work_dir=work_dir,
-                        mutant=mutant, cycle_limit=limit, memory_offset=NETWORK_OFFSET_WORDS)
-    return result_problems(cfg, model, golden, counts, [decode_results(cfg, model.shapes, run.stats[b], run.words[b])
-                                                        for b in range(len(times))])
+    word_bytes = cfg.bus_bits // 8
+    jobs, expected, limit = [], [], 10_000
+    offset = NETWORK_OFFSET_WORDS
+    for model, times in nets:
+        golden = GoldenModel(model).run_times(times)
+        # the image sits at a network address that is not a multiple of 4 KB, so bursts split
+        # differently than from address 0 (the cycle model follows)
+        counts = layer_counts(model, cfg, golden, network_addr=offset * word_bytes)
+        image = network_image(model, cfg)
+        writes = network_writes(cfg, offset * word_bytes)
+        limit = max(limit, 10 * (len(writes) + sum(int(c.cycles.sum()) for c in counts) + np.asarray(times).size)
+                    + 10_000)
+        jobs.append(verilator.RtlJob(model.shapes, times, image.memory, offset, writes))
+        expected.append((model, golden, counts))
+        offset += len(image.memory) + NETWORK_GAP_WORDS
+    runs = verilator.run_jobs(built, cfg, jobs, work_dir=work_dir, mutant=mutant, cycle_limit=limit)
+    return [result_problems(cfg, model, golden, counts, [decode_results(cfg, model.shapes, st, w)
+                                                         for st, w in zip(run.stats, run.words)])
+            for (model, golden, counts), run in zip(expected, runs)]
 
 
 def result_problems(cfg, model, golden: GoldenResult, counts, results: list[RunResult]) -> list[str]:

@@ -1,6 +1,6 @@
 """RTL fuzzing (`make fuzz`): many random networks through the Verilog, bit-exact and cycle-exact.
 
-Each configuration is a random MLP or CNN (seeded: configuration ``i`` is built from
+Each configuration is a random MLP, CNN or residual net (seeded: configuration ``i`` is built from
 ``numpy.random.default_rng(i)``) on one of a few array shapes (PE count and timing).
 Per shape one Verilog design, large enough for every network of that shape, is built
 once (the build cache is shared and locked) and each network is put into the bench's
@@ -26,7 +26,7 @@ import numpy as np
 
 from firstspike.hw.config import ArrayConfig
 from firstspike.sw.formats import Timing
-from firstspike.sw.random_models import random_cnn, random_input_times, random_model
+from firstspike.sw.random_models import random_cnn, random_input_times, random_model, random_resnet
 
 #: (PEs, T, B, frac_bits) of the array shapes networks are spread over
 SHAPES = [(1, 8, 1, 12), (4, 16, 2, 14), (16, 8, 4, 12), (4, 6, 8, 10)]
@@ -39,7 +39,19 @@ def random_network(seed: int):
     index = seed % len(SHAPES)
     pes, T, B, F = SHAPES[index]
     timing = Timing(T=T, B=B, frac_bits=F)
-    if rng.random() < 0.5:
+    kind = rng.random()
+    if kind < 0.2:  # residual (docs/spec.md section 14)
+        c, h = int(rng.integers(1, 4)), int(rng.integers(3, 9))
+        blocks, size = [], h
+        for _ in range(int(rng.integers(1, 3))):
+            stride = int(rng.choice([1, 2]))
+            size = (size - 1) // stride + 1
+            pool = 2 if size >= 2 and rng.random() < 0.3 else 1
+            size //= pool
+            blocks.append(dict(channels=int(rng.integers(1, 13)), stride=stride, pool=pool,
+                               shortcut_kernel=int(rng.choice([1, 1, 3]))))
+        model = random_resnet(rng, (c, h, h), blocks, int(rng.integers(1, 8)), timing, stem=bool(rng.random() < 0.7))
+    elif kind < 0.6:
         sizes = [int(s) for s in rng.integers(1, 25, size=int(rng.integers(2, 5)))]
         model = random_model(rng, sizes, timing, zero_fraction=float(rng.choice([0.0, 0.2, 0.8])))
     else:
@@ -69,15 +81,14 @@ def _work(job):
     """Worker: build (or reuse) the shape's design, then check each network of the chunk."""
     from firstspike.hw.verilog import write_design
     from firstspike.sim import verilator
-    from firstspike.sim.check import check_network_on_rtl
+    from firstspike.sim.check import check_networks_on_rtl
     cfg_dict, seeds, work = job
     cfg = ArrayConfig.from_dict(cfg_dict)
     work = Path(work)
     built = verilator.build(write_design(work / "v", cfg), cfg)
+    nets = [random_network(seed)[1:] for seed in seeds]
     failures = []
-    for seed in seeds:
-        _, model, times = random_network(seed)
-        problems = check_network_on_rtl(built, cfg, model, times, work / f"n{seed}")
+    for seed, (model, _), problems in zip(seeds, nets, check_networks_on_rtl(built, cfg, nets, work / f"n{seeds[0]}")):
         if problems:
             failures.append({"seed": seed, "shapes": [list(s) for s in model.shapes], "problems": problems[:3]})
     return len(seeds), failures

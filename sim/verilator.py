@@ -248,6 +248,18 @@ class RtlRun:
     busy_cycles: int  #: cycles the array ran on its own (start to done), all images
 
 
+@dataclass
+class RtlJob:
+    """One network's share of a simulator run: its images, and its image in external memory
+    (``NetworkImage.memory`` from word ``memory_offset``, selected by ``load_writes``)."""
+
+    shapes: list  #: the network's spike shapes, input first (``SnnModel.shapes``)
+    input_times: np.ndarray  #: (images, n_in) input spike times
+    memory: list[int]
+    memory_offset: int = 0
+    load_writes: list[tuple[int, int]] | None = None  #: host writes before its first image
+
+
 def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.ndarray, memory: list[int],
         load_writes: list[tuple[int, int]] | None = None, progress=None, memory_offset: int = 0,
         work_dir: str | os.PathLike | None = None, waves: bool = False, mutant: int = 0,
@@ -261,21 +273,37 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     ``mutant`` selects a mutant of a mutated build (sim.mutation). ``cycle_limit``: a
     script that has not finished after that many cycles fails the run (a hung design).
     """
+    return run_jobs(model, cfg, [RtlJob(shapes, input_times, memory, memory_offset, load_writes)], progress=progress,
+                    work_dir=work_dir, waves=waves, mutant=mutant, cycle_limit=cycle_limit)[0]
+
+
+def run_jobs(model: VerilatedModel, cfg: ArrayConfig, jobs: list[RtlJob], progress=None,
+             work_dir: str | os.PathLike | None = None, waves: bool = False, mutant: int = 0,
+             cycle_limit: int | None = None) -> list[RtlRun]:
+    """Several networks in one simulator run (one start-up instead of one each): every job's
+    image sits in the external memory at its own offset (they must not overlap), and its
+    load writes and images follow the previous job's. Returns one RtlRun per job (the wall
+    and simulated time are the whole run's)."""
     verilator_env()
     work = (Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="firstspike-rtl-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    job, result, progress_file = work / "job.json", work / "result.json", work / "progress"
+    job_file, result, progress_file = work / "job.json", work / "result.json", work / "progress"
     for f in (result, progress_file):
         f.unlink(missing_ok=True)
-    input_times = np.asarray(input_times, dtype=np.int64).reshape(len(input_times), -1)
-    chunks = host_script.chunk_scripts(cfg, shapes, input_times, load_writes, *host_script.depths(cfg))
+    chunks, owner, sections = [], [], []
+    for j, job in enumerate(jobs):
+        times = np.asarray(job.input_times, dtype=np.int64).reshape(len(job.input_times), -1)
+        part = host_script.chunk_scripts(cfg, job.shapes, times, job.load_writes, *host_script.depths(cfg))
+        chunks += part
+        owner += [j] * len(part)
+        if job.memory_offset + len(job.memory) > MEMORY_WORDS:
+            raise ValueError(f"the network needs words up to {job.memory_offset + len(job.memory)} of external "
+                             f"memory; the bench has {MEMORY_WORDS}")
+        sections.append((job.memory_offset, list(job.memory) or [0]))
     host_script.write_chunks(chunks, work, cfg.addr_bits, host_data_bits(cfg))
-    job.write_text(json.dumps({"images": [c.images for c in chunks], "cycle_limit": cycle_limit}))
+    job_file.write_text(json.dumps({"images": [c.images for c in chunks], "cycle_limit": cycle_limit}))
     memory_file = work / "memory.hex"
-    if memory_offset + len(memory) > MEMORY_WORDS:
-        raise ValueError(f"the network needs words up to {memory_offset + len(memory)} of external memory; the bench "
-                         f"has {MEMORY_WORDS}")
-    axi_memory.write_contents(memory_file, list(memory) or [0], cfg.bus_bits, memory_offset)
+    axi_memory.write_sections(memory_file, sections, cfg.bus_bits)
 
     done = threading.Event()
 
@@ -297,7 +325,7 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     watcher.start()
     start = time.perf_counter()
     runner = _runner()
-    env = {"FIRSTSPIKE_JOB": str(job), "FIRSTSPIKE_RESULT": str(result), "FIRSTSPIKE_PROGRESS": str(progress_file)}
+    env = {"FIRSTSPIKE_JOB": str(job_file), "FIRSTSPIKE_RESULT": str(result), "FIRSTSPIKE_PROGRESS": str(progress_file)}
     try:
         runner.test(test_module="firstspike.sim.cocotb_bench", hdl_toplevel=BENCH_TOP, hdl_toplevel_lang="verilog",
                     build_dir=model.build_dir, test_dir=work, extra_env=env,
@@ -315,15 +343,16 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
     if failures or not result.exists():
         raise RuntimeError(f"RTL simulation wrote no results; see {work / 'sim.log'}")
     timing = json.loads(result.read_text())
-    stats, words = [], []
-    for i, chunk in enumerate(chunks):
+    stats = [[] for _ in jobs]
+    words = [[] for _ in jobs]
+    for i, (chunk, j) in enumerate(zip(chunks, owner)):
         captured = host_script.read_capture(work / f"capture{i}.hex")
-        for s, w in host_script.split_image_captures(cfg, shapes, captured, chunk.images):
-            stats.append(s)
-            words.append(w)
-    busy = sum(s[Counter.CYCLES] for s in stats)
-    return RtlRun(stats=stats, words=words, wall_seconds=wall, sim_cycles=timing["cycles"],
-                  sim_seconds=timing["seconds"], busy_cycles=busy)
+        for st, w in host_script.split_image_captures(cfg, jobs[j].shapes, captured, chunk.images):
+            stats[j].append(st)
+            words[j].append(w)
+    return [RtlRun(stats=stats[j], words=words[j], wall_seconds=wall, sim_cycles=timing["cycles"],
+                   sim_seconds=timing["seconds"], busy_cycles=sum(st[Counter.CYCLES] for st in stats[j]))
+            for j in range(len(jobs))]
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m firstspike.sim.verilator FILE.v FILE.json

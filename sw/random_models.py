@@ -74,8 +74,9 @@ def random_cnn(rng: np.random.Generator, in_shape: tuple[int, int, int], convs: 
 
 
 def random_resnet(rng: np.random.Generator, in_shape: tuple[int, int, int], blocks: list[dict], classes: int,
-                  timing: Timing, zero_fraction: float = 0.2) -> SnnModel:
-    """A random residual conv net (docs/spec.md, section 14): a 3x3 stem conv, then residual
+                  timing: Timing, zero_fraction: float = 0.2, stem: bool = True) -> SnnModel:
+    """A random residual conv net (docs/spec.md, section 14): a 3x3 stem conv (unless not
+    ``stem``: then the first block's shortcut reads the input spikes), then residual
     blocks (dicts with ``channels``, optionally ``stride`` and ``pool``), each two 3x3 convs
     whose second also receives the block's input through a shortcut (an identity, one code on
     the diagonal, where shapes allow; else a random 1x1 conv with the block's stride;
@@ -93,7 +94,7 @@ def random_resnet(rng: np.random.Generator, in_shape: tuple[int, int, int], bloc
         layers.append(layer)
         return layer.out_shape
 
-    shape = conv(tuple(in_shape), int(rng.integers(1, 9)))
+    shape = conv(tuple(in_shape), int(rng.integers(1, 9))) if stem else tuple(in_shape)
     for spec in blocks:
         source, src_shape = len(layers), shape  # spike source index of the block's input
         c_out, stride = spec["channels"], spec.get("stride", 1)

@@ -98,10 +98,10 @@ def test_version_2_file_without_neuron_field_loads_as_ttfs(model, tmp_path):
     model.save(path)
 
     def as_v2(meta):
-        assert meta["version"] == 3
+        assert meta["version"] == 4
         meta["version"] = 2
         for layer in meta["layers"]:
-            del layer["neuron"]
+            del layer["neuron"], layer["shortcut"]
     _rewrite_meta(path, as_v2)
     back = SnnModel.load(path)
     assert [layer.neuron for layer in back.layers] == ["ttfs"] * len(model.layers) and back.coding == "ttfs"
@@ -118,3 +118,64 @@ def test_model_file_and_simulator_bench_load_without_torch():
     code = ("import sys, firstspike.sw.model, firstspike.sim.cocotb_bench; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_residual_model_round_trips_and_version_3_files_load(tmp_path):
+    """Shortcuts (spec section 14) survive save and load; a version 3 file (no shortcut field)
+    loads without shortcuts; a malformed shortcut entry is a ModelFileError."""
+    from firstspike.sw.formats import Timing
+    from firstspike.sw.golden import GoldenModel
+    from firstspike.sw.random_models import random_input_times, random_resnet
+    t = Timing(T=8, B=2, frac_bits=12)
+    rng = np.random.default_rng(3)
+    model = random_resnet(rng, (2, 6, 6), [dict(channels=3), dict(channels=4, stride=2, shortcut_kernel=3)], 5, t)
+    path = tmp_path / "r.npz"
+    model.save(path)
+    back = SnnModel.load(path)
+    for a, b in zip(model.layers, back.layers):
+        assert (a.shortcut is None) == (b.shortcut is None)
+        if a.shortcut is not None:
+            assert (a.shortcut.source, a.shortcut.stride, a.shortcut.padding) == (b.shortcut.source, b.shortcut.stride,
+                                                                                 b.shortcut.padding)
+            assert np.array_equal(a.shortcut.weights, b.shortcut.weights)
+    times = random_input_times(rng, model.layers[0].n_in, 3, t)
+    assert np.array_equal(GoldenModel(back).run_times(times).potentials, GoldenModel(model).run_times(times).potentials)
+    _rewrite_meta(path, lambda m: m["layers"][2].update(shortcut=[1, 2]))
+    with pytest.raises(ModelFileError, match="malformed metadata"):
+        SnnModel.load(path)
+    plain = tmp_path / "p.npz"
+    cnn = random_resnet(rng, (2, 6, 6), [], 3, t)  # a stem conv and the output layer: no shortcut
+    cnn.save(plain)
+
+    def as_v3(meta):
+        meta["version"] = 3
+        for layer in meta["layers"]:
+            del layer["shortcut"]
+    _rewrite_meta(plain, as_v3)
+    assert all(layer.shortcut is None for layer in SnnModel.load(plain).layers)
+
+
+def test_bad_shortcuts_are_rejected_by_name():
+    from dataclasses import replace
+
+    from firstspike.sw.formats import FormatError, Timing
+    from firstspike.sw.model import Shortcut
+    from firstspike.sw.random_models import random_resnet
+    t = Timing(T=8, B=2, frac_bits=12)
+    model = random_resnet(np.random.default_rng(4), (2, 6, 6), [dict(channels=3)], 5, t)
+    sc = model.layers[2].shortcut
+
+    def with_shortcut(k, shortcut):
+        layers = list(model.layers)
+        layers[k] = replace(layers[k], shortcut=shortcut)
+        return SnnModel(timing=t, input_theta=1.0, layers=layers)
+    with pytest.raises(FormatError, match="layer 2: shortcut source must be 0"):
+        with_shortcut(2, replace(sc, source=3))
+    with pytest.raises(FormatError, match="layer 2: shortcut weights are 3x2 channels but"):
+        with_shortcut(2, replace(sc, weights=np.full((3, 2, 1, 1), 15, dtype=np.uint8)))
+    with pytest.raises(FormatError, match="gives .* positions, the layer"):
+        with_shortcut(2, replace(sc, stride=2))
+    with pytest.raises(FormatError, match="only hidden ttfs conv layers take a shortcut"):
+        with_shortcut(3, Shortcut(source=0, weights=np.full((5, 2, 1, 1), 15, dtype=np.uint8)))
+    with pytest.raises(FormatError, match="layer 2 shortcut: code 0b11111"):
+        with_shortcut(2, replace(sc, weights=np.full(sc.weights.shape, 31, dtype=np.uint8)))

@@ -27,12 +27,12 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     assert (nets[-PROBES - FULL_GROUP_NETWORKS - 1][2][0] == -1).all()  # threshold-edge networks: a silent image first
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
-    # the full-group networks fill whole event groups at x = 8, and do not change the array
+    # the full-group networks fill whole event groups up to x = 7, and do not change the array
     from firstspike.hw.perf import group_schedule
     for _, model, times in nets[-FULL_GROUP_NETWORKS:]:
-        active = (times >= 0).reshape(len(times), 20, 2, 9)
+        active = (times >= 0).reshape(len(times), 20, 2, 8)
         assert max(max(group_schedule(a, active[0, 0], cfg.group_size)[0]) for a in active) == cfg.group_size
-        assert active[:, :, :, 8].any()
+        assert active[:, :, :, 7].any()
     full = suite(12, 2)  # make mutation's 12 fuzz networks: the full-group networks leave the array as it is
     cfg = suite_config(full)
     assert cfg == suite_config(full[:-FULL_GROUP_NETWORKS])

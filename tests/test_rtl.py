@@ -13,12 +13,12 @@ from firstspike.hw.config import ArrayConfig, network_image
 from firstspike.hw.host import decode_results, network_writes
 from firstspike.hw.verilog import write_design
 from firstspike.sim import verilator
-from firstspike.sim.check import check_network_on_rtl, first_mismatch
+from firstspike.sim.check import check_networks_on_rtl, first_mismatch
 from firstspike.flow import simulate
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.random_models import (at_thresholds, random_cnn, random_input_times, random_model,
-                                           threshold_probe)
+                                           random_resnet, threshold_probe)
 
 # (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8. Odd shapes are "tiled": the
 # weight buffer holds one output channel's weights, so layers run in several weight tiles.
@@ -54,8 +54,8 @@ def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=False, sized_
         assert max(tiles) >= 3, f"tight buffers should make tiles, got {tiles}"
     assert cfg.timing == timing
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
-    for seed, model, times in nets:
-        problems = check_network_on_rtl(built, cfg, model, times, tmp_path / f"net{seed}")
+    results = check_networks_on_rtl(built, cfg, [(model, times) for _, model, times in nets], tmp_path / "run")
+    for (seed, model, _), problems in zip(nets, results):
         assert not problems, f"seed {seed}, shapes {model.shapes}, {timing}, {pes} PEs: {problems[:3]}"
 
 
@@ -65,7 +65,7 @@ def test_random_networks_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_networks(index, timing), pes, timing, tmp_path, tight=index % 2 == 1,
-                                sized_for=_shape_cnns(index, timing))
+                                sized_for=_shape_cnns(index, timing) + _shape_resnets(index, timing))
 
 
 # conv nets run on four of the array shapes above (indices into CONFIGS), sharing their builds:
@@ -112,7 +112,70 @@ def test_random_cnns_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[shape]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path, tight=shape % 2 == 1,
-                                sized_for=_networks(shape, timing))
+                                sized_for=_networks(shape, timing) + _shape_resnets(shape, timing))
+
+
+# residual nets (docs/spec.md section 14) run on three of the array shapes, sharing their builds
+RESNET_SHAPES = [0, 2, 5]
+RESNETS_PER_CONFIG = 8
+
+
+def _shape_resnets(shape, timing):
+    return [net for j, i in enumerate(RESNET_SHAPES) if i == shape for net in _resnets(j, timing)]
+
+
+def _resnets(index, timing):
+    """Random residual nets: an optional stem conv (without one, the first shortcut reads the
+    input spikes) and 1-2 blocks (channels 1-20, stride 1/2, pooling 1/2 after the add,
+    identity, 1x1 or 3x3 shortcuts), one seed per network."""
+    out = []
+    for n in range(RESNETS_PER_CONFIG):
+        seed = 9000 + 1000 * index + n
+        rng = np.random.default_rng(seed)
+        shape = (int(rng.integers(1, 4)), int(rng.integers(4, 9)), int(rng.integers(4, 9)))
+        blocks, h = [], min(shape[1:])
+        for _ in range(int(rng.integers(1, 3))):
+            stride = int(rng.choice([1, 2]))
+            h = (h - 1) // stride + 1
+            pool = int(rng.choice([1, 1, 2])) if h >= 2 else 1
+            h //= pool
+            blocks.append(dict(channels=int(rng.choice([rng.integers(1, 9), rng.integers(9, 21)])), stride=stride,
+                               pool=pool, shortcut_kernel=int(rng.choice([1, 1, 3]))))
+        model = random_resnet(rng, shape, blocks, int(rng.integers(2, 11)), timing, stem=bool(rng.random() < 0.7))
+        out.append((seed, model, random_input_times(rng, model.layers[0].n_in, 2, timing)))
+    return out
+
+
+@pytest.mark.parametrize("index", range(len(RESNET_SHAPES)),
+                         ids=[f"pes{CONFIGS[i][0]}-T{CONFIGS[i][1]}-B{CONFIGS[i][2]}" + ("-tiled" if i % 2 else "")
+                              for i in RESNET_SHAPES])
+def test_random_resnets_bit_exact(index, tmp_path):
+    """Shortcuts from the input and from hidden layers, identity and convolutional, into pooled
+    and unpooled layers, with weight tiles: the second accumulation pass and its cycles."""
+    shape = RESNET_SHAPES[index]
+    pes, T, B, F = CONFIGS[shape]
+    timing = Timing(T=T, B=B, frac_bits=F)
+    _check_bit_exact_and_cycles(_resnets(index, timing), pes, timing, tmp_path, tight=shape % 2 == 1,
+                                sized_for=_networks(shape, timing) + _shape_cnns(shape, timing))
+
+
+def test_random_resnets_cover_the_shortcuts():
+    """The generator gives what the RTL test promises: identity and conv shortcuts, from the
+    input and from hidden layers, strided, into pooled layers, on 24 networks."""
+    seen = set()
+    for index, shape in enumerate(RESNET_SHAPES):
+        pes, T, B, F = CONFIGS[shape]
+        for _, model, _ in _resnets(index, Timing(T=T, B=B, frac_bits=F)):
+            for k, layer in enumerate(model.layers):
+                sc = layer.shortcut
+                if sc is None:
+                    continue
+                identity = sc.kernel == 1 and np.count_nonzero(sc.weights != 15) <= layer.channels
+                seen |= {("identity", bool(identity)), ("kernel", sc.kernel), ("stride", sc.stride),
+                         ("pool", layer.pool), ("from input", sc.source == 0), ("slots > 1", layer.channels > pes)}
+    assert {("identity", True), ("identity", False), ("kernel", 1), ("kernel", 3), ("stride", 1), ("stride", 2),
+            ("pool", 1), ("pool", 2), ("from input", False), ("from input", True), ("slots > 1", True)} <= seen
+    assert len(RESNET_SHAPES) * RESNETS_PER_CONFIG >= 20
 
 
 def _edge_networks(timing):
