@@ -66,13 +66,18 @@ def rate_quantise(z: torch.Tensor, theta: torch.Tensor, levels: int, keep: float
     return theta * (u + (q - u).detach())
 
 
-def log_quantise_weights(w: torch.Tensor) -> torch.Tensor:
-    """5-bit log weights with the layer scale chosen from max|w|; straight-through gradient."""
+def log_quantise_weights(w: torch.Tensor, *more: torch.Tensor):
+    """5-bit log weights with the layer scale chosen from max|w|; straight-through gradient.
+    With ``more`` tensors (a residual shortcut's weights, in the layer's unit), one scale from
+    all of them, as the SNN layer holds them (docs/spec.md, 14), and a tuple back."""
+    tensors = (w, *more)
     with torch.no_grad():
-        arr = w.detach().cpu().double().numpy()
-        s = weight_scale_for(arr)
-        q = torch.from_numpy(decode_weights(encode_weights(arr, s), s)).to(w.dtype).to(w.device)
-    return w + (q - w).detach()
+        arrs = [t.detach().cpu().double().numpy() for t in tensors]
+        s = weight_scale_for(np.concatenate([a.ravel() for a in arrs]))
+        qs = [torch.from_numpy(decode_weights(encode_weights(a, s), s)).to(t.dtype).to(t.device)
+              for a, t in zip(arrs, tensors)]
+    out = tuple(t + (q - t).detach() for t, q in zip(tensors, qs))
+    return out if more else out[0]
 
 
 class CatNetwork(nn.Module):
@@ -99,6 +104,10 @@ class CatNetwork(nn.Module):
         self.quantise = quantise
         if coding not in ("ttfs", "rate"):
             raise InputError(f"coding must be ttfs or rate, not {coding!r}")
+        if coding != "ttfs" and any(st.shortcut is not None for st in self.stages):
+            raise InputError("residual shortcuts run with ttfs coding only (docs/spec.md, section 14)")
+        # the shortcuts' weights train too (an identity shortcut's unit diagonal among them)
+        self.shortcut_layers = nn.ModuleList(st.shortcut.layer for st in self.stages if st.shortcut is not None)
         self.coding = coding
         #: per hidden layer, the std of the Gaussian noise subtracted from its activations in training
         self.noise = [0.0] * n_hidden
@@ -132,14 +141,22 @@ class CatNetwork(nn.Module):
         if self.quantise:
             x = self._activation(x, theta_in)
         thetas = torch.exp(self.log_thetas)
+        source_thetas = [theta_in] + list(thetas)  # what a spike of each source stands for
         hidden = []
+        sources = [x]  # the values of every spike source so far, for residual shortcuts
         for k, st in enumerate(self.stages):
-            z = st.forward(x, self._weights(st, theta_in) if self.quantise else None)
+            w, w_sc = (self._weights(st, theta_in) if self.quantise else None), None
+            if st.shortcut is not None and self.quantise:  # one scale for both sets, in the layer's unit
+                ratio = source_thetas[st.shortcut.source] / theta_in
+                w, w_sc = log_quantise_weights(st.layer.weight, st.shortcut.layer.weight * ratio)
+                w_sc = w_sc / ratio
+            z = st.forward(x, w, sources=sources, shortcut_weight=w_sc)
             if not st.hidden:
                 return z, hidden
             a = self._activation(z, thetas[k]) if self.quantise else torch.relu(z)
             x = st.pool_flat(a)
             hidden.append(x)
+            sources.append(x)
             if self.training and self.noise[k] > 0:
                 x = x - self.noise[k] * torch.randn_like(x)
             theta_in = thetas[k]

@@ -2,7 +2,8 @@
 
 Supported networks: any ``nn.Module`` whose torch.fx graph is a chain of Conv2d, Linear,
 ReLU, MaxPool2d, AvgPool2d (AdaptiveAvgPool2d where it divides evenly), BatchNorm (folded),
-Flatten/Unflatten and no-ops (sw/graph.py).
+Flatten/Unflatten and no-ops, with residual blocks (identity or Conv2d shortcuts: a stage's
+``shortcut``, docs/spec.md section 14) (sw/graph.py).
 The chain is cut into stages: a weighted layer (Conv2d or Linear), then for hidden stages
 a ReLU and an optional max pool. Average pools are linear: they are folded into the next
 weighted layer (kernel and stride multiplied by the pool size, weights divided by its
@@ -21,7 +22,7 @@ from torch import nn
 
 from .formats import (FormatError, Timing, decode_spike_times, decode_weights, encode_spike_times,
                       encode_weights, weight_scale_for)
-from .model import MAX_ACC_BITS, SnnLayer, SnnModel
+from .model import MAX_ACC_BITS, Shortcut, SnnLayer, SnnModel
 from .neurons import DEFAULT_NEURON, coding_of, neuron_model, rate_if
 from .rounding import MAX_IMAGES, adaptive_codes
 
@@ -35,21 +36,42 @@ class ConversionError(FirstspikeError, ValueError):
 
 
 @dataclass
+class StageShortcut:
+    """A residual connection into a stage (docs/spec.md, section 14): spike source ``source``
+    (0 the input, j + 1 hidden stage j's output) through ``layer``, a Conv2d (an identity
+    shortcut is a 1x1 conv with unit weights on the diagonal and no bias)."""
+
+    source: int
+    layer: nn.Conv2d
+    in_shape: tuple[int, int, int]  #: (C, H, W) of the source's spikes
+
+    def forward(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.layer.weight if weight is None else weight
+        return nn.functional.conv2d(h.reshape(-1, *self.in_shape), w, self.layer.bias,
+                                    stride=self.layer.stride, padding=self.layer.padding)
+
+
+@dataclass
 class Stage:
-    """One SNN layer in float form: a weighted layer, its ReLU (hidden) and max pool."""
+    """One SNN layer in float form: a weighted layer, its ReLU (hidden) and max pool, and a
+    residual shortcut whose output adds to its pre-activation."""
 
     layer: nn.Linear | nn.Conv2d  #: average pools already folded in
     in_shape: tuple[int, int, int]  #: (C, H, W) of the spikes it reads
     hidden: bool
     pool: int = 1
+    shortcut: StageShortcut | None = None
 
     @property
     def kind(self) -> str:
         return "conv" if isinstance(self.layer, nn.Conv2d) else "linear"
 
     def forward(self, h: torch.Tensor, weight: torch.Tensor | None = None,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
-        """Pre-activations from flat inputs (batch, C*H*W); ``weight`` and ``bias`` replace the layer's."""
+                bias: torch.Tensor | None = None, sources: list | None = None,
+                shortcut_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activations from flat inputs (batch, C*H*W); ``weight`` and ``bias`` replace the layer's.
+        With a shortcut, ``sources`` holds every spike source's flat values so far (the input,
+        then each hidden stage's pooled output), and ``shortcut_weight`` may replace its weights."""
         w = self.layer.weight if weight is None else weight
         b = self.layer.bias if bias is None else bias
         if self.kind == "conv":
@@ -57,6 +79,10 @@ class Stage:
                                      stride=self.layer.stride, padding=self.layer.padding)
         else:
             z = nn.functional.linear(h.reshape(h.shape[0], -1), w, b)
+        if self.shortcut is not None:
+            if sources is None:
+                raise ConversionError("a stage with a residual shortcut needs its source's values (sources)")
+            z = z + self.shortcut.forward(sources[self.shortcut.source], shortcut_weight)
         return z
 
     def fan_in_samples(self, h: torch.Tensor) -> np.ndarray:
@@ -104,15 +130,20 @@ def network_stages(net: nn.Module | list, input_shape: tuple[int, int, int] | No
     """
     if isinstance(net, list):
         return net
-    from .graph import canonical_network
+    from .graph import ResidualAdd, canonical_network
     seq = canonical_network(net)
     stages: list[Stage] = []
     shape = tuple(input_shape) if input_shape is not None else None  # shape of the spikes flowing
     flat = input_shape is None
     avg = 1  # pending average pool, folded into the next weighted layer
     expect_weighted = True
+    sources = {0: 0}  # chain position -> spike source whose values flow there (for residual adds)
+    source_shapes = [shape]  # per spike source, its (C, H, W)
     for idx, mod in enumerate(seq):
         where = f"{type(mod).__name__} at position {idx} of the layer chain"
+        if isinstance(mod, ResidualAdd):
+            _attach_shortcut(stages, mod, sources, source_shapes, shape, expect_weighted, where)
+            continue
         if isinstance(mod, nn.Unflatten):
             size = tuple(int(v) for v in mod.unflattened_size)
             if stages or avg > 1 or len(size) != 3:
@@ -120,6 +151,8 @@ def network_stages(net: nn.Module | list, input_shape: tuple[int, int, int] | No
             if shape is not None and int(np.prod(shape)) != int(np.prod(size)):
                 raise ConversionError(f"{where}: input of {int(np.prod(shape))} values cannot be viewed as {size}")
             shape, flat = size, False
+            source_shapes[0] = shape
+            sources[idx + 1] = 0
         elif isinstance(mod, nn.Flatten):
             flat = True
         elif isinstance(mod, (nn.Conv2d, nn.Linear)):
@@ -160,6 +193,8 @@ def network_stages(net: nn.Module | list, input_shape: tuple[int, int, int] | No
                 raise ConversionError(f"{where} must follow a Linear or Conv2d layer")
             stages[-1].hidden = True
             expect_weighted = True
+            sources[idx + 1] = len(stages)  # hidden stage j's output is spike source j + 1
+            source_shapes.append(shape)
         elif isinstance(mod, nn.MaxPool2d):
             k = mod.kernel_size
             if not stages or stages[-1].kind != "conv" or stages[-1].pool > 1 or avg > 1:
@@ -168,6 +203,9 @@ def network_stages(net: nn.Module | list, input_shape: tuple[int, int, int] | No
                 raise ConversionError(f"{where}: pool {k} is larger than the {shape[1]}x{shape[2]} input")
             stages[-1].pool = k
             shape = (shape[0], shape[1] // k, shape[2] // k)
+            sources = {p: j for p, j in sources.items() if j != len(stages)}  # the unpooled values are no source
+            sources[idx + 1] = len(stages)
+            source_shapes[-1] = shape
         elif isinstance(mod, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             if shape is None or flat or not expect_weighted or avg > 1:
                 raise ConversionError(f"{where} must follow a Conv2d's ReLU (or the image input)")
@@ -192,6 +230,32 @@ def network_stages(net: nn.Module | list, input_shape: tuple[int, int, int] | No
     return stages
 
 
+def _attach_shortcut(stages: list[Stage], add, sources: dict, source_shapes: list, shape: tuple,
+                     expect_weighted: bool, where: str) -> None:
+    """Give the stage just built the residual add's shortcut (docs/spec.md, section 14)."""
+    if expect_weighted or not stages or stages[-1].kind != "conv" or stages[-1].shortcut is not None:
+        raise ConversionError(f"{where}: a residual add must follow a Conv2d (and its BatchNorm), before its ReLU")
+    if add.source not in sources:
+        raise ConversionError(f"{where}: the shortcut starts from a value that is not a layer's output after its "
+                              "ReLU and pooling (or the input), so the SNN has no spikes of it")
+    source = sources[add.source]
+    src_shape = source_shapes[source]
+    conv = add.branch
+    if conv is None:  # identity: a 1x1 conv with unit weights on the diagonal
+        if src_shape != shape:
+            raise ConversionError(f"{where}: an identity shortcut from a {src_shape} value cannot add to {shape}")
+        conv = nn.Conv2d(shape[0], shape[0], 1, bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(torch.eye(shape[0]).reshape(shape[0], shape[0], 1, 1))
+    else:
+        k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+        out = (conv.out_channels, (src_shape[1] + 2 * p - k) // s + 1, (src_shape[2] + 2 * p - k) // s + 1)
+        if conv.in_channels != src_shape[0] or out != shape:
+            raise ConversionError(f"{where}: the shortcut's Conv2d maps {src_shape} to "
+                                  f"{(conv.out_channels, *out[1:])}, not the layer's {shape}")
+    stages[-1].shortcut = StageShortcut(source=source, layer=conv, in_shape=src_shape)
+
+
 def linear_layers(net: nn.Module) -> list[nn.Linear]:
     """The Linear layers of a supported MLP (ConversionError for conv nets)."""
     stages = network_stages(net)
@@ -210,11 +274,13 @@ def hidden_preactivations(net, x: np.ndarray, input_shape=None, batch: int = 512
     outs: list[list[np.ndarray]] = [[] for st in stages if st.hidden]
     for start in range(0, len(x), batch):
         h = torch.as_tensor(x[start:start + batch], dtype=torch.float32)
+        sources = [h]  # every spike source's values, for residual shortcuts
         for k, st in enumerate(stages[:-1]):
-            z = st.forward(h)
+            z = st.forward(h, sources=sources)
             zz = z.transpose(1, -1).reshape(-1, z.shape[1]) if z.dim() == 4 else z
             outs[k].append(zz.numpy().astype(np.float64))
             h = st.pool_flat(torch.relu(z))
+            sources.append(h)
     return [np.concatenate(o) for o in outs]
 
 
@@ -356,6 +422,11 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
         th = np.asarray(th, dtype=np.float64)
         if th.size == 0 or not (np.all(np.isfinite(th)) and np.all(th > 0)):
             raise ConversionError(f"threshold of hidden layer {k} must be positive, not {thetas[k]!r}")
+    if any(st.shortcut is not None for st in stages):
+        if neuron != "ttfs":
+            raise ConversionError(f"residual shortcuts run with ttfs neurons only, not {neuron} (docs/spec.md, 14)")
+        if rounding != "nearest":
+            raise ConversionError("adaptive rounding does not handle residual shortcuts yet; use rounding='nearest'")
     layers = []
     theta_prev = float(input_theta)
     h = None
@@ -373,10 +444,21 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
              else np.zeros(w.shape[0]))
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
             raise ConversionError(f"{where} has NaN or infinite parameters")
+        shortcut = None
         try:
             w_ann = w
             w, factor = model_of.fold_input_scale(w, theta_prev, st.in_shape)
-            s = weight_scale_for(w)
+            if st.shortcut is not None:  # spec 14.3: the two thresholds' ratio goes into the shortcut's weights
+                src = st.shortcut.source
+                theta_src = float(input_theta) if src == 0 else float(np.asarray(thetas[src - 1]))
+                w_sc = st.shortcut.layer.weight.detach().cpu().double().numpy() * (theta_src / theta_prev)
+                if st.shortcut.layer.bias is not None:
+                    b = b + st.shortcut.layer.bias.detach().cpu().double().numpy()
+                s = weight_scale_for(np.concatenate([w.ravel(), w_sc.ravel()]))
+                shortcut = Shortcut(source=src, weights=encode_weights(w_sc, s), stride=st.shortcut.layer.stride[0],
+                                    padding=st.shortcut.layer.padding[0])
+            else:
+                s = weight_scale_for(w)
             unit = factor * 2.0 ** (s - timing.frac_bits)
             if h is None:
                 codes = encode_weights(w, s)
@@ -408,7 +490,7 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
         if st.kind == "conv":
             geometry.update(stride=lin.stride[0], padding=lin.padding[0])
         layers.append(SnnLayer(weights=codes, bias=bias, thresholds=firing.pop("thresholds", None),
-                               weight_scale=s, unit=unit, neuron=neuron, **firing, **geometry))
+                               weight_scale=s, unit=unit, neuron=neuron, shortcut=shortcut, **firing, **geometry))
         if st.hidden:
             theta_prev = thetas[k]
     return SnnModel(timing=timing, input_theta=float(input_theta), layers=layers, name=name, info=info or {})

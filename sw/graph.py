@@ -13,9 +13,13 @@ zero padding); ``Linear``; ``ReLU`` as a module, ``F.relu``, ``torch.relu`` or `
 change). ``padding='same'`` (odd kernel, stride 1) and ``'valid'`` become integers.
 Anything else raises ConversionError naming the op and the graph node where it sits.
 
+Residual blocks (``relu(f(x) + g(x))``, ``g`` the identity or a Conv2d with its BatchNorm,
+the add as ``+``, ``+=``, ``torch.add`` or ``.add()``) become a ``ResidualAdd`` in the chain
+after the weighted layer that ends ``f``.
+
 The canonical chain is an ``nn.Sequential`` of ``Unflatten`` (first, for conv nets),
-``Conv2d``, ``Linear``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d`` and ``Flatten`` that
-computes what the model computes on flat inputs (batch, C*H*W).
+``Conv2d``, ``Linear``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten`` and
+``ResidualAdd`` that computes what the model computes on flat inputs (batch, C*H*W).
 """
 from __future__ import annotations
 
@@ -89,12 +93,31 @@ def canonical_network(model: nn.Module) -> nn.Sequential:
     current = None  # the node holding the value flowing down the chain
     shape_queries = set()  # x.size(...) / x.shape: feed view() arguments, not the chain
     final = None  # a Softmax/LogSoftmax seen: only no-ops may follow
+    shortcut_nodes = _shortcut_branches(gm)
+    position = {}  # node -> chain length when it was the value flowing down the chain
+    side = {}  # shortcut branch node -> (the chain node it starts from, its modules)
     for node in gm.graph.nodes:
         where = f"at graph node '{node.name}'"
         if node.op == "placeholder":
             if current is not None:
                 raise ConversionError(f"models with more than one input are not supported ({where})")
             current = node
+            position[node] = 0
+            continue
+        if node in shortcut_nodes:  # a residual block's shortcut branch (a conv, its BatchNorm)
+            source = node.all_input_nodes[0]
+            start, mods = side[source] if source in side else (source, [])
+            side[node] = (start, _shortcut_module(node, modules, where, mods))
+            continue
+        if _is_add(node):
+            a, b = node.all_input_nodes
+            other = b if a is current else a
+            if current not in (a, b) or (other not in side and other not in position):
+                raise ConversionError(f"the add {where} is not a residual connection (x + f(x)) of the layer chain")
+            start, mods = side.get(other, (other, []))
+            chain.append(ResidualAdd(position[start], mods[0] if mods else None))
+            current = node
+            position[node] = len(chain)
             continue
         if node.op == "output":
             if node.args[0] is not current:
@@ -130,10 +153,71 @@ def canonical_network(model: nn.Module) -> nn.Sequential:
         else:
             chain.append(kind)
         current = node
+        position[node] = len(chain)
     if final is not None:
         warnings.warn(f"{final.name} {final.where} dropped: the SNN's scores are the potentials before it, "
                       "and it does not change which class scores highest", stacklevel=2)
     return nn.Sequential(*chain)
+
+
+class ResidualAdd(nn.Module):
+    """Marks a residual add in the canonical chain: the value at chain position ``source``
+    (the chain's length when that value flowed down it; 0 is the input) comes back here,
+    through ``branch`` (a 1x1 or other Conv2d with BatchNorm folded) or unchanged (None),
+    and is added to the pre-activation of the weighted layer before it (docs/spec.md, 14)."""
+
+    def __init__(self, source: int, branch: nn.Conv2d | None):
+        super().__init__()
+        self.source = source
+        self.branch = branch
+
+
+def _is_add(node: torch.fx.Node) -> bool:
+    return ((node.op == "call_function" and node.target in (operator.add, operator.iadd, torch.add))
+            or (node.op == "call_method" and node.target in ("add", "add_"))) and len(node.all_input_nodes) == 2
+
+
+def _is_relu(node: torch.fx.Node, modules: dict) -> bool:
+    return ((node.op == "call_module" and isinstance(modules.get(node.target), nn.ReLU))
+            or (node.op == "call_function" and node.target in _RELU_FUNCS)
+            or (node.op == "call_method" and node.target == "relu"))
+
+
+def _shortcut_branches(gm: torch.fx.GraphModule) -> set:
+    """The nodes of every residual add's shortcut branch. Each input of an add leads back,
+    through nodes used only once, to where the two branches fork; the branch without a ReLU
+    is the shortcut (an identity shortcut is the fork itself: no nodes)."""
+    modules = dict(gm.named_modules())
+    out = set()
+    for node in gm.graph.nodes:
+        if not _is_add(node):
+            continue
+        branches = []
+        for start in node.all_input_nodes:
+            path, n = [], start
+            while len(n.users) == 1 and len(n.all_input_nodes) == 1 and n.op != "placeholder":
+                path.append(n)
+                n = n.all_input_nodes[0]
+            branches.append(path)
+        relu = [any(_is_relu(n, modules) for n in path) for path in branches]
+        if relu[0] == relu[1]:
+            raise ConversionError(f"at graph node '{node.name}': cannot tell a residual block's branch (with a ReLU) "
+                                  "from its shortcut (without one)")
+        out |= set(branches[1] if relu[0] else branches[0])
+    return out
+
+
+def _shortcut_module(node: torch.fx.Node, modules: dict, where: str, mods: list) -> list:
+    """The modules of a shortcut branch so far, with ``node``'s: one Conv2d, its BatchNorm folded."""
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    if isinstance(mod, _NOOP_MODULES):
+        return mods
+    if isinstance(mod, nn.Conv2d) and not mods:
+        return [_conv(mod, f"'{node.target}' {where}")]
+    if isinstance(mod, nn.BatchNorm2d) and len(mods) == 1:
+        return [fold_batchnorm(mods[0], mod)]
+    raise ConversionError(f"a residual shortcut may hold one Conv2d and its BatchNorm; not "
+                          f"{type(mod).__name__ if mod is not None else node.target} {where}")
 
 
 def canonical_mlp(model: nn.Module) -> nn.Sequential:

@@ -106,7 +106,7 @@ class Branchy(nn.Module):
 
 
 @pytest.mark.parametrize("net,match", [
-    (Residual(), "only a chain of layers is supported: call_function 'add' at graph node 'add'"),
+    (Residual(), "at graph node 'add': cannot tell a residual block's branch"),
     (Sig(), "unsupported function sigmoid at graph node 'sigmoid'"),
     (Conv(), "Conv2d at position 0 of the canonical chain: an MLP was expected"),
     (BnFirst(), "BatchNorm1d at graph node 'bn' must directly follow a Linear"),
