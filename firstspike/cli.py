@@ -20,6 +20,8 @@ from firstspike.errors import FirstspikeError, InputError
 DEFAULT_ANN = "build/model/ann.pt"
 DEFAULT_SNN = "build/model/snn.npz"
 RECIPES = ("cnn", "mlp")
+#: firstspike train --arch (sw.checkpoint.ARCHS; spelled out here so that the CLI starts without torch)
+ARCHS = ("mlp", "cnn", "vgg11", "vgg16", "resnet8", "resnet20")
 
 
 def _timing_args(p: argparse.ArgumentParser, default: bool = True) -> None:
@@ -88,14 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["digits", "mnist", "cifar10"], default="digits",
                    help="digits is built in; mnist and cifar10 are read from --data-dir")
     _data_dir_arg(p)
-    p.add_argument("--arch", choices=["mlp", "cnn", "vgg11", "vgg16"], default="mlp",
+    p.add_argument("--arch", choices=list(ARCHS), default="mlp",
                    help="mlp: Linear/ReLU; cnn: two conv3+maxpool blocks and a linear layer; vgg11/vgg16: "
-                        "for 32x32 images")
+                        "for 32x32 images; resnet8/resnet20: CIFAR-style residual networks (any image size)")
     p.add_argument("--from", dest="module", metavar="FILE.py:FUNCTION",
                    help="your own network: a function returning the nn.Module (instead of --arch)")
     p.add_argument("--weights", help="pre-trained state dict of the --from network (torch.save(net.state_dict()))")
     p.add_argument("--hidden", type=_sizes, default=[64, 32], help="MLP hidden layer widths, e.g. 64,32")
-    p.add_argument("--width", type=float, default=1.0, help="channel-count multiplier of cnn/vgg recipes")
+    p.add_argument("--width", type=float, default=1.0, help="channel-count multiplier of cnn/vgg/resnet recipes")
     p.add_argument("--method", choices=["cat", "float", "noise", "twostage"], default="cat",
                    help="cat: conversion-aware training for ttfs neurons; noise: noise-aware training for rate_if "
                         "neurons (rate quantiser, residual error modelled as noise re-measured on the SNN every "

@@ -245,6 +245,21 @@ def check_simulation_inputs(*, clock_mhz: float, tech: str, energy_overrides: st
     energy.energy_table(tech, energy_overrides)  # raises EnergyTableError for a bad preset or file
 
 
+def ann_layers(model: SnnModel, cfg: ArrayConfig, counts) -> list[tuple[int, ...]]:
+    """The equivalent ANN's layers for energy.ann_baselines_pj, on the array's weight tiles: each
+    layer, and each residual shortcut as a layer of its own (its add is part of the MACs)."""
+    from firstspike.hw.config import layer_descriptors
+    _, shortcut_descriptors = layer_descriptors(model, cfg, shortcuts=True)
+    out = []
+    for k, (layer, c) in enumerate(zip(model.layers, counts)):
+        out.append((layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size, layer.channels, c.tiles))
+        synapses = model.shortcut_synapses(k)
+        if synapses is not None:
+            out.append((synapses.n_in, 0, synapses.connections(), synapses.weights.size, 0,
+                        shortcut_descriptors[k].tiles))
+    return out
+
+
 def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, *, pes: int = 16,
                    out_dir="build/sim", verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0,
                    tech: str = "45nm", energy_overrides: str | None = None, synth_target: str | None = None,
@@ -285,9 +300,8 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
     rtl_cycles = np.array([r.counters["cycles"] for r in results])
     model_cycles = perf.total_cycles(counts)
     mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
-    baselines = energy.ann_baselines_pj([(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size,
-                                          layer.channels, c.tiles) for layer, c in zip(model.layers, counts)],
-                                        table, mean("acc_updates"), weight_buffer=cfg.weight_buffer)
+    baselines = energy.ann_baselines_pj(ann_layers(model, cfg, counts), table, mean("acc_updates"),
+                                        weight_buffer=cfg.weight_buffer)
     report = {
         "dataset": dataset, "images": n, "model": model_label,
         "float_accuracy": float_accuracy,

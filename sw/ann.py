@@ -277,6 +277,57 @@ def vgg(name: str = "vgg11", image_shape=(3, 32, 32), classes: int = 10, width: 
     return nn.Sequential(*layers)
 
 
+class BasicBlock(nn.Module):
+    """ResNet's basic block: conv3-BN-ReLU-conv3-BN, plus the input (identity) or its 1x1
+    strided conv-BN where the shape changes (option B), then ReLU. Converts with a shortcut
+    (docs/spec.md, section 14)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet-(6n+2) (He et al. 2016, section 4.2): a 3x3 stem, three stages of n
+    basic blocks at 16, 32 and 64 channels (times ``width``; strides 1, 2, 2), global average
+    pooling and a linear classifier. Takes flat inputs, as every data set here is stored flat."""
+
+    def __init__(self, depth: int = 20, image_shape=(3, 32, 32), classes: int = 10, width: float = 1.0,
+                 seed: int = 0):
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise InputError(f"a CIFAR ResNet has depth 6n + 2 (8, 14, 20, ...), not {depth!r}")
+        torch.manual_seed(seed)
+        self.image_shape = tuple(image_shape)
+        c = [max(1, int(round(v * width))) for v in (16, 32, 64)]
+        self.stem = nn.Sequential(nn.Conv2d(image_shape[0], c[0], 3, padding=1, bias=False), nn.BatchNorm2d(c[0]),
+                                  nn.ReLU())
+        blocks, cin = [], c[0]
+        for stage, cout in enumerate(c):
+            for b in range((depth - 2) // 6):
+                blocks.append(BasicBlock(cin, cout, 2 if stage and b == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x.view(-1, *self.image_shape)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+#: recipe name -> ResNet depth
+RESNET_DEPTHS = {"resnet8": 8, "resnet20": 20}
+
+
 # ---------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ REQUIRED_KEYS = ("dataset", "recipe", "seed", "method", "float_state_dict", "flo
 # ---------------------------------------------------------------------------
 # recipes and users' own networks
 # ---------------------------------------------------------------------------
-ARCHS = ("mlp", "cnn", "vgg11", "vgg16")
+ARCHS = ("mlp", "cnn", "vgg11", "vgg16", "resnet8", "resnet20")
 #: the recipe name of a network built by a user's ``module.py:function``
 USER_ARCH = "module"
 
@@ -51,6 +51,8 @@ def build_network(arch: str, *, features: int, classes: int, shape: tuple = (), 
         return ann_lib.digits_cnn(tuple(shape), classes, seed=seed, width=max(1, int(round(16 * width))))
     if arch in ann_lib.VGG_CONFIGS:
         return ann_lib.vgg(arch, tuple(shape), classes, width=width, seed=seed)
+    if arch in ann_lib.RESNET_DEPTHS:
+        return ann_lib.ResNet(ann_lib.RESNET_DEPTHS[arch], tuple(shape), classes, width=width, seed=seed)
     raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
 
 

@@ -159,3 +159,26 @@ def test_cat_resnet_converts_to_the_golden_model_it_trained_with():
     assert abs((golden.predictions == y[1200:]).mean() - (scores.argmax(1) == y[1200:]).mean()) <= 0.02
     units = golden.potentials * model.layers[-1].unit
     assert np.corrcoef(units.ravel(), scores.ravel())[0, 1] > 0.99
+
+
+def test_resnet_recipes_convert_with_their_shortcuts():
+    """resnet8/resnet20 (``firstspike train --arch``): every block's last conv gets a shortcut, an
+    identity or, where a stage starts (stride 2, more channels), a 1x1 conv; the CLI offers them."""
+    from firstspike.cli import ARCHS as CLI_ARCHS
+    from firstspike.sw.checkpoint import ARCHS, build_network
+    assert CLI_ARCHS == ARCHS
+    net = _settled(build_network("resnet20", features=3 * 16 * 16, classes=10, shape=(3, 16, 16), width=0.25))
+    stages = network_stages(net)
+    shortcuts = [(k, st.shortcut) for k, st in enumerate(stages) if st.shortcut is not None]
+    assert len(stages) == 20 and len(shortcuts) == 9
+    assert [k for k, _ in shortcuts] == list(range(2, 19, 2))
+    assert all(sc.source == k - 1 for k, sc in shortcuts)  # the block's input: the output of the layer before it
+    strided = [sc.layer.stride[0] for _, sc in shortcuts]
+    assert strided == [1, 1, 1, 2, 1, 1, 2, 1, 1]
+    x = np.random.default_rng(0).random((8, 3 * 16 * 16)).astype(np.float32)
+    model = convert(net, Timing(T=8, B=2), 1.0, calibrate(net, x, "percentile"))
+    assert sum(layer.shortcut is not None for layer in model.layers) == 9
+    from firstspike.errors import InputError
+    from firstspike.sw.ann import ResNet
+    with pytest.raises(InputError, match="depth 6n \\+ 2"):
+        ResNet(depth=10)
