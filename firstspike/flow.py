@@ -27,7 +27,7 @@ from firstspike.sim.check import first_mismatch
 from firstspike.sw import ann as ann_lib
 from firstspike.sw.checkpoint import (absolute_module, ann_network, cat_network, input_layout,  # noqa: F401
                                       input_shape_of, load_ann, load_user_network, load_user_weights, train_ann)
-from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, convert
+from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, convert, network_stages
 from firstspike.sw.data import load_dataset
 from firstspike.sw.files import check_output_dir, check_output_file, write_text
 from firstspike.sw.formats import Timing
@@ -49,7 +49,8 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     replaces the data directory the checkpoint recorded (a moved data set). ``neuron``
     and ``options``: the neuron model of every layer and its options (sw/neurons).
     ``rounding`` of the weights (sw/convert.ROUNDINGS): "nearest" for CAT (it trained for
-    it), by default "adaptive" for calibrations (on the training set).
+    it), by default "adaptive" for calibrations (on the training set), "nearest" for
+    residual networks (adaptive rounding does not handle shortcuts yet).
     ``initial_calibration`` (rate_if): calibrate each channel's initial potential on the
     training set (sw/initial_calibration.py); by default on for two-stage checkpoints."""
     out = check_output_file(out, "model file")
@@ -58,6 +59,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     if calibration == "cat" and rounding == "adaptive":
         raise InputError("CAT trained its weights for nearest rounding; adaptive rounding is for calibrated "
                          "conversions of float networks")
+    chosen = rounding
     rounding = rounding or ("nearest" if calibration == "cat" else "adaptive")
     ckpt = load_ann(ann_path)
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else ckpt.get("data_dir")
@@ -83,6 +85,8 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=input_shape,
                            neuron=neuron)
         x_calibration = ds.x_train
+        if chosen is None and any(st.shortcut is not None for st in network_stages(net, input_shape)):
+            rounding = "nearest"  # adaptive rounding does not handle residual shortcuts yet
     if initial_calibration is None:
         initial_calibration = ckpt["method"] == "twostage" and calibration == "cat"
     arch = ckpt["recipe"]["arch"]

@@ -426,7 +426,8 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
         if neuron != "ttfs":
             raise ConversionError(f"residual shortcuts run with ttfs neurons only, not {neuron} (docs/spec.md, 14)")
         if rounding != "nearest":
-            raise ConversionError("adaptive rounding does not handle residual shortcuts yet; use rounding='nearest'")
+            raise ConversionError("adaptive rounding does not handle residual shortcuts yet; use rounding='nearest' "
+                                  "(firstspike convert --rounding nearest)")
     layers = []
     theta_prev = float(input_theta)
     h = None
