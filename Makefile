@@ -7,7 +7,7 @@ FS := $(VENV)/bin/firstspike
 STAMP := $(VENV)/.installed
 PES ?= 16
 IMAGES ?= 0
-# digits recipe: cnn (default) or mlp
+# digits recipe: cnn (default), mlp or resnet8 (residual)
 MODEL ?= cnn
 MDIR := build/model/$(MODEL)
 # compiled simulators of this checkout stay beside its other build outputs

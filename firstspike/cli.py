@@ -19,7 +19,7 @@ from firstspike.errors import FirstspikeError, InputError
 #: where `train` writes and `convert` reads, and `convert` writes and `sim` reads, by default
 DEFAULT_ANN = "build/model/ann.pt"
 DEFAULT_SNN = "build/model/snn.npz"
-RECIPES = ("cnn", "mlp")
+RECIPES = ("cnn", "mlp", "resnet8")
 #: firstspike train --arch (sw.checkpoint.ARCHS; spelled out here so that the CLI starts without torch)
 ARCHS = ("mlp", "cnn", "vgg11", "vgg16", "resnet8", "resnet20")
 
@@ -48,7 +48,7 @@ def _sizes(text: str) -> list[int]:
 
 
 MODEL_HELP = (f"SNN model file (.npz; default {DEFAULT_SNN}, what 'firstspike convert' wrote), or a digits "
-              "recipe name, 'cnn' or 'mlp': trained with CAT and converted into build/model/NAME/ first if not "
+              "recipe name, 'cnn', 'mlp' or 'resnet8': trained with CAT and converted into build/model/NAME/ first if not "
               "there yet")
 
 
