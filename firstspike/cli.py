@@ -48,8 +48,8 @@ def _sizes(text: str) -> list[int]:
 
 
 MODEL_HELP = (f"SNN model file (.npz; default {DEFAULT_SNN}, what 'firstspike convert' wrote), or a digits "
-              "recipe name, 'cnn', 'mlp' or 'resnet8': trained with CAT and converted into build/model/NAME/ first if not "
-              "there yet")
+              "recipe name, 'cnn', 'mlp' or 'resnet8': trained with CAT and converted into build/model/NAME/ first "
+              "if not there yet")
 
 
 def resolve_model(name: str | None) -> str:

@@ -2,8 +2,8 @@
 
 For each neuron model (ttfs, rate_if, diff_if), threshold calibration (max, percentile,
 iteration) and window T, the float network is converted training-free (adaptive weight
-rounding) and the golden model runs the test set: accuracy, spikes and synaptic operations
-per image, the literature's SOP energy (SOPs x fp32 add, Horowitz 45 nm), and for the
+rounding; nearest for residual networks) and the golden model runs the test set: accuracy,
+spikes and synaptic operations per image, the literature's SOP energy (SOPs x fp32 add, Horowitz 45 nm), and for the
 models the processor runs, its exact cycles and energy per image (the RTL equals the
 golden model bit for bit, which `make test` and `make sim` check). A combination that
 cannot be converted (say, an accumulator wider than 48 bits) is listed with the reason.
@@ -25,7 +25,7 @@ from tqdm import tqdm  # noqa: E402
 from firstspike.errors import FirstspikeError, InputError  # noqa: E402
 from firstspike.hw.config import HW_NEURONS  # noqa: E402
 from firstspike.sim import energy  # noqa: E402
-from firstspike.sw.convert import CALIBRATIONS, calibrate, convert  # noqa: E402
+from firstspike.sw.convert import CALIBRATIONS, calibrate, calibrated_rounding, convert  # noqa: E402
 from firstspike.sw.files import write_text  # noqa: E402
 from firstspike.sw.formats import Timing  # noqa: E402
 from firstspike.sw.golden import GoldenModel  # noqa: E402
@@ -48,6 +48,7 @@ def compare(ann_path: str | os.PathLike, *, Ts=COMPARE_T, B: int = 2, neurons=tu
     table = energy.energy_table()
     rows = []
     combos = [(n, m, T) for n in neurons for m in methods for T in Ts]
+    rounding = calibrated_rounding(net, shape)
     for neuron, method, T in tqdm(combos, desc="compare", disable=quiet):
         timing = Timing(T=T, B=B)
         row = {"neuron": neuron, "coding": NEURON_MODELS[neuron].CODING, "method": method, "T": T, "B": B,
@@ -55,7 +56,7 @@ def compare(ann_path: str | os.PathLike, *, Ts=COMPARE_T, B: int = 2, neurons=tu
         try:
             thetas = calibrate(net, ds.x_train, method, timing=timing, input_shape=shape, neuron=neuron)
             model = convert(net, timing, ckpt["input_theta"], thetas, input_shape=shape, neuron=neuron,
-                            rounding="adaptive", calibration_data=ds.x_train)
+                            rounding=rounding, calibration_data=ds.x_train)
         except FirstspikeError as e:
             rows.append({**row, "skipped": str(e)})
             continue

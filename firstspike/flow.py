@@ -27,7 +27,7 @@ from firstspike.sim.check import first_mismatch
 from firstspike.sw import ann as ann_lib
 from firstspike.sw.checkpoint import (absolute_module, ann_network, cat_network, input_layout,  # noqa: F401
                                       input_shape_of, load_ann, load_user_network, load_user_weights, train_ann)
-from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, convert, network_stages
+from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, calibrated_rounding, convert
 from firstspike.sw.data import load_dataset
 from firstspike.sw.files import check_output_dir, check_output_file, write_text
 from firstspike.sw.formats import Timing
@@ -85,8 +85,8 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=input_shape,
                            neuron=neuron)
         x_calibration = ds.x_train
-        if chosen is None and any(st.shortcut is not None for st in network_stages(net, input_shape)):
-            rounding = "nearest"  # adaptive rounding does not handle residual shortcuts yet
+        if chosen is None:
+            rounding = calibrated_rounding(net, input_shape)
     if initial_calibration is None:
         initial_calibration = ckpt["method"] == "twostage" and calibration == "cat"
     arch = ckpt["recipe"]["arch"]

@@ -381,6 +381,12 @@ def calibrate(net, x: np.ndarray, method: str = "percentile",
 ROUNDINGS = ("nearest", "adaptive")
 
 
+def calibrated_rounding(net, input_shape=None) -> str:
+    """The weight rounding for a training-free conversion of ``net``: adaptive, or nearest for a
+    residual network (adaptive rounding does not handle shortcuts yet)."""
+    return "nearest" if any(st.shortcut is not None for st in network_stages(net, input_shape)) else "adaptive"
+
+
 @torch.no_grad()
 def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "snn", info: dict | None = None,
             input_shape=None, neuron: str = DEFAULT_NEURON, rounding: str = "nearest", calibration_data=None,
