@@ -13,7 +13,7 @@ MDIR := build/model/$(MODEL)
 # compiled simulators of this checkout stay beside its other build outputs
 export FIRSTSPIKE_CACHE_DIR ?= $(CURDIR)/build/cache
 
-.PHONY: all venv sim synth report compare bench fuzz formal mutation lint test test-slow clean
+.PHONY: all venv sim synth report compare bench bench-accuracy fuzz formal mutation lint test test-slow clean
 
 all: sim
 
@@ -52,6 +52,15 @@ compare: $(MDIR)/snn.npz
 # speed of the golden model, the float model and the RTL simulation -> build/bench.json
 bench: $(MDIR)/snn.npz
 	$(PY) -m firstspike.bench $(MDIR)/snn.npz
+
+# accuracy of every conversion method x T x B on real data (../shared/datasets: MNIST test set
+# 8k/2k split, CIFAR-10 JPEG copy), RTL == golden on a sample -> build/accuracy; resumes
+DATASETS ?= ../shared/datasets
+BENCH_NETS ?= mnist-mlp,mnist-cnn
+bench-accuracy: $(STAMP)
+	@test -d build/data/mnist || $(PY) $(DATASETS)/mnist_split.py build/data/mnist
+	@case "$(BENCH_NETS)" in *cifar10*) test -d build/data/cifar10 || $(PY) $(DATASETS)/cifar10_batches.py build/data/cifar10;; esac
+	$(PY) -m firstspike.accuracy --data-dir build/data --networks $(BENCH_NETS)
 
 # >= 1000 random networks through the RTL on every core, bit- and cycle-exact -> build/fuzz.json
 FUZZ ?= 1000

@@ -1,0 +1,234 @@
+"""`make bench-accuracy`: every conversion method on real data, golden == RTL on a sample.
+
+For each benchmark network (``BENCH_NETWORKS``: an MLP and a LeNet-style CNN on MNIST,
+VGG-11 and ResNet-20 at reduced width on CIFAR-10) a float network is trained once, then
+for each T in {4, 8, 16} and B in {1, 2}:
+
+- training-free conversions (max, percentile and iteration calibration of the float
+  network) and CAT (fine-tuned from the float network at that timing);
+- the golden model runs the test set: accuracy, spikes and synaptic operations per image,
+  and the processor's exact cycles and on-chip energy per image (hw/perf.py, sim/energy.py,
+  16 PEs);
+- a sample of test images of every converted network runs through the RTL (one Verilator
+  build per network and timing, every method's model in one simulator run) and must equal
+  the golden model bit and cycle for cycle.
+
+Trained networks are checkpointed under ``--out`` (the float network, and CAT per timing), so
+a rerun resumes where an interrupted one stopped. Written as accuracy.json, accuracy.md and
+accuracy.png. Data: ``--data-dir`` holds ``mnist/`` and ``cifar10/`` in the layouts that
+../shared/datasets' scripts write (``make bench-accuracy`` runs them); the tables label them
+honestly: "MNIST test set, 8k/2k split" and "CIFAR-10 (JPEG copy)".
+
+    python -m firstspike.accuracy --data-dir build/data [--networks mnist-mlp,mnist-cnn] [--out build/accuracy]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from firstspike.errors import FirstspikeError, InputError
+
+#: name -> training recipe (sw.checkpoint.train_ann arguments)
+BENCH_NETWORKS = {
+    "mnist-mlp": dict(dataset="mnist", arch="mlp", hidden=[256, 128], epochs=20, cat_epochs=6),
+    "mnist-cnn": dict(dataset="mnist", arch="cnn", width=1.0, epochs=15, cat_epochs=5),
+    "cifar10-vgg11": dict(dataset="cifar10", arch="vgg11", width=0.25, epochs=30, cat_epochs=8),
+    "cifar10-resnet20": dict(dataset="cifar10", arch="resnet20", width=0.5, epochs=30, cat_epochs=8),
+}
+#: what the data in ../shared/datasets is, as its README asks numbers to be labelled
+DATA_LABELS = {"mnist": "MNIST test set, 8k/2k split", "cifar10": "CIFAR-10 (JPEG copy)"}
+BENCH_T = (4, 8, 16)
+BENCH_B = (1, 2)
+METHODS = ("max", "percentile", "iteration", "cat")
+
+
+def float_checkpoint(name: str, out: Path, data_dir: Path, quiet: bool) -> Path:
+    """The benchmark network's float checkpoint, trained on first use."""
+    from firstspike.sw.checkpoint import train_ann
+    recipe = dict(BENCH_NETWORKS[name])
+    path = out / name / "float.pt"
+    if not path.is_file():
+        dataset = recipe.pop("dataset")
+        recipe.pop("cat_epochs")
+        train_ann(path, dataset=dataset, method="float", data_dir=data_dir / dataset, quiet=quiet, **recipe)
+    return path
+
+
+def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool):
+    """CAT fine-tuned from the float network at ``timing``, checkpointed (state and thresholds)."""
+    import torch
+
+    from firstspike.sw import ann
+    from firstspike.sw.checkpoint import ann_network
+    path = out / name / f"cat-T{timing.T}-B{timing.B}.pt"
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        cat = ann.CatNetwork(ann_network(ckpt), timing, 1.0, saved["thetas"])
+        cat.load_state_dict(saved["state"])
+        return cat.eval()
+    from tqdm import tqdm
+    epochs = BENCH_NETWORKS[name]["cat_epochs"]
+    with tqdm(total=epochs, desc=f"CAT T={timing.T} B={timing.B}", unit="epoch", disable=quiet, leave=False) as bar:
+        cat = ann.cat_finetune(ann_network(ckpt), ds.x_train, ds.y_train, timing, 1.0, epochs=epochs, progress=bar)
+    torch.save({"state": cat.state_dict(), "thetas": cat.thetas}, path)
+    return cat.eval()
+
+
+def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_B, methods=METHODS,
+                  rtl_images: int = 4, pes: int = 16, quiet: bool = False) -> list[dict]:
+    """One row per (T, B, method) of benchmark network ``name``."""
+    from tqdm import tqdm
+
+    from firstspike.flow import processor_cost
+    from firstspike.hw.config import ArrayConfig
+    from firstspike.hw.verilog import write_design
+    from firstspike.sim import energy, verilator
+    from firstspike.sim.check import check_networks_on_rtl
+    from firstspike.sw import ann
+    from firstspike.sw.checkpoint import ann_network, load_ann
+    from firstspike.sw.convert import calibrate, calibrated_rounding, convert
+    from firstspike.sw.data import load_dataset
+    from firstspike.sw.formats import Timing
+    from firstspike.sw.golden import GoldenModel
+    recipe = BENCH_NETWORKS[name]
+    ckpt = load_ann(float_checkpoint(name, out, data_dir, quiet))
+    ds = load_dataset(recipe["dataset"], data_dir=data_dir / recipe["dataset"])
+    net = ann_network(ckpt)
+    float_acc = ann.accuracy(net, ds.x_test, ds.y_test)
+    rounding = calibrated_rounding(net)
+    table = energy.energy_table()
+    rows = []
+    for T, B in tqdm([(T, B) for T in Ts for B in Bs], desc=name, unit="timing", disable=quiet):
+        timing = Timing(T=T, B=B)
+        models = []
+        for method in methods:
+            row = {"network": name, "data": DATA_LABELS[recipe["dataset"]], "T": T, "B": B, "method": method,
+                   "float_accuracy": float_acc, "test_images": len(ds.x_test)}
+            try:
+                if method == "cat":
+                    cat = cat_network_for(name, ckpt, ds, timing, out, quiet)
+                    row["cat_float_accuracy"] = ann.accuracy(cat, ds.x_test, ds.y_test)
+                    model = convert(cat.stages, timing, 1.0, cat.thetas)
+                else:
+                    thetas = calibrate(net, ds.x_train, method, timing=timing)
+                    model = convert(net, timing, 1.0, thetas, rounding=rounding, calibration_data=ds.x_train)
+            except FirstspikeError as e:
+                rows.append({**row, "skipped": str(e)})
+                continue
+            golden = GoldenModel(model)
+            result = golden.run(ds.x_test)
+            cycles, pj = processor_cost(model, pes, result, table)
+            row.update(accuracy=float((result.predictions == ds.y_test).mean()),
+                       spikes_per_image=float(result.spike_counts()[:, 1:].sum(1).mean()),
+                       sops_per_image=float(golden.synaptic_ops(result).mean()),
+                       cycles_per_image=cycles, energy_per_image_nj=pj * 1e-3, pes=pes)
+            row["loss_pp"] = 100 * (float_acc - row["accuracy"])
+            rows.append(row)
+            models.append((row, model))
+        if rtl_images and models:
+            sample = ds.x_test[:rtl_images]
+            cfg = ArrayConfig.for_models([m for _, m in models], pes)
+            built = verilator.build(write_design(out / name / f"v-T{T}-B{B}", cfg), cfg)
+            nets = [(m, GoldenModel(m).encode(sample)) for _, m in models]
+            problems = check_networks_on_rtl(built, cfg, nets, out / name / f"rtl-T{T}-B{B}")
+            for (row, _), p in zip(models, problems):
+                row.update(rtl_images=rtl_images, rtl_bit_exact=not p, rtl_problem=p[0] if p else None)
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One table per network: accuracy (and its loss against the float network), spikes, cycles,
+    energy, RTL check."""
+    out = []
+    for name in dict.fromkeys(r["network"] for r in rows):
+        mine = [r for r in rows if r["network"] == name]
+        r0 = mine[0]
+        out += [f"**{name}** ({r0['data']}, {r0['test_images']} test images; float network "
+                f"{100 * r0['float_accuracy']:.2f} %)", "",
+                "| T | B | method | SNN accuracy | vs float | spikes / image | cycles / image | on-chip nJ / image "
+                "| RTL = golden |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in mine:
+            if "skipped" in r:
+                out.append(f"| {r['T']} | {r['B']} | {r['method']} | skipped: {r['skipped']} | | | | | |")
+                continue
+            rtl = "-" if "rtl_bit_exact" not in r else (f"yes ({r['rtl_images']} images)" if r["rtl_bit_exact"]
+                                                         else f"**no**: {r['rtl_problem']}")
+            out.append(f"| {r['T']} | {r['B']} | {r['method']} | {100 * r['accuracy']:.2f} % | "
+                       f"{-r['loss_pp']:+.2f} pp | {r['spikes_per_image']:.0f} | {r['cycles_per_image']:.0f} | "
+                       f"{r['energy_per_image_nj']:.1f} | {rtl} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Accuracy against T per method (B = 2 solid, B = 1 dashed), one panel per network."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(dict.fromkeys(r["network"] for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        mine = [r for r in rows if r["network"] == name and "accuracy" in r]
+        for k, method in enumerate(METHODS):
+            for B, style in ((2, "-"), (1, "--")):
+                pts = sorted((r["T"], 100 * r["accuracy"]) for r in mine if r["method"] == method and r["B"] == B)
+                if pts:
+                    ax.plot(*zip(*pts), style, marker="o", color=f"C{k}", label=f"{method} B={B}")
+        if mine:
+            ax.axhline(100 * mine[0]["float_accuracy"], color="k", lw=0.8, label="float")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("T (time steps)")
+        ax.set_ylabel("SNN accuracy (%)")
+        ax.set_title(name)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m firstspike.accuracy", description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", required=True, type=Path, help="holds mnist/ and cifar10/ (make bench-accuracy)")
+    p.add_argument("--networks", default="mnist-mlp,mnist-cnn",
+                   help=f"comma-separated, of {', '.join(BENCH_NETWORKS)}")
+    p.add_argument("--T", default=",".join(map(str, BENCH_T)), help="time windows")
+    p.add_argument("--B", default=",".join(map(str, BENCH_B)), help="steps per octave")
+    p.add_argument("--rtl-images", type=int, default=4, help="test images of every converted network run in RTL")
+    p.add_argument("--out", type=Path, default=Path("build/accuracy"))
+    args = p.parse_args(argv)
+    try:
+        names = [n for n in args.networks.split(",") if n]
+        unknown = [n for n in names if n not in BENCH_NETWORKS]
+        if unknown or not names:
+            raise InputError(f"unknown networks {unknown}; choose from {', '.join(BENCH_NETWORKS)}")
+        try:
+            Ts, Bs = [int(v) for v in args.T.split(",")], [int(v) for v in args.B.split(",")]
+        except ValueError:
+            raise InputError(f"--T and --B take comma-separated integers, not {args.T!r} / {args.B!r}") from None
+        if args.rtl_images < 0:
+            raise InputError("--rtl-images must be >= 0")
+        args.out.mkdir(parents=True, exist_ok=True)
+        start, rows = time.perf_counter(), []
+        for name in names:
+            (args.out / name).mkdir(exist_ok=True)
+            rows += bench_network(name, data_dir=args.data_dir, out=args.out, Ts=Ts, Bs=Bs,
+                                  rtl_images=args.rtl_images)
+            # written after every network, so an interrupted run keeps what it has measured
+            (args.out / "accuracy.json").write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - start},
+                                                               indent=1))
+        (args.out / "accuracy.md").write_text(markdown_table(rows))
+        plot(rows, args.out / "accuracy.png")
+    except FirstspikeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(markdown_table(rows))
+    print(f"wrote {args.out / 'accuracy.json'}, accuracy.md, accuracy.png")
+    bad = [r for r in rows if r.get("rtl_bit_exact") is False]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""make bench-accuracy's machinery (firstspike/accuracy.py) on a tiny MNIST-format data set:
+every method at one timing, the tables, the plot, the RTL check of the converted networks."""
+import json
+
+import numpy as np
+
+from firstspike import accuracy
+
+
+def test_bench_rows_tables_and_rtl_check(tmp_path, monkeypatch):
+    from test_data import write_idx
+    rng = np.random.default_rng(0)
+    mnist = tmp_path / "data" / "mnist"
+    mnist.mkdir(parents=True)
+    for split, n in (("train", 120), ("t10k", 40)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for k, label in enumerate(labels):  # a learnable pattern: a bright row per class
+            images[k, 2 + 2 * label] = 255
+        write_idx(mnist / f"{split}-images-idx3-ubyte", images)
+        write_idx(mnist / f"{split}-labels-idx1-ubyte", labels)
+    monkeypatch.setitem(accuracy.BENCH_NETWORKS, "mnist-mlp",
+                        dict(dataset="mnist", arch="mlp", hidden=[12], epochs=40, cat_epochs=3))
+    out = tmp_path / "out"
+    assert accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "8", "--B", "2",
+                          "--rtl-images", "2", "--out", str(out)]) == 0
+    rows = json.loads((out / "accuracy.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == list(accuracy.METHODS)
+    assert all(r["data"] == "MNIST test set, 8k/2k split" and r["test_images"] == 40 for r in rows)
+    assert all(r["rtl_bit_exact"] and r["rtl_images"] == 2 for r in rows)
+    assert rows[0]["float_accuracy"] > 0.5  # the pattern was learnt
+    cat = rows[-1]
+    assert 0 <= cat["accuracy"] <= 1 and cat["spikes_per_image"] > 0 and cat["cycles_per_image"] > 0
+    assert (out / "mnist-mlp" / "float.pt").is_file() and (out / "mnist-mlp" / "cat-T8-B2.pt").is_file()
+    table = (out / "accuracy.md").read_text()
+    assert "**mnist-mlp** (MNIST test set, 8k/2k split, 40 test images" in table and table.count("yes (2 images)") == 4
+    assert (out / "accuracy.png").stat().st_size > 10_000
+    # a rerun resumes from the checkpoints: no training, the same numbers
+    mtime = (out / "mnist-mlp" / "cat-T8-B2.pt").stat().st_mtime
+    assert accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "8", "--B", "2",
+                          "--rtl-images", "0", "--out", str(out)]) == 0
+    again = json.loads((out / "accuracy.json").read_text())["rows"]
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+    assert (out / "mnist-mlp" / "cat-T8-B2.pt").stat().st_mtime == mtime
+
+
+def test_bench_refuses_unknown_networks(tmp_path, capsys):
+    assert accuracy.main(["--data-dir", str(tmp_path), "--networks", "imagenet-vit"]) == 2
+    assert "unknown networks ['imagenet-vit']" in capsys.readouterr().err
