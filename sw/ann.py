@@ -106,7 +106,7 @@ class CatNetwork(nn.Module):
             raise InputError(f"coding must be ttfs or rate, not {coding!r}")
         if coding != "ttfs" and any(st.shortcut is not None for st in self.stages):
             raise InputError("residual shortcuts run with ttfs coding only (docs/spec.md, section 14)")
-        # the shortcuts' weights train too (an identity shortcut's unit diagonal among them)
+        # a conv shortcut's weights train too; an identity's unit diagonal is fixed (no gradient)
         self.shortcut_layers = nn.ModuleList(st.shortcut.layer for st in self.stages if st.shortcut is not None)
         self.coding = coding
         #: per hidden layer, the std of the Gaussian noise subtracted from its activations in training

@@ -241,12 +241,13 @@ def _attach_shortcut(stages: list[Stage], add, sources: dict, source_shapes: lis
     source = sources[add.source]
     src_shape = source_shapes[source]
     conv = add.branch
-    if conv is None:  # identity: a 1x1 conv with unit weights on the diagonal
+    if conv is None:  # identity: a 1x1 conv with unit weights on the diagonal, which training leaves alone
         if src_shape != shape:
             raise ConversionError(f"{where}: an identity shortcut from a {src_shape} value cannot add to {shape}")
         conv = nn.Conv2d(shape[0], shape[0], 1, bias=False)
         with torch.no_grad():
             conv.weight.copy_(torch.eye(shape[0]).reshape(shape[0], shape[0], 1, 1))
+        conv.weight.requires_grad_(False)
     else:
         k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
         out = (conv.out_channels, (src_shape[1] + 2 * p - k) // s + 1, (src_shape[2] + 2 * p - k) // s + 1)

@@ -151,6 +151,9 @@ def test_cat_resnet_converts_to_the_golden_model_it_trained_with():
     model = convert(cat.stages, timing, 1.0, cat.thetas)
     assert [layer.shortcut.source if layer.shortcut else None for layer in model.layers] == [None, None, 1, None, 3,
                                                                                               None]
+    # the identity stays an identity through CAT: one nonzero code per channel, on the diagonal
+    codes = model.layers[2].shortcut.weights.reshape(6, 6)
+    assert (codes != 15).sum() == 6 and (np.diag(codes) != 15).all()
     test = x[1200:]
     with torch.no_grad():
         scores = cat(torch.from_numpy(test)).numpy()
