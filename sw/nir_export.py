@@ -4,7 +4,9 @@ What maps: each layer becomes an ``Affine`` (linear) or ``Conv2d`` node with the
 exact weights (the 5-bit log codes decoded: ``±2**(scale - m)``) and its bias in float
 units (``bias * unit``), followed, for hidden layers, by an ``IF`` node whose threshold is
 the layer's float threshold ``theta``; a ``Flatten`` node precedes a linear layer on
-image-shaped spikes. The firstspike-specific meaning rides in each node's metadata:
+image-shaped spikes. A layer's residual shortcut becomes a second ``Conv2d`` node from its
+source (the input or an earlier ``IF`` node) into the layer's ``IF`` node, whose inputs NIR
+sums. The firstspike-specific meaning rides in each node's metadata:
 ``coding = "ttfs"``, ``T``, ``B``, ``frac_bits``, and the integer threshold table, so a
 firstspike import restores the model exactly.
 
@@ -53,6 +55,7 @@ def to_nir(model: SnnModel):
     nodes = {"input": nir.Input(input_type={"input": in_shape},
                                 metadata=_meta(model, input_theta=float(model.input_theta)))}
     order = ["input"]
+    shortcuts = []  # edges of residual shortcuts (docs/spec.md, section 14)
     for k, layer in enumerate(model.layers):
         w = decode_weights(layer.weights, layer.weight_scale)
         b = layer.bias.astype(np.float64) * layer.unit
@@ -71,15 +74,33 @@ def to_nir(model: SnnModel):
         if not layer.is_output:
             shape = layer.conv_shape if layer.kind == "conv" else (layer.n_out,)
             ones = np.ones(shape)
-            # files made without conversion (random test models) carry only the integer table
-            theta = float(layer.theta) if layer.theta is not None else float(layer.thresholds[0]) * layer.unit
-            nodes[f"if{k}"] = nir.IF(r=ones, v_threshold=ones * theta, v_reset=np.zeros(shape),
+            nodes[f"if{k}"] = nir.IF(r=ones, v_threshold=ones * _theta(model, k), v_reset=np.zeros(shape),
                                      metadata=_meta(model, layer=k, threshold_table=layer.thresholds.tolist()))
             order.append(f"if{k}")
+        if layer.shortcut is not None:  # a second Conv2d into the same IF node: NIR sums a node's inputs
+            sc = layer.shortcut
+            source = "input" if sc.source == 0 else f"if{sc.source - 1}"
+            # the stored codes carry theta_src / theta_{k-1} (spec 14.3); the float weight is without it
+            ratio = _theta(model, sc.source - 1) / _theta(model, k - 1)
+            _, h, wd = model.shapes[sc.source]
+            weight = decode_weights(sc.weights, layer.weight_scale) / ratio
+            nodes[f"shortcut{k}"] = nir.Conv2d(input_shape=(h, wd), weight=weight, stride=sc.stride, padding=sc.padding,
+                                               dilation=1, groups=1, bias=np.zeros(layer.channels),
+                                               metadata=_meta(model, layer=k, shortcut_source=sc.source))
+            shortcuts += [(source, f"shortcut{k}"), (f"shortcut{k}", f"if{k}")]
     nodes["output"] = nir.Output(output_type={"output": np.array([model.layers[-1].n_out])})
     order.append("output")
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(order, order[1:])), metadata={"producer": "firstspike"},
-                        type_check=False)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order, order[1:])) + shortcuts,
+                        metadata={"producer": "firstspike"}, type_check=False)
+
+
+def _theta(model: SnnModel, k: int) -> float:
+    """The float threshold of hidden layer k (-1: the input's). Files made without conversion
+    (random test models) carry only the integer table: its first entry in float units."""
+    if k < 0:
+        return float(model.input_theta)
+    layer = model.layers[k]
+    return float(layer.theta) if layer.theta is not None else float(layer.thresholds[0]) * layer.unit
 
 
 def write_nir(model: SnnModel, path: str | os.PathLike) -> Path:

@@ -68,3 +68,27 @@ def test_max_pooling_is_refused(tmp_path, capsys):
     assert "NIR has no max-pooling node" in capsys.readouterr().err
     assert not (tmp_path / "p.nir").exists()
     assert SnnModel.load(tmp_path / "p.npz").layers[0].pool == 2
+
+
+def test_residual_model_exports_its_shortcuts_as_second_conv_inputs(tmp_path):
+    """A shortcut becomes a Conv2d from its source into the layer's IF node, with the float
+    weights (the threshold ratio folded into the codes taken out again); the importer, which
+    takes chains only, refuses the branching graph by name."""
+    from firstspike.sw.nir_import import NirImportError, from_nir
+    from firstspike.sw.random_models import random_resnet
+    from firstspike.sw.formats import decode_weights
+    model = random_resnet(np.random.default_rng(5), (2, 6, 6), [dict(channels=2), dict(channels=3, stride=2)], 4,
+                          Timing(), stem=False)
+    graph = to_nir(model)
+    assert set(graph.edges) >= {("input", "shortcut1"), ("shortcut1", "if1"), ("if1", "shortcut3"),
+                                ("shortcut3", "if3")}
+    for k in (1, 3):
+        layer = model.layers[k]
+        ratio = (float(model.layers[layer.shortcut.source - 1].thresholds[0]) * model.layers[layer.shortcut.source - 1]
+                 .unit if layer.shortcut.source else model.input_theta) / (float(model.layers[k - 1].thresholds[0])
+                                                                           * model.layers[k - 1].unit)
+        np.testing.assert_allclose(graph.nodes[f"shortcut{k}"].weight * ratio,
+                                   decode_weights(layer.shortcut.weights, layer.weight_scale))
+        assert tuple(graph.nodes[f"shortcut{k}"].stride) == (layer.shortcut.stride,) * 2
+    with pytest.raises(NirImportError, match="only chains of layers import"):
+        from_nir(graph, Timing())
