@@ -1,7 +1,7 @@
 """Sequencer: runs a network's layers one after another on the PE array."""
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Assert, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -304,6 +304,7 @@ class Sequencer(wiring.Component):
             with m.State("AFTER_ACCUMULATE"):
                 with m.If(self.header.has_shortcut & ~shortcut_pass):  # SHORTCUT: the source's events
                     src = self.header.source
+                    m.d.sync += Assert(~last & (src <= layer), "a shortcut feeds a hidden layer from an earlier source")
                     m.d.sync += [shortcut_pass.eq(1), ev_base.eq(starts[src]), ev_end.eq(starts[src + 1]),
                                  tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
                     m.next = "LOAD_WEIGHTS"
