@@ -157,7 +157,7 @@ def markdown_table(rows: list[dict]) -> str:
             rtl = "-" if "rtl_bit_exact" not in r else (f"yes ({r['rtl_images']} images)" if r["rtl_bit_exact"]
                                                          else f"**no**: {r['rtl_problem']}")
             out.append(f"| {r['T']} | {r['B']} | {r['method']} | {100 * r['accuracy']:.2f} % | "
-                       f"{-r['loss_pp']:+.2f} pp | {r['spikes_per_image']:.0f} | {r['cycles_per_image']:.0f} | "
+                       f"{0.0 - r['loss_pp']:+.2f} pp | {r['spikes_per_image']:.0f} | {r['cycles_per_image']:.0f} | "
                        f"{r['energy_per_image_nj']:.1f} | {rtl} |")
         out.append("")
     return "\n".join(out)
