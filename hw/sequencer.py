@@ -220,7 +220,7 @@ class Sequencer(wiring.Component):
                 with m.If(self.start):
                     m.d.comb += events.restart.eq(1)
                     m.d.sync += [layer.eq(0), in_base.eq(0), in_end.eq(self.n_inputs), starts[0].eq(0),
-                                 starts[1 if L >= 1 else 0].eq(self.n_inputs),
+                                 starts[1].eq(self.n_inputs),
                                  header_addr.eq(self.network_addr), layer_start.eq(0), done.eq(0), acc.eq(0),
                                  busy.eq(1)]
                     m.d.sync += [c.eq(0) for c in counters]
