@@ -1,7 +1,7 @@
 """`make bench-accuracy`: every conversion method on real data, golden == RTL on a sample.
 
-For each benchmark network (``BENCH_NETWORKS``: an MLP and a LeNet-style CNN on MNIST,
-VGG-11 and ResNet-20 at reduced width on CIFAR-10) a float network is trained once, then
+For each benchmark network (``BENCH_NETWORKS``: an MLP, a LeNet-style CNN and ResNet-8 on
+MNIST, VGG-11 and ResNet-20 at reduced width on CIFAR-10) a float network is trained once, then
 for each T in {4, 8, 16} and B in {1, 2}:
 
 - training-free conversions (max, percentile and iteration calibration of the float
@@ -35,6 +35,7 @@ from firstspike.errors import FirstspikeError, InputError
 BENCH_NETWORKS = {
     "mnist-mlp": dict(dataset="mnist", arch="mlp", hidden=[256, 128], epochs=20, cat_epochs=6),
     "mnist-cnn": dict(dataset="mnist", arch="cnn", width=1.0, epochs=15, cat_epochs=5),
+    "mnist-resnet8": dict(dataset="mnist", arch="resnet8", width=1.0, epochs=10, cat_epochs=3),
     "cifar10-vgg11": dict(dataset="cifar10", arch="vgg11", width=0.25, epochs=30, cat_epochs=8),
     "cifar10-resnet20": dict(dataset="cifar10", arch="resnet20", width=0.5, epochs=30, cat_epochs=8),
 }
