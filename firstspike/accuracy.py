@@ -190,6 +190,14 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _earlier_rows(path: Path) -> list[dict]:
+    """The rows an earlier run wrote (none if there is no readable file)."""
+    try:
+        return list(json.loads(path.read_text())["rows"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m firstspike.accuracy", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, type=Path, help="holds mnist/ and cifar10/ (make bench-accuracy)")
@@ -212,7 +220,9 @@ def main(argv=None) -> int:
         if args.rtl_images < 0:
             raise InputError("--rtl-images must be >= 0")
         args.out.mkdir(parents=True, exist_ok=True)
-        start, rows = time.perf_counter(), []
+        start = time.perf_counter()
+        # rows of networks this run does not measure stay (a run of one network adds to the tables)
+        rows = [r for r in _earlier_rows(args.out / "accuracy.json") if r["network"] not in names]
         for name in names:
             (args.out / name).mkdir(exist_ok=True)
             rows += bench_network(name, data_dir=args.data_dir, out=args.out, Ts=Ts, Bs=Bs,

@@ -41,6 +41,15 @@ def test_bench_rows_tables_and_rtl_check(tmp_path, monkeypatch):
                           "--rtl-images", "0", "--out", str(out)]) == 0
     again = json.loads((out / "accuracy.json").read_text())["rows"]
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+    # rows of other networks, from earlier runs, stay in the tables
+    data = json.loads((out / "accuracy.json").read_text())
+    data["rows"].append({**rows[0], "network": "mnist-cnn"})
+    (out / "accuracy.json").write_text(json.dumps(data))
+    assert accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "8", "--B", "2",
+                          "--rtl-images", "0", "--out", str(out)]) == 0
+    assert [r["network"] for r in json.loads((out / "accuracy.json").read_text())["rows"]] == ["mnist-cnn"] + [
+        "mnist-mlp"] * 4
+    assert "**mnist-cnn**" in (out / "accuracy.md").read_text()
     assert (out / "mnist-mlp" / "cat-T8-B2.pt").stat().st_mtime == mtime
 
 
