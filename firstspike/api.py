@@ -26,7 +26,7 @@ from torch import nn
 
 from firstspike.errors import InputError
 from firstspike.sw import ann as ann_lib
-from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate
+from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, calibrated_rounding
 from firstspike.sw.convert import convert as convert_stages
 from firstspike.sw.initial_calibration import calibrate_initial
 from firstspike.sw.formats import Timing
@@ -97,7 +97,7 @@ def load(path: str | os.PathLike) -> Snn:
 
 def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac_bits: int = 16,
             method: str = "percentile", percentile: float = 99.9, input_theta: float | None = None,
-            name: str = "snn", info: dict | None = None, neuron: str = "ttfs", rounding: str = "adaptive",
+            name: str = "snn", info: dict | None = None, neuron: str = "ttfs", rounding: str | None = None,
             initial_calibration: bool = False, **options) -> Snn:
     """Convert a trained float network, training-free, with thresholds calibrated on ``calibration_data``.
 
@@ -109,8 +109,10 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     ``neuron``: "ttfs" (time-to-first-spike, runs on the processor) or "rate_if"
     (rate-coded integrate-and-fire; ``initial=`` sets its initial potential as a fraction
     of the threshold, default 0.5) or "diff_if" (differential coding). ``rounding``:
-    "adaptive" (default) chooses each weight's log level to keep every layer's outputs on
-    ``calibration_data`` close to the float network's, "nearest" rounds each weight alone.
+    "adaptive" chooses each weight's log level to keep every layer's outputs on
+    ``calibration_data`` close to the float network's, "nearest" rounds each weight alone;
+    None (default): adaptive, or nearest for a residual network (adaptive rounding does not
+    handle shortcuts yet).
     ``initial_calibration`` (rate_if): move each channel's initial potential so its mean
     rate on ``calibration_data`` meets the float network's mean activation (two-stage
     conversion's stage II).
@@ -123,6 +125,7 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     theta_in = _input_theta(x, input_theta)
     net = model.eval()
     thetas = calibrate(net, x, method, percentile, timing=timing, input_shape=input_shape, neuron=neuron)
+    rounding = rounding or calibrated_rounding(net, input_shape)
     snn = convert_stages(net, timing, theta_in, thetas, name=name, input_shape=input_shape, neuron=neuron,
                          rounding=rounding, calibration_data=x,
                          info={"calibration": method, "neuron": neuron, "rounding": rounding, **options,

@@ -1,7 +1,8 @@
 """`firstspike report`: an HTML page with plots from a simulation run, synthesis and a sweep.
 
 - sweep: golden-model accuracy, spikes and energy per image for each conversion method
-  (max, percentile, iteration calibration with adaptive weight rounding, CAT) at several
+  (max, percentile, iteration calibration with adaptive weight rounding (nearest for
+  residual networks), CAT) at several
   T and B, on the model's data set (the
   RTL equals the golden model bit for bit, so the sweep needs no RTL run);
 - from build/sim/report.json: cycles, PE utilisation and energy per layer and component;
@@ -23,7 +24,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from firstspike.sw import ann as ann_lib  # noqa: E402
-from firstspike.sw.convert import calibrate, convert  # noqa: E402
+from firstspike.sw.convert import calibrate, calibrated_rounding, convert  # noqa: E402
 from firstspike.sw.formats import NO_SPIKE, Timing  # noqa: E402
 from firstspike.sw.files import write_text  # noqa: E402
 from firstspike.sw.golden import GoldenModel  # noqa: E402
@@ -47,6 +48,7 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
     table = energy.energy_table()
     rows = []
     combos = [(m, T, B) for m in methods for B in Bs for T in Ts]
+    rounding = calibrated_rounding(float_net, shape)
     for method, T, B in tqdm(combos, desc="sweep", disable=quiet):
         timing = Timing(T=T, B=B, frac_bits=16)
         if method == "cat":
@@ -56,7 +58,7 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
         else:
             model = convert(float_net, timing, ckpt["input_theta"],
                             calibrate(float_net, ds.x_train, method, timing=timing, input_shape=shape),
-                            input_shape=shape, rounding="adaptive", calibration_data=ds.x_train)
+                            input_shape=shape, rounding=rounding, calibration_data=ds.x_train)
         g = GoldenModel(model).run(ds.x_test)
         cycles, e = processor_cost(model, pes, g, table)
         rows.append({"method": method, "T": T, "B": B, "accuracy": float((g.predictions == ds.y_test).mean()),

@@ -185,3 +185,17 @@ def test_resnet_recipes_convert_with_their_shortcuts():
     from firstspike.sw.ann import ResNet
     with pytest.raises(InputError, match="depth 6n \\+ 2"):
         ResNet(depth=10)
+
+
+def test_api_converts_a_residual_network_with_its_default_rounding():
+    """firstspike.convert picks nearest rounding for residual networks (adaptive rounding does not
+    handle shortcuts yet), where an explicit adaptive request is refused by name."""
+    import firstspike
+    net = _settled(TinyResNet())
+    x = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    snn = firstspike.convert(net, x, T=8, B=2)
+    assert snn.model.info["rounding"] == "nearest"
+    assert [layer.shortcut.source if layer.shortcut else None for layer in snn.model.layers] == [None, None, 1, None,
+                                                                                                  3, None]
+    with pytest.raises(ConversionError, match="adaptive rounding does not handle residual shortcuts yet"):
+        firstspike.convert(net, x, T=8, B=2, rounding="adaptive")
