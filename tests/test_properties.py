@@ -104,16 +104,20 @@ def models(draw):
     return model, times
 
 
-@SETTINGS
-@given(models())
-def test_golden_equals_the_spec_read_literally(case):
-    model, times = case
+def _assert_golden_is_the_spec(model, times):
+    """Every image: the golden model's spikes and scores equal spec_reference's."""
     golden = GoldenModel(model).run_times(times)
     for b in range(len(times)):
         spikes, potentials = spec_reference(model, times[b])
         for k, s in enumerate(spikes):
             np.testing.assert_array_equal(golden.spikes[k][b], s, err_msg=f"image {b}, spikes of layer input {k}")
         np.testing.assert_array_equal(golden.potentials[b], potentials, err_msg=f"image {b}, output potentials")
+
+
+@SETTINGS
+@given(models())
+def test_golden_equals_the_spec_read_literally(case):
+    _assert_golden_is_the_spec(*case)
 
 
 @st.composite
@@ -141,9 +145,4 @@ def resnets(draw):
 def test_golden_with_shortcuts_equals_the_spec_read_literally(case):
     model, times = case
     assert any(layer.shortcut is not None for layer in model.layers)
-    golden = GoldenModel(model).run_times(times)
-    for b in range(len(times)):
-        spikes, potentials = spec_reference(model, times[b])
-        for k, s in enumerate(spikes):
-            np.testing.assert_array_equal(golden.spikes[k][b], s, err_msg=f"image {b}, spikes of layer input {k}")
-        np.testing.assert_array_equal(golden.potentials[b], potentials, err_msg=f"image {b}, output potentials")
+    _assert_golden_is_the_spec(model, times)

@@ -82,35 +82,47 @@ def test_reduced_width_vgg11_bit_exact(tmp_path):
     assert golden.spike_counts()[:, 1:].sum() > 100  # the network is not silent
 
 
-def test_full_width_vgg16_bit_exact(tmp_path):
-    """VGG-16 for CIFAR-10 shapes at full width (13 conv layers of 64..512 channels, 14.7 M
-    weights), converted with percentile calibration on random data (untrained), 2 images
-    through the RTL at 16 PEs with the default 8192-code weight buffer: the 512-channel
-    layers run in 32 weight tiles, every weight comes from external memory. Prints the
-    cycles and the external memory traffic per image."""
+def _untrained_cifar_snn(net):
+    """(model, 16 random inputs): ``net`` for CIFAR shapes with non-trivial BatchNorm statistics,
+    as after training, converted at T=16, B=2 with percentile calibration on the inputs."""
     import torch
 
-    from firstspike.sw.ann import vgg
     from firstspike.sw.convert import calibrate, convert
-    net = vgg("vgg16", (3, 32, 32), 10, width=1.0, seed=0).eval()
-    rng = np.random.default_rng(0)
-    x = rng.random((16, 3 * 32 * 32)).astype(np.float32)
+    net = net.eval()
+    x = np.random.default_rng(0).random((16, 3 * 32 * 32)).astype(np.float32)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_var.uniform_(0.5, 2.0)
                 m.bias.uniform_(0.0, 0.3)
-    model = convert(net, Timing(T=16, B=2, frac_bits=14), 1.0, calibrate(net, x, "percentile", 99.0))
-    assert sum(layer.weights.size for layer in model.layers) > 14_000_000
+    return convert(net, Timing(T=16, B=2, frac_bits=14), 1.0, calibrate(net, x, "percentile", 99.0)), x
+
+
+def _two_images_bit_exact(model, x, tmp_path):
+    """The first two inputs through the RTL at 16 PEs with the default buffers; asserts every
+    spike, score and counter equals the golden and cycle models. Returns (cfg, image, run, results)."""
     cfg = ArrayConfig.for_model(model, 16)
     image = network_image(model, cfg)
-    assert max(d.tiles for d in image.descriptors) == 32
     built = verilator.build(write_design(tmp_path / "v", cfg, model), cfg)
     golden = GoldenModel(model).run(x[:2])
     run = verilator.run(built, cfg, model.shapes, golden.spikes[0], image.memory, work_dir=tmp_path / "run")
     counts = layer_counts(model, cfg, golden)
     results = [decode_results(cfg, model.shapes, run.stats[b], run.words[b]) for b in range(2)]
     assert result_problems(cfg, model, golden, counts, results) == []  # bit-exact, every counter as modelled
+    return cfg, image, run, results
+
+
+def test_full_width_vgg16_bit_exact(tmp_path):
+    """VGG-16 for CIFAR-10 shapes at full width (13 conv layers of 64..512 channels, 14.7 M
+    weights), converted with percentile calibration on random data (untrained), 2 images
+    through the RTL at 16 PEs with the default 8192-code weight buffer: the 512-channel
+    layers run in 32 weight tiles, every weight comes from external memory. Prints the
+    cycles and the external memory traffic per image."""
+    from firstspike.sw.ann import vgg
+    model, x = _untrained_cifar_snn(vgg("vgg16", (3, 32, 32), 10, width=1.0, seed=0))
+    assert sum(layer.weights.size for layer in model.layers) > 14_000_000
+    cfg, image, run, results = _two_images_bit_exact(model, x, tmp_path)
+    assert max(d.tiles for d in image.descriptors) == 32
     for b, result in enumerate(results):
         assert result.counters["memory_beats"] == len(image.memory)  # every bias and weight read once
         # event groups: a 64..512-channel position's events share each accumulator access
@@ -125,29 +137,11 @@ def test_reduced_width_resnet20_bit_exact(tmp_path):
     blocks: 7 identity and 2 1x1-conv shortcuts), converted with percentile calibration on
     random data (untrained), 2 images through the RTL at 16 PEs: every shortcut pass bit- and
     cycle-exact. Prints the cycles and the shortcut passes' share of the synaptic events."""
-    import torch
-
     from firstspike.sw.ann import ResNet
-    from firstspike.sw.convert import calibrate, convert
-    net = ResNet(20, (3, 32, 32), 10, width=0.5, seed=0).eval()
-    rng = np.random.default_rng(0)
-    x = rng.random((16, 3 * 32 * 32)).astype(np.float32)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.uniform_(0.5, 2.0)
-                m.bias.uniform_(0.0, 0.3)
-    model = convert(net, Timing(T=16, B=2, frac_bits=14), 1.0, calibrate(net, x, "percentile", 99.0))
+    model, x = _untrained_cifar_snn(ResNet(20, (3, 32, 32), 10, width=0.5, seed=0))
     assert sum(layer.shortcut is not None for layer in model.layers) == 9
-    cfg = ArrayConfig.for_model(model, 16)
-    image = network_image(model, cfg)
-    built = verilator.build(write_design(tmp_path / "v", cfg, model), cfg)
-    golden = GoldenModel(model).run(x[:2])
-    run = verilator.run(built, cfg, model.shapes, golden.spikes[0], image.memory, work_dir=tmp_path / "run")
-    counts = layer_counts(model, cfg, golden)
-    results = [decode_results(cfg, model.shapes, run.stats[b], run.words[b]) for b in range(2)]
-    assert result_problems(cfg, model, golden, counts, results) == []  # bit-exact, every counter as modelled
-    assert golden.spike_counts()[:, -2].min() > 0  # spikes reach the last block
+    assert GoldenModel(model).run(x[:2]).spike_counts()[:, -2].min() > 0  # spikes reach the last block
+    cfg, image, run, results = _two_images_bit_exact(model, x, tmp_path)
     for b, result in enumerate(results):
         assert result.counters["memory_beats"] == len(image.memory)  # every bias and weight read once
         print(f"ResNet-20/2 image {b}: {result.counters['cycles']} cycles, {result.counters['acc_updates']} synaptic "
