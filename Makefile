@@ -9,7 +9,17 @@ PES ?= 16
 IMAGES ?= 0
 # digits recipe: cnn (default), mlp or resnet8 (residual)
 MODEL ?= cnn
+# ttfs (default: conversion-aware training) or rate (rate_if neurons: noise-aware training, T=16)
+CODING ?= ttfs
+ifeq ($(CODING),ttfs)
 MDIR := build/model/$(MODEL)
+METHOD := cat
+else ifeq ($(CODING),rate)
+MDIR := build/model/$(MODEL)-rate
+METHOD := noise
+else
+$(error CODING must be ttfs or rate, not $(CODING))
+endif
 # compiled simulators of this checkout stay beside its other build outputs
 export FIRSTSPIKE_CACHE_DIR ?= $(CURDIR)/build/cache
 
@@ -28,7 +38,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(MDIR)/ann.pt: $(STAMP)
-	$(FS) train --arch $(MODEL) --out $@
+	$(FS) train --arch $(MODEL) --method $(METHOD) --out $@
 
 $(MDIR)/snn.npz: $(MDIR)/ann.pt
 	$(FS) convert $< --out $@

@@ -256,7 +256,7 @@ PARAMETER_FLAGS = {"weight_buffer": "--weight-buffer", "bias_buffer": "--bias-bu
                    "group_size": "--group-size"}
 
 #: the neuron models (sw/neurons) whose layers the array runs
-HW_NEURONS = ("ttfs",)
+HW_NEURONS = ("ttfs", "rate_if")
 
 
 def default_spike_lanes(pes: int) -> int:
@@ -315,6 +315,9 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
     geo = [hardware_geometry(layer) for layer in model.layers]
     every = [hardware_geometry(s) for s in synapse_sets(model)]
     slots = [-(-g["c_out"] // pes) for g in geo]
+    rows = [s * bias_block_parts(layer) for s, layer in zip(slots, model.layers)]
+    # a rate_if layer stores up to one spike per neuron and step
+    steps = [model.timing.T if layer.neuron == "rate_if" else 1 for layer in model.layers]
     return {
         "acc_width": max(model.acc_bits(), model.timing.frac_bits + 2),
         "max_layers": len(model.layers),
@@ -323,12 +326,18 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
                         for g in every),
         # one output channel group's weights must fit; more slots per tile need fewer passes
         "weight_buffer": max(g["c_in"] * g["kh"] * g["kw"] for g in every),
-        "bias_buffer": max(slots),
+        "bias_buffer": max(rows),
         # hidden layers use accumulators from 0 up, the output layer the top ``slots`` ones
         "slot_depth": max([s * g["h_out"] * g["w_out"] for s, g in zip(slots[:-1], geo)], default=0) + slots[-1],
         # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
-        "event_depth": sum(model.sizes[:-1]),
+        "event_depth": sum(n * t for n, t in zip(model.sizes[:-1], steps)),
     }
+
+
+def bias_block_parts(layer: SnnLayer) -> int:
+    """Rows per slot of a layer's bias block: a hidden rate_if layer's holds its biases, its
+    thresholds and its initial potentials (hw/external.py), any other layer's its biases."""
+    return 3 if layer.neuron == "rate_if" and not layer.is_output else 1
 
 
 @dataclass
@@ -351,6 +360,8 @@ class Descriptor:
     h_pool: int
     w_pool: int
     slots: int
+    rate: int  #: 1: rate_if neurons (docs/spec.md, section 12), run step by step
+    bias_rows: int  #: rows of the bias block: slots, or 3 * slots for a hidden rate_if layer
     bias_addr: int  #: external byte address of the layer's bias block
     bias_beats: int  #: its bus words
     weight_addr: int  #: external byte address of the first weight tile
@@ -391,15 +402,17 @@ def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, 
     slots = -(-g["c_out"] // P)
     fan_in = g["c_in"] * g["kh"] * g["kw"]
     tiles = external.tiling(slots, fan_in, cfg.weight_buffer)
-    bias_beats = external.beats(slots, external.bias_row_bits(P, cfg.acc_width), W) if bias else 0
+    bias_rows = slots * bias_block_parts(synapses)
+    bias_beats = external.beats(bias_rows, external.bias_row_bits(P, cfg.acc_width), W) if bias else 0
     last_slots = tiles.slots_of(tiles.count - 1)
     tile_beats = external.beats(tiles.tile_slots * fan_in, external.weight_row_bits(P), W)
     last_beats = external.beats(last_slots * fan_in, external.weight_row_bits(P), W)
     d = Descriptor(
         c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
         c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
-        h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots,
-        bias_addr=words * W // 8 if bias else 0, bias_beats=bias_beats, weight_addr=(words + bias_beats) * W // 8,
+        h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots, rate=int(synapses.neuron == "rate_if"),
+        bias_rows=bias_rows, bias_addr=words * W // 8 if bias else 0, bias_beats=bias_beats,
+        weight_addr=(words + bias_beats) * W // 8,
         tiles=tiles.count, tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=tile_beats,
         last_slots=last_slots, last_rows=last_slots * fan_in, last_beats=last_beats,
         kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
@@ -451,16 +464,15 @@ def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
 
     thresholds = []
     for layer, d, sc in zip(model.layers, descriptors, shortcuts):
-        bias = np.zeros(d.slots * P, dtype=np.int64)
-        bias[:d.c_out] = layer.bias
         assert len(memory) * W // 8 == d.bias_addr
-        memory += external.pack_rows(bias.reshape(d.slots, P), cfg.acc_width, W)  # row s: channels s*P + p
+        memory += external.pack_rows(bias_block(layer, d, T, P), cfg.acc_width, W)  # row s: channels s*P + p
         assert len(memory) * W // 8 == d.weight_addr
         memory += weight_tiles(layer.weights, d)
         if sc is not None:
             assert len(memory) * W // 8 == sc.weight_addr
             memory += weight_tiles(layer.shortcut.weights, sc)
-        thresholds.append([int(v) for v in layer.thresholds] if layer.thresholds is not None else [0] * T)
+        ttfs = layer.neuron == "ttfs" and layer.thresholds is not None
+        thresholds.append([int(v) for v in layer.thresholds] if ttfs else [0] * T)
     header = layer_header(cfg)
     descriptor = header["descriptor"].shape
     for k, (d, sc, th) in enumerate(zip(descriptors, shortcuts, thresholds)):
@@ -472,3 +484,22 @@ def network_image(model: SnnModel, cfg: ArrayConfig) -> NetworkImage:
         memory[k * n_header:(k + 1) * n_header] = [(value >> (i * W)) & ((1 << W) - 1) for i in range(n_header)]
     return NetworkImage(descriptors=descriptors, thresholds=thresholds, memory=memory, n_layers=len(model.layers),
                         shortcuts=shortcuts)
+
+
+def bias_block(layer: SnnLayer, d: Descriptor, T: int, P: int) -> np.ndarray:
+    """The rows of a layer's bias block, ``d.bias_rows`` x P (row s: channels s * P + p).
+
+    A ttfs layer's are its biases. A hidden rate_if layer's are its biases, then its
+    thresholds, then its initial potentials, ``slots`` rows each; a rate_if output layer's
+    are initial + T * bias, what its INIT starts from: it accumulates all T steps' input
+    in one pass, and the spec's readout is initial + the T steps' bias and input (section 12).
+    """
+    def per_slot(values) -> np.ndarray:
+        v = np.zeros(d.slots * P, dtype=np.int64)
+        v[:d.c_out] = values
+        return v.reshape(d.slots, P)
+    if layer.neuron != "rate_if":
+        return per_slot(layer.bias)
+    if layer.is_output:
+        return per_slot(layer.initial + T * layer.bias)
+    return np.concatenate([per_slot(layer.bias), per_slot(layer.thresholds), per_slot(layer.initial)])

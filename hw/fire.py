@@ -41,12 +41,19 @@ class FireUnit(wiring.Component):
     cycle (at most L left). A group of k spikes thus costs max(window samples, ceil(k / L))
     cycles.
 
+    A rate_if layer (``rate``) fires once per step: the PEs have compared each potential with
+    its channel's threshold (``fired``). Rate max pooling (spec section 12): the window's
+    pooled neuron spikes at ``step`` when the window's largest spike count grows, i.e. when
+    the largest of ``counts + fired`` exceeds the largest of ``counts``; each lane keeps both
+    running maxima over the window. Without pooling that is just ``fired``.
+
     Members
     -------
     potentials : In(stream.Signature(potential_sample))
     spikes : Out(stream.Signature(spike_group))  up to ``spike_lanes`` spikes per transfer
     thresholds : In(ThresholdWrite)
     channels : In  output channels of the current layer
+    rate, step : In  the layer is rate_if, and the step its samples belong to
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -56,6 +63,8 @@ class FireUnit(wiring.Component):
             "spikes": Out(stream.Signature(spike_group(cfg))),
             "thresholds": In(ThresholdWrite(cfg)),
             "channels": In(range(cfg.max_channels + 1)),
+            "rate": In(1),
+            "step": In(range(cfg.timing.T)),
         })
 
     def elaborate(self, platform):
@@ -103,11 +112,20 @@ class FireUnit(wiring.Component):
             running = Signal(range(T + 1), name=f"running_t{p}")  # earliest of the window so far (T: none)
             earliest = Signal(range(T + 1), name=f"earliest_t{p}")
             m.d.comb += earliest.eq(Mux(~sample.first & (running < first), running, first))
+            # rate_if: the window's largest count before this step, and after it
+            count = sample.counts[p]
+            after = Signal.like(count, name=f"after{p}")
+            m.d.comb += after.eq(count + sample.fired[p])
+            top_before, top_after = (Signal.like(count, name=f"{n}{p}") for n in ("top_before", "top_after"))
+            run_before, run_after = (Signal.like(count, name=f"running_{n}{p}") for n in ("before", "after"))
+            m.d.comb += [top_before.eq(Mux(~sample.first & (run_before > count), run_before, count)),
+                         top_after.eq(Mux(~sample.first & (run_after > after), run_after, after))]
             with m.If(accept):
-                m.d.sync += running.eq(earliest)
+                m.d.sync += [running.eq(earliest), run_before.eq(top_before), run_after.eq(top_after)]
             with m.If(accept & sample.last):
-                m.d.sync += pending_t[p].eq(earliest)
-            load.append((earliest != T) & (sample.channel_base + p < self.channels))
+                m.d.sync += pending_t[p].eq(Mux(self.rate, self.step, earliest))
+            spikes = Mux(self.rate, top_after > top_before, earliest != T)
+            load.append(spikes & (sample.channel_base + p < self.channels))
 
         count = Signal(range(L + 1))
         for i in range(L):

@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ArrayConfig
-from .layouts import PeOp, layer_descriptor, pe_command, potential_sample
+from .layouts import PeOp, count_shape, layer_descriptor, pe_command, potential_sample
 
 
 class FireScanner(wiring.Component):
@@ -17,12 +17,17 @@ class FireScanner(wiring.Component):
     fire unit does not take is read again (same address) the next cycle; in the cycle it is
     taken the accumulator is cleared, so the next layer finds zeros (hw/pe.py).
 
+    A rate_if layer (``descriptor.rate``) is scanned once per step: the READs carry
+    ``subtract`` and the threshold's address (bias buffer row ``slots + slot``), and the
+    write-back in the cycle a sample is taken keeps what is left after firing instead of 0.
+
     Members
     -------
     start : In(1)  pulse: scan the layer ``descriptor`` describes
     descriptor : In(layer_descriptor)
     cmd : Out(pe_command)  READ and clear commands to the PEs
     pe_potentials : In(array of signed(acc_width))  the PEs' ``potential`` outputs
+    pe_fired, pe_counts : In  the PEs' ``fired`` and ``count`` outputs (rate_if)
     potentials : Out(stream.Signature(potential_sample))  to the fire unit
     spikes_pending : In(1)  the fire unit still has spikes on its way to the event memory
     done : Out(1)  the last sample was taken and its spikes have left (the layer can end)
@@ -35,6 +40,8 @@ class FireScanner(wiring.Component):
             "descriptor": In(layer_descriptor(cfg)),
             "cmd": Out(pe_command(cfg)),
             "pe_potentials": In(data.ArrayLayout(signed(cfg.acc_width), cfg.pes)),
+            "pe_fired": In(cfg.pes),
+            "pe_counts": In(data.ArrayLayout(count_shape(cfg), cfg.pes)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
             "spikes_pending": In(1),
             "done": Out(1),
@@ -53,6 +60,7 @@ class FireScanner(wiring.Component):
         sample = Signal(potential_sample(cfg))  # their coordinates; values come from the PEs
         held_addr = Signal.like(self.cmd.acc_addr)  # address of the sample presented
         held_bias = Signal.like(self.cmd.bias_addr)
+        held_param = Signal.like(self.cmd.param_addr)  # a rate_if threshold's row
         pool_last = Signal(size)
         addr = Signal.like(self.cmd.acc_addr)
         m.d.comb += [pool_last.eq((1 << desc.pool_log2) - 1),
@@ -63,6 +71,7 @@ class FireScanner(wiring.Component):
         m.d.comb += [taken.eq(~valid | self.potentials.ready),
                      self.potentials.valid.eq(valid), self.potentials.payload.eq(sample),
                      self.potentials.payload.values.eq(self.pe_potentials),
+                     self.potentials.payload.fired.eq(self.pe_fired), self.potentials.payload.counts.eq(self.pe_counts),
                      self.done.eq(flushing & ~valid & ~self.spikes_pending)]
         with m.If(valid & self.potentials.ready):
             m.d.sync += valid.eq(0)
@@ -70,13 +79,14 @@ class FireScanner(wiring.Component):
 
         # a sample not taken is read again: the PEs' outputs show the held address
         m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr), self.cmd.bias_addr.eq(held_bias),
-                     self.cmd.add_bias.eq(1)]
+                     self.cmd.param_addr.eq(held_param), self.cmd.add_bias.eq(1), self.cmd.subtract.eq(desc.rate)]
         with m.If(self.start):
             m.d.sync += Assert(~scanning & ~flushing & ~valid, "a scan started while one runs")
             m.d.sync += [scanning.eq(1), py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot.eq(0), ch_base.eq(0)]
         with m.Elif(scanning & taken):
-            m.d.comb += [self.cmd.acc_addr.eq(addr), self.cmd.bias_addr.eq(slot)]
-            m.d.sync += [valid.eq(1), held_addr.eq(addr), held_bias.eq(slot),
+            m.d.comb += [self.cmd.acc_addr.eq(addr), self.cmd.bias_addr.eq(slot),
+                         self.cmd.param_addr.eq(desc.slots + slot)]
+            m.d.sync += [valid.eq(1), held_addr.eq(addr), held_bias.eq(slot), held_param.eq(desc.slots + slot),
                          sample.channel_base.eq(ch_base), sample.y.eq(py), sample.x.eq(px),
                          sample.first.eq((dy == 0) & (dx == 0)),
                          sample.last.eq((dy == pool_last) & (dx == pool_last))]

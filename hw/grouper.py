@@ -1,7 +1,7 @@
 """EventGrouper: a layer's input events, read from the event memory, as groups that share a position."""
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Module, Signal
+from amaranth.hdl import Assert, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,12 +24,18 @@ class EventGrouper(wiring.Component):
     the group being collected (another position, or a full group) stays on the event
     memory's output (no new read) until the next collection takes it.
 
+    A rate_if layer's events are stored step by step (each step's in position order). Its
+    hidden layers accumulate one step at a time: with ``one_step`` the pass also ends at the
+    first event whose time is not ``step`` (it stays unread, one cycle to see it). With
+    ``time_zero`` every entry gets time 0: a binary spike's contribution (spec section 12).
+
     Members
     -------
     start : In(1)  pulse: begin a pass over events ``[first, end)`` (the caller makes sure
         ``first < end``); its read of ``first`` goes out in this cycle
     first, end : In  event memory addresses
     kernel_area : In  the layer's ``kh * kw``: a group entry's weight base is ``channel * kernel_area``
+    one_step, step, time_zero : In  rate_if passes (above)
     read_addr, read_en : Out  the event memory's synchronous read port ...
     event : In(spike_event)  ... and its data, one cycle after an enabled read
     taken : Out(1)  an event joined a group this cycle
@@ -43,6 +49,7 @@ class EventGrouper(wiring.Component):
         super().__init__({
             "start": In(1), "first": In(addr), "end": In(addr),
             "kernel_area": In(range(cfg.max_size ** 2 + 1)),
+            "one_step": In(1), "step": In(range(cfg.timing.T)), "time_zero": In(1),
             "read_addr": Out(addr), "read_en": Out(1), "event": In(spike_event(cfg)),
             "taken": Out(1),
             "groups": Out(stream.Signature(event_group(cfg))),
@@ -74,10 +81,13 @@ class EventGrouper(wiring.Component):
             m.d.sync += [ptr.eq(self.first + 1), have.eq(1)]
             m.d.sync += Assert(self.first < self.end, "a pass over no events")
         with m.Elif(have & ~complete):
-            with m.If(fits):
+            with m.If(self.one_step & (event.time != self.step)):  # a later step's event ends the pass
+                m.d.sync += [have.eq(0), complete.eq(building.count != 0)]
+            with m.Elif(fits):
                 entry = building.events[building.count]
                 m.d.comb += self.taken.eq(1)
-                m.d.sync += [entry.weight_base.eq(event.channel * self.kernel_area), entry.time.eq(event.time),
+                m.d.sync += [entry.weight_base.eq(event.channel * self.kernel_area),
+                             entry.time.eq(Mux(self.time_zero, 0, event.time)),
                              building.count.eq(building.count + 1), building.y.eq(event.y), building.x.eq(event.x)]
                 with m.If(ptr == self.end):
                     m.d.sync += [have.eq(0), complete.eq(1)]

@@ -16,10 +16,11 @@ class PeOp(enum.Enum, shape=2):
     """What every PE does with the command broadcast this cycle."""
 
     NOP = 0  #: nothing
-    INIT = 1  #: accumulator[acc_addr] <- bias[bias_addr]
+    INIT = 1  #: accumulator[acc_addr] <- bias[bias_addr]; count[acc_addr] <- 0
     ACCUM = 2  #: sum <- (accumulator[acc_addr] if first else sum) + contribution of weight[weight_addr]
     #: at time; accumulator[acc_addr] <- sum if last
-    READ = 3  #: potential <- accumulator[acc_addr] (+ bias[bias_addr] if add_bias) on the next cycle
+    READ = 3  #: potential <- accumulator[acc_addr] (+ bias[bias_addr] if add_bias) on the next cycle;
+    #: with ``subtract`` also fired <- potential >= bias[param_addr] (a rate_if threshold) and count[acc_addr]
 
 
 class LoadTarget(enum.Enum, shape=2):
@@ -62,15 +63,23 @@ def event_group(cfg: ArrayConfig) -> data.StructLayout:
                               "events": data.ArrayLayout(group_entry(cfg), cfg.group_size)})
 
 
+def count_shape(cfg: ArrayConfig) -> unsigned:
+    """A rate_if neuron's spike count so far: 0..T."""
+    return unsigned(cfg.timing.T.bit_length())
+
+
 def potential_sample(cfg: ArrayConfig) -> data.StructLayout:
     """One potential per PE, read in the same cycle, on their way to the fire stage.
 
     Lane p holds channel ``channel_base + p`` at (pooled) position (y, x); ``first`` and
-    ``last`` mark the ends of a max-pool window.
+    ``last`` mark the ends of a max-pool window. A rate_if layer's step also brings, per
+    lane, whether the neuron fires now (``fired``) and its spikes before this step
+    (``counts``): rate max pooling needs both (docs/spec.md, section 12).
     """
     return data.StructLayout({"channel_base": unsigned(cfg.channel_bits + 1), "y": unsigned(cfg.coord_bits),
                               "x": unsigned(cfg.coord_bits), "first": 1, "last": 1,
-                              "values": data.ArrayLayout(signed(cfg.acc_width), cfg.pes)})
+                              "values": data.ArrayLayout(signed(cfg.acc_width), cfg.pes),
+                              "fired": unsigned(cfg.pes), "counts": data.ArrayLayout(count_shape(cfg), cfg.pes)})
 
 
 def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
@@ -86,6 +95,9 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
         "c_in": channels, "kh": size, "kw": size, "padding": size, "stride_log2": unsigned(3),
         "c_out": channels, "h_out": size, "w_out": size, "pool_log2": unsigned(3), "h_pool": size, "w_pool": size,
         "slots": slots,
+        #: rate_if neurons (docs/spec.md, section 12): T steps of binary spikes, per-channel thresholds
+        "rate": 1,
+        "bias_rows": unsigned(max(1, cfg.bias_buffer.bit_length())),  #: rows of the bias block
         "bias_addr": unsigned(external.ADDR_BITS), "bias_beats": beats(cfg),
         "weight_addr": unsigned(external.ADDR_BITS), "tiles": slots,
         "tile_slots": slots, "tile_rows": rows, "tile_beats": beats(cfg),
@@ -140,6 +152,10 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         "first": 1,  #: ACCUM: start from accumulator[acc_addr], not from the PE's running sum
         "last": 1,  #: ACCUM: write the running sum back to accumulator[acc_addr]
         "add_bias": 1,  #: READ: the potential includes bias[bias_addr]
+        #: READ: a rate_if step: compare with the threshold bias[param_addr]; clear writes back the
+        #: potential less the threshold if it fired, and the count plus one
+        "subtract": 1,
+        "param_addr": unsigned(addr_width(cfg.bias_buffer)),
         "clear": 1,  #: accumulator[clear_addr] <- 0 this cycle (the fire stage took its value)
         "clear_addr": unsigned(addr_width(cfg.slot_depth)),
     })

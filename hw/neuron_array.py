@@ -92,7 +92,7 @@ class NeuronArray(wiring.Component):
         wiring.connect(m, seq.potentials, fire.potentials)
         wiring.connect(m, fire.spikes, seq.spikes)
         wiring.connect(m, seq.thresholds, fire.thresholds)
-        m.d.comb += fire.channels.eq(seq.channels)
+        m.d.comb += [fire.channels.eq(seq.channels), fire.rate.eq(seq.rate), fire.step.eq(seq.step)]
 
         host = self.host
         region = host.addr[cfg.offset_bits:]
@@ -116,7 +116,8 @@ class NeuronArray(wiring.Component):
 
         updates = 0
         for p, pe in enumerate(pes):
-            m.d.comb += seq.pe_potentials[p].eq(pe.potential)
+            m.d.comb += [seq.pe_potentials[p].eq(pe.potential), seq.pe_fired[p].eq(pe.fired),
+                         seq.pe_counts[p].eq(pe.count)]
             # while idle, the host reads potentials through a READ command
             with m.If(seq.busy):
                 m.d.comb += pe.cmd.eq(seq.cmd)

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG
 
 from .config import ArrayConfig
-from .layouts import PeOp, addr_width, pe_command
+from .layouts import PeOp, addr_width, count_shape, pe_command
 
 
 class ProcessingElement(wiring.Component):
@@ -32,12 +32,21 @@ class ProcessingElement(wiring.Component):
     the next layer finds zeros and needs no initialisation pass. The output layer's
     accumulators are initialised with their bias (INIT), for the host to read.
 
+    A rate_if layer (docs/spec.md, section 12) keeps its potentials across its T steps. INIT
+    sets them to the initial potentials (a row of the bias buffer). Each step's fire read
+    (``subtract``) adds the bias, compares with the channel's threshold (another row of the
+    bias buffer, on a second read port) and, when the fire stage takes the value, writes
+    back the potential less the threshold if the neuron fired; a count memory keeps each
+    neuron's spikes so far, which rate max pooling needs.
+
     Members
     -------
     cmd : In(pe_command)
         Broadcast by the sequencer to every PE in the same cycle.
     potential : Out(signed(acc_width))
         Accumulator read by a ``READ`` command, valid one cycle later.
+    fired, count : Out  a ``subtract`` READ: potential >= threshold, and the neuron's spikes before
+        (valid with ``potential``)
     updated : Out(1)
         High in stage 1 of an ``ACCUM`` whose weight is not zero (a synaptic event).
     weight_w, bias_w : Out(memory.WritePort.Signature)  (memory-side ports: the loader drives them)
@@ -50,6 +59,8 @@ class ProcessingElement(wiring.Component):
         super().__init__({
             "cmd": In(pe_command(cfg)),
             "potential": Out(signed(W)),
+            "fired": Out(1),
+            "count": Out(count_shape(cfg)),
             "updated": Out(1),
             "weight_w": Out(memory.WritePort.Signature(addr_width=addr_width(cfg.weight_buffer),
                                                       shape=unsigned(WEIGHT_BITS))),
@@ -64,10 +75,14 @@ class ProcessingElement(wiring.Component):
                                                        init=[])
         m.submodules.biases = biases = memory.Memory(shape=signed(W), depth=cfg.bias_buffer, init=[])
         m.submodules.accumulators = accs = memory.Memory(shape=signed(W), depth=cfg.slot_depth, init=[])
+        m.submodules.counts = counts = memory.Memory(shape=count_shape(cfg), depth=cfg.slot_depth, init=[])
         w_rd, w_wr = weights.read_port(), weights.write_port()
         b_rd, b_wr = biases.read_port(), biases.write_port()
+        p_rd = biases.read_port()  # a rate_if threshold, read with the bias
         a_wr = accs.write_port()
         a_rd = accs.read_port(transparent_for=(a_wr,))
+        n_wr = counts.write_port()
+        n_rd = counts.read_port(transparent_for=(n_wr,))
         running = Signal(signed(W))  # the running sum of a run of ACCUM commands
         running_addr = Signal.like(self.cmd.acc_addr)
         open_run = Signal()  # a run has started and not been written back
@@ -78,13 +93,14 @@ class ProcessingElement(wiring.Component):
         # stage 0: addresses to the synchronous read ports
         cmd = self.cmd
         m.d.comb += [w_rd.addr.eq(cmd.weight_addr), b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.acc_addr),
-                     a_rd.en.eq((cmd.op == PeOp.READ) | ((cmd.op == PeOp.ACCUM) & cmd.first))]
+                     a_rd.en.eq((cmd.op == PeOp.READ) | ((cmd.op == PeOp.ACCUM) & cmd.first)),
+                     p_rd.addr.eq(cmd.param_addr), n_rd.addr.eq(cmd.acc_addr), n_rd.en.eq(cmd.op == PeOp.READ)]
         op1 = Signal(PeOp)
         slot1 = Signal.like(cmd.acc_addr)
         time1 = Signal.like(cmd.time)
-        add_bias1, first1, last1 = Signal(), Signal(), Signal()
+        add_bias1, subtract1, first1, last1 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time), add_bias1.eq(cmd.add_bias),
-                     first1.eq(cmd.first), last1.eq(cmd.last)]
+                     subtract1.eq(cmd.subtract), first1.eq(cmd.first), last1.eq(cmd.last)]
 
         # stage 1: contribution = M[t % B] >> (m + t // B), zero for the zero code
         sign = w_rd.data[WEIGHT_BITS - 1]
@@ -103,10 +119,14 @@ class ProcessingElement(wiring.Component):
         m.d.comb += contribution.eq(Mux(mag == ZERO_MAG, 0, mant >> shift))
 
         acc = a_rd.data
-        m.d.comb += [a_wr.addr.eq(slot1), self.potential.eq(Mux(add_bias1, acc + b_rd.data, acc))]
+        potential = Signal(signed(W))
+        fired = Signal()
+        m.d.comb += [potential.eq(Mux(add_bias1, acc + b_rd.data, acc)), self.potential.eq(potential),
+                     fired.eq(subtract1 & (potential >= p_rd.data)), self.fired.eq(fired),
+                     self.count.eq(n_rd.data), a_wr.addr.eq(slot1), n_wr.addr.eq(slot1)]
         with m.Switch(op1):
             with m.Case(PeOp.INIT):
-                m.d.comb += [a_wr.data.eq(b_rd.data), a_wr.en.eq(1)]
+                m.d.comb += [a_wr.data.eq(b_rd.data), a_wr.en.eq(1), n_wr.data.eq(0), n_wr.en.eq(1)]
             with m.Case(PeOp.ACCUM):
                 base = Mux(first1, acc, running)
                 total = Signal(signed(W))
@@ -117,8 +137,14 @@ class ProcessingElement(wiring.Component):
                                    "an ACCUM that is not first continues the open run on its accumulator")
             with m.Default():
                 m.d.sync += Assert(~open_run, "a run of ACCUM commands ends with a write-back (last)")
-        # the sequencer never clears in a cycle whose stage 1 writes (READs precede clears)
+        # the sequencer never clears in a cycle whose stage 1 writes (READs precede clears). A rate_if
+        # step's clear comes in the cycle its READ shows on stage 1: what is left after firing goes back
         with m.If(cmd.clear):
             m.d.comb += [a_wr.addr.eq(cmd.clear_addr), a_wr.data.eq(0), a_wr.en.eq(1)]
+            with m.If(cmd.subtract):
+                m.d.sync += Assert(subtract1 & (op1 == PeOp.READ) & (slot1 == cmd.clear_addr),
+                                   "a rate_if write-back follows its own READ")
+                m.d.comb += [a_wr.data.eq(potential - Mux(fired, p_rd.data, 0)),
+                             n_wr.addr.eq(cmd.clear_addr), n_wr.data.eq(n_rd.data + fired), n_wr.en.eq(1)]
         return m
 

@@ -52,6 +52,7 @@ import torch
 from firstspike.hw import external
 from firstspike.hw.axi import MEMORY_LATENCY, bursts
 from firstspike.hw.config import ArrayConfig, hardware_geometry
+from firstspike.hw.layouts import header_words
 from firstspike.sw.formats import NO_SPIKE, ZERO_MAG, split_codes
 from firstspike.sw.golden import GoldenResult
 from firstspike.sw.model import SnnModel
@@ -79,6 +80,11 @@ class LayerCounts:
     #: events of the layer's shortcut source, read by its second pass (0 without a shortcut)
     shortcut_events: np.ndarray
     event_reads: np.ndarray  #: event memory reads: events x weight tiles, over both passes
+    #: threshold comparisons of the fire stage (None: T per read potential, ttfs)
+    fire_comparisons: int | None = None
+    #: thresholds read, acc_width bits each (None: the T of a hidden ttfs layer's table, once)
+    threshold_reads: int | None = None
+    count_accesses: int = 0  #: reads and writes of the rate_if spike-count memory, all PEs
 
 
 def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:
@@ -99,13 +105,30 @@ def group_schedule(active: np.ndarray, taps: np.ndarray, group_size: int) -> tup
     return n[keep], np.broadcast_to(taps.ravel()[:, None], n.shape)[keep]
 
 
-def accumulate_cycles(n: np.ndarray, taps: np.ndarray, slots: int) -> int:
+def accumulate_cycles(n: np.ndarray, taps: np.ndarray, slots: int, stopped: bool = False) -> int:
     """ACCUMULATE_FIRST and ACCUMULATE of one pass over the groups (n_g, taps_g) with ``slots``
-    slots per tap (the module docstring's A_t + 1)."""
+    slots per tap (the module docstring's A_t + 1). ``stopped``: the pass ends at an event of
+    a later step (a rate_if step, hw/grouper.py), one more cycle to see it (r_last = 1)."""
+    if len(n) == 0:  # a rate_if step without events of its own: read the later one, see it, done
+        return 3
     a = np.maximum(1, taps * slots * n)
     r = np.ones_like(n)
-    r[-1] = 0
+    r[-1] = int(stopped)
     return int(n[0] + r[0] + 2 + np.maximum(n[1:] + r[1:] + 1, a[:-1]).sum() + a[-1])
+
+
+def stream_groups(positions: np.ndarray, taps: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The event groups of events stored in the order ``positions`` (flat y * W + x of each):
+    runs of one position, cut every ``group_size`` events; (n_g, taps_g) per group."""
+    if len(positions) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.diff(positions, prepend=-1) != 0)
+    runs = np.diff(np.append(starts, len(positions)))
+    parts = -(-runs // group_size)
+    n = np.full(int(parts.sum()), group_size, dtype=np.int64)
+    ends = np.cumsum(parts) - 1
+    n[ends] = runs - (parts - 1) * group_size
+    return n, taps.ravel()[np.repeat(positions[starts], parts)]
 
 
 @lru_cache(maxsize=4096)
@@ -185,6 +208,111 @@ def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr
         accumulate=np.where(has_events, accumulate - d.tiles, 0))  # without ACCUMULATE_FIRST
 
 
+def fire_cycles(fired: np.ndarray, g: dict, slots: int, pes: int, lanes: int) -> np.ndarray:
+    """FIRE of one scan (the module docstring): ``fired`` (batch, C_out * H_pool * W_pool) which
+    pooled neurons spike, in (c, y, x) order."""
+    padded = np.zeros((len(fired), slots * pes, g["h_pool"], g["w_pool"]), dtype=np.int64)
+    padded[:, :g["c_out"]] = fired.reshape(-1, g["c_out"], g["h_pool"], g["w_pool"])
+    groups = padded.reshape(-1, slots, pes, g["h_pool"], g["w_pool"]).sum(axis=2)
+    groups = groups.transpose(0, 2, 3, 1).reshape(len(fired), -1)  # (batch, G): py, px, slot
+    drain = -(-groups // lanes)
+    window = g["pool"] ** 2
+    return window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
+
+
+def rate_layer_counts(model: SnnModel, k: int, d, cfg: ArrayConfig, golden: GoldenResult, network_addr: int,
+                      latency: int, head: int) -> LayerCounts:
+    """Counts of a rate_if layer (hw/sequencer.py): HEADER, DESCRIPTOR, LOAD_BIASES, INIT, then
+    per step t, per tile, LOAD_WEIGHTS (a one-tile layer loads once, at the first step with
+    input events left) and ACCUMULATE over step t's events, then AFTER_ACCUMULATE and FIRE. A
+    step with no events left takes one cycle instead of its passes; a pass that ends at a
+    later step's event spends a cycle seeing it (r_last = 1; 3 cycles with no events of its
+    own). The output layer accumulates all steps' events in one pass after INIT."""
+    layer = model.layers[k]
+    g = hardware_geometry(layer)
+    pes, T, word_bytes = cfg.pes, cfg.timing.T, cfg.bus_bits // 8
+    bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.bias_rows,
+                            external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
+    tile_loads = [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
+                              d.last_beats if t == d.tiles - 1 else d.tile_beats,
+                              d.last_rows if t == d.tiles - 1 else d.tile_rows,
+                              external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
+    tile_slots = [d.last_slots if t == d.tiles - 1 else d.tile_slots for t in range(d.tiles)]
+    all_beats = d.tile_beats * (d.tiles - 1) + d.last_beats
+    taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
+                    axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))
+    trains = golden.spikes[k]
+    b = len(trains)
+    active = (trains != 0).reshape(b, T, g["c_in"], g["h_in"], g["w_in"])
+    acc_count = g["h_out"] * g["w_out"] * d.slots
+    scan = g["h_pool"] * g["w_pool"] * d.slots * g["pool"] ** 2  # fire reads per PE and step
+    cycles = np.zeros(b, dtype=np.int64)
+    accumulate, loads, beats, reads, writebacks = (np.zeros(b, dtype=np.int64) for _ in range(5))
+    fire = np.zeros((b, T), dtype=np.int64)
+    if not layer.is_output:
+        out = golden.spikes[k + 1]
+        fire = np.stack([fire_cycles(out[:, t] != 0, g, d.slots, pes, cfg.spike_lanes) for t in range(T)], axis=1)
+    for i in range(b):
+        # step by step, each step's events in (y, x, c) order: their flat positions y * W_in + x
+        steps = [np.argwhere(active[i, t].transpose(1, 2, 0))[:, :2] @ np.array([g["w_in"], 1]) for t in range(T)]
+        if layer.is_output:
+            n, tp = stream_groups(np.concatenate(steps), taps, cfg.group_size)
+            if len(n):
+                passes = [accumulate_cycles(n, tp, s) for s in tile_slots]
+                cycles[i] = sum(passes) + sum(tile_loads)
+                accumulate[i], loads[i], beats[i] = sum(passes) - d.tiles, sum(tile_loads), all_beats
+                reads[i], writebacks[i] = int(n.sum()) * d.tiles, int((tp * d.slots).sum())
+            else:
+                cycles[i] = 1
+            continue
+        left = np.cumsum([len(e) for e in steps][::-1])[::-1]  # events at steps >= t
+        loaded = False
+        for t, events in enumerate(steps):
+            cycles[i] += 1 + fire[i, t]  # AFTER_ACCUMULATE, FIRE
+            if left[t] == 0:
+                cycles[i] += 1  # LOAD_WEIGHTS sees no events left
+                continue
+            later = left[t] > len(events)
+            n, tp = stream_groups(events, taps, cfg.group_size)
+            for tile in range(d.tiles):
+                if d.tiles == 1 and loaded:
+                    cycles[i] += 1
+                else:
+                    cycles[i] += tile_loads[tile]
+                    loads[i] += tile_loads[tile]
+                    beats[i] += d.last_beats if tile == d.tiles - 1 else d.tile_beats
+                a = accumulate_cycles(n, tp, tile_slots[tile], stopped=later)
+                cycles[i] += a
+                accumulate[i] += a - 1
+            loaded = True
+            reads[i] += (len(events) + int(later)) * d.tiles
+            writebacks[i] += int((tp * d.slots).sum())
+    events = active.sum(axis=(1, 2, 3, 4))
+    commands = (active * (taps * d.slots)[None, None, None]).sum(axis=(1, 2, 3, 4))
+    _, mag = split_codes(layer.weights)
+    nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
+    per_step = torch.from_numpy(active.reshape(b * T, g["c_in"], g["h_in"], g["w_in"]).astype(np.float64))
+    updates = torch.nn.functional.conv2d(per_step, torch.from_numpy(nonzero[None].astype(np.float64)),
+                                         stride=g["stride"], padding=g["padding"])
+    updates = updates.reshape(b, -1).sum(dim=1).numpy().astype(np.int64)
+    base = head + 1 + bias_load + acc_count  # HEADER, DESCRIPTOR, LOAD_BIASES, INIT
+    if layer.is_output:
+        cycles = base + cycles + 1
+        spikes, fired, writes = np.zeros(b, dtype=np.int64), 0, acc_count
+    else:
+        cycles = base + cycles
+        spikes = (golden.spikes[k + 1] != 0).sum(axis=(1, 2))
+        fired, writes = scan * pes * T, acc_count + scan * T
+    return LayerCounts(kind=layer.kind, cycles=cycles, input_events=events, weight_reads=commands * pes,
+                       acc_updates=updates, acc_writebacks=writebacks * pes, spikes=spikes, fired_neurons=fired,
+                       init_writes=writes * pes, accumulate_cycles=accumulate,
+                       pe_utilization=updates / (pes * cycles),
+                       accumulate_utilization=updates / (pes * np.maximum(1, accumulate)), tiles=d.tiles,
+                       memory_beats=header_words(cfg) + d.bias_beats + beats, load_cycles=head + bias_load + loads,
+                       shortcut_events=np.zeros(b, dtype=np.int64), event_reads=reads, fire_comparisons=fired,
+                       threshold_reads=fired, count_accesses=acc_count * pes + 2 * fired)
+
+
 def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
                  latency: int = MEMORY_LATENCY, network_addr: int = 0) -> list[LayerCounts]:
     """Exact counts of every layer for every image of a golden batch, on the array ``cfg``
@@ -193,7 +321,6 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
     if isinstance(cfg, int):
         cfg = ArrayConfig.for_model(model, cfg)
     from firstspike.hw.config import layer_descriptors
-    from firstspike.hw.layouts import header_words
     descriptors, shortcuts = layer_descriptors(model, cfg, shortcuts=True)
     n_header, word_bytes = header_words(cfg), cfg.bus_bits // 8
     pes, T, L = cfg.pes, model.timing.T, cfg.spike_lanes
@@ -204,6 +331,10 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         d = descriptors[k]
         slots = d.slots
         head = header_cycles(network_addr + k * n_header * word_bytes, n_header, cfg.bus_bits, latency)
+        if layer.neuron == "rate_if":
+            out.append(rate_layer_counts(model, k, d, cfg, golden, network_addr, latency, head))
+            dirty = 0  # rate_if layers INIT what they use and never CLEAR
+            continue
         bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.slots,
                                 external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
         main = _pass_counts(layer, d, golden.spikes[k], cfg, network_addr, latency)
@@ -223,14 +354,7 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
             fired_out = golden.spikes[k + 1] != NO_SPIKE
             spikes = fired_out.sum(axis=1)
             fired = g["h_pool"] * g["w_pool"] * slots * pes * g["pool"] ** 2
-            window = g["pool"] ** 2
-            # spikes per group (pooled position, channel group), in scan order
-            padded = np.zeros((len(spikes), slots * pes, g["h_pool"], g["w_pool"]), dtype=np.int64)
-            padded[:, :g["c_out"]] = fired_out.reshape(-1, g["c_out"], g["h_pool"], g["w_pool"])
-            groups = padded.reshape(-1, slots, pes, g["h_pool"], g["w_pool"]).sum(axis=2)
-            groups = groups.transpose(0, 2, 3, 1).reshape(len(spikes), -1)  # (batch, G): py, px, slot
-            drain = -(-groups // L)
-            fire = window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
+            fire = fire_cycles(fired_out, g, slots, pes, L)
             cycles = head + 1 + np.maximum(dirty + bias_load + accumulation + 1, T + 2) + fire
             writes = dirty + g["h_pool"] * g["w_pool"] * slots * g["pool"] ** 2  # CLEAR, the fire stage's clears
             remainder = g["h_pool"] * g["pool"] != g["h_out"] or g["w_pool"] * g["pool"] != g["w_out"]

@@ -11,8 +11,8 @@ from .fire import ThresholdWrite
 from .events import EventMemory
 from .fire_scan import FireScanner
 from .grouper import EventGrouper
-from .layouts import LoadTarget, PeOp, addr_width, header_words, layer_descriptor, layer_header, load_command, \
-    pe_command, potential_sample, spike_event, spike_group
+from .layouts import (LoadTarget, PeOp, addr_width, count_shape, header_words, layer_descriptor, layer_header,
+                      load_command, pe_command, potential_sample, spike_event, spike_group)
 from .taps import TapWalker
 
 
@@ -50,6 +50,16 @@ class Sequencer(wiring.Component):
       window; up to ``spike_lanes`` spikes per cycle are appended to the event memory
       (one bank each) and become the next layer's input.
 
+    - A rate_if layer (docs/spec.md, section 12; ``descriptor.rate``) runs its T steps one
+      after another. Its bias block also holds its thresholds and initial potentials; INIT
+      sets its potentials to the initial ones, then per step t: per tile LOAD_WEIGHTS (a
+      one-tile layer loads once) and ACCUMULATE over the input events of step t only (the
+      events are stored step by step; the grouper stops at the first later one), then
+      FIRE, which adds the bias, fires at threshold, subtracts it and appends step t's
+      spikes. A rate_if output layer accumulates all steps' events in one pass onto its
+      INIT value, initial + T * bias (what T steps of bias add). Rate layers need no CLEAR:
+      INIT writes every accumulator they read.
+
     After reset or a new network address, the next start first clears every accumulator
     (not counted in the run's cycles).
 
@@ -68,9 +78,11 @@ class Sequencer(wiring.Component):
     header : In(layer_header)  the loader's header register
     cmd : Out(pe_command)  broadcast to the PEs
     pe_potentials : In(array of signed(acc_width))  each PE's ``potential``
+    pe_fired, pe_counts : In  each PE's ``fired`` and ``count`` (rate_if)
     updates : In  how many PEs made a synaptic update this cycle
     potentials : Out(stream)  to the fire unit;  spikes : In(stream)  from it
     thresholds : Out(ThresholdWrite)  to the fire unit
+    rate, step : Out  to the fire unit: the layer is rate_if, and the step being fired
     load : Out(stream.Signature(load_command))  to the loader;  load_busy : In(1)  from it
     memory_beat : In(1)  a bus word was taken this cycle (counted in MEMORY_BEATS)
     event_w : Out(memory.WritePort.Signature)  host loading (a memory-side port)
@@ -93,11 +105,15 @@ class Sequencer(wiring.Component):
             "n_inputs": In(range(cfg.event_depth + 1)),
             "cmd": Out(pe_command(cfg)),
             "pe_potentials": In(data.ArrayLayout(signed(W), cfg.pes)),
+            "pe_fired": In(cfg.pes),
+            "pe_counts": In(data.ArrayLayout(count_shape(cfg), cfg.pes)),
             "updates": In(range(cfg.pes + 1)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
             "channels": Out(range(cfg.max_channels + 1)),
             "spikes": In(stream.Signature(spike_group(cfg))),
             "thresholds": Out(ThresholdWrite(cfg)),
+            "rate": Out(1),
+            "step": Out(range(cfg.timing.T)),
             "load": Out(stream.Signature(load_command(cfg))),
             "load_busy": In(1),
             "memory_beat": In(1),
@@ -116,8 +132,11 @@ class Sequencer(wiring.Component):
         busy = Signal()
         layer = Signal(range(L + 1))
         desc = self.header.descriptor
-        last = Signal()
-        m.d.comb += last.eq(desc.last)
+        last, rate = Signal(), Signal()
+        m.d.comb += [last.eq(desc.last), rate.eq(desc.rate)]
+        step = Signal(range(T))  # a rate_if layer's step
+        cursor = Signal(range(cfg.event_depth + 1))  # where its next step's input events start
+        loaded = Signal()  # the layer's weights are in the buffers (a one-tile rate_if layer loads once)
         header_addr = Signal(external.ADDR_BITS)
         # the events the grouper reads: the layer's input, or its shortcut source's
         ev_base = Signal(range(cfg.event_depth + 1))
@@ -179,6 +198,8 @@ class Sequencer(wiring.Component):
         m.submodules.scanner = scanner = FireScanner(cfg)
         wiring.connect(m, scanner.potentials, wiring.flipped(self.potentials))
         m.d.comb += [scanner.descriptor.eq(desc), scanner.pe_potentials.eq(self.pe_potentials),
+                     scanner.pe_fired.eq(self.pe_fired), scanner.pe_counts.eq(self.pe_counts),
+                     self.rate.eq(rate), self.step.eq(step),
                      scanner.spikes_pending.eq(self.spikes.valid),
                      self.channels.eq(desc.c_out)]
 
@@ -206,6 +227,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [grouper.first.eq(ev_base), grouper.end.eq(ev_end), grouper.kernel_area.eq(pas.kernel_area),
                      grouper.event.eq(events.data), events.read_addr.eq(grouper.read_addr),
                      events.read_en.eq(grouper.read_en),
+                     grouper.one_step.eq(rate & ~last), grouper.step.eq(step), grouper.time_zero.eq(rate),
                      walker.descriptor.eq(pas), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots)]
 
         def load(addr, beats, rows, target, then):
@@ -242,10 +264,11 @@ class Sequencer(wiring.Component):
                     m.next = "DESCRIPTOR"
             with m.State("DESCRIPTOR"):
                 m.d.sync += [slot.eq(0), acc.eq(0), tile.eq(0), tile_first.eq(0), tile_offset.eq(0),
-                             shortcut_pass.eq(0), ev_base.eq(in_base), ev_end.eq(in_end)]
-                with m.If(~last):
+                             shortcut_pass.eq(0), ev_base.eq(in_base), ev_end.eq(in_end),
+                             step.eq(0), cursor.eq(in_base), loaded.eq(0)]
+                with m.If(~last & ~rate):
                     m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
-                with m.If(dirty != 0):
+                with m.If((dirty != 0) & ~rate):
                     m.next = "CLEAR"
                 with m.Else():
                     m.next = "LOAD_BIASES"
@@ -256,16 +279,17 @@ class Sequencer(wiring.Component):
                     m.d.sync += [dirty.eq(0), acc.eq(0)]
                     m.next = "LOAD_BIASES"
             with m.State("LOAD_BIASES"):
-                load(self.network_addr + desc.bias_addr, desc.bias_beats, desc.slots, LoadTarget.BIASES,
+                load(self.network_addr + desc.bias_addr, desc.bias_beats, desc.bias_rows, LoadTarget.BIASES,
                      "LOAD_BIASES_WAIT")
             with m.State("LOAD_BIASES_WAIT"):
                 with m.If(~self.load_busy):
                     m.next = "LOAD_WEIGHTS"
-                    with m.If(last):
+                    with m.If(last | rate):
                         m.next = "INIT"
-            with m.State("INIT"):  # output layer: its accumulators start at their bias
+            with m.State("INIT"):  # output layer: its bias; rate_if hidden layer: the initial potentials
+                init_row = Mux(rate & ~last, desc.slots << 1, 0)  # bias block: biases, thresholds, initials
                 m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.acc_addr.eq(desc.acc_base + acc),
-                             self.cmd.bias_addr.eq(slot)]
+                             self.cmd.bias_addr.eq(init_row + slot)]
                 m.d.sync += [slot.eq(slot + 1), acc.eq(acc + 1)]
                 with m.If(slot == desc.slots - 1):
                     m.d.sync += slot.eq(0)
@@ -275,12 +299,15 @@ class Sequencer(wiring.Component):
             with m.State("LOAD_WEIGHTS"):  # the weights of tile `tile`; none without input events
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
+                with m.Elif(rate & loaded & (pas.tiles == 1)):  # the only tile is still in the buffers
+                    m.next = "ACCUMULATE_FIRST"
                 with m.Else():
                     load(self.network_addr + pas.weight_addr + tile_offset,
                          Mux(last_tile, pas.last_beats, pas.tile_beats),
                          Mux(last_tile, pas.last_rows, pas.tile_rows), LoadTarget.WEIGHTS, "LOAD_WEIGHTS_WAIT")
             with m.State("LOAD_WEIGHTS_WAIT"):
                 with m.If(~self.load_busy):
+                    m.d.sync += loaded.eq(1)
                     m.next = "ACCUMULATE_FIRST"
             with m.State("ACCUMULATE_FIRST"):  # LOAD_WEIGHTS made sure there are events
                 m.d.comb += grouper.start.eq(1)
@@ -294,7 +321,8 @@ class Sequencer(wiring.Component):
                         m.d.sync += counters[Counter.ACC_WRITEBACKS].eq(counters[Counter.ACC_WRITEBACKS] + P)
                 # an event counts once, however many tiles (or shortcuts) read it
                 with m.If(grouper.taken & (tile == 0) & ~shortcut_pass):
-                    m.d.sync += counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1)
+                    m.d.sync += [counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1),
+                                 cursor.eq(cursor + 1)]
                 with m.If(grouper.done & last_tile):
                     m.next = "AFTER_ACCUMULATE"
                 with m.Elif(grouper.done):  # the next tile reads the same events again
@@ -317,11 +345,17 @@ class Sequencer(wiring.Component):
                     m.next = "FIRE"
             with m.State("FIRE"):  # until the scanner's last sample is taken and its spikes are written
                 m.d.comb += self.cmd.eq(scanner.cmd)
-                with m.If(scanner.done):
+                with m.If(scanner.done & rate & (step != T - 1)):  # the next step of a rate_if layer
+                    m.d.sync += [step.eq(step + 1), ev_base.eq(cursor), tile.eq(0), tile_first.eq(0),
+                                 tile_offset.eq(0)]
+                    m.next = "LOAD_WEIGHTS"
+                with m.Elif(scanner.done):
                     end_layer()
+                    with m.If(rate):  # what is left after firing stays in the accumulators
+                        m.d.sync += dirty.eq(Mux(dirty > desc.acc_count, dirty, desc.acc_count))
                     # a pool remainder row or column was never read, so never cleared
-                    with m.If(((desc.h_pool << desc.pool_log2) != desc.h_out) |
-                              ((desc.w_pool << desc.pool_log2) != desc.w_out)):
+                    with m.Elif(((desc.h_pool << desc.pool_log2) != desc.h_out) |
+                                ((desc.w_pool << desc.pool_log2) != desc.w_out)):
                         m.d.sync += dirty.eq(desc.acc_count)
                     m.d.sync += [in_base.eq(in_end), in_end.eq(events.end), starts[layer + 2].eq(events.end),
                                  layer.eq(layer + 1),

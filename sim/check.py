@@ -21,18 +21,22 @@ class Mismatch:
     what: str  #: "spike time" or "potential"
 
     def __str__(self) -> str:
+        hint = " (-1 = no spike)" if self.what == "spike time" else ""
         return (f"image {self.image}: {self.layer} neuron {self.neuron}: {self.what} expected {self.expected}, "
-                f"got {self.got} (-1 = no spike)")
+                f"got {self.got}{hint}")
 
 
 def first_mismatch(image: int, golden: GoldenResult, b: int, rtl: RunResult) -> Mismatch | None:
     """Compare image ``b`` of a golden batch with one RTL run; None when identical."""
     for k, got in enumerate(rtl.spikes):
         exp = golden.spikes[k][b]
-        diff = np.flatnonzero(exp != got)
+        diff = np.argwhere(exp != got)
         if diff.size:
-            j = int(diff[0])
             name = "input" if k == 0 else f"hidden {k - 1}"
+            if exp.ndim == 2:  # a rate train (T, n): the first step that differs
+                t, j = (int(v) for v in diff[0])
+                return Mismatch(image, name, j, int(exp[t, j]), int(got[t, j]), f"spike at step {t}")
+            j = int(diff[0][0])
             return Mismatch(image, name, j, int(exp[j]), int(got[j]), "spike time")
     exp = golden.potentials[b]
     diff = np.flatnonzero(exp != rtl.potentials)
@@ -84,8 +88,9 @@ def check_networks_on_rtl(built, cfg, nets, work_dir, mutant: int = 0) -> list[l
         expected.append((model, golden, counts))
         offset += len(image.memory) + NETWORK_GAP_WORDS
     runs = verilator.run_jobs(built, cfg, jobs, work_dir=work_dir, mutant=mutant, cycle_limit=limit)
-    return [result_problems(cfg, model, golden, counts, [decode_results(cfg, model.shapes, st, w)
-                                                         for st, w in zip(run.stats, run.words)])
+    return [result_problems(cfg, model, golden, counts,
+                            [decode_results(cfg, model.shapes, st, w, rate=model.coding == "rate")
+                             for st, w in zip(run.stats, run.words)])
             for (model, golden, counts), run in zip(expected, runs)]
 
 

@@ -138,8 +138,10 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
       again; a shortcut's pass reads its source's events), two group register writes per
       such read (collected, then moved to the output register: hw/grouper.py), a write per
       output spike;
-    - fire: per hidden neuron an accumulator read and T comparisons (adds) of acc_width
-      bits, plus reading the T thresholds once;
+    - fire: per potential read an accumulator read and its comparisons (adds) of acc_width
+      bits (ttfs: T, against the layer's threshold table, read once per layer; rate_if: one,
+      against its channel's threshold, read each time), and a rate_if layer's spike-count
+      memory reads and writes;
     - buffer_loads: writing every bus word read into the weight or bias buffers;
     - static: static_uw x the layer's run time;
     - external_memory: the bus words read from DRAM (biases and weights), dram_pj_per_bit.
@@ -149,6 +151,8 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     acc_bit = table.sram_pj_per_bit(g.acc_macro_bits)
     acc_rw = 2 * g.acc_width * acc_bit
     wr = int(c.weight_reads[b])
+    comparisons = c.fired_neurons * g.T if c.fire_comparisons is None else c.fire_comparisons
+    thresholds = (g.T if c.fired_neurons else 0) if c.threshold_reads is None else c.threshold_reads
     reads = int(c.event_reads[b])
     e = {
         "weight_reads": wr * 5 * table.sram_pj_per_bit(g.weight_macro_bits),
@@ -156,8 +160,9 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
         + c.init_writes * acc_rw,
         "event_memory": (reads + int(c.spikes[b])) * g.event_bits * table.sram_pj_per_bit(g.event_macro_bits)
         + reads * 2 * g.group_entry_bits * reg,
-        "fire": c.fired_neurons * (g.acc_width * acc_bit + g.T * add)
-        + (g.T * g.acc_width * table.sram_pj_per_bit(g.threshold_macro_bits) if c.fired_neurons else 0.0),
+        "fire": c.fired_neurons * g.acc_width * acc_bit + comparisons * add
+        + thresholds * g.acc_width * table.sram_pj_per_bit(g.threshold_macro_bits)
+        + c.count_accesses * g.T.bit_length() * acc_bit,
         "buffer_loads": int(c.memory_beats[b]) * g.bus_bits * table.sram_pj_per_bit(g.weight_macro_bits),
         "static": table["static_uw"] * 1e-6 * (int(c.cycles[b]) / (g.clock_mhz * 1e6)) * 1e12,
         "external_memory": int(c.memory_beats[b]) * g.bus_bits * table["dram_pj_per_bit"],

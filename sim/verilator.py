@@ -292,7 +292,7 @@ def run_jobs(model: VerilatedModel, cfg: ArrayConfig, jobs: list[RtlJob], progre
         f.unlink(missing_ok=True)
     chunks, owner, sections = [], [], []
     for j, job in enumerate(jobs):
-        times = np.asarray(job.input_times, dtype=np.int64).reshape(len(job.input_times), -1)
+        times = np.asarray(job.input_times, dtype=np.int64)  # (images, n) ttfs times or (images, T, n) trains
         part = host_script.chunk_scripts(cfg, job.shapes, times, job.load_writes, *host_script.depths(cfg))
         chunks += part
         owner += [j] * len(part)

@@ -175,11 +175,17 @@ def test_threshold_iteration_minimises_the_rate_quantisation_error(T):
     assert dead[3] == pytest.approx(pre.max())  # never positive: the fallback
 
 
-def test_hardware_refuses_rate_models_and_names_the_layer():
+def test_hardware_runs_rate_models_and_refuses_diff_models_naming_the_layer():
     from firstspike.hw.config import ArrayConfig, DoesNotFit
     model = _random_rate("mlp", 0, Timing(T=8, B=2, frac_bits=12))
-    with pytest.raises(DoesNotFit, match="layer 0: rate_if neurons"):
-        ArrayConfig.for_model(model, 4)
+    cfg = ArrayConfig.for_model(model, 4)
+    # the bias block holds biases, thresholds and initial potentials; one event per neuron and step
+    assert cfg.bias_buffer == 3 * -(-max(layer.channels for layer in model.layers[:-1]) // 4)
+    assert cfg.event_depth == 8 * sum(model.sizes[:-1])
+    diff = as_rate_if(np.random.default_rng(0), random_model(np.random.default_rng(0), [5, 4, 2], model.timing),
+                      neuron="diff_if")
+    with pytest.raises(DoesNotFit, match="layer 0: diff_if neurons are not in the processor yet"):
+        ArrayConfig.for_model(diff, 4)
 
 
 @pytest.mark.parametrize("initial", [0, 3])
@@ -204,7 +210,7 @@ def test_potentials_on_the_threshold_edge(initial):
 
 
 # -- conversion of trained networks, from the CLI and the Python API ----------------------------
-def test_cli_converts_to_rate_if_and_the_processor_refuses_it(digits_cnn, tmp_path, capsys):
+def test_cli_converts_to_rate_if_and_generates_its_processor(digits_cnn, tmp_path, capsys):
     from firstspike.cli import main
     ann, _, _ = digits_cnn
     out = tmp_path / "rate.npz"
@@ -217,8 +223,9 @@ def test_cli_converts_to_rate_if_and_the_processor_refuses_it(digits_cnn, tmp_pa
     assert all(layer.initial is not None for layer in model.layers)
     hidden = model.layers[0]
     assert np.array_equal(hidden.initial, (hidden.thresholds + 1) // 2)  # floor(TH / 2 + 1/2)
-    assert main(["verilog", str(out), "--out", str(tmp_path / "v")]) == 2
-    assert "layer 0: rate_if neurons are not in the processor yet" in capsys.readouterr().err
+    assert main(["verilog", str(out), "--out", str(tmp_path / "v")]) == 0
+    assert (tmp_path / "v" / "neuron_array.v").stat().st_size > 10_000 and (tmp_path / "v" / "memory.hex").exists()
+    capsys.readouterr()
     assert main(["convert", str(ann), "--neuron", "rate_if", "--calibration", "cat", "--out",
                  str(tmp_path / "x.npz")]) == 2
     assert "calibrate: --calibration max, percentile or iteration" in capsys.readouterr().err

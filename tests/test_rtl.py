@@ -5,6 +5,7 @@ Random networks: reproduce a failure with the seed printed in the assertion mess
 ``np.random.default_rng(seed)``.
 """
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,8 +18,10 @@ from firstspike.sim.check import check_networks_on_rtl, first_mismatch
 from firstspike.flow import simulate
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
-from firstspike.sw.random_models import (at_thresholds, random_cnn, random_input_times, random_model,
-                                           random_resnet, threshold_probe)
+from firstspike.sw.formats import ZERO_CODE
+from firstspike.sw.model import SnnModel
+from firstspike.sw.random_models import (as_rate_if, at_thresholds, random_cnn, random_input_times,
+                                           random_input_trains, random_model, random_resnet, threshold_probe)
 
 # (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8. Odd shapes are "tiled": the
 # weight buffer holds one output channel's weights, so layers run in several weight tiles.
@@ -38,6 +41,11 @@ def _networks(index, timing):
         times = random_input_times(rng, sizes[0], IMAGES_PER_NETWORK, timing)
         out.append((seed, random_model(rng, sizes, timing), times))
     return out
+
+
+def _mlp(rng, timing):
+    depth = int(rng.integers(1, 4))
+    return random_model(rng, [int(s) for s in rng.integers(1, 25, size=depth + 1)], timing)
 
 
 def _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=False, sized_for=()):
@@ -65,7 +73,8 @@ def test_random_networks_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_networks(index, timing), pes, timing, tmp_path, tight=index % 2 == 1,
-                                sized_for=_shape_cnns(index, timing) + _shape_resnets(index, timing))
+                                sized_for=_shape_cnns(index, timing) + _shape_resnets(index, timing)
+                                + _rate_nets(index, timing))
 
 
 # conv nets run on four of the array shapes above (indices into CONFIGS), sharing their builds:
@@ -87,21 +96,25 @@ def _cnns(index, timing):
     for n in range(CNNS_PER_CONFIG):
         seed = 5000 + 1000 * index + n
         rng = np.random.default_rng(seed)
-        shape = (int(rng.integers(1, 4)), int(rng.integers(5, 11)), int(rng.integers(5, 11)))
-        convs, h, w = [], shape[1], shape[2]
-        for _ in range(int(rng.integers(1, 3))):
-            k = int(rng.choice([1, 3, 5]))
-            p, s = int(rng.integers(0, k // 2 + 1)), int(rng.choice([1, 2]))
-            if k > min(h, w) + 2 * p:
-                k, p = 1, 0
-            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-            pool = 2 if min(h, w) >= 2 and rng.random() < 0.5 else 1
-            h, w = h // pool, w // pool
-            convs.append(dict(channels=int(rng.integers(1, 21)), kernel=k, stride=s, padding=p, pool=pool))
-        hidden = [int(rng.integers(1, 17))] if rng.random() < 0.5 else []
-        model = random_cnn(rng, shape, convs, hidden, int(rng.integers(2, 11)), timing)
+        model = _conv_net(rng, timing)
         out.append((seed, model, random_input_times(rng, model.layers[0].n_in, 2, timing)))
     return out
+
+
+def _conv_net(rng, timing):
+    shape = (int(rng.integers(1, 4)), int(rng.integers(5, 11)), int(rng.integers(5, 11)))
+    convs, h, w = [], shape[1], shape[2]
+    for _ in range(int(rng.integers(1, 3))):
+        k = int(rng.choice([1, 3, 5]))
+        p, s = int(rng.integers(0, k // 2 + 1)), int(rng.choice([1, 2]))
+        if k > min(h, w) + 2 * p:
+            k, p = 1, 0
+        h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        pool = 2 if min(h, w) >= 2 and rng.random() < 0.5 else 1
+        h, w = h // pool, w // pool
+        convs.append(dict(channels=int(rng.integers(1, 21)), kernel=k, stride=s, padding=p, pool=pool))
+    hidden = [int(rng.integers(1, 17))] if rng.random() < 0.5 else []
+    return random_cnn(rng, shape, convs, hidden, int(rng.integers(2, 11)), timing)
 
 
 @pytest.mark.parametrize("index", range(len(CNN_CONFIGS)),
@@ -112,7 +125,8 @@ def test_random_cnns_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[shape]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path, tight=shape % 2 == 1,
-                                sized_for=_networks(shape, timing) + _shape_resnets(shape, timing))
+                                sized_for=_networks(shape, timing) + _shape_resnets(shape, timing)
+                                + _rate_nets(shape, timing))
 
 
 # residual nets (docs/spec.md section 14) run on three of the array shapes, sharing their builds
@@ -156,7 +170,8 @@ def test_random_resnets_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[shape]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_resnets(index, timing), pes, timing, tmp_path, tight=shape % 2 == 1,
-                                sized_for=_networks(shape, timing) + _shape_cnns(shape, timing))
+                                sized_for=_networks(shape, timing) + _shape_cnns(shape, timing)
+                                + _rate_nets(shape, timing))
 
 
 def test_random_resnets_cover_the_shortcuts():
@@ -176,6 +191,80 @@ def test_random_resnets_cover_the_shortcuts():
     assert {("identity", True), ("identity", False), ("kernel", 1), ("kernel", 3), ("stride", 1), ("stride", 2),
             ("pool", 1), ("pool", 2), ("from input", False), ("from input", True), ("slots > 1", True)} <= seen
     assert len(RESNET_SHAPES) * RESNETS_PER_CONFIG >= 20
+
+
+# rate_if networks (docs/spec.md section 12) run on every array shape, sharing its build
+RATE_NETS_PER_CONFIG = 6
+
+
+def _rate_nets(index, timing):
+    """Random rate_if networks: the MLP and conv net generators' shapes (conv nets with rate max
+    pooling) with per-channel thresholds and initial potentials (as_rate_if), input trains at
+    random rates (some inputs silent, some spiking every step), one seed per network."""
+    out = []
+    for n in range(RATE_NETS_PER_CONFIG):
+        seed = 20000 + 1000 * index + n
+        rng = np.random.default_rng(seed)
+        model = as_rate_if(rng, _mlp(rng, timing) if n % 2 == 0 else _conv_net(rng, timing))
+        out.append((seed, model, random_input_trains(rng, model.layers[0].n_in, 2, timing)))
+    return out
+
+
+def _rate_edge_nets(timing):
+    """rate_if nets whose first hidden layer sits on its thresholds: zero weights, a bias that
+    divides the threshold and an initial potential that is a multiple of the bias, so V
+    reaches exactly TH at some steps (V >= TH fires there, V > TH would not)."""
+    out = []
+    for k in range(3):
+        rng = np.random.default_rng([k, 6])
+        model = as_rate_if(rng, random_model(rng, [5, 12, 9, 3], timing))
+        first = model.layers[0]
+        th = rng.integers(1, 13, size=first.channels)
+        bias = th // rng.choice([1, 2, 3, 4], size=first.channels)
+        bias = np.where((bias > 0) & (th % np.maximum(bias, 1) == 0), bias, th)
+        initial = bias * rng.integers(0, th // bias + 1)
+        layers = [replace(first, weights=np.full_like(first.weights, ZERO_CODE), thresholds=th.astype(np.int64),
+                          bias=bias.astype(np.int64), initial=initial.astype(np.int64))] + model.layers[1:]
+        model = SnnModel(timing=timing, input_theta=model.input_theta, layers=layers, name=f"rate-edge-{k}")
+        out.append((k, model, random_input_trains(rng, 5, 2, timing)))
+    return out
+
+
+@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" + ("-tiled" if i % 2 else "")
+                                                          for i, c in enumerate(CONFIGS)])
+def test_random_rate_networks_bit_exact(index, tmp_path):
+    """rate_if on the processor: INIT from the initial potentials, T steps of step-filtered
+    accumulation and fire-subtract, rate max pooling, weight tiles reloaded every step;
+    spike trains, output potentials and cycles layer by layer."""
+    pes, T, B, F = CONFIGS[index]
+    timing = Timing(T=T, B=B, frac_bits=F)
+    nets = _rate_nets(index, timing) + (_rate_edge_nets(timing) if index == 1 else [])
+    _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=index % 2 == 1,
+                                sized_for=_networks(index, timing) + _shape_cnns(index, timing)
+                                + _shape_resnets(index, timing))
+
+
+def test_rate_nets_cover_the_rate_datapath():
+    """The generators give what the rate RTL test promises: pooled and unpooled layers, several
+    slots per PE, several weight tiles, silent and always-spiking inputs, threshold edges."""
+    seen, T = set(), None
+    for index, (pes, T, B, F) in enumerate(CONFIGS):
+        timing = Timing(T=T, B=B, frac_bits=F)
+        nets = _rate_nets(index, timing)
+        cfg = ArrayConfig.for_models([m for _, m, _ in nets], pes, smallest_weight_buffer=index % 2 == 1)
+        for _, model, trains in nets:
+            seen |= {("pool", layer.pool) for layer in model.layers}
+            seen.add(("slots > 1", any(layer.channels > pes for layer in model.layers)))
+            seen.add(("tiles > 1", any(d.tiles > 1 for d in network_image(model, cfg).descriptors)))
+            rates = trains.mean(axis=1)
+            seen |= {("silent input", bool((rates == 0).any())), ("always on", bool((rates == 1).any()))}
+    assert {("pool", 1), ("pool", 2), ("slots > 1", True), ("tiles > 1", True), ("silent input", True),
+            ("always on", True)} <= seen
+    assert len(CONFIGS) * RATE_NETS_PER_CONFIG >= 30
+    timing = Timing(T=16, B=2, frac_bits=16)
+    for _, model, _ in _rate_edge_nets(timing):
+        first = model.layers[0]
+        assert np.all(first.thresholds % first.bias == 0) and np.all(first.initial % first.bias == 0)
 
 
 def _edge_networks(timing):

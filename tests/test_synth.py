@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from firstspike.hw.config import ArrayConfig
-from firstspike.hw.layouts import spike_event
+from firstspike.hw.layouts import count_shape, spike_event
 from firstspike.hw.synth import SynthesisError, synthesize
 from firstspike.hw.verilog import write_design
 from firstspike.sw.formats import Timing
@@ -19,7 +19,9 @@ def test_small_array_synthesises(tmp_path):
     # Yosys sees exactly the memories the configuration declares
     ev = spike_event(cfg).size
     # (no descriptor or threshold memory: the layer headers come from external memory)
-    expected = (cfg.pes * (cfg.weight_buffer * 5 + cfg.bias_buffer * cfg.acc_width + cfg.slot_depth * cfg.acc_width)
+    # per PE: weights, biases, accumulators and the rate_if spike counts (0..T each)
+    expected = (cfg.pes * (cfg.weight_buffer * 5 + cfg.bias_buffer * cfg.acc_width
+                           + cfg.slot_depth * (cfg.acc_width + count_shape(cfg).width))
                 + cfg.spike_lanes * cfg.event_bank_depth * ev)
     assert r["ram_bits"] == expected
     assert (tmp_path / "synth" / "synth.json").exists()
