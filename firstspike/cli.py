@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neuron model of every layer (docs/spec.md): ttfs (one spike per neuron, time-coded; runs "
                         "on the processor), rate_if (rate-coded integrate-and-fire over T steps, per-channel "
                         "thresholds) or diff_if (differential coding: signed spikes carry changes of the running "
-                        "mean); rate_if and diff_if run in the golden model only so far. Default: rate_if for "
-                        "a noise-aware checkpoint, else ttfs")
+                        "mean); ttfs and rate_if run on the processor, diff_if in the golden model only so far. "
+                        "Default: rate_if for a noise-aware checkpoint, else ttfs")
     p.add_argument("--rounding", choices=["nearest", "adaptive"], default=None,
                    help="log-weight rounding: adaptive (default for max/percentile/iteration) picks each weight's "
                         "level so every layer's outputs on the training set stay close to the float network's, "

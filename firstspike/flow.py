@@ -20,7 +20,7 @@ from firstspike.hw import perf
 from firstspike.hw.axi import MEMORY_LATENCY
 from firstspike.hw.config import ArrayConfig, network_image
 from firstspike.hw.host import decode_results
-from firstspike.hw.layouts import group_entry, spike_event
+from firstspike.hw.layouts import count_shape, group_entry, spike_event
 from firstspike.hw.verilog import write_design
 from firstspike.sim import energy, verilator
 from firstspike.sim.check import first_mismatch
@@ -352,7 +352,8 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
         "pe_count": pes, "T": model.timing.T, "B": model.timing.B, "frac_bits": model.timing.frac_bits,
         "acc_width": cfg.acc_width,
         "memory_bits_per_pe": {"weights": cfg.weight_buffer * 5, "biases": cfg.bias_buffer * cfg.acc_width,
-                               "accumulators": cfg.slot_depth * cfg.acc_width},
+                               "accumulators": cfg.slot_depth * cfg.acc_width,
+                               "spike_counts": cfg.slot_depth * count_shape(cfg).width},
         "verilog": str(v_path),
         "verilator_build_s": built.build_seconds, "rtl_wall_s": run.wall_seconds,
         "flow_wall_s": time.perf_counter() - t0,
