@@ -1,7 +1,9 @@
 """RTL fuzzing (`make fuzz`): many random networks through the Verilog, bit-exact and cycle-exact.
 
 Each configuration is a random MLP, CNN or residual net (seeded: configuration ``i`` is built from
-``numpy.random.default_rng(i)``) on one of a few array shapes (PE count and timing).
+``numpy.random.default_rng(i)``) on one of a few array shapes (PE count and timing). A quarter
+of the MLPs and CNNs have rate_if neurons (docs/spec.md section 12; decided, thresholds and
+input trains drawn from ``default_rng([i, 7])``, so the ttfs networks stay what they were).
 Per shape one Verilog design, large enough for every network of that shape, is built
 once (the build cache is shared and locked) and each network is put into the bench's
 external memory, so the Verilator compile is paid once per shape, not per network. Worker
@@ -26,11 +28,14 @@ import numpy as np
 
 from firstspike.hw.config import ArrayConfig
 from firstspike.sw.formats import Timing
-from firstspike.sw.random_models import random_cnn, random_input_times, random_model, random_resnet
+from firstspike.sw.random_models import (as_rate_if, random_cnn, random_input_times, random_input_trains,
+                                           random_model, random_resnet)
 
 #: (PEs, T, B, frac_bits) of the array shapes networks are spread over
 SHAPES = [(1, 8, 1, 12), (4, 16, 2, 14), (16, 8, 4, 12), (4, 6, 8, 10)]
 IMAGES = 2
+#: the fraction of MLPs and CNNs that get rate_if neurons
+RATE_FRACTION = 0.25
 
 
 def random_network(seed: int):
@@ -68,8 +73,13 @@ def random_network(seed: int):
             convs.append(dict(channels=int(rng.integers(1, 13)), kernel=k, stride=s, padding=p, pool=pool))
         hidden = [int(rng.integers(1, 13))] if rng.random() < 0.5 else []
         model = random_cnn(rng, (c, h, h), convs, hidden, int(rng.integers(1, 8)), timing)
-    return index, model, random_input_times(rng, model.layers[0].n_in, IMAGES, timing,
-                                            silent_fraction=float(rng.choice([0.0, 0.3, 0.9])))
+    times = random_input_times(rng, model.layers[0].n_in, IMAGES, timing,
+                               silent_fraction=float(rng.choice([0.0, 0.3, 0.9])))
+    rate = np.random.default_rng([seed, 7])
+    if kind >= 0.2 and rate.random() < RATE_FRACTION:
+        model = as_rate_if(rate, model)
+        return index, model, random_input_trains(rate, model.layers[0].n_in, IMAGES, timing)
+    return index, model, times
 
 
 def shape_config(index: int, seeds: list[int]) -> ArrayConfig:
@@ -114,7 +124,9 @@ def fuzz(configs: int = 1000, jobs: int | None = None, chunk: int = 25, quiet: b
                 failures += fails
                 bar.update(n)
     seconds = time.perf_counter() - start
-    return {"configurations": done, "images_per_configuration": IMAGES, "mismatching_configurations": len(failures),
+    rate = sum(random_network(seed)[1].coding == "rate" for seed in range(configs))
+    return {"configurations": done, "rate_if_configurations": rate, "images_per_configuration": IMAGES,
+            "mismatching_configurations": len(failures),
             "failures": failures[:20], "shapes": SHAPES, "jobs": jobs, "seconds": seconds,
             "configurations_per_s": done / seconds}
 
@@ -130,7 +142,8 @@ def main(argv=None) -> int:
     r = fuzz(args.configs, args.jobs)
     from firstspike.sw.files import write_text
     write_text(args.out, json.dumps(r, indent=2) + "\n", "fuzz results")
-    print(f"{r['configurations']} random networks x {IMAGES} images through the RTL on {r['jobs']} processes: "
+    print(f"{r['configurations']} random networks ({r['rate_if_configurations']} rate_if) x {IMAGES} images "
+          f"through the RTL on {r['jobs']} processes: "
           f"{r['mismatching_configurations']} mismatching, {r['seconds']:.0f} s "
           f"({r['configurations_per_s']:.1f} networks/s); wrote {args.out}")
     for f in r["failures"]:

@@ -37,7 +37,8 @@ from firstspike.hw.config import ArrayConfig
 from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
-from firstspike.sw.random_models import at_thresholds, random_cnn, random_input_times, threshold_probe
+from firstspike.sw.random_models import (at_thresholds, random_cnn, random_input_times, random_input_trains,
+                                           rate_threshold_edges, threshold_probe)
 
 from .fuzz import SHAPES, random_network
 
@@ -70,6 +71,10 @@ WIDE_BITS = 20
 #: coordinate bit of the suite array); their
 #: 20 output channels need two weight tiles in the suite's array
 FULL_GROUP_NETWORKS = 2
+#: rate_if networks whose first hidden layer meets its thresholds exactly (the fuzz networks
+#: include rate_if ones too, sw/fuzz.py)
+RATE_EDGE_NETWORKS = 2
+RATE_EDGE_SIZES = [5, 12, 9, 3]
 
 
 def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
@@ -78,22 +83,28 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     more images reach more corner cases for little time, a run's cost being mostly start-up),
     then the first EDGE_NETWORKS of them with every hidden bias on a threshold edge
     (sw.random_models.at_thresholds), run on a silent image and mostly silent ones, so that
-    potentials sit exactly at or one below a threshold, then PROBES threshold probes, then
+    potentials sit exactly at or one below a threshold (ttfs networks only), then
+    RATE_EDGE_NETWORKS rate_if networks on their thresholds, then PROBES threshold probes, then
     FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
     networks need, so the design does not change with them)."""
     out, models = [], []
     for seed in suite_seeds(networks):
         _, model, times = random_network(seed)
         n_in = model.layers[0].n_in
-        more = random_input_times(np.random.default_rng([seed, 1]), n_in, max(0, images - len(times)), model.timing)
+        extra = random_input_trains if model.coding == "rate" else random_input_times
+        more = extra(np.random.default_rng([seed, 1]), n_in, max(0, images - len(times)), model.timing)
         out.append((f"fuzz {seed}", model, np.concatenate([times, more])[:images]))
         models.append((seed, model))
-    for seed, model in models[:EDGE_NETWORKS]:
+    for seed, model in [(s, m) for s, m in models if m.coding == "ttfs"][:EDGE_NETWORKS]:
         rng = np.random.default_rng([seed, 2])
         quiet = random_input_times(rng, model.layers[0].n_in, images - 1, model.timing, silent_fraction=0.9)
         silent = np.full((1, model.layers[0].n_in), -1, dtype=np.int64)
         out.append((f"fuzz {seed} at thresholds", at_thresholds(rng, model), np.concatenate([silent, quiet])))
     timing = models[0][1].timing
+    for k in range(RATE_EDGE_NETWORKS):
+        rng = np.random.default_rng([k, 8])
+        out.append((f"rate threshold edges {k}", rate_threshold_edges(rng, RATE_EDGE_SIZES, timing),
+                    random_input_trains(rng, RATE_EDGE_SIZES[0], images, timing)))
     for k in range(PROBES):
         rng = np.random.default_rng([k, 4])
         probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS)

@@ -171,6 +171,21 @@ def as_rate_if(rng: np.random.Generator, model: SnnModel, neuron: str = "rate_if
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=f"{model.name}-{neuron}")
 
 
+def rate_threshold_edges(rng: np.random.Generator, sizes: list[int], timing: Timing) -> SnnModel:
+    """A random rate_if network whose first hidden layer sits on its thresholds: zero weights,
+    a bias that divides the threshold and an initial potential that is a multiple of the
+    bias, so V reaches exactly TH at some steps (V >= TH fires there, V > TH would not)."""
+    model = as_rate_if(rng, random_model(rng, sizes, timing))
+    first = model.layers[0]
+    th = rng.integers(1, 13, size=first.channels)
+    bias = th // rng.choice([1, 2, 3, 4], size=first.channels)
+    bias = np.where((bias > 0) & (th % np.maximum(bias, 1) == 0), bias, th)
+    initial = bias * rng.integers(0, th // bias + 1)
+    layers = [replace(first, weights=np.full_like(first.weights, ZERO_CODE), thresholds=th.astype(np.int64),
+                      bias=bias.astype(np.int64), initial=initial.astype(np.int64))] + model.layers[1:]
+    return SnnModel(timing=timing, input_theta=model.input_theta, layers=layers, name=f"{model.name}-edges")
+
+
 def random_input_trains(rng: np.random.Generator, n: int, batch: int, timing: Timing,
                         signed: bool = False) -> np.ndarray:
     """(batch, T, n) uint8 spike trains, each input at its own random rate (some silent, some always on);

@@ -4,17 +4,19 @@ import re
 
 import pytest
 
-from firstspike.sim.mutation import (EDGE_NETWORKS, FULL_GROUP_NETWORKS, PROBES, _parse, _short, mutated_design,
-                                     mutation_score, suite, suite_config, suite_seeds)
+from firstspike.sim.mutation import (EDGE_NETWORKS, FULL_GROUP_NETWORKS, PROBES, RATE_EDGE_NETWORKS, _parse, _short,
+                                     mutated_design, mutation_score, suite, suite_config, suite_seeds)
 
 
 def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     assert suite_seeds(5) == [1, 5, 9, 13, 17]
     nets = suite(5, 6)
-    edges = (1, 5, 9, 13, 17)[:EDGE_NETWORKS]
+    edges = (1, 5, 9, 13)[:EDGE_NETWORKS]  # fuzz network 17 is rate_if: its edges are the rate edge networks'
     assert [name for name, _, _ in nets] == [f"fuzz {s}" for s in (1, 5, 9, 13, 17)] + [
-        f"fuzz {s} at thresholds" for s in edges] + [f"threshold probe {k}" for k in range(PROBES)] + [
-        f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
+        f"fuzz {s} at thresholds" for s in edges] + [f"rate threshold edges {k}" for k in range(RATE_EDGE_NETWORKS)] + [
+        f"threshold probe {k}" for k in range(PROBES)] + [f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
+    assert [model.coding for _, model, _ in nets].count("rate") == 1 + RATE_EDGE_NETWORKS
+    assert nets[4][2].shape == (6, 16, nets[4][1].layers[0].n_in)  # a rate network's 6 input trains
     probes = nets[-PROBES - FULL_GROUP_NETWORKS:-FULL_GROUP_NETWORKS]
     # the probes meet every (t, exactly / one below) pair of every hidden layer's table
     pairs = set()
@@ -24,7 +26,8 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
             pairs |= {(th.index(b + d), d) for b in layer.bias.tolist() for d in (0, 1) if b + d in th}
     assert pairs == {(t, d) for t in range(16) for d in (0, 1)}
     assert all(len(times) == 6 for _, _, times in nets[:-PROBES - FULL_GROUP_NETWORKS])  # a probe needs one image
-    assert (nets[-PROBES - FULL_GROUP_NETWORKS - 1][2][0] == -1).all()  # threshold-edge networks: a silent image first
+    edge = nets[-PROBES - FULL_GROUP_NETWORKS - RATE_EDGE_NETWORKS - 1]
+    assert edge[0].endswith("at thresholds") and (edge[2][0] == -1).all()  # a silent image first
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
     # the full-group networks fill whole event groups up to x = 7, and do not change the array

@@ -5,7 +5,6 @@ Random networks: reproduce a failure with the seed printed in the assertion mess
 ``np.random.default_rng(seed)``.
 """
 import copy
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,10 +17,9 @@ from firstspike.sim.check import check_networks_on_rtl, first_mismatch
 from firstspike.flow import simulate
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
-from firstspike.sw.formats import ZERO_CODE
-from firstspike.sw.model import SnnModel
 from firstspike.sw.random_models import (as_rate_if, at_thresholds, random_cnn, random_input_times,
-                                           random_input_trains, random_model, random_resnet, threshold_probe)
+                                           random_input_trains, random_model, random_resnet, rate_threshold_edges,
+                                           threshold_probe)
 
 # (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8. Odd shapes are "tiled": the
 # weight buffer holds one output channel's weights, so layers run in several weight tiles.
@@ -211,22 +209,12 @@ def _rate_nets(index, timing):
 
 
 def _rate_edge_nets(timing):
-    """rate_if nets whose first hidden layer sits on its thresholds: zero weights, a bias that
-    divides the threshold and an initial potential that is a multiple of the bias, so V
-    reaches exactly TH at some steps (V >= TH fires there, V > TH would not)."""
+    """rate_if nets whose first hidden layer sits exactly on its thresholds at some steps
+    (sw.random_models.rate_threshold_edges)."""
     out = []
     for k in range(3):
         rng = np.random.default_rng([k, 6])
-        model = as_rate_if(rng, random_model(rng, [5, 12, 9, 3], timing))
-        first = model.layers[0]
-        th = rng.integers(1, 13, size=first.channels)
-        bias = th // rng.choice([1, 2, 3, 4], size=first.channels)
-        bias = np.where((bias > 0) & (th % np.maximum(bias, 1) == 0), bias, th)
-        initial = bias * rng.integers(0, th // bias + 1)
-        layers = [replace(first, weights=np.full_like(first.weights, ZERO_CODE), thresholds=th.astype(np.int64),
-                          bias=bias.astype(np.int64), initial=initial.astype(np.int64))] + model.layers[1:]
-        model = SnnModel(timing=timing, input_theta=model.input_theta, layers=layers, name=f"rate-edge-{k}")
-        out.append((k, model, random_input_trains(rng, 5, 2, timing)))
+        out.append((k, rate_threshold_edges(rng, [5, 12, 9, 3], timing), random_input_trains(rng, 5, 2, timing)))
     return out
 
 
