@@ -220,81 +220,102 @@ def fire_cycles(fired: np.ndarray, g: dict, slots: int, pes: int, lanes: int) ->
     return window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
 
 
-def rate_layer_counts(model: SnnModel, k: int, d, cfg: ArrayConfig, golden: GoldenResult, network_addr: int,
+class _RatePass:
+    """One set of synapses of a rate_if layer (its own, or its shortcut's) over its input trains:
+    what the cycle model needs of each of its passes (hw/sequencer.py)."""
+
+    def __init__(self, synapses, d, trains: np.ndarray, cfg: ArrayConfig, network_addr: int, latency: int):
+        g = hardware_geometry(synapses)
+        pes, T, word_bytes = cfg.pes, cfg.timing.T, cfg.bus_bits // 8
+        self.d, self.group_size = d, cfg.group_size
+        self.loads = [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
+                                  d.last_beats if t == d.tiles - 1 else d.tile_beats,
+                                  d.last_rows if t == d.tiles - 1 else d.tile_rows,
+                                  external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
+        self.beats = [d.last_beats if t == d.tiles - 1 else d.tile_beats for t in range(d.tiles)]
+        self.slots = [d.last_slots if t == d.tiles - 1 else d.tile_slots for t in range(d.tiles)]
+        self.taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
+                             axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))
+        b = len(trains)
+        self.active = (trains != 0).reshape(b, T, g["c_in"], g["h_in"], g["w_in"])
+        self.w_in = g["w_in"]
+        self.events = self.active.sum(axis=(1, 2, 3, 4))
+        self.commands = (self.active * (self.taps * d.slots)[None, None, None]).sum(axis=(1, 2, 3, 4))
+        _, mag = split_codes(synapses.weights)
+        nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
+        per_step = torch.from_numpy(self.active.reshape(b * T, g["c_in"], g["h_in"], g["w_in"]).astype(np.float64))
+        updates = torch.nn.functional.conv2d(per_step, torch.from_numpy(nonzero[None].astype(np.float64)),
+                                             stride=g["stride"], padding=g["padding"])
+        self.updates = updates.reshape(b, -1).sum(dim=1).numpy().astype(np.int64)
+
+    def steps(self, i: int) -> list[np.ndarray]:
+        """Image i's events step by step, each step's in (y, x, c) order: their flat positions y * W_in + x."""
+        return [np.argwhere(a.transpose(1, 2, 0))[:, :2] @ np.array([self.w_in, 1]) for a in self.active[i]]
+
+
+def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: GoldenResult, network_addr: int,
                       latency: int, head: int) -> LayerCounts:
     """Counts of a rate_if layer (hw/sequencer.py): HEADER, DESCRIPTOR, LOAD_BIASES, INIT, then
-    per step t, per tile, LOAD_WEIGHTS (a one-tile layer loads once, at the first step with
-    input events left) and ACCUMULATE over step t's events, then AFTER_ACCUMULATE and FIRE. A
-    step with no events left takes one cycle instead of its passes; a pass that ends at a
-    later step's event spends a cycle seeing it (r_last = 1; 3 cycles with no events of its
+    per step t, per tile, LOAD_WEIGHTS (a one-tile layer without a shortcut loads once, at the
+    first step with input events left) and ACCUMULATE over step t's events, then (a layer with
+    shortcut descriptor ``sc``) one cycle and the same over its source's step-t events, then
+    AFTER_ACCUMULATE and FIRE. A pass with no events left takes one cycle; a pass that ends at
+    a later step's event spends a cycle seeing it (r_last = 1; 3 cycles with no events of its
     own). The output layer accumulates all steps' events in one pass after INIT."""
     layer = model.layers[k]
     g = hardware_geometry(layer)
-    pes, T, word_bytes = cfg.pes, cfg.timing.T, cfg.bus_bits // 8
+    pes, T = cfg.pes, cfg.timing.T
     bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.bias_rows,
                             external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
-    tile_loads = [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
-                              d.last_beats if t == d.tiles - 1 else d.tile_beats,
-                              d.last_rows if t == d.tiles - 1 else d.tile_rows,
-                              external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
-    tile_slots = [d.last_slots if t == d.tiles - 1 else d.tile_slots for t in range(d.tiles)]
-    all_beats = d.tile_beats * (d.tiles - 1) + d.last_beats
-    taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
-                    axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))
-    trains = golden.spikes[k]
-    b = len(trains)
-    active = (trains != 0).reshape(b, T, g["c_in"], g["h_in"], g["w_in"])
+    passes = [_RatePass(layer, d, golden.spikes[k], cfg, network_addr, latency)]
+    if sc is not None:
+        passes.append(_RatePass(model.shortcut_synapses(k), sc, golden.spikes[layer.shortcut.source], cfg,
+                                network_addr, latency))
+    b = len(golden.spikes[k])
     acc_count = g["h_out"] * g["w_out"] * d.slots
     scan = g["h_pool"] * g["w_pool"] * d.slots * g["pool"] ** 2  # fire reads per PE and step
-    cycles = np.zeros(b, dtype=np.int64)
-    accumulate, loads, beats, reads, writebacks = (np.zeros(b, dtype=np.int64) for _ in range(5))
+    cycles, accumulate, loads, beats, reads, writebacks = (np.zeros(b, dtype=np.int64) for _ in range(6))
     fire = np.zeros((b, T), dtype=np.int64)
     if not layer.is_output:
         out = golden.spikes[k + 1]
         fire = np.stack([fire_cycles(out[:, t] != 0, g, d.slots, pes, cfg.spike_lanes) for t in range(T)], axis=1)
-    for i in range(b):
-        # step by step, each step's events in (y, x, c) order: their flat positions y * W_in + x
-        steps = [np.argwhere(active[i, t].transpose(1, 2, 0))[:, :2] @ np.array([g["w_in"], 1]) for t in range(T)]
-        if layer.is_output:
-            n, tp = stream_groups(np.concatenate(steps), taps, cfg.group_size)
-            if len(n):
-                passes = [accumulate_cycles(n, tp, s) for s in tile_slots]
-                cycles[i] = sum(passes) + sum(tile_loads)
-                accumulate[i], loads[i], beats[i] = sum(passes) - d.tiles, sum(tile_loads), all_beats
-                reads[i], writebacks[i] = int(n.sum()) * d.tiles, int((tp * d.slots).sum())
+
+    def run_pass(i: int, p: _RatePass, events: np.ndarray, stopped: bool, reload: bool) -> None:
+        n, tp = stream_groups(events, p.taps, cfg.group_size)
+        for tile in range(p.d.tiles):
+            if reload:
+                cycles[i] += p.loads[tile]
+                loads[i] += p.loads[tile]
+                beats[i] += p.beats[tile]
             else:
-                cycles[i] = 1
+                cycles[i] += 1  # LOAD_WEIGHTS: the only tile is still in the buffers
+            a = accumulate_cycles(n, tp, p.slots[tile], stopped=stopped)
+            cycles[i] += a
+            accumulate[i] += a - 1
+        reads[i] += (len(events) + int(stopped)) * p.d.tiles
+        writebacks[i] += int((tp * p.d.slots).sum())
+
+    for i in range(b):
+        if layer.is_output:
+            events = np.concatenate(passes[0].steps(i))
+            if len(events):
+                run_pass(i, passes[0], events, stopped=False, reload=True)
+            else:
+                cycles[i] += 1
             continue
-        left = np.cumsum([len(e) for e in steps][::-1])[::-1]  # events at steps >= t
+        per_pass = [p.steps(i) for p in passes]
+        left = [np.cumsum([len(e) for e in steps][::-1])[::-1] for steps in per_pass]  # events at steps >= t
         loaded = False
-        for t, events in enumerate(steps):
+        for t in range(T):
+            for j, (p, steps) in enumerate(zip(passes, per_pass)):
+                cycles[i] += j  # the shortcut pass starts from AFTER_ACCUMULATE
+                if left[j][t] == 0:
+                    cycles[i] += 1  # LOAD_WEIGHTS sees no events left
+                    continue
+                reload = not (loaded and p.d.tiles == 1 and sc is None)
+                run_pass(i, p, steps[t], stopped=bool(left[j][t] > len(steps[t])), reload=reload)
+                loaded = True
             cycles[i] += 1 + fire[i, t]  # AFTER_ACCUMULATE, FIRE
-            if left[t] == 0:
-                cycles[i] += 1  # LOAD_WEIGHTS sees no events left
-                continue
-            later = left[t] > len(events)
-            n, tp = stream_groups(events, taps, cfg.group_size)
-            for tile in range(d.tiles):
-                if d.tiles == 1 and loaded:
-                    cycles[i] += 1
-                else:
-                    cycles[i] += tile_loads[tile]
-                    loads[i] += tile_loads[tile]
-                    beats[i] += d.last_beats if tile == d.tiles - 1 else d.tile_beats
-                a = accumulate_cycles(n, tp, tile_slots[tile], stopped=later)
-                cycles[i] += a
-                accumulate[i] += a - 1
-            loaded = True
-            reads[i] += (len(events) + int(later)) * d.tiles
-            writebacks[i] += int((tp * d.slots).sum())
-    events = active.sum(axis=(1, 2, 3, 4))
-    commands = (active * (taps * d.slots)[None, None, None]).sum(axis=(1, 2, 3, 4))
-    _, mag = split_codes(layer.weights)
-    nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
-    per_step = torch.from_numpy(active.reshape(b * T, g["c_in"], g["h_in"], g["w_in"]).astype(np.float64))
-    updates = torch.nn.functional.conv2d(per_step, torch.from_numpy(nonzero[None].astype(np.float64)),
-                                         stride=g["stride"], padding=g["padding"])
-    updates = updates.reshape(b, -1).sum(dim=1).numpy().astype(np.int64)
     base = head + 1 + bias_load + acc_count  # HEADER, DESCRIPTOR, LOAD_BIASES, INIT
     if layer.is_output:
         cycles = base + cycles + 1
@@ -303,14 +324,17 @@ def rate_layer_counts(model: SnnModel, k: int, d, cfg: ArrayConfig, golden: Gold
         cycles = base + cycles
         spikes = (golden.spikes[k + 1] != 0).sum(axis=(1, 2))
         fired, writes = scan * pes * T, acc_count + scan * T
-    return LayerCounts(kind=layer.kind, cycles=cycles, input_events=events, weight_reads=commands * pes,
-                       acc_updates=updates, acc_writebacks=writebacks * pes, spikes=spikes, fired_neurons=fired,
+    updates = sum(p.updates for p in passes)
+    return LayerCounts(kind=layer.kind, cycles=cycles, input_events=passes[0].events,
+                       weight_reads=sum(p.commands for p in passes) * pes, acc_updates=updates,
+                       acc_writebacks=writebacks * pes, spikes=spikes, fired_neurons=fired,
                        init_writes=writes * pes, accumulate_cycles=accumulate,
                        pe_utilization=updates / (pes * cycles),
                        accumulate_utilization=updates / (pes * np.maximum(1, accumulate)), tiles=d.tiles,
                        memory_beats=header_words(cfg) + d.bias_beats + beats, load_cycles=head + bias_load + loads,
-                       shortcut_events=np.zeros(b, dtype=np.int64), event_reads=reads, fire_comparisons=fired,
-                       threshold_reads=fired, count_accesses=acc_count * pes + 2 * fired)
+                       shortcut_events=passes[1].events if sc is not None else np.zeros(b, dtype=np.int64),
+                       event_reads=reads, fire_comparisons=fired, threshold_reads=fired,
+                       count_accesses=acc_count * pes + 2 * fired)
 
 
 def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
@@ -332,7 +356,7 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         slots = d.slots
         head = header_cycles(network_addr + k * n_header * word_bytes, n_header, cfg.bus_bits, latency)
         if layer.neuron == "rate_if":
-            out.append(rate_layer_counts(model, k, d, cfg, golden, network_addr, latency, head))
+            out.append(rate_layer_counts(model, k, d, shortcuts[k], cfg, golden, network_addr, latency, head))
             dirty = 0  # rate_if layers INIT what they use and never CLEAR
             continue
         bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.slots,

@@ -58,7 +58,8 @@ class Sequencer(wiring.Component):
       FIRE, which adds the bias, fires at threshold, subtracts it and appends step t's
       spikes. A rate_if output layer accumulates all steps' events in one pass onto its
       INIT value, initial + T * bias (what T steps of bias add). Rate layers need no CLEAR:
-      INIT writes every accumulator they read.
+      INIT writes every accumulator they read. A rate_if layer with a shortcut runs the
+      SHORTCUT pass in every step, over its source's events of that step.
 
     After reset or a new network address, the next start first clears every accumulator
     (not counted in the run's cycles).
@@ -136,6 +137,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [last.eq(desc.last), rate.eq(desc.rate)]
         step = Signal(range(T))  # a rate_if layer's step
         cursor = Signal(range(cfg.event_depth + 1))  # where its next step's input events start
+        sc_cursor = Signal.like(cursor)  # ... and its shortcut source's
         loaded = Signal()  # the layer's weights are in the buffers (a one-tile rate_if layer loads once)
         header_addr = Signal(external.ADDR_BITS)
         # the events the grouper reads: the layer's input, or its shortcut source's
@@ -265,7 +267,8 @@ class Sequencer(wiring.Component):
             with m.State("DESCRIPTOR"):
                 m.d.sync += [slot.eq(0), acc.eq(0), tile.eq(0), tile_first.eq(0), tile_offset.eq(0),
                              shortcut_pass.eq(0), ev_base.eq(in_base), ev_end.eq(in_end),
-                             step.eq(0), cursor.eq(in_base), loaded.eq(0)]
+                             step.eq(0), cursor.eq(in_base), sc_cursor.eq(starts[self.header.source]),
+                             loaded.eq(0)]
                 with m.If(~last & ~rate):
                     m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
                 with m.If((dirty != 0) & ~rate):
@@ -299,7 +302,7 @@ class Sequencer(wiring.Component):
             with m.State("LOAD_WEIGHTS"):  # the weights of tile `tile`; none without input events
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
-                with m.Elif(rate & loaded & (pas.tiles == 1)):  # the only tile is still in the buffers
+                with m.Elif(rate & loaded & (pas.tiles == 1) & ~self.header.has_shortcut):  # the only tile is in
                     m.next = "ACCUMULATE_FIRST"
                 with m.Else():
                     load(self.network_addr + pas.weight_addr + tile_offset,
@@ -323,6 +326,8 @@ class Sequencer(wiring.Component):
                 with m.If(grouper.taken & (tile == 0) & ~shortcut_pass):
                     m.d.sync += [counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1),
                                  cursor.eq(cursor + 1)]
+                with m.If(grouper.taken & (tile == 0) & shortcut_pass):
+                    m.d.sync += sc_cursor.eq(sc_cursor + 1)
                 with m.If(grouper.done & last_tile):
                     m.next = "AFTER_ACCUMULATE"
                 with m.Elif(grouper.done):  # the next tile reads the same events again
@@ -333,7 +338,8 @@ class Sequencer(wiring.Component):
                 with m.If(self.header.has_shortcut & ~shortcut_pass):  # SHORTCUT: the source's events
                     src = self.header.source
                     m.d.sync += Assert(~last & (src <= layer), "a shortcut feeds a hidden layer from an earlier source")
-                    m.d.sync += [shortcut_pass.eq(1), ev_base.eq(starts[src]), ev_end.eq(starts[src + 1]),
+                    m.d.sync += [shortcut_pass.eq(1), ev_base.eq(Mux(rate, sc_cursor, starts[src])),
+                                 ev_end.eq(starts[src + 1]),
                                  tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
                     m.next = "LOAD_WEIGHTS"
                 with m.Elif(last):
@@ -346,8 +352,8 @@ class Sequencer(wiring.Component):
             with m.State("FIRE"):  # until the scanner's last sample is taken and its spikes are written
                 m.d.comb += self.cmd.eq(scanner.cmd)
                 with m.If(scanner.done & rate & (step != T - 1)):  # the next step of a rate_if layer
-                    m.d.sync += [step.eq(step + 1), ev_base.eq(cursor), tile.eq(0), tile_first.eq(0),
-                                 tile_offset.eq(0)]
+                    m.d.sync += [step.eq(step + 1), ev_base.eq(cursor), ev_end.eq(in_end), shortcut_pass.eq(0),
+                                 tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
                     m.next = "LOAD_WEIGHTS"
                 with m.Elif(scanner.done):
                     end_layer()

@@ -430,8 +430,9 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
         if th.size == 0 or not (np.all(np.isfinite(th)) and np.all(th > 0)):
             raise ConversionError(f"threshold of hidden layer {k} must be positive, not {thetas[k]!r}")
     if any(st.shortcut is not None for st in stages):
-        if neuron != "ttfs":
-            raise ConversionError(f"residual shortcuts run with ttfs neurons only, not {neuron} (docs/spec.md, 14)")
+        if neuron not in ("ttfs", "rate_if"):
+            raise ConversionError(f"residual shortcuts run with ttfs and rate_if neurons, not {neuron} "
+                                  "(docs/spec.md, 14)")
         if rounding != "nearest":
             raise ConversionError("adaptive rounding does not handle residual shortcuts yet; use rounding='nearest' "
                                   "(firstspike convert --rounding nearest)")
@@ -456,10 +457,12 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
         try:
             w_ann = w
             w, factor = model_of.fold_input_scale(w, theta_prev, st.in_shape)
-            if st.shortcut is not None:  # spec 14.3: the two thresholds' ratio goes into the shortcut's weights
-                src = st.shortcut.source
-                theta_src = float(input_theta) if src == 0 else float(np.asarray(thetas[src - 1]))
-                w_sc = st.shortcut.layer.weight.detach().cpu().double().numpy() * (theta_src / theta_prev)
+            if st.shortcut is not None:  # spec 14.3: what a source spike stands for goes into the shortcut's
+                src = st.shortcut.source  # weights, relative to the layer's unit (ttfs: theta_src / theta_prev)
+                theta_src = input_theta if src == 0 else thetas[src - 1]
+                w_sc, f_sc = model_of.fold_input_scale(st.shortcut.layer.weight.detach().cpu().double().numpy(),
+                                                       theta_src, st.shortcut.in_shape)
+                w_sc = w_sc * (f_sc / factor)
                 if st.shortcut.layer.bias is not None:
                     b = b + st.shortcut.layer.bias.detach().cpu().double().numpy()
                 s = weight_scale_for(np.concatenate([w.ravel(), w_sc.ravel()]))

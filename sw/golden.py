@@ -150,19 +150,30 @@ class GoldenModel:
         """``spikes`` as layer k's input spikes, or InputError."""
         return self.neurons[k].check_spikes(spikes, self.model.layers[k].n_in, self.model.timing, f"layer {k}")
 
-    def synaptic_sums(self, k: int, slots: np.ndarray, bias: bool = True) -> torch.Tensor:
+    def synaptic_sums(self, k: int, slots: np.ndarray, bias: bool = True,
+                      shortcut_slots: np.ndarray | None = None) -> torch.Tensor:
         """bias (unless ``bias`` is False) + what the inputs' spikes add, (rows, C_out * H_out * W_out),
         exact integers in self.dtype.
 
-        ``slots`` (rows, n_in) int: each input's event slot (-1: no spike).
+        ``slots`` (rows, n_in) int: each input's event slot (-1: no spike). A layer with a
+        shortcut adds its source's spikes: ``shortcut_slots`` (rows, n_src), the same rows'
+        (rate codings pass one row per image and step), by default the source's ttfs times.
         """
         sums = self._spike_sums(self.model.layers[k], self._tables[k], self._fan_maps[k], slots)
         if k in self._shortcuts:  # a residual connection adds its source's spikes (spec section 14)
-            if self._sources is None:
-                raise InputError(f"layer {k} has a shortcut: run the network (run_spikes) or use layer_potentials "
-                                 "with shortcut_spikes")
-            sums.add_(self._spike_sums(*self._shortcuts[k], self._sources[self.model.layers[k].shortcut.source]))
+            if shortcut_slots is None:
+                shortcut_slots = self.shortcut_spikes(k)
+            sums.add_(self._spike_sums(*self._shortcuts[k], shortcut_slots))
         return sums.add_(self._biases[k]) if bias else sums
+
+    def shortcut_spikes(self, k: int) -> np.ndarray | None:
+        """The spikes of layer k's shortcut source in the run in progress; None without a shortcut."""
+        if k not in self._shortcuts:
+            return None
+        if self._sources is None:
+            raise InputError(f"layer {k} has a shortcut: run the network (run_spikes) or use layer_potentials "
+                             "with shortcut_spikes")
+        return self._sources[self.model.layers[k].shortcut.source]
 
     def _spike_sums(self, layer: SnnLayer, table: torch.Tensor, fan_map: tuple, slots: np.ndarray) -> torch.Tensor:
         """What the inputs' spikes add through ``layer``'s synapses, without the bias."""

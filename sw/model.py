@@ -271,9 +271,9 @@ class SnnModel:
     def _check_shortcut(self, k: int, where: str, last: bool) -> None:
         sc = self.layers[k].shortcut
         layer = self.layers[k]
-        if last or layer.kind != "conv" or layer.neuron != "ttfs":
-            raise FormatError(f"{where}: only hidden ttfs conv layers take a shortcut (the output layer and "
-                              "linear, rate_if and diff_if layers do not)")
+        if last or layer.kind != "conv" or layer.neuron not in ("ttfs", "rate_if"):
+            raise FormatError(f"{where}: only hidden ttfs and rate_if conv layers take a shortcut (the output layer "
+                              "and linear and diff_if layers do not)")
         if not isinstance(sc.source, (int, np.integer)) or not 0 <= sc.source <= k:
             raise FormatError(f"{where}: shortcut source must be 0 (the input) .. {k} (the layer's own input), "
                               f"not {sc.source!r}")

@@ -175,7 +175,7 @@ def test_bad_shortcuts_are_rejected_by_name():
         with_shortcut(2, replace(sc, weights=np.full((3, 2, 1, 1), 15, dtype=np.uint8)))
     with pytest.raises(FormatError, match="gives .* positions, the layer"):
         with_shortcut(2, replace(sc, stride=2))
-    with pytest.raises(FormatError, match="only hidden ttfs conv layers take a shortcut"):
+    with pytest.raises(FormatError, match="only hidden ttfs and rate_if conv layers take a shortcut"):
         with_shortcut(3, Shortcut(source=0, weights=np.full((5, 2, 1, 1), 15, dtype=np.uint8)))
     with pytest.raises(FormatError, match="layer 2 shortcut: code 0b11111"):
         with_shortcut(2, replace(sc, weights=np.full(sc.weights.shape, 31, dtype=np.uint8)))

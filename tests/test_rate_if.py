@@ -14,12 +14,13 @@ from firstspike.sw.formats import FormatError, Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import ModelFileError, SnnModel
 from firstspike.sw.neurons import NEURON_MODELS, neuron_model, rate_if
-from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model
+from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model, random_resnet
 from step_reference import CASE_IDS, CASES, golden_equals_reference, random_shape_model, step_input
 
 
 def _reference(model: SnnModel, trains: np.ndarray):
-    """Spike trains per layer and output potentials, every layer advanced one step at a time."""
+    """Spike trains per layer and output potentials, every layer advanced one step at a time; a
+    layer with a shortcut also adds its source's spikes of the same step (spec section 14)."""
     t = model.timing
     layers = model.layers
     pos = [layer.n_neurons // layer.channels for layer in layers]
@@ -29,8 +30,11 @@ def _reference(model: SnnModel, trains: np.ndarray):
     out = [np.zeros((t.T, layer.n_out), dtype=np.uint8) for layer in layers[:-1]]
     for step in range(t.T):
         spikes = trains[step]
+        sources = [spikes]  # this step's spikes of every source: the input, then each hidden layer's
         for k, layer in enumerate(layers):
             v[k] += step_input(layer, spikes, t) + np.repeat(layer.bias, layer.n_neurons // layer.channels)
+            if layer.shortcut is not None:
+                v[k] += step_input(model.shortcut_synapses(k), sources[layer.shortcut.source], t)
             if layer.is_output:
                 break
             th = np.repeat(layer.thresholds, pos[k])
@@ -46,7 +50,21 @@ def _reference(model: SnnModel, trains: np.ndarray):
             assert set(np.unique(spikes)) <= {0, 1}
             pooled_before[k] = pooled
             out[k][step] = spikes
+            sources.append(spikes)
     return out, v[-1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_residual_rate_networks_equal_the_stepwise_reference(seed):
+    """rate_if layers with shortcuts (spec sections 12 and 14): identity, 1x1 and 3x3 shortcuts
+    from the input and from hidden layers, strided, pooled after the add; reproduce with the seed."""
+    rng = np.random.default_rng(300 + seed)
+    t = Timing(T=int(rng.integers(2, 9)), B=2, frac_bits=int(rng.integers(10, 15)))
+    blocks = [dict(channels=int(rng.integers(1, 6)), stride=int(rng.choice([1, 2])), pool=int(rng.choice([1, 2])),
+                   shortcut_kernel=int(rng.choice([1, 3]))) for _ in range(int(rng.integers(1, 3)))]
+    model = as_rate_if(rng, random_resnet(rng, (2, 8, 8), blocks, 3, t, stem=bool(seed % 2)))
+    assert any(layer.shortcut is not None for layer in model.layers)
+    golden_equals_reference(model, random_input_trains(rng, model.sizes[0], 3, t), _reference, seed)
 
 
 def _random_rate(kind: str, seed: int, t: Timing) -> SnnModel:

@@ -144,18 +144,22 @@ def _resnets(index, timing):
     for n in range(RESNETS_PER_CONFIG):
         seed = 9000 + 1000 * index + n
         rng = np.random.default_rng(seed)
-        shape = (int(rng.integers(1, 4)), int(rng.integers(4, 9)), int(rng.integers(4, 9)))
-        blocks, h = [], min(shape[1:])
-        for _ in range(int(rng.integers(1, 3))):
-            stride = int(rng.choice([1, 2]))
-            h = (h - 1) // stride + 1
-            pool = int(rng.choice([1, 1, 2])) if h >= 2 else 1
-            h //= pool
-            blocks.append(dict(channels=int(rng.choice([rng.integers(1, 9), rng.integers(9, 21)])), stride=stride,
-                               pool=pool, shortcut_kernel=int(rng.choice([1, 1, 3]))))
-        model = random_resnet(rng, shape, blocks, int(rng.integers(2, 11)), timing, stem=bool(rng.random() < 0.7))
+        model = _residual_net(rng, timing)
         out.append((seed, model, random_input_times(rng, model.layers[0].n_in, 2, timing)))
     return out
+
+
+def _residual_net(rng, timing):
+    shape = (int(rng.integers(1, 4)), int(rng.integers(4, 9)), int(rng.integers(4, 9)))
+    blocks, h = [], min(shape[1:])
+    for _ in range(int(rng.integers(1, 3))):
+        stride = int(rng.choice([1, 2]))
+        h = (h - 1) // stride + 1
+        pool = int(rng.choice([1, 1, 2])) if h >= 2 else 1
+        h //= pool
+        blocks.append(dict(channels=int(rng.choice([rng.integers(1, 9), rng.integers(9, 21)])), stride=stride,
+                           pool=pool, shortcut_kernel=int(rng.choice([1, 1, 3]))))
+    return random_resnet(rng, shape, blocks, int(rng.integers(2, 11)), timing, stem=bool(rng.random() < 0.7))
 
 
 @pytest.mark.parametrize("index", range(len(RESNET_SHAPES)),
@@ -196,14 +200,16 @@ RATE_NETS_PER_CONFIG = 6
 
 
 def _rate_nets(index, timing):
-    """Random rate_if networks: the MLP and conv net generators' shapes (conv nets with rate max
-    pooling) with per-channel thresholds and initial potentials (as_rate_if), input trains at
-    random rates (some inputs silent, some spiking every step), one seed per network."""
+    """Random rate_if networks: the MLP, conv net and residual net generators' shapes (rate max
+    pooling, shortcuts run in every step) with per-channel thresholds and initial potentials
+    (as_rate_if), input trains at random rates (some inputs silent, some spiking every step),
+    one seed per network."""
     out = []
     for n in range(RATE_NETS_PER_CONFIG):
         seed = 20000 + 1000 * index + n
         rng = np.random.default_rng(seed)
-        model = as_rate_if(rng, _mlp(rng, timing) if n % 2 == 0 else _conv_net(rng, timing))
+        make = (_mlp, _conv_net, _residual_net)[n % 3]
+        model = as_rate_if(rng, make(rng, timing))
         out.append((seed, model, random_input_trains(rng, model.layers[0].n_in, 2, timing)))
     return out
 
@@ -244,10 +250,11 @@ def test_rate_nets_cover_the_rate_datapath():
             seen |= {("pool", layer.pool) for layer in model.layers}
             seen.add(("slots > 1", any(layer.channels > pes for layer in model.layers)))
             seen.add(("tiles > 1", any(d.tiles > 1 for d in network_image(model, cfg).descriptors)))
+            seen.add(("shortcut", any(layer.shortcut is not None for layer in model.layers)))
             rates = trains.mean(axis=1)
             seen |= {("silent input", bool((rates == 0).any())), ("always on", bool((rates == 1).any()))}
     assert {("pool", 1), ("pool", 2), ("slots > 1", True), ("tiles > 1", True), ("silent input", True),
-            ("always on", True)} <= seen
+            ("always on", True), ("shortcut", True)} <= seen
     assert len(CONFIGS) * RATE_NETS_PER_CONFIG >= 30
     timing = Timing(T=16, B=2, frac_bits=16)
     for _, model, _ in _rate_edge_nets(timing):

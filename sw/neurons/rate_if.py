@@ -191,13 +191,18 @@ def step_inputs(golden, k: int, trains: np.ndarray, bias: bool = True):
     A spike of +1 uses event slot 0 of the synapse table, one of -1 (diff_if) slot 1."""
     b, T, n_in = trains.shape
     n = golden.model.layers[k].n_neurons
-    step = max(1, CHUNK_ENTRIES // (T * max(n, n_in)))
+    source = golden.shortcut_spikes(k)  # a residual layer's shortcut source (spec section 14): its trains
+    step = max(1, CHUNK_ENTRIES // (T * max(n, n_in, 0 if source is None else source.shape[-1])))
     for start in range(0, b, step):
         part = trains[start:start + step]
-        flat = part.reshape(-1, n_in)
-        slots = np.where(flat == 0, NO_SPIKE, np.where(flat > 0, 0, 1))  # slot 1: negative spikes (diff_if)
-        sums = golden.synaptic_sums(k, slots, bias).numpy().astype(np.int64)
-        yield sums.reshape(len(part), T, n)
+        extra = None if source is None else spike_slots(source[start:start + step].reshape(len(part) * T, -1))
+        sums = golden.synaptic_sums(k, spike_slots(part.reshape(-1, n_in)), bias, shortcut_slots=extra)
+        yield sums.numpy().astype(np.int64).reshape(len(part), T, n)
+
+
+def spike_slots(flat: np.ndarray) -> np.ndarray:
+    """Event slots of binary or signed spikes (rows, n): 0 for +1, 1 for -1 (diff_if), NO_SPIKE for 0."""
+    return np.where(flat == 0, NO_SPIKE, np.where(flat > 0, 0, 1))
 
 
 def per_neuron(values: np.ndarray, layer) -> np.ndarray:
