@@ -104,8 +104,6 @@ class CatNetwork(nn.Module):
         self.quantise = quantise
         if coding not in ("ttfs", "rate"):
             raise InputError(f"coding must be ttfs or rate, not {coding!r}")
-        if coding != "ttfs" and any(st.shortcut is not None for st in self.stages):
-            raise InputError("residual shortcuts run with ttfs coding only (docs/spec.md, section 14)")
         # a conv shortcut's weights train too; an identity's unit diagonal is fixed (no gradient)
         self.shortcut_layers = nn.ModuleList(st.shortcut.layer for st in self.stages if st.shortcut is not None)
         self.coding = coding
@@ -147,9 +145,14 @@ class CatNetwork(nn.Module):
         for k, st in enumerate(self.stages):
             w, w_sc = (self._weights(st, theta_in) if self.quantise else None), None
             if st.shortcut is not None and self.quantise:  # one scale for both sets, in the layer's unit
-                ratio = source_thetas[st.shortcut.source] / theta_in
-                w, w_sc = log_quantise_weights(st.layer.weight, st.shortcut.layer.weight * ratio)
-                w_sc = w_sc / ratio
+                theta_src = source_thetas[st.shortcut.source]
+                if self.coding == "ttfs":  # spec 14.3: the thresholds' ratio goes into the shortcut's weights
+                    ratio = theta_src / theta_in
+                    w, w_sc = log_quantise_weights(st.layer.weight, st.shortcut.layer.weight * ratio)
+                    w_sc = w_sc / ratio
+                else:  # rate: each set's input threshold is folded into it before rounding (spec 14.3)
+                    w, w_sc = log_quantise_weights(st.layer.weight * theta_in, st.shortcut.layer.weight * theta_src)
+                    w, w_sc = w / theta_in, w_sc / theta_src
             z = st.forward(x, w, sources=sources, shortcut_weight=w_sc)
             if not st.hidden:
                 return z, hidden
