@@ -37,7 +37,7 @@ from firstspike.hw.config import ArrayConfig
 from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
-from firstspike.sw.random_models import (at_thresholds, random_cnn, random_input_times, random_input_trains,
+from firstspike.sw.random_models import (as_rate_if, at_thresholds, random_cnn, random_input_times, random_input_trains,
                                            rate_threshold_edges, threshold_probe)
 
 from .fuzz import SHAPES, random_network
@@ -71,8 +71,9 @@ WIDE_BITS = 20
 #: coordinate bit of the suite array); their
 #: 20 output channels need two weight tiles in the suite's array
 FULL_GROUP_NETWORKS = 2
-#: rate_if networks whose first hidden layer meets its thresholds exactly (the fuzz networks
-#: include rate_if ones too, sw/fuzz.py)
+#: rate_if networks whose first hidden layer meets its thresholds exactly, each followed by a
+#: rate_if CNN whose 6-channel layer (two slots of the 4 PEs) max-pools rate trains (the fuzz
+#: networks include rate_if ones too, sim/fuzz.py)
 RATE_EDGE_NETWORKS = 2
 RATE_EDGE_SIZES = [5, 12, 9, 3]
 
@@ -84,7 +85,8 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     then the first EDGE_NETWORKS of them with every hidden bias on a threshold edge
     (sw.random_models.at_thresholds), run on a silent image and mostly silent ones, so that
     potentials sit exactly at or one below a threshold (ttfs networks only), then
-    RATE_EDGE_NETWORKS rate_if networks on their thresholds, then PROBES threshold probes, then
+    RATE_EDGE_NETWORKS pairs of rate_if networks (on their thresholds; pooled), then PROBES
+    threshold probes, then
     FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
     networks need, so the design does not change with them)."""
     out, models = [], []
@@ -105,6 +107,9 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         rng = np.random.default_rng([k, 8])
         out.append((f"rate threshold edges {k}", rate_threshold_edges(rng, RATE_EDGE_SIZES, timing),
                     random_input_trains(rng, RATE_EDGE_SIZES[0], images, timing)))
+        model = as_rate_if(rng, random_cnn(rng, (2, 6, 6), [dict(channels=6, kernel=3, padding=1, pool=2)], [],
+                                           4, timing))
+        out.append((f"rate pooled {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing)))
     for k in range(PROBES):
         rng = np.random.default_rng([k, 4])
         probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS)

@@ -13,9 +13,11 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     nets = suite(5, 6)
     edges = (1, 5, 9, 13)[:EDGE_NETWORKS]  # fuzz network 17 is rate_if: its edges are the rate edge networks'
     assert [name for name, _, _ in nets] == [f"fuzz {s}" for s in (1, 5, 9, 13, 17)] + [
-        f"fuzz {s} at thresholds" for s in edges] + [f"rate threshold edges {k}" for k in range(RATE_EDGE_NETWORKS)] + [
+        f"fuzz {s} at thresholds" for s in edges] + [
+        name for k in range(RATE_EDGE_NETWORKS) for name in (f"rate threshold edges {k}", f"rate pooled {k}")] + [
         f"threshold probe {k}" for k in range(PROBES)] + [f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
-    assert [model.coding for _, model, _ in nets].count("rate") == 1 + RATE_EDGE_NETWORKS
+    assert [model.coding for _, model, _ in nets].count("rate") == 1 + 2 * RATE_EDGE_NETWORKS
+    assert all(model.layers[0].pool == 2 for name, model, _ in nets if name.startswith("rate pooled"))
     assert nets[4][2].shape == (6, 16, nets[4][1].layers[0].n_in)  # a rate network's 6 input trains
     probes = nets[-PROBES - FULL_GROUP_NETWORKS:-FULL_GROUP_NETWORKS]
     # the probes meet every (t, exactly / one below) pair of every hidden layer's table
@@ -26,7 +28,7 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
             pairs |= {(th.index(b + d), d) for b in layer.bias.tolist() for d in (0, 1) if b + d in th}
     assert pairs == {(t, d) for t in range(16) for d in (0, 1)}
     assert all(len(times) == 6 for _, _, times in nets[:-PROBES - FULL_GROUP_NETWORKS])  # a probe needs one image
-    edge = nets[-PROBES - FULL_GROUP_NETWORKS - RATE_EDGE_NETWORKS - 1]
+    edge = nets[-PROBES - FULL_GROUP_NETWORKS - 2 * RATE_EDGE_NETWORKS - 1]
     assert edge[0].endswith("at thresholds") and (edge[2][0] == -1).all()  # a silent image first
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
