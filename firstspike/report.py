@@ -146,13 +146,19 @@ def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = 
             [[s["method"], s["T"], s["B"], f"{100 * s['accuracy']:.2f} %", f"{s['spikes_per_image']:.1f}",
               f"{s['energy_per_image_uj'] * 1e3:.2f}", f"{s['cycles_per_image']:.0f}"] for s in sweep_rows]))
 
-    # spike-time histograms
+    # when spikes happen, per layer: ttfs spike times; rate-coded trains: spikes at each step
     n_hist = len(golden.spikes)
     fig, axes = plt.subplots(1, n_hist, figsize=(3.2 * n_hist, 3), squeeze=False)
+    steps = np.arange(model.timing.T)
     for k, (ax, s) in enumerate(zip(axes[0], golden.spikes)):
-        ax.hist(s[s != NO_SPIKE], bins=np.arange(model.timing.T + 1) - 0.5)
-        ax.set(title="input" if k == 0 else f"hidden {k - 1}", xlabel="spike time t", ylabel="spikes")
-    sections.append(f"<h2>Spike times per layer</h2><img src='{_save(fig, out / 'spike_times.png')}'>")
+        if s.ndim == 3:  # trains (images, T, neurons)
+            ax.bar(steps, (s != 0).sum(axis=(0, 2)), width=0.9)
+        else:
+            ax.hist(s[s != NO_SPIKE], bins=np.arange(model.timing.T + 1) - 0.5)
+        ax.set(title="input" if k == 0 else f"hidden {k - 1}", xlabel="spike time t" if s.ndim == 2 else "step t",
+               ylabel="spikes")
+    what = "Spike times" if golden.spikes[0].ndim == 2 else "Spikes at each step"
+    sections.append(f"<h2>{what} per layer</h2><img src='{_save(fig, out / 'spike_times.png')}'>")
 
     # per layer: cycles, utilisation, energy
     layers = r["layers"]
