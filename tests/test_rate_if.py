@@ -244,6 +244,14 @@ def test_cli_converts_to_rate_if_and_generates_its_processor(digits_cnn, tmp_pat
     assert main(["verilog", str(out), "--out", str(tmp_path / "v")]) == 0
     assert (tmp_path / "v" / "neuron_array.v").stat().st_size > 10_000 and (tmp_path / "v" / "memory.hex").exists()
     capsys.readouterr()
+    # the whole flow on the RTL: trains in, trains and scores back, bit- and cycle-exact, a report
+    assert main(["sim", "--model", str(out), "--pes", "4", "--images", "24", "--out", str(tmp_path / "sim"),
+                 "--verilog-dir", str(tmp_path / "sv")]) == 0
+    capsys.readouterr()
+    import json
+    r = json.loads((tmp_path / "sim" / "report.json").read_text())
+    assert r["mismatches"] == 0 and r["cycle_model_exact"] and r["rtl_accuracy"] == r["golden_accuracy"] > 0.9
+    assert r["spikes_per_image"] > 200 and r["memory_bits_per_pe"]["spike_counts"] > 0
     assert main(["convert", str(ann), "--neuron", "rate_if", "--calibration", "cat", "--out",
                  str(tmp_path / "x.npz")]) == 2
     assert "calibrate: --calibration max, percentile or iteration" in capsys.readouterr().err
