@@ -135,10 +135,11 @@ def beats(cfg: ArrayConfig) -> unsigned:
 
 def load_command(cfg: ArrayConfig) -> data.StructLayout:
     """Fill a buffer from external memory: ``rows`` rows from ``beats`` bus words at byte ``addr``
-    (a header is one row)."""
+    into buffer rows ``first_row``.. (a header is one row)."""
     words = unsigned(max(beats(cfg).width, header_words(cfg).bit_length()))
     return data.StructLayout({"addr": unsigned(external.ADDR_BITS), "beats": words,
                               "rows": unsigned(max(1, max(cfg.weight_buffer, cfg.bias_buffer).bit_length())),
+                              "first_row": unsigned(addr_width(max(cfg.weight_buffer, cfg.bias_buffer))),
                               "target": LoadTarget})
 
 

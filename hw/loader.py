@@ -18,8 +18,8 @@ def max_request_words(cfg: ArrayConfig) -> int:
 
 class BufferLoader(wiring.Component):
     """One load command: read ``beats`` bus words from ``addr``, cut them into ``rows`` rows
-    (hw/external.py packs them), write row r to address r of every PE's target buffer, PE p
-    taking its slice of the row. One row per cycle; the words come from a ``BurstReader``.
+    (hw/external.py packs them), write row r to address ``first_row + r`` of every PE's target
+    buffer, PE p taking its slice of the row. One row per cycle; the words come from a ``BurstReader``.
 
     Rows are cut by one ``RowUnpacker`` per target (weight rows are 5 bits per PE, bias rows
     ``acc_width``); while the loader is idle both are flushed, so every block starts at a
@@ -65,8 +65,8 @@ class BufferLoader(wiring.Component):
         header = Signal(words * cfg.bus_bits)  # word 0 ends up lowest
         word_count = Signal.like(command.beats)
         m.d.comb += self.header.eq(header[:layer_header(cfg).size])
-        m.d.comb += [self.weight_w.addr.eq(row), self.weight_w.data.eq(weight_rows.rows.payload),
-                     self.bias_w.addr.eq(row), self.bias_w.data.eq(bias_rows.rows.payload)]
+        m.d.comb += [self.weight_w.addr.eq(command.first_row + row), self.weight_w.data.eq(weight_rows.rows.payload),
+                     self.bias_w.addr.eq(command.first_row + row), self.bias_w.data.eq(bias_rows.rows.payload)]
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.command.ready.eq(1), weight_rows.flush.eq(1), bias_rows.flush.eq(1)]

@@ -256,8 +256,9 @@ class _RatePass:
 def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: GoldenResult, network_addr: int,
                       latency: int, head: int) -> LayerCounts:
     """Counts of a rate_if layer (hw/sequencer.py): HEADER, DESCRIPTOR, LOAD_BIASES, INIT, then
-    per step t, per tile, LOAD_WEIGHTS (a one-tile layer without a shortcut loads once, at the
-    first step with input events left) and ACCUMULATE over step t's events, then (a layer with
+    per step t, per tile, LOAD_WEIGHTS (a one-tile layer loads once, at the first step with
+    input events left; with a shortcut only if both weight sets are one tile and fit the buffer
+    together, else every step) and ACCUMULATE over step t's events, then (a layer with
     shortcut descriptor ``sc``) one cycle and the same over its source's step-t events, then
     AFTER_ACCUMULATE and FIRE. A pass with no events left takes one cycle; a pass that ends at
     a later step's event spends a cycle seeing it (r_last = 1; 3 cycles with no events of its
@@ -272,6 +273,8 @@ def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: 
         passes.append(_RatePass(model.shortcut_synapses(k), sc, golden.spikes[layer.shortcut.source], cfg,
                                 network_addr, latency))
     b = len(golden.spikes[k])
+    # both weight sets stay in the buffer (the shortcut's rows after the layer's) when each is one tile
+    resident = sc is not None and d.tiles == 1 and sc.tiles == 1 and d.tile_rows + sc.tile_rows <= cfg.weight_buffer
     acc_count = g["h_out"] * g["w_out"] * d.slots
     scan = g["h_pool"] * g["w_pool"] * d.slots * g["pool"] ** 2  # fire reads per PE and step
     cycles, accumulate, loads, beats, reads, writebacks = (np.zeros(b, dtype=np.int64) for _ in range(6))
@@ -305,16 +308,16 @@ def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: 
             continue
         per_pass = [p.steps(i) for p in passes]
         left = [np.cumsum([len(e) for e in steps][::-1])[::-1] for steps in per_pass]  # events at steps >= t
-        loaded = False
+        loaded = [False, False]
         for t in range(T):
             for j, (p, steps) in enumerate(zip(passes, per_pass)):
                 cycles[i] += j  # the shortcut pass starts from AFTER_ACCUMULATE
                 if left[j][t] == 0:
                     cycles[i] += 1  # LOAD_WEIGHTS sees no events left
                     continue
-                reload = not (loaded and p.d.tiles == 1 and sc is None)
+                reload = not (loaded[j] and p.d.tiles == 1 and (sc is None or resident))
                 run_pass(i, p, steps[t], stopped=bool(left[j][t] > len(steps[t])), reload=reload)
-                loaded = True
+                loaded[j] = True
             cycles[i] += 1 + fire[i, t]  # AFTER_ACCUMULATE, FIRE
     base = head + 1 + bias_load + acc_count  # HEADER, DESCRIPTOR, LOAD_BIASES, INIT
     if layer.is_output:

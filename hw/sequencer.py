@@ -139,6 +139,12 @@ class Sequencer(wiring.Component):
         cursor = Signal(range(cfg.event_depth + 1))  # where its next step's input events start
         sc_cursor = Signal.like(cursor)  # ... and its shortcut source's
         loaded = Signal()  # the layer's weights are in the buffers (a one-tile rate_if layer loads once)
+        sc_loaded = Signal()  # ... and its shortcut's
+        # a rate_if layer with a shortcut whose two weight sets are one tile each and fit the weight
+        # buffer together keeps both: the shortcut's rows follow the layer's, each set loads once
+        resident = Signal()
+        m.d.comb += resident.eq(rate & self.header.has_shortcut & (desc.tiles == 1) & (self.header.shortcut.tiles == 1)
+                                & (desc.tile_rows + self.header.shortcut.tile_rows <= cfg.weight_buffer))
         header_addr = Signal(external.ADDR_BITS)
         # the events the grouper reads: the layer's input, or its shortcut source's
         ev_base = Signal(range(cfg.event_depth + 1))
@@ -230,12 +236,14 @@ class Sequencer(wiring.Component):
                      grouper.event.eq(events.data), events.read_addr.eq(grouper.read_addr),
                      events.read_en.eq(grouper.read_en),
                      grouper.one_step.eq(rate & ~last), grouper.step.eq(step), grouper.time_zero.eq(rate),
-                     walker.descriptor.eq(pas), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots)]
+                     walker.descriptor.eq(pas), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots),
+                     walker.weight_offset.eq(Mux(resident & shortcut_pass, desc.tile_rows, 0))]
 
-        def load(addr, beats, rows, target, then):
+        def load(addr, beats, rows, target, then, first_row=0):
             """Issue one load command (hw/loader.py); ``then``: the state that waits for it."""
             m.d.comb += [self.load.valid.eq(1), self.load.payload.addr.eq(addr), self.load.payload.beats.eq(beats),
-                         self.load.payload.rows.eq(rows), self.load.payload.target.eq(target)]
+                         self.load.payload.rows.eq(rows), self.load.payload.target.eq(target),
+                         self.load.payload.first_row.eq(first_row)]
             with m.If(self.load.ready):
                 m.next = then
 
@@ -268,7 +276,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [slot.eq(0), acc.eq(0), tile.eq(0), tile_first.eq(0), tile_offset.eq(0),
                              shortcut_pass.eq(0), ev_base.eq(in_base), ev_end.eq(in_end),
                              step.eq(0), cursor.eq(in_base), sc_cursor.eq(starts[self.header.source]),
-                             loaded.eq(0)]
+                             loaded.eq(0), sc_loaded.eq(0)]
                 with m.If(~last & ~rate):
                     m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
                 with m.If((dirty != 0) & ~rate):
@@ -302,15 +310,21 @@ class Sequencer(wiring.Component):
             with m.State("LOAD_WEIGHTS"):  # the weights of tile `tile`; none without input events
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
-                with m.Elif(rate & loaded & (pas.tiles == 1) & ~self.header.has_shortcut):  # the only tile is in
+                with m.Elif(rate & (pas.tiles == 1) & Mux(self.header.has_shortcut,
+                                                          resident & Mux(shortcut_pass, sc_loaded, loaded), loaded)):
+                    # the only tile is still in the buffers
                     m.next = "ACCUMULATE_FIRST"
                 with m.Else():
                     load(self.network_addr + pas.weight_addr + tile_offset,
                          Mux(last_tile, pas.last_beats, pas.tile_beats),
-                         Mux(last_tile, pas.last_rows, pas.tile_rows), LoadTarget.WEIGHTS, "LOAD_WEIGHTS_WAIT")
+                         Mux(last_tile, pas.last_rows, pas.tile_rows), LoadTarget.WEIGHTS, "LOAD_WEIGHTS_WAIT",
+                         first_row=Mux(resident & shortcut_pass, desc.tile_rows, 0))
             with m.State("LOAD_WEIGHTS_WAIT"):
                 with m.If(~self.load_busy):
-                    m.d.sync += loaded.eq(1)
+                    with m.If(shortcut_pass):
+                        m.d.sync += sc_loaded.eq(1)
+                    with m.Else():
+                        m.d.sync += loaded.eq(1)
                     m.next = "ACCUMULATE_FIRST"
             with m.State("ACCUMULATE_FIRST"):  # LOAD_WEIGHTS made sure there are events
                 m.d.comb += grouper.start.eq(1)

@@ -30,6 +30,7 @@ class TapWalker(wiring.Component):
     groups : In(stream.Signature(event_group))  from hw/grouper.py
     descriptor : In(layer_descriptor)  the layer's
     tile_first, tile_slots : In  the weight tile's first slot and its slots
+    weight_offset : In  the weight buffer row where the tile starts (0 unless two weight sets share the buffer)
     cmd : Out(pe_command)  ACCUM commands, NOP when there is no group
     """
 
@@ -40,6 +41,7 @@ class TapWalker(wiring.Component):
             "groups": In(stream.Signature(event_group(cfg))),
             "descriptor": In(layer_descriptor(cfg)),
             "tile_first": In(slots), "tile_slots": In(slots),
+            "weight_offset": In(range(cfg.weight_buffer)),
             "cmd": Out(pe_command(cfg)),
         })
 
@@ -70,7 +72,7 @@ class TapWalker(wiring.Component):
         # a: accumulator address. Both step by additions only.
         w0 = Signal.like(self.cmd.weight_addr)
         a0 = Signal.like(self.cmd.acc_addr)
-        m.d.comb += [w0.eq(ky0 * desc.kw + kx0),
+        m.d.comb += [w0.eq(ky0 * desc.kw + kx0 + self.weight_offset),
                      a0.eq(desc.acc_base + oy0 * desc.row_stride + ox0 * desc.slots + self.tile_first)]
 
         first = Signal(init=1)  # the next valid cycle starts a group: loop state comes from its position

@@ -9,7 +9,7 @@ import copy
 import numpy as np
 import pytest
 
-from firstspike.hw.config import ArrayConfig, network_image
+from firstspike.hw.config import ArrayConfig, layer_descriptors, network_image
 from firstspike.hw.host import decode_results, network_writes
 from firstspike.hw.verilog import write_design
 from firstspike.sim import verilator
@@ -251,10 +251,16 @@ def test_rate_nets_cover_the_rate_datapath():
             seen.add(("slots > 1", any(layer.channels > pes for layer in model.layers)))
             seen.add(("tiles > 1", any(d.tiles > 1 for d in network_image(model, cfg).descriptors)))
             seen.add(("shortcut", any(layer.shortcut is not None for layer in model.layers)))
+            # a shortcut layer keeps both weight sets in the buffer (loads once) or reloads them every step
+            for d, sc in zip(*layer_descriptors(model, cfg, shortcuts=True)):
+                if sc is not None:
+                    seen.add(("both weight sets resident",
+                              d.tiles == sc.tiles == 1 and d.tile_rows + sc.tile_rows <= cfg.weight_buffer))
             rates = trains.mean(axis=1)
             seen |= {("silent input", bool((rates == 0).any())), ("always on", bool((rates == 1).any()))}
     assert {("pool", 1), ("pool", 2), ("slots > 1", True), ("tiles > 1", True), ("silent input", True),
-            ("always on", True), ("shortcut", True)} <= seen
+            ("always on", True), ("shortcut", True), ("both weight sets resident", True),
+            ("both weight sets resident", False)} <= seen
     assert len(CONFIGS) * RATE_NETS_PER_CONFIG >= 30
     timing = Timing(T=16, B=2, frac_bits=16)
     for _, model, _ in _rate_edge_nets(timing):
