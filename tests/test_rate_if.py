@@ -252,6 +252,12 @@ def test_cli_converts_to_rate_if_and_generates_its_processor(digits_cnn, tmp_pat
     r = json.loads((tmp_path / "sim" / "report.json").read_text())
     assert r["mismatches"] == 0 and r["cycle_model_exact"] and r["rtl_accuracy"] == r["golden_accuracy"] > 0.9
     assert r["spikes_per_image"] > 200 and r["memory_bits_per_pe"]["spike_counts"] > 0
+    # its HTML report plots spikes per step (not spike times)
+    assert main(["report", "--sim", str(tmp_path / "sim" / "report.json"), "--no-sweep",
+                 "--out", str(tmp_path / "report")]) == 0
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "Spikes at each step per layer" in html and "Spike times per layer" not in html
+    capsys.readouterr()
     assert main(["convert", str(ann), "--neuron", "rate_if", "--calibration", "cat", "--out",
                  str(tmp_path / "x.npz")]) == 2
     assert "calibrate: --calibration max, percentile or iteration" in capsys.readouterr().err
