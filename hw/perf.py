@@ -93,16 +93,36 @@ def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: in
     return ((v >= 0) & (v % stride == 0) & (v // stride < size_out)).sum(axis=1)
 
 
+def kernel_taps(g: dict) -> np.ndarray:
+    """(H_in, W_in): the kernel taps of each input position of a layer of geometry ``g``."""
+    return np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
+                    axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))
+
+
+def event_positions(active: np.ndarray) -> np.ndarray:
+    """The flat positions y * W + x of the events of ``active`` (C, H, W), in the order they are
+    stored: position by position, (y, x, c)."""
+    return np.argwhere(active.transpose(1, 2, 0))[:, :2] @ np.array([active.shape[2], 1])
+
+
 def group_schedule(active: np.ndarray, taps: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The event groups of one image's layer input, in the order the grouper forms them:
     (n_g, taps_g) per group. ``active`` (C, H, W): which input neurons spiked; ``taps``
     (H, W): the kernel taps of each position. Events are stored position by position, so a
     position with k events gives ceil(k / group_size) groups, all full but the last."""
-    runs = active.sum(axis=0).ravel()
-    parts = -(-active.shape[0] // group_size)
-    n = np.clip(runs[:, None] - group_size * np.arange(parts)[None, :], 0, group_size)
-    keep = n > 0
-    return n[keep], np.broadcast_to(taps.ravel()[:, None], n.shape)[keep]
+    return stream_groups(event_positions(active), taps, group_size)
+
+
+def synaptic_updates(synapses, active: np.ndarray) -> np.ndarray:
+    """Per row of ``active`` (rows, C_in, H_in, W_in): the synaptic events its spikes make through
+    ``synapses`` (one per nonzero weight each spike reaches), int64."""
+    g = hardware_geometry(synapses)
+    _, mag = split_codes(synapses.weights)
+    nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
+    updates = torch.nn.functional.conv2d(torch.from_numpy(active.astype(np.float64)),
+                                         torch.from_numpy(nonzero[None].astype(np.float64)),
+                                         stride=g["stride"], padding=g["padding"])
+    return updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64)
 
 
 def accumulate_cycles(n: np.ndarray, taps: np.ndarray, slots: int, stopped: bool = False) -> int:
@@ -163,6 +183,15 @@ def load_cycles(addr: int, beats: int, rows: int, row_bits: int, bus_bits: int, 
     return last_row + 2
 
 
+def tile_load_cycles(d, cfg: ArrayConfig, network_addr: int, latency: int) -> list[int]:
+    """LOAD_WEIGHTS cycles of each weight tile of descriptor ``d`` (``load_cycles``)."""
+    word_bytes = cfg.bus_bits // 8
+    return [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
+                        d.last_beats if t == d.tiles - 1 else d.tile_beats,
+                        d.last_rows if t == d.tiles - 1 else d.tile_rows,
+                        external.weight_row_bits(cfg.pes), cfg.bus_bits, latency) for t in range(d.tiles)]
+
+
 def header_cycles(addr: int, beats: int, bus_bits: int, latency: int) -> int:
     """Cycles of HEADER and its wait: the command (cycle 0), the loader's request (1), the
     bursts (the header's words shift into the header register as they come, never stalling),
@@ -178,30 +207,21 @@ def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr
     """Per image counts of one accumulation pass (LOAD_WEIGHTS, ACCUMULATE_FIRST and ACCUMULATE
     of every tile) of ``synapses`` (a layer, or a shortcut as a layer) with descriptor ``d``
     over input ``spikes``."""
-    pes, word_bytes = cfg.pes, cfg.bus_bits // 8
+    pes = cfg.pes
     g = hardware_geometry(synapses)
-    tile_loads = [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
-                              d.last_beats if t == d.tiles - 1 else d.tile_beats,
-                              d.last_rows if t == d.tiles - 1 else d.tile_rows,
-                              external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
+    tile_loads = tile_load_cycles(d, cfg, network_addr, latency)
     active = (spikes != NO_SPIKE).reshape(-1, g["c_in"], g["h_in"], g["w_in"])
     events = active.sum(axis=(1, 2, 3))
-    taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
-                    axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))  # (H_in, W_in)
+    taps = kernel_taps(g)
     schedule = [group_schedule(a, taps, cfg.group_size) for a in active]
     accumulate = np.array([sum(accumulate_cycles(n, t, d.tile_slots if i < d.tiles - 1 else d.last_slots)
                                for i in range(d.tiles)) if len(n) else 0 for n, t in schedule], dtype=np.int64)
-    _, mag = split_codes(synapses.weights)
-    nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
-    updates = torch.nn.functional.conv2d(torch.from_numpy(active.astype(np.float64)),
-                                         torch.from_numpy(nonzero[None].astype(np.float64)),
-                                         stride=g["stride"], padding=g["padding"])
     has_events = events > 0
     return dict(
         events=events, event_reads=events * d.tiles,
         commands=(active * (taps * d.slots)[None, None]).sum(axis=(1, 2, 3)),
         writebacks=np.array([int((t * d.slots).sum()) for _, t in schedule], dtype=np.int64) * pes,
-        updates=updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64),
+        updates=synaptic_updates(synapses, active),
         cycles=np.where(has_events, accumulate + sum(tile_loads), 1),  # S of the docstring
         loads=np.where(has_events, sum(tile_loads), 0),
         beats=np.where(has_events, d.tile_beats * (d.tiles - 1) + d.last_beats, 0),
@@ -226,31 +246,22 @@ class _RatePass:
 
     def __init__(self, synapses, d, trains: np.ndarray, cfg: ArrayConfig, network_addr: int, latency: int):
         g = hardware_geometry(synapses)
-        pes, T, word_bytes = cfg.pes, cfg.timing.T, cfg.bus_bits // 8
-        self.d, self.group_size = d, cfg.group_size
-        self.loads = [load_cycles(network_addr + d.weight_addr + t * d.tile_beats * word_bytes,
-                                  d.last_beats if t == d.tiles - 1 else d.tile_beats,
-                                  d.last_rows if t == d.tiles - 1 else d.tile_rows,
-                                  external.weight_row_bits(pes), cfg.bus_bits, latency) for t in range(d.tiles)]
+        T = cfg.timing.T
+        self.d = d
+        self.loads = tile_load_cycles(d, cfg, network_addr, latency)
         self.beats = [d.last_beats if t == d.tiles - 1 else d.tile_beats for t in range(d.tiles)]
         self.slots = [d.last_slots if t == d.tiles - 1 else d.tile_slots for t in range(d.tiles)]
-        self.taps = np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
-                             axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))
+        self.taps = kernel_taps(g)
         b = len(trains)
         self.active = (trains != 0).reshape(b, T, g["c_in"], g["h_in"], g["w_in"])
-        self.w_in = g["w_in"]
         self.events = self.active.sum(axis=(1, 2, 3, 4))
         self.commands = (self.active * (self.taps * d.slots)[None, None, None]).sum(axis=(1, 2, 3, 4))
-        _, mag = split_codes(synapses.weights)
-        nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
-        per_step = torch.from_numpy(self.active.reshape(b * T, g["c_in"], g["h_in"], g["w_in"]).astype(np.float64))
-        updates = torch.nn.functional.conv2d(per_step, torch.from_numpy(nonzero[None].astype(np.float64)),
-                                             stride=g["stride"], padding=g["padding"])
-        self.updates = updates.reshape(b, -1).sum(dim=1).numpy().astype(np.int64)
+        per_step = self.active.reshape(b * T, g["c_in"], g["h_in"], g["w_in"])
+        self.updates = synaptic_updates(synapses, per_step).reshape(b, T).sum(axis=1)
 
     def steps(self, i: int) -> list[np.ndarray]:
         """Image i's events step by step, each step's in (y, x, c) order: their flat positions y * W_in + x."""
-        return [np.argwhere(a.transpose(1, 2, 0))[:, :2] @ np.array([self.w_in, 1]) for a in self.active[i]]
+        return [event_positions(a) for a in self.active[i]]
 
 
 def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: GoldenResult, network_addr: int,
