@@ -126,17 +126,21 @@ def test_unsupported_residual_graphs_say_why(net, match):
         network_stages(net)
 
 
-@pytest.fixture(scope="module")
-def float_resnet():
-    """TinyResNet trained as a float network on 1200 digits (30 epochs, 94 % on the other 597)."""
+def _digits_resnet(epochs: int):
+    """(TinyResNet trained as a float network for ``epochs`` on the first 1200 digits, x, y)."""
     from sklearn.datasets import load_digits
     d = load_digits()
     x, y = (d.data / 16).astype(np.float32), d.target
     torch.manual_seed(0)
     net = TinyResNet()
-    train(net, x[:1200], y[:1200], TrainConfig(epochs=30, lr=3e-3))
-    net.eval()
-    return net, x, y
+    train(net, x[:1200], y[:1200], TrainConfig(epochs=epochs, lr=3e-3))
+    return net.eval(), x, y
+
+
+@pytest.fixture(scope="module")
+def float_resnet():
+    """TinyResNet trained as a float network on 1200 digits (30 epochs, 94 % on the other 597)."""
+    return _digits_resnet(30)
 
 
 def test_rate_resnet_converts_training_free_and_diff_coding_refuses_shortcuts(float_resnet):
@@ -181,13 +185,7 @@ def test_cat_resnet_converts_to_the_golden_model_it_trained_with():
     """CAT quantises both weight sets of a block's last layer with one scale, in the layer's unit
     (spec 14.3): the converted SNN's golden potentials are the CAT network's scores in
     accumulator units, within the spec's rounding (section 3), and its predictions agree."""
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x, y = (d.data / 16).astype(np.float32), d.target
-    torch.manual_seed(0)
-    net = TinyResNet()
-    train(net, x[:1200], y[:1200], TrainConfig(epochs=4, lr=3e-3))
-    net.eval()
+    net, x, y = _digits_resnet(4)
     timing = Timing(T=16, B=2, frac_bits=16)
     cat = CatNetwork(net, timing, 1.0, calibrate(net, x[:1200], "percentile"))
     train(cat, x[:1200], y[:1200], TrainConfig(epochs=3, lr=1e-3))
