@@ -9,16 +9,22 @@ PES ?= 16
 IMAGES ?= 0
 # digits recipe: cnn (default), mlp or resnet8 (residual)
 MODEL ?= cnn
-# ttfs (default: conversion-aware training) or rate (rate_if neurons: noise-aware training, T=16)
+# ttfs (default: conversion-aware training), rate (rate_if neurons: noise-aware training, T=16)
+# or diff (diff_if neurons: the float network, training-free, threshold iteration, T=16)
 CODING ?= ttfs
+CONVERT_FLAGS :=
 ifeq ($(CODING),ttfs)
 MDIR := build/model/$(MODEL)
 METHOD := cat
 else ifeq ($(CODING),rate)
 MDIR := build/model/$(MODEL)-rate
 METHOD := noise
+else ifeq ($(CODING),diff)
+MDIR := build/model/$(MODEL)-diff
+METHOD := float
+CONVERT_FLAGS := --neuron diff_if --calibration iteration
 else
-$(error CODING must be ttfs or rate, not $(CODING))
+$(error CODING must be ttfs, rate or diff, not $(CODING))
 endif
 # compiled simulators of this checkout stay beside its other build outputs
 export FIRSTSPIKE_CACHE_DIR ?= $(CURDIR)/build/cache
@@ -41,7 +47,7 @@ $(MDIR)/ann.pt: $(STAMP)
 	$(FS) train --arch $(MODEL) --method $(METHOD) --out $@
 
 $(MDIR)/snn.npz: $(MDIR)/ann.pt
-	$(FS) convert $< --out $@
+	$(FS) convert $< $(CONVERT_FLAGS) --out $@
 
 sim: $(MDIR)/snn.npz
 	$(FS) sim --model $(MDIR)/snn.npz --pes $(PES) --images $(IMAGES)

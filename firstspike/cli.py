@@ -319,12 +319,17 @@ ARRAY_OPTIONS = {
     "--max-size": ("max_size", "largest image side, kernel or padding + 1 (default: the model's)"),
     "--group-size": ("group_size", "input events of one position accumulated per accumulator memory access "
                                    "(event group registers; default 16)"),
+    "--diff-state": ("diff_state", "build the diff_if neuron state and step dividers into the PEs, so the array "
+                                   "also runs differential-coding networks (default: if the model has them)"),
 }
 
 
 def _array_args(p) -> None:
-    for option, (_, help_text) in ARRAY_OPTIONS.items():
-        p.add_argument(option, type=int, help=help_text)
+    for option, (field, help_text) in ARRAY_OPTIONS.items():
+        if field == "diff_state":  # a switch, not a size
+            p.add_argument(option, action="store_const", const=True, help=help_text)
+        else:
+            p.add_argument(option, type=int, help=help_text)
 
 
 def array_overrides(args) -> dict:

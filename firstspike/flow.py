@@ -289,7 +289,7 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
     with tqdm(total=n, desc="RTL", unit="image", disable=quiet) as bar:
         run = verilator.run(built, cfg, model.shapes, golden.spikes[0], image.memory,
                             progress=bar, work_dir=Path(out_dir) / "work")
-    results = [decode_results(cfg, model.shapes, run.stats[b], run.words[b], rate=model.coding == "rate")
+    results = [decode_results(cfg, model.shapes, run.stats[b], run.words[b], coding=model.coding)
                for b in range(n)]
     mismatches = [m for b, r in enumerate(results) if (m := first_mismatch(b, golden, b, r))]
     rtl_pred = np.array([int(np.argmax(r.potentials)) for r in results])

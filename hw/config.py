@@ -127,6 +127,10 @@ class ArrayConfig:
     #: most input events of one position accumulated per accumulator memory access (the
     #: entries of the event group registers, hw/grouper.py)
     group_size: int = DEFAULT_GROUP_SIZE
+    #: the PEs keep the four state words of differential-coding (diff_if) neurons (docs/spec.md,
+    #: section 13) beside the accumulators, and divide by the step number: an array without them
+    #: runs ttfs and rate_if networks only
+    diff_state: bool = False
 
     def __post_init__(self):
         if self.spike_lanes == 0 and isinstance(self.pes, int) and self.pes >= 1:
@@ -144,6 +148,8 @@ class ArrayConfig:
             raise InputError(f"bus_bits must be a power of two from 32 to 1024, not {self.bus_bits!r}")
         if self.pes > 64:
             raise InputError(f"pes must be at most 64, not {self.pes}")
+        if not isinstance(self.diff_state, bool):
+            raise InputError(f"diff_state must be True or False, not {self.diff_state!r}")
         if not isinstance(self.acc_width, int) or not self.timing.frac_bits + 2 <= self.acc_width <= 48:
             raise InputError(f"acc_width must be an integer in {self.timing.frac_bits + 2}..48 "
                              f"(frac_bits + 2 at least), not {self.acc_width!r}")
@@ -229,6 +235,7 @@ class ArrayConfig:
             raise InputError(f"one array runs one timing, not {sorted({str(m.timing) for m in models})}")
         cfgs = [cls.for_model(m, pes) for m in models]
         need = {k: max(getattr(c, k) for c in cfgs) for k in requirements(models[0], pes)}
+        need["diff_state"] = any(c.diff_state for c in cfgs)
         if smallest_weight_buffer:
             need["weight_buffer"] = max(requirements(m, pes)["weight_buffer"] for m in models)
         return replace(cfgs[0], **need)
@@ -238,9 +245,12 @@ class ArrayConfig:
         if model.timing != self.timing:
             raise DoesNotFit(f"the model uses {model.timing} but the array was built for {self.timing}")
         need = requirements(model, self.pes)
-        short = unsupported(model) + [f"{name}: model needs {need[name]}, array has {getattr(self, name)}"
-                                      + (f" (raise {PARAMETER_FLAGS[name]})" if name in PARAMETER_FLAGS else "")
-                                      for name in need if need[name] > getattr(self, name)]
+        short = unsupported(model) + [
+            "diff_state: the model has diff_if layers and the array was built without their state (build with "
+            f"{PARAMETER_FLAGS[name]})" if name == "diff_state" else
+            f"{name}: model needs {need[name]}, array has {getattr(self, name)}"
+            + (f" (raise {PARAMETER_FLAGS[name]})" if name in PARAMETER_FLAGS else "")
+            for name in need if need[name] > getattr(self, name)]
         if short:
             raise DoesNotFit("model does not fit the array: " + "; ".join(short))
 
@@ -253,10 +263,13 @@ DEFAULT_WEIGHT_BUFFER = 8192
 PARAMETER_FLAGS = {"weight_buffer": "--weight-buffer", "bias_buffer": "--bias-buffer", "slot_depth": "--acc-buffer",
                    "event_depth": "--event-buffer", "acc_width": "--acc-width", "max_layers": "--max-layers",
                    "max_channels": "--max-channels", "max_size": "--max-size",
-                   "group_size": "--group-size"}
+                   "group_size": "--group-size", "diff_state": "--diff-state"}
 
 #: the neuron models (sw/neurons) whose layers the array runs
-HW_NEURONS = ("ttfs", "rate_if")
+HW_NEURONS = ("ttfs", "rate_if", "diff_if")
+
+#: neuron models that run their T steps one after another on the array (docs/hardware.md)
+STEPPED_NEURONS = ("rate_if", "diff_if")
 
 
 def default_spike_lanes(pes: int) -> int:
@@ -290,6 +303,9 @@ def unsupported(model: SnnModel) -> list[str]:
            for k, layer in enumerate(model.layers) if layer.neuron not in HW_NEURONS][:1]
     if out:
         return out
+    out += [f"layer {k}: max pooling of diff_if neurons (pool units, docs/spec.md section 13.4) is not in the "
+            "processor yet; the golden model runs it" for k, layer in enumerate(model.layers)
+            if layer.neuron == "diff_if" and layer.pool > 1][:1]
     geo = hardware_geometry(model.layers[-1])
     if geo["h_out"] * geo["w_out"] != 1:
         out.append(f"output layer: {geo['h_out']}x{geo['w_out']} positions; the array reads one potential per "
@@ -316,8 +332,8 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
     every = [hardware_geometry(s) for s in synapse_sets(model)]
     slots = [-(-g["c_out"] // pes) for g in geo]
     rows = [s * bias_block_parts(layer) for s, layer in zip(slots, model.layers)]
-    # a rate_if layer stores up to one spike per neuron and step
-    steps = [model.timing.T if layer.neuron == "rate_if" else 1 for layer in model.layers]
+    # a rate_if or diff_if layer stores up to one spike per neuron and step
+    steps = [model.timing.T if layer.neuron in STEPPED_NEURONS else 1 for layer in model.layers]
     return {
         "acc_width": max(model.acc_bits(), model.timing.frac_bits + 2),
         "max_layers": len(model.layers),
@@ -331,13 +347,15 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
         "slot_depth": max([s * g["h_out"] * g["w_out"] for s, g in zip(slots[:-1], geo)], default=0) + slots[-1],
         # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
         "event_depth": sum(n * t for n, t in zip(model.sizes[:-1], steps)),
+        "diff_state": any(layer.neuron == "diff_if" for layer in model.layers),
     }
 
 
 def bias_block_parts(layer: SnnLayer) -> int:
-    """Rows per slot of a layer's bias block: a hidden rate_if layer's holds its biases, its
-    thresholds and its initial potentials (hw/external.py), any other layer's its biases."""
-    return 3 if layer.neuron == "rate_if" and not layer.is_output else 1
+    """Rows per slot of a layer's bias block: a hidden rate_if or diff_if layer's holds its
+    biases, its thresholds and its initial potentials (hw/external.py), any other layer's its
+    biases."""
+    return 3 if layer.neuron in STEPPED_NEURONS and not layer.is_output else 1
 
 
 @dataclass
@@ -361,7 +379,8 @@ class Descriptor:
     w_pool: int
     slots: int
     rate: int  #: 1: rate_if neurons (docs/spec.md, section 12), run step by step
-    bias_rows: int  #: rows of the bias block: slots, or 3 * slots for a hidden rate_if layer
+    diff: int  #: 1: diff_if neurons (docs/spec.md, section 13), run step by step
+    bias_rows: int  #: rows of the bias block: slots, or 3 * slots for a hidden rate_if or diff_if layer
     bias_addr: int  #: external byte address of the layer's bias block
     bias_beats: int  #: its bus words
     weight_addr: int  #: external byte address of the first weight tile
@@ -411,6 +430,7 @@ def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, 
         c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
         c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
         h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots, rate=int(synapses.neuron == "rate_if"),
+        diff=int(synapses.neuron == "diff_if"),
         bias_rows=bias_rows, bias_addr=words * W // 8 if bias else 0, bias_beats=bias_beats,
         weight_addr=(words + bias_beats) * W // 8,
         tiles=tiles.count, tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=tile_beats,
@@ -493,12 +513,14 @@ def bias_block(layer: SnnLayer, d: Descriptor, T: int, P: int) -> np.ndarray:
     thresholds, then its initial potentials, ``slots`` rows each; a rate_if output layer's
     are initial + T * bias, what its INIT starts from: it accumulates all T steps' input
     in one pass, and the spec's readout is initial + the T steps' bias and input (section 12).
+    A hidden diff_if layer's are laid out as a hidden rate_if layer's; a diff_if output
+    layer's are its biases, the initial running means of its input (section 13.3).
     """
     def per_slot(values) -> np.ndarray:
         v = np.zeros(d.slots * P, dtype=np.int64)
         v[:d.c_out] = values
         return v.reshape(d.slots, P)
-    if layer.neuron != "rate_if":
+    if layer.neuron not in STEPPED_NEURONS or (layer.neuron == "diff_if" and layer.is_output):
         return per_slot(layer.bias)
     if layer.is_output:
         return per_slot(layer.initial + T * layer.bias)

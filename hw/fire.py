@@ -47,13 +47,16 @@ class FireUnit(wiring.Component):
     the largest of ``counts + fired`` exceeds the largest of ``counts``; each lane keeps both
     running maxima over the window. Without pooling that is just ``fired``.
 
+    A diff_if layer (``diff``, no pooling on the array) sends each lane's signed spike of the
+    step as the PEs computed it: ``fired``, and ``negative`` for a -1.
+
     Members
     -------
     potentials : In(stream.Signature(potential_sample))
     spikes : Out(stream.Signature(spike_group))  up to ``spike_lanes`` spikes per transfer
     thresholds : In(ThresholdWrite)
     channels : In  output channels of the current layer
-    rate, step : In  the layer is rate_if, and the step its samples belong to
+    rate, diff, step : In  the layer is rate_if, or diff_if, and the step its samples belong to
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -64,6 +67,7 @@ class FireUnit(wiring.Component):
             "thresholds": In(ThresholdWrite(cfg)),
             "channels": In(range(cfg.max_channels + 1)),
             "rate": In(1),
+            "diff": In(1),
             "step": In(range(cfg.timing.T)),
         })
 
@@ -81,6 +85,7 @@ class FireUnit(wiring.Component):
         accept = Signal()
         pending = Signal(P)  # lanes with a spike still to emit
         pending_t = [Signal(range(T + 1), name=f"pending_t{p}") for p in range(P)]
+        pending_negative = Signal(P)
         base = Signal.like(sample.channel_base)
         py, px = Signal.like(sample.y), Signal.like(sample.x)
         # the lowest L pending lanes leave this cycle; `rest` is what stays pending
@@ -123,8 +128,8 @@ class FireUnit(wiring.Component):
             with m.If(accept):
                 m.d.sync += [running.eq(earliest), run_before.eq(top_before), run_after.eq(top_after)]
             with m.If(accept & sample.last):
-                m.d.sync += pending_t[p].eq(Mux(self.rate, self.step, earliest))
-            spikes = Mux(self.rate, top_after > top_before, earliest != T)
+                m.d.sync += pending_t[p].eq(Mux(self.rate | self.diff, self.step, earliest))
+            spikes = Mux(self.diff, sample.fired[p], Mux(self.rate, top_after > top_before, earliest != T))
             load.append(spikes & (sample.channel_base + p < self.channels))
 
         count = Signal(range(L + 1))
@@ -135,9 +140,11 @@ class FireUnit(wiring.Component):
         m.d.comb += [self.spikes.valid.eq(pending != 0), self.spikes.payload.count.eq(count)]
         for i, lane in enumerate(lanes):
             ev = self.spikes.payload.events[i]
-            m.d.comb += [ev.channel.eq(base + lane), ev.y.eq(py), ev.x.eq(px), ev.time.eq(times[lane])]
+            m.d.comb += [ev.channel.eq(base + lane), ev.y.eq(py), ev.x.eq(px), ev.time.eq(times[lane]),
+                         ev.negative.eq(pending_negative.bit_select(lane, 1))]
         with m.If(self.spikes.valid & self.spikes.ready):
             m.d.sync += pending.eq(rest)
         with m.If(accept & sample.last):
-            m.d.sync += [pending.eq(Cat(*load)), base.eq(sample.channel_base), py.eq(sample.y), px.eq(sample.x)]
+            m.d.sync += [pending.eq(Cat(*load)), pending_negative.eq(Mux(self.diff, sample.negative, 0)),
+                         base.eq(sample.channel_base), py.eq(sample.y), px.eq(sample.x)]
         return m

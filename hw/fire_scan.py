@@ -20,14 +20,19 @@ class FireScanner(wiring.Component):
     A rate_if layer (``descriptor.rate``) is scanned once per step: the READs carry
     ``subtract`` and the threshold's address (bias buffer row ``slots + slot``), and the
     write-back in the cycle a sample is taken keeps what is left after firing instead of 0.
+    A diff_if layer's READs carry ``diff``, the step and the threshold's address; the PEs run
+    the step and write the neuron's state back when its sample is taken (hw/pe.py). The output
+    layer of a diff_if network is scanned too, every step (``readout``: its running means are
+    updated, nothing fires), at its accumulators (``acc_base`` on).
 
     Members
     -------
     start : In(1)  pulse: scan the layer ``descriptor`` describes
     descriptor : In(layer_descriptor)
+    step : In  the step a rate_if or diff_if scan belongs to
     cmd : Out(pe_command)  READ and clear commands to the PEs
     pe_potentials : In(array of signed(acc_width))  the PEs' ``potential`` outputs
-    pe_fired, pe_counts : In  the PEs' ``fired`` and ``count`` outputs (rate_if)
+    pe_fired, pe_negative, pe_counts : In  the PEs' ``fired``, ``negative`` and ``count`` outputs
     potentials : Out(stream.Signature(potential_sample))  to the fire unit
     spikes_pending : In(1)  the fire unit still has spikes on its way to the event memory
     done : Out(1)  the last sample was taken and its spikes have left (the layer can end)
@@ -38,9 +43,11 @@ class FireScanner(wiring.Component):
         super().__init__({
             "start": In(1),
             "descriptor": In(layer_descriptor(cfg)),
+            "step": In(range(cfg.timing.T)),
             "cmd": Out(pe_command(cfg)),
             "pe_potentials": In(data.ArrayLayout(signed(cfg.acc_width), cfg.pes)),
             "pe_fired": In(cfg.pes),
+            "pe_negative": In(cfg.pes),
             "pe_counts": In(data.ArrayLayout(count_shape(cfg), cfg.pes)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
             "spikes_pending": In(1),
@@ -64,7 +71,7 @@ class FireScanner(wiring.Component):
         pool_last = Signal(size)
         addr = Signal.like(self.cmd.acc_addr)
         m.d.comb += [pool_last.eq((1 << desc.pool_log2) - 1),
-                     addr.eq((((py << desc.pool_log2) + dy) * desc.row_stride)
+                     addr.eq(desc.acc_base + (((py << desc.pool_log2) + dy) * desc.row_stride)
                              + (((px << desc.pool_log2) + dx) * desc.slots) + slot)]
 
         taken = Signal()
@@ -72,6 +79,7 @@ class FireScanner(wiring.Component):
                      self.potentials.valid.eq(valid), self.potentials.payload.eq(sample),
                      self.potentials.payload.values.eq(self.pe_potentials),
                      self.potentials.payload.fired.eq(self.pe_fired), self.potentials.payload.counts.eq(self.pe_counts),
+                     self.potentials.payload.negative.eq(self.pe_negative),
                      self.done.eq(flushing & ~valid & ~self.spikes_pending)]
         with m.If(valid & self.potentials.ready):
             m.d.sync += valid.eq(0)
@@ -79,7 +87,9 @@ class FireScanner(wiring.Component):
 
         # a sample not taken is read again: the PEs' outputs show the held address
         m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr), self.cmd.bias_addr.eq(held_bias),
-                     self.cmd.param_addr.eq(held_param), self.cmd.add_bias.eq(1), self.cmd.subtract.eq(desc.rate)]
+                     self.cmd.param_addr.eq(held_param), self.cmd.add_bias.eq(~desc.diff),
+                     self.cmd.subtract.eq(desc.rate), self.cmd.diff.eq(desc.diff), self.cmd.readout.eq(desc.last),
+                     self.cmd.time.eq(self.step)]
         with m.If(self.start):
             m.d.sync += Assert(~scanning & ~flushing & ~valid, "a scan started while one runs")
             m.d.sync += [scanning.eq(1), py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot.eq(0), ch_base.eq(0)]

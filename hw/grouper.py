@@ -28,6 +28,7 @@ class EventGrouper(wiring.Component):
     hidden layers accumulate one step at a time: with ``one_step`` the pass also ends at the
     first event whose time is not ``step`` (it stays unread, one cycle to see it). With
     ``time_zero`` every entry gets time 0: a binary spike's contribution (spec section 12).
+    diff_if layers (hidden and output) run the same way; an entry keeps its event's sign.
 
     Members
     -------
@@ -87,7 +88,7 @@ class EventGrouper(wiring.Component):
                 entry = building.events[building.count]
                 m.d.comb += self.taken.eq(1)
                 m.d.sync += [entry.weight_base.eq(event.channel * self.kernel_area),
-                             entry.time.eq(Mux(self.time_zero, 0, event.time)),
+                             entry.time.eq(Mux(self.time_zero, 0, event.time)), entry.negative.eq(event.negative),
                              building.count.eq(building.count + 1), building.y.eq(event.y), building.x.eq(event.x)]
                 with m.If(ptr == self.end):
                     m.d.sync += [have.eq(0), complete.eq(1)]

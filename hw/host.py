@@ -33,21 +33,23 @@ def input_writes(cfg: ArrayConfig, times: np.ndarray, shape=None) -> list[tuple[
 
     ``times`` is flat (C*H*W,) in (c, y, x) order; ``shape`` (C, H, W) is the first layer's
     input shape (default: (len(times), 1, 1), a flat input). A rate_if network's input is a
-    spike train (T, C*H*W) of 0 and 1: its events go step by step, each step's in (y, x, c)
-    order, as the array reads them (one step at a time, hw/grouper.py).
+    spike train (T, C*H*W) of 0 and 1, a diff_if network's one of -1, 0 and 1: its events go
+    step by step, each step's in (y, x, c) order, as the array reads them (one step at a time,
+    hw/grouper.py); a -1 is a ``negative`` event.
     """
     layout = spike_event(cfg)
     times = np.asarray(times)
     c_, h_, w_ = _shape(times.shape[-1] if shape is None else shape)
     if times.ndim == 2:  # a rate train: (t, y, x, c) order
         by_step = times.reshape(-1, c_, h_, w_).transpose(0, 2, 3, 1)
-        events = [(int(c), int(y), int(x), int(t)) for t, y, x, c in np.argwhere(by_step != 0)]
+        events = [(int(c), int(y), int(x), int(t), int(by_step[t, y, x, c] < 0))
+                  for t, y, x, c in np.argwhere(by_step != 0)]
     else:
         by_position = times.reshape(c_, h_, w_).transpose(1, 2, 0)
-        events = [(int(c), int(y), int(x), int(by_position[y, x, c]))
+        events = [(int(c), int(y), int(x), int(by_position[y, x, c]), 0)
                   for y, x, c in np.argwhere(by_position != NO_SPIKE)]
-    writes = [(cfg.address(Region.EVENTS, k), pack(layout, channel=c, y=y, x=x, time=t))
-              for k, (c, y, x, t) in enumerate(events)]
+    writes = [(cfg.address(Region.EVENTS, k), pack(layout, channel=c, y=y, x=x, time=t, negative=n))
+              for k, (c, y, x, t, n) in enumerate(events)]
     writes.append((cfg.address(Region.CONTROL, Control.INPUT_EVENTS), len(writes)))
     return writes
 
@@ -87,11 +89,13 @@ def decode_stats(cfg: ArrayConfig, n_layers: int, words: list[int]) -> tuple[dic
     return counters, [int(w) for w in words[nc:nc + n_layers]], [int(w) for w in words[nc + n_layers:]]
 
 
-def decode_results(cfg: ArrayConfig, shapes: list, stats: list[int], words: list[int], rate: bool = False
+def decode_results(cfg: ArrayConfig, shapes: list, stats: list[int], words: list[int], coding: str = "ttfs"
                    ) -> RunResult:
     """Turn the words read back into per-layer spike times and signed potentials.
 
-    ``rate``: a rate_if network: each layer's spikes come out as a train (T, C*H*W) of 0 and 1.
+    ``coding`` (``SnnModel.coding``): "rate", a rate_if network: each layer's spikes come out as
+    a train (T, C*H*W) of 0 and 1 (uint8); "diff", a diff_if network: as a train of -1, 0
+    and 1 (int8); "ttfs": as spike times.
 
     ``shapes`` are the layers' spike shapes (C, H, W), input first (``SnnModel.shapes``;
     plain widths mean flat layers). Events of layer k are the slice of the event memory
@@ -104,18 +108,20 @@ def decode_results(cfg: ArrayConfig, shapes: list, stats: list[int], words: list
     counters, layer_cycles, layer_events = decode_stats(cfg, n_layers, stats)
     layout = spike_event(cfg)
     total = sum(layer_events)
+    rate = coding in ("rate", "diff")
     spikes, pos = [], 0
     for k in range(n_layers):
-        t = np.zeros((cfg.timing.T, sizes[k]), dtype=np.uint8) if rate else np.full(sizes[k], NO_SPIKE, np.int64)
+        t = (np.zeros((cfg.timing.T, sizes[k]), dtype=np.int8 if coding == "diff" else np.uint8) if rate
+             else np.full(sizes[k], NO_SPIKE, np.int64))
         c_, h_, w_ = shapes[k]
         for w in words[pos:pos + layer_events[k]]:
             ev = unpack(layout, w)
             j = (ev["channel"] * h_ + ev["y"]) * w_ + ev["x"]
             where = (ev["time"], j) if rate else j
             if not (ev["channel"] < c_ and ev["y"] < h_ and ev["x"] < w_ and ev["time"] < cfg.timing.T) \
-                    or t[where] != (0 if rate else NO_SPIKE):
+                    or t[where] != (0 if rate else NO_SPIKE) or (ev["negative"] and coding != "diff"):
                 raise ValueError(f"layer {k}: malformed event {ev} read back from the array")
-            t[where] = 1 if rate else ev["time"]
+            t[where] = (-1 if ev["negative"] else 1) if rate else ev["time"]
         spikes.append(t)
         pos += layer_events[k]
     raw = words[total:total + sizes[-1]]

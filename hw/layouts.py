@@ -20,7 +20,8 @@ class PeOp(enum.Enum, shape=2):
     ACCUM = 2  #: sum <- (accumulator[acc_addr] if first else sum) + contribution of weight[weight_addr]
     #: at time; accumulator[acc_addr] <- sum if last
     READ = 3  #: potential <- accumulator[acc_addr] (+ bias[bias_addr] if add_bias) on the next cycle;
-    #: with ``subtract`` also fired <- potential >= bias[param_addr] (a rate_if threshold) and count[acc_addr]
+    #: with ``subtract`` also fired <- potential >= bias[param_addr] (a rate_if threshold) and count[acc_addr];
+    #: with ``diff`` the diff_if step of state[acc_addr] with synaptic input accumulator[acc_addr]
 
 
 class LoadTarget(enum.Enum, shape=2):
@@ -37,9 +38,11 @@ def addr_width(depth: int) -> int:
 
 
 def spike_event(cfg: ArrayConfig) -> data.StructLayout:
-    """A spike: which neuron of the layer (channel, row, column), at which time step."""
+    """A spike: which neuron of the layer (channel, row, column), at which time step, and whether
+    it is a negative one (a diff_if spike of -1, docs/spec.md section 13)."""
     return data.StructLayout({"channel": unsigned(cfg.channel_bits), "y": unsigned(cfg.coord_bits),
-                              "x": unsigned(cfg.coord_bits), "time": unsigned(cfg.timing.time_bits)})
+                              "x": unsigned(cfg.coord_bits), "time": unsigned(cfg.timing.time_bits),
+                              "negative": 1})
 
 
 def spike_group(cfg: ArrayConfig) -> data.StructLayout:
@@ -50,9 +53,9 @@ def spike_group(cfg: ArrayConfig) -> data.StructLayout:
 
 def group_entry(cfg: ArrayConfig) -> data.StructLayout:
     """One event of an event group: the weight buffer address of its channel's first tap
-    (channel * kernel_area) and its time."""
+    (channel * kernel_area), its time and its sign."""
     return data.StructLayout({"weight_base": unsigned(addr_width(cfg.weight_buffer)),
-                              "time": unsigned(cfg.timing.time_bits)})
+                              "time": unsigned(cfg.timing.time_bits), "negative": 1})
 
 
 def event_group(cfg: ArrayConfig) -> data.StructLayout:
@@ -74,12 +77,14 @@ def potential_sample(cfg: ArrayConfig) -> data.StructLayout:
     Lane p holds channel ``channel_base + p`` at (pooled) position (y, x); ``first`` and
     ``last`` mark the ends of a max-pool window. A rate_if layer's step also brings, per
     lane, whether the neuron fires now (``fired``) and its spikes before this step
-    (``counts``): rate max pooling needs both (docs/spec.md, section 12).
+    (``counts``): rate max pooling needs both (docs/spec.md, section 12). A diff_if step brings
+    each lane's signed spike: ``fired`` and ``negative``.
     """
     return data.StructLayout({"channel_base": unsigned(cfg.channel_bits + 1), "y": unsigned(cfg.coord_bits),
                               "x": unsigned(cfg.coord_bits), "first": 1, "last": 1,
                               "values": data.ArrayLayout(signed(cfg.acc_width), cfg.pes),
-                              "fired": unsigned(cfg.pes), "counts": data.ArrayLayout(count_shape(cfg), cfg.pes)})
+                              "fired": unsigned(cfg.pes), "negative": unsigned(cfg.pes),
+                              "counts": data.ArrayLayout(count_shape(cfg), cfg.pes)})
 
 
 def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
@@ -97,6 +102,8 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
         "slots": slots,
         #: rate_if neurons (docs/spec.md, section 12): T steps of binary spikes, per-channel thresholds
         "rate": 1,
+        #: diff_if neurons (docs/spec.md, section 13): T steps of signed spikes, running means
+        "diff": 1,
         "bias_rows": unsigned(max(1, cfg.bias_buffer.bit_length())),  #: rows of the bias block
         "bias_addr": unsigned(external.ADDR_BITS), "bias_beats": beats(cfg),
         "weight_addr": unsigned(external.ADDR_BITS), "tiles": slots,
@@ -149,7 +156,8 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         "weight_addr": unsigned(addr_width(cfg.weight_buffer)),
         "bias_addr": unsigned(addr_width(cfg.bias_buffer)),
         "acc_addr": unsigned(addr_width(cfg.slot_depth)),
-        "time": unsigned(cfg.timing.time_bits),
+        "time": unsigned(cfg.timing.time_bits),  #: ACCUM: the spike's time; a diff READ: the step (0-based)
+        "negative": 1,  #: ACCUM: a negative spike (diff_if): subtract what a positive one adds
         "first": 1,  #: ACCUM: start from accumulator[acc_addr], not from the PE's running sum
         "last": 1,  #: ACCUM: write the running sum back to accumulator[acc_addr]
         "add_bias": 1,  #: READ: the potential includes bias[bias_addr]
@@ -157,6 +165,10 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         #: potential less the threshold if it fired, and the count plus one
         "subtract": 1,
         "param_addr": unsigned(addr_width(cfg.bias_buffer)),
+        #: INIT, READ: a diff_if layer (INIT: its state from bias[bias_addr] and bias[param_addr]; READ: its
+        #: step ``time`` with threshold bias[param_addr]; clear writes the state back)
+        "diff": 1,
+        "readout": 1,  #: diff READ: the output layer (never fires; its last step's clear leaves ein in the accumulator)
         "clear": 1,  #: accumulator[clear_addr] <- 0 this cycle (the fire stage took its value)
         "clear_addr": unsigned(addr_width(cfg.slot_depth)),
     })

@@ -92,7 +92,8 @@ class NeuronArray(wiring.Component):
         wiring.connect(m, seq.potentials, fire.potentials)
         wiring.connect(m, fire.spikes, seq.spikes)
         wiring.connect(m, seq.thresholds, fire.thresholds)
-        m.d.comb += [fire.channels.eq(seq.channels), fire.rate.eq(seq.rate), fire.step.eq(seq.step)]
+        m.d.comb += [fire.channels.eq(seq.channels), fire.rate.eq(seq.rate), fire.diff.eq(seq.diff),
+                     fire.step.eq(seq.step)]
 
         host = self.host
         region = host.addr[cfg.offset_bits:]
@@ -117,6 +118,7 @@ class NeuronArray(wiring.Component):
         updates = 0
         for p, pe in enumerate(pes):
             m.d.comb += [seq.pe_potentials[p].eq(pe.potential), seq.pe_fired[p].eq(pe.fired),
+                         seq.pe_negative[p].eq(pe.negative),
                          seq.pe_counts[p].eq(pe.count)]
             # while idle, the host reads potentials through a READ command
             with m.If(seq.busy):

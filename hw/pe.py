@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 from amaranth.hdl import Assert, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import memory, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG
 
 from .config import ArrayConfig
+from .divider import FloorDivider
 from .layouts import PeOp, addr_width, count_shape, pe_command
+
+
+def diff_state(cfg: ArrayConfig) -> data.StructLayout:
+    """A diff_if neuron's integers (docs/spec.md, section 13.2), one state memory word."""
+    return data.StructLayout({name: signed(cfg.acc_width) for name in ("mem", "ein", "eout", "cum")})
 
 
 class ProcessingElement(wiring.Component):
@@ -39,6 +45,15 @@ class ProcessingElement(wiring.Component):
     back the potential less the threshold if the neuron fired; a count memory keeps each
     neuron's spikes so far, which rate max pooling needs.
 
+    A diff_if layer (section 13; only on an array built with ``diff_state``) keeps each
+    neuron's four integers (mem, ein, eout, cum) in a state memory beside the accumulator,
+    which holds the step's synaptic input P only. INIT sets the state (ein to the bias, mem
+    to the initial potential) and zeroes the accumulator. Each step's fire read (``diff``)
+    runs the step: the new state and the signed spike come out of stage 1, with two floor
+    divisions by the step number (hw/divider.py). When the fire stage takes the spike, the
+    state is written back and the accumulator cleared; the output layer (``readout``) never
+    fires, and its last step leaves ein, the score, in the accumulator for the host.
+
     Members
     -------
     cmd : In(pe_command)
@@ -47,6 +62,7 @@ class ProcessingElement(wiring.Component):
         Accumulator read by a ``READ`` command, valid one cycle later.
     fired, count : Out  a ``subtract`` READ: potential >= threshold, and the neuron's spikes before
         (valid with ``potential``)
+    negative : Out(1)  a ``diff`` READ: the spike (``fired``) is -1
     updated : Out(1)
         High in stage 1 of an ``ACCUM`` whose weight is not zero (a synaptic event).
     weight_w, bias_w : Out(memory.WritePort.Signature)  (memory-side ports: the loader drives them)
@@ -60,6 +76,7 @@ class ProcessingElement(wiring.Component):
             "cmd": In(pe_command(cfg)),
             "potential": Out(signed(W)),
             "fired": Out(1),
+            "negative": Out(1),
             "count": Out(count_shape(cfg)),
             "updated": Out(1),
             "weight_w": Out(memory.WritePort.Signature(addr_width=addr_width(cfg.weight_buffer),
@@ -99,8 +116,10 @@ class ProcessingElement(wiring.Component):
         slot1 = Signal.like(cmd.acc_addr)
         time1 = Signal.like(cmd.time)
         add_bias1, subtract1, first1, last1 = Signal(), Signal(), Signal(), Signal()
+        negative1, diff1, readout1 = Signal(), Signal(), Signal()
         m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time), add_bias1.eq(cmd.add_bias),
-                     subtract1.eq(cmd.subtract), first1.eq(cmd.first), last1.eq(cmd.last)]
+                     subtract1.eq(cmd.subtract), first1.eq(cmd.first), last1.eq(cmd.last),
+                     negative1.eq(cmd.negative), diff1.eq(cmd.diff), readout1.eq(cmd.readout)]
 
         # stage 1: contribution = M[t % B] >> (m + t // B), zero for the zero code
         sign = w_rd.data[WEIGHT_BITS - 1]
@@ -126,11 +145,11 @@ class ProcessingElement(wiring.Component):
                      self.count.eq(n_rd.data), a_wr.addr.eq(slot1), n_wr.addr.eq(slot1)]
         with m.Switch(op1):
             with m.Case(PeOp.INIT):
-                m.d.comb += [a_wr.data.eq(b_rd.data), a_wr.en.eq(1), n_wr.data.eq(0), n_wr.en.eq(1)]
+                m.d.comb += [a_wr.data.eq(Mux(diff1, 0, b_rd.data)), a_wr.en.eq(1), n_wr.data.eq(0), n_wr.en.eq(1)]
             with m.Case(PeOp.ACCUM):
                 base = Mux(first1, acc, running)
                 total = Signal(signed(W))
-                m.d.comb += [total.eq(Mux(sign, base - contribution, base + contribution)),
+                m.d.comb += [total.eq(Mux(sign ^ negative1, base - contribution, base + contribution)),
                              a_wr.data.eq(total), a_wr.en.eq(last1), self.updated.eq(mag != ZERO_MAG)]
                 m.d.sync += [running.eq(total), running_addr.eq(slot1), open_run.eq(~last1)]
                 m.d.sync += Assert(first1 | (open_run & (running_addr == slot1)),
@@ -146,5 +165,46 @@ class ProcessingElement(wiring.Component):
                                    "a rate_if write-back follows its own READ")
                 m.d.comb += [a_wr.data.eq(potential - Mux(fired, p_rd.data, 0)),
                              n_wr.addr.eq(cmd.clear_addr), n_wr.data.eq(n_rd.data + fired), n_wr.en.eq(1)]
+        if cfg.diff_state:
+            self._diff_step(m, acc, p_rd, b_rd, a_wr, fired, op1, slot1, time1, diff1, readout1)
+        else:
+            m.d.sync += Assert(~(cmd.diff & (cmd.op != PeOp.NOP)), "a diff_if command on an array without diff_state")
         return m
+
+    def _diff_step(self, m, synaptic, threshold_port, bias_port, acc_write, rate_fired, op1, slot1, time1, diff1,
+                   readout1):
+        """The state memory and the diff_if step of docs/spec.md section 13.2 (see the class docstring)."""
+        cfg, cmd = self.cfg, self.cmd
+        T = cfg.timing.T
+        m.submodules.states = states = memory.Memory(shape=diff_state(cfg), depth=cfg.slot_depth, init=[])
+        s_wr = states.write_port()
+        s_rd = states.read_port(transparent_for=(s_wr,))
+        m.d.comb += s_rd.addr.eq(cmd.acc_addr)
+        old = s_rd.data
+        th = threshold_port.data
+        W = cfg.acc_width
+        mem1, cum1, mem2, cum2 = (Signal(signed(W), name=n) for n in ("mem1", "cum1", "mem2", "cum2"))
+        up, down = Signal(), Signal()  # the spike: +1, -1
+        m.d.comb += [mem1.eq(old.mem + synaptic + old.ein - old.eout), cum1.eq(old.cum + old.eout),
+                     up.eq(~readout1 & (mem1 >= th)), down.eq(~readout1 & ~up & (mem1 <= 0) & (cum1 >= th)),
+                     mem2.eq(mem1 - Mux(up, th, 0) + Mux(down, th, 0)),
+                     cum2.eq(cum1 + Mux(up, th, 0) - Mux(down, th, 0))]
+        m.submodules.input_mean = input_mean = FloorDivider(W, T)  # floor(P / t)
+        m.submodules.output_mean = output_mean = FloorDivider(W, T)  # floor(s * TH / t)
+        m.d.comb += [input_mean.dividend.eq(synaptic), input_mean.divisor.eq(time1 + 1),
+                     output_mean.dividend.eq(Mux(up, th, Mux(down, -th, 0))), output_mean.divisor.eq(time1 + 1)]
+        new = Signal(diff_state(cfg))
+        m.d.comb += [new.mem.eq(mem2), new.cum.eq(cum2), new.eout.eq(old.eout + output_mean.quotient),
+                     new.ein.eq(old.ein + input_mean.quotient)]
+        reading = diff1 & (op1 == PeOp.READ)
+        m.d.comb += [self.fired.eq(rate_fired | (reading & (up | down))), self.negative.eq(reading & down)]
+        with m.If((op1 == PeOp.INIT) & diff1):  # ein <- bias, mem <- initial potential
+            m.d.comb += [s_wr.addr.eq(slot1), s_wr.en.eq(1), s_wr.data.mem.eq(threshold_port.data),
+                         s_wr.data.ein.eq(bias_port.data), s_wr.data.eout.eq(0), s_wr.data.cum.eq(0)]
+        with m.If(cmd.clear & cmd.diff):  # the fire stage took the step's spike: the state goes back
+            m.d.sync += Assert(diff1 & (op1 == PeOp.READ) & (slot1 == cmd.clear_addr),
+                               "a diff_if write-back follows its own READ")
+            m.d.comb += [s_wr.addr.eq(cmd.clear_addr), s_wr.data.eq(new), s_wr.en.eq(1)]
+            with m.If(readout1 & (time1 == T - 1)):  # the scores, for the host
+                m.d.comb += acc_write.data.eq(new.ein)
 

@@ -51,7 +51,7 @@ import torch
 
 from firstspike.hw import external
 from firstspike.hw.axi import MEMORY_LATENCY, bursts
-from firstspike.hw.config import ArrayConfig, hardware_geometry
+from firstspike.hw.config import STEPPED_NEURONS, ArrayConfig, hardware_geometry
 from firstspike.hw.layouts import header_words
 from firstspike.sw.formats import NO_SPIKE, ZERO_MAG, split_codes
 from firstspike.sw.golden import GoldenResult
@@ -85,6 +85,8 @@ class LayerCounts:
     #: thresholds read, acc_width bits each (None: the T of a hidden ttfs layer's table, once)
     threshold_reads: int | None = None
     count_accesses: int = 0  #: reads and writes of the rate_if spike-count memory, all PEs
+    state_accesses: int = 0  #: reads and writes of diff_if state words (4 x acc_width bits), all PEs
+    divisions: int = 0  #: floor divisions by the step number (hw/divider.py), all PEs
 
 
 def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:
@@ -240,8 +242,8 @@ def fire_cycles(fired: np.ndarray, g: dict, slots: int, pes: int, lanes: int) ->
     return window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
 
 
-class _RatePass:
-    """One set of synapses of a rate_if layer (its own, or its shortcut's) over its input trains:
+class _StepPass:
+    """One set of synapses of a rate_if or diff_if layer (its own, or its shortcut's) over its input trains:
     what the cycle model needs of each of its passes (hw/sequencer.py)."""
 
     def __init__(self, synapses, d, trains: np.ndarray, cfg: ArrayConfig, network_addr: int, latency: int):
@@ -264,24 +266,27 @@ class _RatePass:
         return [event_positions(a) for a in self.active[i]]
 
 
-def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: GoldenResult, network_addr: int,
-                      latency: int, head: int) -> LayerCounts:
-    """Counts of a rate_if layer (hw/sequencer.py): HEADER, DESCRIPTOR, LOAD_BIASES, INIT, then
+def stepped_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: GoldenResult, network_addr: int,
+                         latency: int, head: int) -> LayerCounts:
+    """Counts of a rate_if or diff_if layer (hw/sequencer.py): HEADER, DESCRIPTOR, LOAD_BIASES, INIT, then
     per step t, per tile, LOAD_WEIGHTS (a one-tile layer loads once, at the first step with
     input events left; with a shortcut only if both weight sets are one tile and fit the buffer
     together, else every step) and ACCUMULATE over step t's events, then (a layer with
     shortcut descriptor ``sc``) one cycle and the same over its source's step-t events, then
     AFTER_ACCUMULATE and FIRE. A pass with no events left takes one cycle; a pass that ends at
     a later step's event spends a cycle seeing it (r_last = 1; 3 cycles with no events of its
-    own). The output layer accumulates all steps' events in one pass after INIT."""
+    own). A rate_if output layer accumulates all steps' events in one pass after INIT; a diff_if
+    output layer runs its steps as a hidden layer does, its FIRE scans firing nothing."""
     layer = model.layers[k]
     g = hardware_geometry(layer)
     pes, T = cfg.pes, cfg.timing.T
+    diff = layer.neuron == "diff_if"
+    one_pass = layer.is_output and not diff  # a rate_if output layer: all steps in one pass
     bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.bias_rows,
                             external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
-    passes = [_RatePass(layer, d, golden.spikes[k], cfg, network_addr, latency)]
+    passes = [_StepPass(layer, d, golden.spikes[k], cfg, network_addr, latency)]
     if sc is not None:
-        passes.append(_RatePass(model.shortcut_synapses(k), sc, golden.spikes[layer.shortcut.source], cfg,
+        passes.append(_StepPass(model.shortcut_synapses(k), sc, golden.spikes[layer.shortcut.source], cfg,
                                 network_addr, latency))
     b = len(golden.spikes[k])
     # both weight sets stay in the buffer (the shortcut's rows after the layer's) when each is one tile
@@ -290,11 +295,11 @@ def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: 
     scan = g["h_pool"] * g["w_pool"] * d.slots * g["pool"] ** 2  # fire reads per PE and step
     cycles, accumulate, loads, beats, reads, writebacks = (np.zeros(b, dtype=np.int64) for _ in range(6))
     fire = np.zeros((b, T), dtype=np.int64)
-    if not layer.is_output:
-        out = golden.spikes[k + 1]
+    if not one_pass:
+        out = golden.spikes[k + 1] if not layer.is_output else np.zeros((b, T, g["c_out"]), dtype=np.int8)
         fire = np.stack([fire_cycles(out[:, t] != 0, g, d.slots, pes, cfg.spike_lanes) for t in range(T)], axis=1)
 
-    def run_pass(i: int, p: _RatePass, events: np.ndarray, stopped: bool, reload: bool) -> None:
+    def run_pass(i: int, p: _StepPass, events: np.ndarray, stopped: bool, reload: bool) -> None:
         n, tp = stream_groups(events, p.taps, cfg.group_size)
         for tile in range(p.d.tiles):
             if reload:
@@ -310,7 +315,7 @@ def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: 
         writebacks[i] += int((tp * p.d.slots).sum())
 
     for i in range(b):
-        if layer.is_output:
+        if one_pass:
             events = np.concatenate(passes[0].steps(i))
             if len(events):
                 run_pass(i, passes[0], events, stopped=False, reload=True)
@@ -331,14 +336,20 @@ def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: 
                 loaded[j] = True
             cycles[i] += 1 + fire[i, t]  # AFTER_ACCUMULATE, FIRE
     base = head + 1 + bias_load + acc_count  # HEADER, DESCRIPTOR, LOAD_BIASES, INIT
-    if layer.is_output:
+    if one_pass:
         cycles = base + cycles + 1
         spikes, fired, writes = np.zeros(b, dtype=np.int64), 0, acc_count
     else:
         cycles = base + cycles
-        spikes = (golden.spikes[k + 1] != 0).sum(axis=(1, 2))
+        spikes = (golden.spikes[k + 1] != 0).sum(axis=(1, 2)) if not layer.is_output else np.zeros(b, dtype=np.int64)
         fired, writes = scan * pes * T, acc_count + scan * T
     updates = sum(p.updates for p in passes)
+    # the fire stage's arithmetic per potential read: rate_if one comparison; diff_if (hw/pe.py) the
+    # three comparisons and eight adds of the step, two divisions and a state word read and written
+    extra = dict(fire_comparisons=fired, threshold_reads=fired, count_accesses=acc_count * pes + 2 * fired)
+    if diff:
+        extra = dict(fire_comparisons=11 * fired, threshold_reads=fired + acc_count * pes, count_accesses=0,
+                     state_accesses=acc_count * pes + 2 * fired, divisions=2 * fired)
     return LayerCounts(kind=layer.kind, cycles=cycles, input_events=passes[0].events,
                        weight_reads=sum(p.commands for p in passes) * pes, acc_updates=updates,
                        acc_writebacks=writebacks * pes, spikes=spikes, fired_neurons=fired,
@@ -347,8 +358,7 @@ def rate_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golden: 
                        accumulate_utilization=updates / (pes * np.maximum(1, accumulate)), tiles=d.tiles,
                        memory_beats=header_words(cfg) + d.bias_beats + beats, load_cycles=head + bias_load + loads,
                        shortcut_events=passes[1].events if sc is not None else np.zeros(b, dtype=np.int64),
-                       event_reads=reads, fire_comparisons=fired, threshold_reads=fired,
-                       count_accesses=acc_count * pes + 2 * fired)
+                       event_reads=reads, **extra)
 
 
 def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
@@ -369,9 +379,9 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         d = descriptors[k]
         slots = d.slots
         head = header_cycles(network_addr + k * n_header * word_bytes, n_header, cfg.bus_bits, latency)
-        if layer.neuron == "rate_if":
-            out.append(rate_layer_counts(model, k, d, shortcuts[k], cfg, golden, network_addr, latency, head))
-            dirty = 0  # rate_if layers INIT what they use and never CLEAR
+        if layer.neuron in STEPPED_NEURONS:
+            out.append(stepped_layer_counts(model, k, d, shortcuts[k], cfg, golden, network_addr, latency, head))
+            dirty = 0  # rate_if and diff_if layers INIT what they use and never CLEAR
             continue
         bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.slots,
                                 external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)

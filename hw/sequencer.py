@@ -79,11 +79,11 @@ class Sequencer(wiring.Component):
     header : In(layer_header)  the loader's header register
     cmd : Out(pe_command)  broadcast to the PEs
     pe_potentials : In(array of signed(acc_width))  each PE's ``potential``
-    pe_fired, pe_counts : In  each PE's ``fired`` and ``count`` (rate_if)
+    pe_fired, pe_negative, pe_counts : In  each PE's ``fired``, ``negative`` and ``count``
     updates : In  how many PEs made a synaptic update this cycle
     potentials : Out(stream)  to the fire unit;  spikes : In(stream)  from it
     thresholds : Out(ThresholdWrite)  to the fire unit
-    rate, step : Out  to the fire unit: the layer is rate_if, and the step being fired
+    rate, diff, step : Out  to the fire unit: the layer is rate_if, or diff_if, and the step being fired
     load : Out(stream.Signature(load_command))  to the loader;  load_busy : In(1)  from it
     memory_beat : In(1)  a bus word was taken this cycle (counted in MEMORY_BEATS)
     event_w : Out(memory.WritePort.Signature)  host loading (a memory-side port)
@@ -107,6 +107,7 @@ class Sequencer(wiring.Component):
             "cmd": Out(pe_command(cfg)),
             "pe_potentials": In(data.ArrayLayout(signed(W), cfg.pes)),
             "pe_fired": In(cfg.pes),
+            "pe_negative": In(cfg.pes),
             "pe_counts": In(data.ArrayLayout(count_shape(cfg), cfg.pes)),
             "updates": In(range(cfg.pes + 1)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
@@ -114,6 +115,7 @@ class Sequencer(wiring.Component):
             "spikes": In(stream.Signature(spike_group(cfg))),
             "thresholds": Out(ThresholdWrite(cfg)),
             "rate": Out(1),
+            "diff": Out(1),
             "step": Out(range(cfg.timing.T)),
             "load": Out(stream.Signature(load_command(cfg))),
             "load_busy": In(1),
@@ -133,9 +135,9 @@ class Sequencer(wiring.Component):
         busy = Signal()
         layer = Signal(range(L + 1))
         desc = self.header.descriptor
-        last, rate = Signal(), Signal()
-        m.d.comb += [last.eq(desc.last), rate.eq(desc.rate)]
-        step = Signal(range(T))  # a rate_if layer's step
+        last, rate, diff, stepped = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [last.eq(desc.last), rate.eq(desc.rate), diff.eq(desc.diff), stepped.eq(desc.rate | desc.diff)]
+        step = Signal(range(T))  # a rate_if or diff_if layer's step
         cursor = Signal(range(cfg.event_depth + 1))  # where its next step's input events start
         sc_cursor = Signal.like(cursor)  # ... and its shortcut source's
         loaded = Signal()  # the layer's weights are in the buffers (a one-tile rate_if layer loads once)
@@ -207,7 +209,8 @@ class Sequencer(wiring.Component):
         wiring.connect(m, scanner.potentials, wiring.flipped(self.potentials))
         m.d.comb += [scanner.descriptor.eq(desc), scanner.pe_potentials.eq(self.pe_potentials),
                      scanner.pe_fired.eq(self.pe_fired), scanner.pe_counts.eq(self.pe_counts),
-                     self.rate.eq(rate), self.step.eq(step),
+                     scanner.pe_negative.eq(self.pe_negative),
+                     self.rate.eq(rate), self.diff.eq(diff), self.step.eq(step), scanner.step.eq(step),
                      scanner.spikes_pending.eq(self.spikes.valid),
                      self.channels.eq(desc.c_out)]
 
@@ -235,7 +238,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [grouper.first.eq(ev_base), grouper.end.eq(ev_end), grouper.kernel_area.eq(pas.kernel_area),
                      grouper.event.eq(events.data), events.read_addr.eq(grouper.read_addr),
                      events.read_en.eq(grouper.read_en),
-                     grouper.one_step.eq(rate & ~last), grouper.step.eq(step), grouper.time_zero.eq(rate),
+                     grouper.one_step.eq((rate & ~last) | diff), grouper.step.eq(step), grouper.time_zero.eq(stepped),
                      walker.descriptor.eq(pas), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots),
                      walker.weight_offset.eq(Mux(resident & shortcut_pass, desc.tile_rows, 0))]
 
@@ -277,9 +280,9 @@ class Sequencer(wiring.Component):
                              shortcut_pass.eq(0), ev_base.eq(in_base), ev_end.eq(in_end),
                              step.eq(0), cursor.eq(in_base), sc_cursor.eq(starts[self.header.source]),
                              loaded.eq(0), sc_loaded.eq(0)]
-                with m.If(~last & ~rate):
+                with m.If(~last & ~stepped):
                     m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
-                with m.If((dirty != 0) & ~rate):
+                with m.If((dirty != 0) & ~stepped):
                     m.next = "CLEAR"
                 with m.Else():
                     m.next = "LOAD_BIASES"
@@ -295,12 +298,14 @@ class Sequencer(wiring.Component):
             with m.State("LOAD_BIASES_WAIT"):
                 with m.If(~self.load_busy):
                     m.next = "LOAD_WEIGHTS"
-                    with m.If(last | rate):
+                    with m.If(last | stepped):
                         m.next = "INIT"
-            with m.State("INIT"):  # output layer: its bias; rate_if hidden layer: the initial potentials
+            with m.State("INIT"):  # output layer: its bias; rate_if hidden layer: the initial potentials;
+                # diff_if layer: the state (bias, initial potential) and a zero accumulator
                 init_row = Mux(rate & ~last, desc.slots << 1, 0)  # bias block: biases, thresholds, initials
                 m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.acc_addr.eq(desc.acc_base + acc),
-                             self.cmd.bias_addr.eq(init_row + slot)]
+                             self.cmd.bias_addr.eq(init_row + slot), self.cmd.diff.eq(diff),
+                             self.cmd.param_addr.eq((desc.slots << 1) + slot)]
                 m.d.sync += [slot.eq(slot + 1), acc.eq(acc + 1)]
                 with m.If(slot == desc.slots - 1):
                     m.d.sync += slot.eq(0)
@@ -310,7 +315,7 @@ class Sequencer(wiring.Component):
             with m.State("LOAD_WEIGHTS"):  # the weights of tile `tile`; none without input events
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
-                with m.Elif(rate & (pas.tiles == 1) & Mux(self.header.has_shortcut,
+                with m.Elif(stepped & (pas.tiles == 1) & Mux(self.header.has_shortcut,
                                                           resident & Mux(shortcut_pass, sc_loaded, loaded), loaded)):
                     # the only tile is still in the buffers
                     m.next = "ACCUMULATE_FIRST"
@@ -356,19 +361,23 @@ class Sequencer(wiring.Component):
                                  ev_end.eq(starts[src + 1]),
                                  tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
                     m.next = "LOAD_WEIGHTS"
-                with m.Elif(last):
+                with m.Elif(last & ~diff):
                     end_layer()
                     m.d.sync += [busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
-                with m.Elif(thr_ready):
+                with m.Elif(thr_ready):  # a diff_if output layer too: its running means
                     m.d.comb += scanner.start.eq(1)
                     m.next = "FIRE"
             with m.State("FIRE"):  # until the scanner's last sample is taken and its spikes are written
                 m.d.comb += self.cmd.eq(scanner.cmd)
-                with m.If(scanner.done & rate & (step != T - 1)):  # the next step of a rate_if layer
+                with m.If(scanner.done & stepped & (step != T - 1)):  # the next step of a rate_if or diff_if layer
                     m.d.sync += [step.eq(step + 1), ev_base.eq(cursor), ev_end.eq(in_end), shortcut_pass.eq(0),
                                  tile.eq(0), tile_first.eq(0), tile_offset.eq(0)]
                     m.next = "LOAD_WEIGHTS"
+                with m.Elif(scanner.done & last):  # a diff_if output layer's last step: the scores are in
+                    end_layer()
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
                 with m.Elif(scanner.done):
                     end_layer()
                     with m.If(rate):  # what is left after firing stays in the accumulators

@@ -89,7 +89,7 @@ def check_networks_on_rtl(built, cfg, nets, work_dir, mutant: int = 0) -> list[l
         offset += len(image.memory) + NETWORK_GAP_WORDS
     runs = verilator.run_jobs(built, cfg, jobs, work_dir=work_dir, mutant=mutant, cycle_limit=limit)
     return [result_problems(cfg, model, golden, counts,
-                            [decode_results(cfg, model.shapes, st, w, rate=model.coding == "rate")
+                            [decode_results(cfg, model.shapes, st, w, coding=model.coding)
                              for st, w in zip(run.stats, run.words)])
             for (model, golden, counts), run in zip(expected, runs)]
 

@@ -140,8 +140,11 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
       output spike;
     - fire: per potential read an accumulator read and its comparisons (adds) of acc_width
       bits (ttfs: T, against the layer's threshold table, read once per layer; rate_if: one,
-      against its channel's threshold, read each time), and a rate_if layer's spike-count
-      memory reads and writes;
+      against its channel's threshold, read each time; diff_if: three comparisons and eight
+      adds), a rate_if layer's spike-count memory reads and writes, and a diff_if layer's
+      state words (4 x acc_width bits, in a memory the size of the accumulators') and floor
+      divisions (acc_width compare-subtract stages as wide as the step number, plus one:
+      hw/divider.py);
     - buffer_loads: writing every bus word read into the weight or bias buffers;
     - static: static_uw x the layer's run time;
     - external_memory: the bus words read from DRAM (biases and weights), dram_pj_per_bit.
@@ -162,7 +165,9 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
         + reads * 2 * g.group_entry_bits * reg,
         "fire": c.fired_neurons * g.acc_width * acc_bit + comparisons * add
         + thresholds * g.acc_width * table.sram_pj_per_bit(g.threshold_macro_bits)
-        + c.count_accesses * g.T.bit_length() * acc_bit,
+        + c.count_accesses * g.T.bit_length() * acc_bit
+        + c.state_accesses * 4 * g.acc_width * table.sram_pj_per_bit(4 * g.acc_macro_bits)
+        + c.divisions * g.acc_width * (g.T.bit_length() + 1) * table["int_add_pj_per_bit"],
         "buffer_loads": int(c.memory_beats[b]) * g.bus_bits * table.sram_pj_per_bit(g.weight_macro_bits),
         "static": table["static_uw"] * 1e-6 * (int(c.cycles[b]) / (g.clock_mhz * 1e6)) * 1e12,
         "external_memory": int(c.memory_beats[b]) * g.bus_bits * table["dram_pj_per_bit"],

@@ -16,7 +16,7 @@ def test_compare_table_rows_files_and_skips(digits_model, digits_cnn, tmp_path, 
     for r in rows:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["sops_per_image"] > r["spikes_per_image"] > 0
         assert np.isclose(r["sop_energy_nj"], r["sops_per_image"] * 0.9e-3)
-        assert (r["cycles_per_image"] is not None) == (r["neuron"] in ("ttfs", "rate_if"))  # runs on the processor
+        assert r["cycles_per_image"] > 0 and r["energy_per_image_nj"] > 0  # all three run on the processor
     by = {(r["neuron"], r["T"]): r for r in rows}
     assert by[("rate_if", 8)]["spikes_per_image"] > by[("rate_if", 4)]["spikes_per_image"]
     assert by[("rate_if", 8)]["accuracy"] > 0.85 and by[("ttfs", 8)]["accuracy"] > 0.85

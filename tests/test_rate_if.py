@@ -193,17 +193,26 @@ def test_threshold_iteration_minimises_the_rate_quantisation_error(T):
     assert dead[3] == pytest.approx(pre.max())  # never positive: the fallback
 
 
-def test_hardware_runs_rate_models_and_refuses_diff_models_naming_the_layer():
+def test_hardware_runs_rate_models_and_diff_models_without_pooling():
+    from dataclasses import replace
     from firstspike.hw.config import ArrayConfig, DoesNotFit
     model = _random_rate("mlp", 0, Timing(T=8, B=2, frac_bits=12))
     cfg = ArrayConfig.for_model(model, 4)
     # the bias block holds biases, thresholds and initial potentials; one event per neuron and step
     assert cfg.bias_buffer == 3 * -(-max(layer.channels for layer in model.layers[:-1]) // 4)
     assert cfg.event_depth == 8 * sum(model.sizes[:-1])
+    assert not cfg.diff_state
     diff = as_rate_if(np.random.default_rng(0), random_model(np.random.default_rng(0), [5, 4, 2], model.timing),
                       neuron="diff_if")
-    with pytest.raises(DoesNotFit, match="layer 0: diff_if neurons are not in the processor yet"):
-        ArrayConfig.for_model(diff, 4)
+    assert ArrayConfig.for_model(diff, 4).diff_state
+    with pytest.raises(DoesNotFit, match="diff_if layers and the array was built without their state .*--diff-state"):
+        replace(ArrayConfig.for_model(diff, 4), diff_state=False).check_fits(diff)
+    pooled = _random_rate("cnn", 0, Timing(T=8, B=2, frac_bits=12))
+    k = next(k for k, layer in enumerate(pooled.layers) if layer.pool > 1)
+    pooled = SnnModel(timing=pooled.timing, input_theta=pooled.input_theta,
+                      layers=[replace(layer, neuron="diff_if") for layer in pooled.layers])
+    with pytest.raises(DoesNotFit, match=f"layer {k}: max pooling of diff_if neurons"):
+        ArrayConfig.for_model(pooled, 4)
 
 
 @pytest.mark.parametrize("initial", [0, 3])

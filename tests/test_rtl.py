@@ -71,8 +71,7 @@ def test_random_networks_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_networks(index, timing), pes, timing, tmp_path, tight=index % 2 == 1,
-                                sized_for=_shape_cnns(index, timing) + _shape_resnets(index, timing)
-                                + _rate_nets(index, timing))
+                                sized_for=_every_net(index, timing))
 
 
 # conv nets run on four of the array shapes above (indices into CONFIGS), sharing their builds:
@@ -123,8 +122,7 @@ def test_random_cnns_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[shape]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_cnns(index, timing), pes, timing, tmp_path, tight=shape % 2 == 1,
-                                sized_for=_networks(shape, timing) + _shape_resnets(shape, timing)
-                                + _rate_nets(shape, timing))
+                                sized_for=_every_net(shape, timing))
 
 
 # residual nets (docs/spec.md section 14) run on three of the array shapes, sharing their builds
@@ -172,8 +170,7 @@ def test_random_resnets_bit_exact(index, tmp_path):
     pes, T, B, F = CONFIGS[shape]
     timing = Timing(T=T, B=B, frac_bits=F)
     _check_bit_exact_and_cycles(_resnets(index, timing), pes, timing, tmp_path, tight=shape % 2 == 1,
-                                sized_for=_networks(shape, timing) + _shape_cnns(shape, timing)
-                                + _rate_nets(shape, timing))
+                                sized_for=_every_net(shape, timing))
 
 
 def test_random_resnets_cover_the_shortcuts():
@@ -214,6 +211,70 @@ def _rate_nets(index, timing):
     return out
 
 
+# diff_if networks (docs/spec.md section 13) too: the arrays of these tests are built with diff_state
+DIFF_NETS_PER_CONFIG = 5
+
+
+def _diff_nets(index, timing):
+    """Random diff_if networks: MLPs and conv nets without pooling (the array has no pool units
+    yet), per-channel thresholds and initial potentials (as_rate_if), signed input trains at
+    random rates, one seed per network."""
+    out = []
+    for n in range(DIFF_NETS_PER_CONFIG):
+        seed = 30000 + 1000 * index + n
+        rng = np.random.default_rng(seed)
+        model = _mlp(rng, timing) if n % 2 == 0 else _unpooled_conv_net(rng, timing)
+        model = as_rate_if(rng, model, neuron="diff_if")
+        out.append((seed, model, random_input_trains(rng, model.layers[0].n_in, 2, timing, signed=True)))
+    return out
+
+
+def _unpooled_conv_net(rng, timing):
+    """A random conv net without max pooling, small enough that its linear layers' fan-in does
+    not outgrow the other tests' (their tiled configurations size the weight buffer by it)."""
+    shape = (int(rng.integers(1, 4)), int(rng.integers(4, 8)), int(rng.integers(4, 8)))
+    convs = [dict(channels=int(rng.integers(1, 9)), kernel=int(rng.choice([1, 3])), stride=int(rng.choice([1, 2])),
+                  padding=int(rng.integers(0, 2))) for _ in range(int(rng.integers(1, 3)))]
+    hidden = [int(rng.integers(1, 13))] if rng.random() < 0.5 else []
+    return random_cnn(rng, shape, convs, hidden, int(rng.integers(2, 9)), timing)
+
+
+def _every_net(index, timing):
+    """Every network the tests of array shape ``index`` run: each test sizes the array for all
+    of them, so they share one Verilator build."""
+    return (_networks(index, timing) + _shape_cnns(index, timing) + _shape_resnets(index, timing)
+            + _rate_nets(index, timing) + _diff_nets(index, timing))
+
+
+@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[f"pes{c[0]}-T{c[1]}-B{c[2]}" + ("-tiled" if i % 2 else "")
+                                                          for i, c in enumerate(CONFIGS)])
+def test_random_diff_networks_bit_exact(index, tmp_path):
+    """diff_if on the processor: INIT of the state, T steps of step-filtered accumulation of
+    signed spikes, the step's state update with its floor divisions by t, signed spikes out,
+    the output layer's running means read back; trains, scores and cycles layer by layer."""
+    pes, T, B, F = CONFIGS[index]
+    timing = Timing(T=T, B=B, frac_bits=F)
+    _check_bit_exact_and_cycles(_diff_nets(index, timing), pes, timing, tmp_path, tight=index % 2 == 1,
+                                sized_for=_every_net(index, timing))
+
+
+def test_diff_nets_cover_the_diff_datapath():
+    """The generators give what the diff RTL test promises: +1 and -1 spikes out of hidden
+    layers, conv and linear layers, steps where a neuron is silent, and at least 30 networks."""
+    seen, count = set(), 0
+    for index, (pes, T, B, F) in enumerate(CONFIGS):
+        timing = Timing(T=T, B=B, frac_bits=F)
+        for _, model, trains in _diff_nets(index, timing):
+            count += 1
+            g = GoldenModel(model).run_times(trains)
+            hidden = np.concatenate([s.reshape(-1) for s in g.spikes[1:-1]] or [np.zeros(0)])
+            seen |= {("+1", bool((hidden == 1).any())), ("-1", bool((hidden == -1).any())),
+                     ("silent", bool((hidden == 0).any()))}
+            seen |= {("kind", layer.kind) for layer in model.layers}
+    assert {("+1", True), ("-1", True), ("silent", True), ("kind", "conv"), ("kind", "linear")} <= seen, seen
+    assert count >= 30
+
+
 def _rate_edge_nets(timing):
     """rate_if nets whose first hidden layer sits exactly on its thresholds at some steps
     (sw.random_models.rate_threshold_edges)."""
@@ -234,8 +295,7 @@ def test_random_rate_networks_bit_exact(index, tmp_path):
     timing = Timing(T=T, B=B, frac_bits=F)
     nets = _rate_nets(index, timing) + (_rate_edge_nets(timing) if index == 1 else [])
     _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=index % 2 == 1,
-                                sized_for=_networks(index, timing) + _shape_cnns(index, timing)
-                                + _shape_resnets(index, timing))
+                                sized_for=_every_net(index, timing))
 
 
 def test_rate_nets_cover_the_rate_datapath():
