@@ -60,6 +60,11 @@ class Sequencer(wiring.Component):
       INIT value, initial + T * bias (what T steps of bias add). Rate layers need no CLEAR:
       INIT writes every accumulator they read. A rate_if layer with a shortcut runs the
       SHORTCUT pass in every step, over its source's events of that step.
+    - A diff_if layer (docs/spec.md, section 13; ``descriptor.diff``) runs as a hidden rate_if
+      layer: INIT sets each neuron's state (hw/pe.py) and zeroes its accumulator, then per
+      step ACCUMULATE over that step's signed events and FIRE, where the PEs run the step.
+      Its output layer runs step by step too: its FIRE scans fire nothing, and the last one
+      leaves the scores in the accumulators.
 
     After reset or a new network address, the next start first clears every accumulator
     (not counted in the run's cycles).

@@ -31,6 +31,7 @@ from amaranth.hdl import Array, Assert, Assume, Cat, ClockDomain, Cover, Elabora
 from amaranth.hdl._ast import AnyConst, AnySeq
 
 from firstspike.hw.config import ArrayConfig
+from firstspike.hw.divider import FloorDivider
 from firstspike.hw.fire import FireUnit
 from firstspike.hw.grouper import EventGrouper
 from firstspike.hw.layouts import PeOp, spike_event
@@ -342,6 +343,33 @@ class UnpackerProof(_Harness):
         return m
 
 
+class DividerProof(_Harness):
+    """FloorDivider (hw/divider.py): for every dividend of ``width`` bits and every divisor
+    1..``most``, the quotient q is the floor of dividend / divisor: ``q * d <= x < (q + 1) * d``
+    (the definition of floor division, computed here with products, which the block does not
+    have). Covered: a negative dividend that does not divide exactly (the floor is not the
+    truncation), the most negative dividend, the largest divisor."""
+
+    depth = 2
+
+    def __init__(self, width: int, most: int):
+        super().__init__()
+        self.width, self.most = width, most
+
+    def elaborate(self, platform):
+        W, T = self.width, self.most
+        m = self.module()
+        m.submodules.divider = dut = FloorDivider(W, T)
+        x, d = AnySeq(signed(W)), AnySeq(range(T + 1))
+        m.d.comb += [Assume((d >= 1) & (d <= T)), dut.dividend.eq(x), dut.divisor.eq(d)]
+        q = dut.quotient
+        low = Signal(signed(2 * W + 8))
+        m.d.comb += low.eq(q * d)
+        m.d.comb += [Assert(low <= x, "quotient too large"), Assert(x < low + d, "quotient too small")]
+        m.d.comb += [Cover((x < 0) & (low != x) & (d == 3)), Cover(x == -(1 << (W - 1))), Cover(d == T)]
+        return m
+
+
 class GrouperProof(_Harness):
     """EventGrouper: the groups are the event memory's events, in order, each a maximal run
     of one position, and the group stream keeps the stream rules, for every event list and
@@ -563,6 +591,8 @@ PLANTS = {
     # the walker's second less-than (o_max + 1 < q: the tap count is the smaller of the two)
     # becomes a greater-than: the larger, taps beyond the image edge
     "taps_count_max": ("walker", "$lt", "$gt", 1),
+    # the remainder test (r != 0) inverted: a negative dividend rounds the wrong way
+    "divider_rounds_wrong": ("divider", "$ne", "$eq"),
 }
 
 
@@ -602,6 +632,7 @@ PROOFS = {
     "unpack_W4_R6": lambda: UnpackerProof(4, 6),  # rows wider than words, not a multiple
     "grouper_N4_G2": lambda: GrouperProof(4, 2),  # groups split at a position, several positions
     "taps_K2": lambda: TapWalkerProof(2),  # kernels up to 2x2, strides 1 and 2, padding, tiles, runs of 2
+    "divider_W10_T11": lambda: DividerProof(10, 11),  # every 10-bit dividend, divisors 1..11
 }
 
 

@@ -84,7 +84,8 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     more images reach more corner cases for little time, a run's cost being mostly start-up),
     then the first EDGE_NETWORKS of them with every hidden bias on a threshold edge
     (sw.random_models.at_thresholds), run on a silent image and mostly silent ones, so that
-    potentials sit exactly at or one below a threshold (ttfs networks only), then
+    potentials sit exactly at or one below a threshold (ttfs networks only; a fuzz network
+    may also be rate_if or diff_if), then
     RATE_EDGE_NETWORKS pairs of rate_if networks (on their thresholds; pooled), then PROBES
     threshold probes, then
     FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
@@ -93,8 +94,11 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     for seed in suite_seeds(networks):
         _, model, times = random_network(seed)
         n_in = model.layers[0].n_in
-        extra = random_input_trains if model.coding == "rate" else random_input_times
-        more = extra(np.random.default_rng([seed, 1]), n_in, max(0, images - len(times)), model.timing)
+        rng, more_images = np.random.default_rng([seed, 1]), max(0, images - len(times))
+        if model.coding == "ttfs":
+            more = random_input_times(rng, n_in, more_images, model.timing)
+        else:  # rate_if: trains of 0 and 1; diff_if: of -1, 0 and 1
+            more = random_input_trains(rng, n_in, more_images, model.timing, signed=model.coding == "diff")
         out.append((f"fuzz {seed}", model, np.concatenate([times, more])[:images]))
         models.append((seed, model))
     for seed, model in [(s, m) for s, m in models if m.coding == "ttfs"][:EDGE_NETWORKS]:

@@ -11,12 +11,15 @@ from firstspike.sim.mutation import (EDGE_NETWORKS, FULL_GROUP_NETWORKS, PROBES,
 def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     assert suite_seeds(5) == [1, 5, 9, 13, 17]
     nets = suite(5, 6)
-    edges = (1, 5, 9, 13)[:EDGE_NETWORKS]  # fuzz network 17 is rate_if: its edges are the rate edge networks'
+    # fuzz network 1 is diff_if and 17 rate_if: the threshold edges are the ttfs networks'
+    edges = (5, 9, 13)[:EDGE_NETWORKS]
     assert [name for name, _, _ in nets] == [f"fuzz {s}" for s in (1, 5, 9, 13, 17)] + [
         f"fuzz {s} at thresholds" for s in edges] + [
         name for k in range(RATE_EDGE_NETWORKS) for name in (f"rate threshold edges {k}", f"rate pooled {k}")] + [
         f"threshold probe {k}" for k in range(PROBES)] + [f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
     assert [model.coding for _, model, _ in nets].count("rate") == 1 + 2 * RATE_EDGE_NETWORKS
+    assert nets[0][1].coding == "diff" and nets[0][2].shape == (6, 16, nets[0][1].layers[0].n_in)
+    assert (nets[0][2] == -1).any() and suite_config(nets).diff_state  # signed trains; the diff datapath is built
     assert all(model.layers[0].pool == 2 for name, model, _ in nets if name.startswith("rate pooled"))
     assert nets[4][2].shape == (6, 16, nets[4][1].layers[0].n_in)  # a rate network's 6 input trains
     probes = nets[-PROBES - FULL_GROUP_NETWORKS:-FULL_GROUP_NETWORKS]
