@@ -303,9 +303,6 @@ def unsupported(model: SnnModel) -> list[str]:
            for k, layer in enumerate(model.layers) if layer.neuron not in HW_NEURONS][:1]
     if out:
         return out
-    out += [f"layer {k}: max pooling of diff_if neurons (pool units, docs/spec.md section 13.4) is not in the "
-            "processor yet; the golden model runs it" for k, layer in enumerate(model.layers)
-            if layer.neuron == "diff_if" and layer.pool > 1][:1]
     geo = hardware_geometry(model.layers[-1])
     if geo["h_out"] * geo["w_out"] != 1:
         out.append(f"output layer: {geo['h_out']}x{geo['w_out']} positions; the array reads one potential per "
@@ -343,12 +340,22 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
         # one output channel group's weights must fit; more slots per tile need fewer passes
         "weight_buffer": max(g["c_in"] * g["kh"] * g["kw"] for g in every),
         "bias_buffer": max(rows),
-        # hidden layers use accumulators from 0 up, the output layer the top ``slots`` ones
-        "slot_depth": max([s * g["h_out"] * g["w_out"] for s, g in zip(slots[:-1], geo)], default=0) + slots[-1],
+        # hidden layers use accumulators from 0 up (a pooled diff_if layer's pool units the state
+        # words after them), the output layer the top ``slots`` ones
+        "slot_depth": max([init_count(layer, s) for s, layer in zip(slots[:-1], model.layers)], default=0)
+        + slots[-1],
         # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
         "event_depth": sum(n * t for n, t in zip(model.sizes[:-1], steps)),
         "diff_state": any(layer.neuron == "diff_if" for layer in model.layers),
     }
+
+
+def init_count(layer: SnnLayer, slots: int) -> int:
+    """Accumulators (and diff_if state words) a layer uses from its first one: its neurons',
+    then, for a pooled diff_if layer, one pool unit per window and slot (docs/spec.md 13.4)."""
+    g = hardware_geometry(layer)
+    units = g["h_pool"] * g["w_pool"] * slots if layer.neuron == "diff_if" and layer.pool > 1 else 0
+    return g["h_out"] * g["w_out"] * slots + units
 
 
 def bias_block_parts(layer: SnnLayer) -> int:
@@ -396,6 +403,8 @@ class Descriptor:
     row_stride: int  #: w_out * slots: accumulator address step per output row
     acc_count: int  #: h_out * w_out * slots: accumulators the layer uses
     acc_base: int  #: first accumulator: 0 for hidden layers, slot_depth - slots for the output layer
+    #: accumulators INIT writes: acc_count, and a pooled diff_if layer's pool units after them
+    init_count: int
     last: int  #: 1 for the output layer: the network ends after it
 
 
@@ -437,7 +446,7 @@ def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, 
         last_slots=last_slots, last_rows=last_slots * fan_in, last_beats=last_beats,
         kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
         acc_count=g["h_out"] * g["w_out"] * slots,
-        acc_base=cfg.slot_depth - slots if output else 0, last=int(output))
+        acc_base=cfg.slot_depth - slots if output else 0, init_count=init_count(synapses, slots), last=int(output))
     return d, bias_beats + tile_beats * (tiles.count - 1) + last_beats
 
 

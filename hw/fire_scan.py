@@ -23,7 +23,9 @@ class FireScanner(wiring.Component):
     A diff_if layer's READs carry ``diff``, the step and the threshold's address; the PEs run
     the step and write the neuron's state back when its sample is taken (hw/pe.py). The output
     layer of a diff_if network is scanned too, every step (``readout``: its running means are
-    updated, nothing fires), at its accumulators (``acc_base`` on).
+    updated, nothing fires), at its accumulators (``acc_base`` on). A pooled diff_if layer's
+    window is followed by one more READ (``pool_unit``, at ``acc_count`` + the window's index):
+    the window's pool unit, whose sample alone ends the window (``last``) and carries its spike.
 
     Members
     -------
@@ -68,6 +70,12 @@ class FireScanner(wiring.Component):
         held_addr = Signal.like(self.cmd.acc_addr)  # address of the sample presented
         held_bias = Signal.like(self.cmd.bias_addr)
         held_param = Signal.like(self.cmd.param_addr)  # a rate_if threshold's row
+        held_first, held_unit = Signal(), Signal()
+        # a pooled diff_if layer: after each window, its pool unit (``unit``-th, at acc_count + unit)
+        units = Signal()
+        unit_next = Signal()  # the next READ is the window's pool unit
+        unit = Signal(range(cfg.slot_depth + 1))
+        m.d.comb += units.eq(desc.diff & (desc.pool_log2 != 0))
         pool_last = Signal(size)
         addr = Signal.like(self.cmd.acc_addr)
         m.d.comb += [pool_last.eq((1 << desc.pool_log2) - 1),
@@ -89,28 +97,48 @@ class FireScanner(wiring.Component):
         m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr), self.cmd.bias_addr.eq(held_bias),
                      self.cmd.param_addr.eq(held_param), self.cmd.add_bias.eq(~desc.diff),
                      self.cmd.subtract.eq(desc.rate), self.cmd.diff.eq(desc.diff), self.cmd.readout.eq(desc.last),
-                     self.cmd.time.eq(self.step)]
+                     self.cmd.time.eq(self.step), self.cmd.first.eq(held_first), self.cmd.pool_unit.eq(held_unit)]
+        def next_window():
+            """The window after this one: the next slot, then the next pooled position."""
+            m.d.sync += [slot.eq(slot + 1), ch_base.eq(ch_base + P)]
+            with m.If(slot == desc.slots - 1):
+                m.d.sync += [slot.eq(0), ch_base.eq(0), px.eq(px + 1)]
+                with m.If(px == desc.w_pool - 1):
+                    m.d.sync += [px.eq(0), py.eq(py + 1)]
+                    with m.If(py == desc.h_pool - 1):
+                        m.d.sync += [scanning.eq(0), flushing.eq(1)]
+
         with m.If(self.start):
             m.d.sync += Assert(~scanning & ~flushing & ~valid, "a scan started while one runs")
-            m.d.sync += [scanning.eq(1), py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot.eq(0), ch_base.eq(0)]
+            m.d.sync += [scanning.eq(1), py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), slot.eq(0), ch_base.eq(0),
+                         unit.eq(0), unit_next.eq(0)]
+        with m.Elif(scanning & taken & unit_next):  # the window's pool unit: its spike is the window's
+            unit_addr = desc.acc_count + unit
+            m.d.comb += [self.cmd.acc_addr.eq(unit_addr), self.cmd.bias_addr.eq(slot),
+                         self.cmd.param_addr.eq(desc.slots + slot), self.cmd.first.eq(0), self.cmd.pool_unit.eq(1)]
+            m.d.sync += [valid.eq(1), held_addr.eq(unit_addr), held_bias.eq(slot), held_param.eq(desc.slots + slot),
+                         held_first.eq(0), held_unit.eq(1), sample.first.eq(1), sample.last.eq(1),
+                         unit_next.eq(0), unit.eq(unit + 1)]
+            next_window()
         with m.Elif(scanning & taken):
+            window_first = (dy == 0) & (dx == 0)
+            window_last = (dy == pool_last) & (dx == pool_last)
             m.d.comb += [self.cmd.acc_addr.eq(addr), self.cmd.bias_addr.eq(slot),
-                         self.cmd.param_addr.eq(desc.slots + slot)]
+                         self.cmd.param_addr.eq(desc.slots + slot), self.cmd.first.eq(window_first),
+                         self.cmd.pool_unit.eq(0)]
             m.d.sync += [valid.eq(1), held_addr.eq(addr), held_bias.eq(slot), held_param.eq(desc.slots + slot),
+                         held_first.eq(window_first), held_unit.eq(0),
                          sample.channel_base.eq(ch_base), sample.y.eq(py), sample.x.eq(px),
-                         sample.first.eq((dy == 0) & (dx == 0)),
-                         sample.last.eq((dy == pool_last) & (dx == pool_last))]
+                         sample.first.eq(window_first), sample.last.eq(window_last & ~units)]
             m.d.sync += dx.eq(dx + 1)
             with m.If(dx == pool_last):
                 m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
                 with m.If(dy == pool_last):
-                    m.d.sync += [dy.eq(0), slot.eq(slot + 1), ch_base.eq(ch_base + P)]
-                    with m.If(slot == desc.slots - 1):
-                        m.d.sync += [slot.eq(0), ch_base.eq(0), px.eq(px + 1)]
-                        with m.If(px == desc.w_pool - 1):
-                            m.d.sync += [px.eq(0), py.eq(py + 1)]
-                            with m.If(py == desc.h_pool - 1):
-                                m.d.sync += [scanning.eq(0), flushing.eq(1)]
+                    m.d.sync += dy.eq(0)
+                    with m.If(units):
+                        m.d.sync += unit_next.eq(1)
+                    with m.Else():
+                        next_window()
         with m.If(self.done):
             m.d.sync += flushing.eq(0)
         return m

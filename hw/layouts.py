@@ -114,6 +114,7 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
         "row_stride": unsigned(max(1, cfg.slot_depth.bit_length())),
         "acc_count": unsigned(max(1, cfg.slot_depth.bit_length())),
         "acc_base": unsigned(max(1, cfg.slot_depth.bit_length())),
+        "init_count": unsigned(max(1, cfg.slot_depth.bit_length())),
         "last": 1,  #: the output layer: the network ends after it
     })
 
@@ -158,7 +159,7 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         "acc_addr": unsigned(addr_width(cfg.slot_depth)),
         "time": unsigned(cfg.timing.time_bits),  #: ACCUM: the spike's time; a diff READ: the step (0-based)
         "negative": 1,  #: ACCUM: a negative spike (diff_if): subtract what a positive one adds
-        "first": 1,  #: ACCUM: start from accumulator[acc_addr], not from the PE's running sum
+        "first": 1,  #: ACCUM: start from accumulator[acc_addr], not from the PE's running sum (diff READ: below)
         "last": 1,  #: ACCUM: write the running sum back to accumulator[acc_addr]
         "add_bias": 1,  #: READ: the potential includes bias[bias_addr]
         #: READ: a rate_if step: compare with the threshold bias[param_addr]; clear writes back the
@@ -169,6 +170,9 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         #: step ``time`` with threshold bias[param_addr]; clear writes the state back)
         "diff": 1,
         "readout": 1,  #: diff READ: the output layer (never fires; its last step's clear leaves ein in the accumulator)
+        #: diff READ: the pool unit of the window just read (docs/spec.md 13.4); INIT: a pool unit's state.
+        #: A diff READ's ``first`` marks the first neuron of a pooling window
+        "pool_unit": 1,
         "clear": 1,  #: accumulator[clear_addr] <- 0 this cycle (the fire stage took its value)
         "clear_addr": unsigned(addr_width(cfg.slot_depth)),
     })

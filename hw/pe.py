@@ -52,7 +52,10 @@ class ProcessingElement(wiring.Component):
     runs the step: the new state and the signed spike come out of stage 1, with two floor
     divisions by the step number (hw/divider.py). When the fire stage takes the spike, the
     state is written back and the accumulator cleared; the output layer (``readout``) never
-    fires, and its last step leaves ein, the score, in the accumulator for the host.
+    fires, and its last step leaves ein, the score, in the accumulator for the host. A pooled
+    layer's neurons feed a register with the largest running mean of the window being read
+    (from its ``first`` READ on); after the window, a READ with ``pool_unit`` runs the window's
+    pool unit (section 13.4), whose state words follow the layer's accumulators.
 
     Members
     -------
@@ -116,10 +119,11 @@ class ProcessingElement(wiring.Component):
         slot1 = Signal.like(cmd.acc_addr)
         time1 = Signal.like(cmd.time)
         add_bias1, subtract1, first1, last1 = Signal(), Signal(), Signal(), Signal()
-        negative1, diff1, readout1 = Signal(), Signal(), Signal()
+        negative1, diff1, readout1, unit1 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time), add_bias1.eq(cmd.add_bias),
                      subtract1.eq(cmd.subtract), first1.eq(cmd.first), last1.eq(cmd.last),
-                     negative1.eq(cmd.negative), diff1.eq(cmd.diff), readout1.eq(cmd.readout)]
+                     negative1.eq(cmd.negative), diff1.eq(cmd.diff), readout1.eq(cmd.readout),
+                     unit1.eq(cmd.pool_unit)]
 
         # stage 1: contribution = M[t % B] >> (m + t // B), zero for the zero code
         sign = w_rd.data[WEIGHT_BITS - 1]
@@ -166,14 +170,15 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += [a_wr.data.eq(potential - Mux(fired, p_rd.data, 0)),
                              n_wr.addr.eq(cmd.clear_addr), n_wr.data.eq(n_rd.data + fired), n_wr.en.eq(1)]
         if cfg.diff_state:
-            self._diff_step(m, acc, p_rd, b_rd, a_wr, fired, op1, slot1, time1, diff1, readout1)
+            self._diff_step(m, acc, p_rd, b_rd, a_wr, fired, op1, slot1, time1, diff1, readout1, first1, unit1)
         else:
             m.d.sync += Assert(~(cmd.diff & (cmd.op != PeOp.NOP)), "a diff_if command on an array without diff_state")
         return m
 
     def _diff_step(self, m, synaptic, threshold_port, bias_port, acc_write, rate_fired, op1, slot1, time1, diff1,
-                   readout1):
-        """The state memory and the diff_if step of docs/spec.md section 13.2 (see the class docstring)."""
+                   readout1, first1, unit1):
+        """The state memory and the diff_if step of docs/spec.md section 13.2, and the pool
+        unit's of 13.4 (see the class docstring)."""
         cfg, cmd = self.cfg, self.cmd
         T = cfg.timing.T
         m.submodules.states = states = memory.Memory(shape=diff_state(cfg), depth=cfg.slot_depth, init=[])
@@ -183,9 +188,18 @@ class ProcessingElement(wiring.Component):
         old = s_rd.data
         th = threshold_port.data
         W = cfg.acc_width
+        # a pool unit's input current: I[t] = t M[t] - (t-1) M[t-1] = M + (t-1) (M - M[t-1]), its
+        # window's largest running mean M (``window_top``) and its own ``ein`` word holding M[t-1];
+        # (t-1) x (M - M[t-1]) as shifted adds, one per bit of the step number
+        window_top = Signal(signed(W))
+        change = Signal(signed(W + 1))
+        m.d.comb += change.eq(window_top - old.ein)
+        product = sum(Mux(time1[i], change << i, 0) for i in range(len(time1)))
+        current = Signal(signed(W))
+        m.d.comb += current.eq(Mux(unit1, window_top + product, synaptic + old.ein))
         mem1, cum1, mem2, cum2 = (Signal(signed(W), name=n) for n in ("mem1", "cum1", "mem2", "cum2"))
         up, down = Signal(), Signal()  # the spike: +1, -1
-        m.d.comb += [mem1.eq(old.mem + synaptic + old.ein - old.eout), cum1.eq(old.cum + old.eout),
+        m.d.comb += [mem1.eq(old.mem + current - old.eout), cum1.eq(old.cum + old.eout),
                      up.eq(~readout1 & (mem1 >= th)), down.eq(~readout1 & ~up & (mem1 <= 0) & (cum1 >= th)),
                      mem2.eq(mem1 - Mux(up, th, 0) + Mux(down, th, 0)),
                      cum2.eq(cum1 + Mux(up, th, 0) - Mux(down, th, 0))]
@@ -195,16 +209,17 @@ class ProcessingElement(wiring.Component):
                      output_mean.dividend.eq(Mux(up, th, Mux(down, -th, 0))), output_mean.divisor.eq(time1 + 1)]
         new = Signal(diff_state(cfg))
         m.d.comb += [new.mem.eq(mem2), new.cum.eq(cum2), new.eout.eq(old.eout + output_mean.quotient),
-                     new.ein.eq(old.ein + input_mean.quotient)]
+                     new.ein.eq(Mux(unit1, window_top, old.ein + input_mean.quotient))]
         reading = diff1 & (op1 == PeOp.READ)
         m.d.comb += [self.fired.eq(rate_fired | (reading & (up | down))), self.negative.eq(reading & down)]
-        with m.If((op1 == PeOp.INIT) & diff1):  # ein <- bias, mem <- initial potential
+        with m.If((op1 == PeOp.INIT) & diff1):  # ein <- bias (a pool unit's M[0] <- 0), mem <- initial potential
             m.d.comb += [s_wr.addr.eq(slot1), s_wr.en.eq(1), s_wr.data.mem.eq(threshold_port.data),
-                         s_wr.data.ein.eq(bias_port.data), s_wr.data.eout.eq(0), s_wr.data.cum.eq(0)]
+                         s_wr.data.ein.eq(Mux(unit1, 0, bias_port.data)), s_wr.data.eout.eq(0), s_wr.data.cum.eq(0)]
         with m.If(cmd.clear & cmd.diff):  # the fire stage took the step's spike: the state goes back
             m.d.sync += Assert(diff1 & (op1 == PeOp.READ) & (slot1 == cmd.clear_addr),
                                "a diff_if write-back follows its own READ")
             m.d.comb += [s_wr.addr.eq(cmd.clear_addr), s_wr.data.eq(new), s_wr.en.eq(1)]
+            with m.If(~unit1):  # a neuron of a pooling window: the window's largest running mean so far
+                m.d.sync += window_top.eq(Mux(first1 | (new.eout > window_top), new.eout, window_top))
             with m.If(readout1 & (time1 == T - 1)):  # the scores, for the host
                 m.d.comb += acc_write.data.eq(new.ein)
-

@@ -230,15 +230,16 @@ def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr
         accumulate=np.where(has_events, accumulate - d.tiles, 0))  # without ACCUMULATE_FIRST
 
 
-def fire_cycles(fired: np.ndarray, g: dict, slots: int, pes: int, lanes: int) -> np.ndarray:
+def fire_cycles(fired: np.ndarray, g: dict, slots: int, pes: int, lanes: int, units: bool = False) -> np.ndarray:
     """FIRE of one scan (the module docstring): ``fired`` (batch, C_out * H_pool * W_pool) which
-    pooled neurons spike, in (c, y, x) order."""
+    pooled neurons spike, in (c, y, x) order. ``units``: each window ends with a READ of its
+    pool unit (a pooled diff_if layer), q*q + 1 reads per window."""
     padded = np.zeros((len(fired), slots * pes, g["h_pool"], g["w_pool"]), dtype=np.int64)
     padded[:, :g["c_out"]] = fired.reshape(-1, g["c_out"], g["h_pool"], g["w_pool"])
     groups = padded.reshape(-1, slots, pes, g["h_pool"], g["w_pool"]).sum(axis=2)
     groups = groups.transpose(0, 2, 3, 1).reshape(len(fired), -1)  # (batch, G): py, px, slot
     drain = -(-groups // lanes)
-    window = g["pool"] ** 2
+    window = g["pool"] ** 2 + int(units)
     return window + np.maximum(window, drain[:, :-1]).sum(axis=1) + drain[:, -1] + 2
 
 
@@ -292,12 +293,14 @@ def stepped_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golde
     # both weight sets stay in the buffer (the shortcut's rows after the layer's) when each is one tile
     resident = sc is not None and d.tiles == 1 and sc.tiles == 1 and d.tile_rows + sc.tile_rows <= cfg.weight_buffer
     acc_count = g["h_out"] * g["w_out"] * d.slots
-    scan = g["h_pool"] * g["w_pool"] * d.slots * g["pool"] ** 2  # fire reads per PE and step
+    units = diff and g["pool"] > 1  # a pool unit per window, read after it (hw/fire_scan.py)
+    scan = g["h_pool"] * g["w_pool"] * d.slots * (g["pool"] ** 2 + int(units))  # fire reads per PE and step
     cycles, accumulate, loads, beats, reads, writebacks = (np.zeros(b, dtype=np.int64) for _ in range(6))
     fire = np.zeros((b, T), dtype=np.int64)
     if not one_pass:
         out = golden.spikes[k + 1] if not layer.is_output else np.zeros((b, T, g["c_out"]), dtype=np.int8)
-        fire = np.stack([fire_cycles(out[:, t] != 0, g, d.slots, pes, cfg.spike_lanes) for t in range(T)], axis=1)
+        fire = np.stack([fire_cycles(out[:, t] != 0, g, d.slots, pes, cfg.spike_lanes, units) for t in range(T)],
+                        axis=1)
 
     def run_pass(i: int, p: _StepPass, events: np.ndarray, stopped: bool, reload: bool) -> None:
         n, tp = stream_groups(events, p.taps, cfg.group_size)
@@ -335,21 +338,21 @@ def stepped_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golde
                 run_pass(i, p, steps[t], stopped=bool(left[j][t] > len(steps[t])), reload=reload)
                 loaded[j] = True
             cycles[i] += 1 + fire[i, t]  # AFTER_ACCUMULATE, FIRE
-    base = head + 1 + bias_load + acc_count  # HEADER, DESCRIPTOR, LOAD_BIASES, INIT
+    base = head + 1 + bias_load + d.init_count  # HEADER, DESCRIPTOR, LOAD_BIASES, INIT
     if one_pass:
         cycles = base + cycles + 1
-        spikes, fired, writes = np.zeros(b, dtype=np.int64), 0, acc_count
+        spikes, fired, writes = np.zeros(b, dtype=np.int64), 0, d.init_count
     else:
         cycles = base + cycles
         spikes = (golden.spikes[k + 1] != 0).sum(axis=(1, 2)) if not layer.is_output else np.zeros(b, dtype=np.int64)
-        fired, writes = scan * pes * T, acc_count + scan * T
+        fired, writes = scan * pes * T, d.init_count + scan * T
     updates = sum(p.updates for p in passes)
     # the fire stage's arithmetic per potential read: rate_if one comparison; diff_if (hw/pe.py) the
     # three comparisons and eight adds of the step, two divisions and a state word read and written
     extra = dict(fire_comparisons=fired, threshold_reads=fired, count_accesses=acc_count * pes + 2 * fired)
     if diff:
-        extra = dict(fire_comparisons=11 * fired, threshold_reads=fired + acc_count * pes, count_accesses=0,
-                     state_accesses=acc_count * pes + 2 * fired, divisions=2 * fired)
+        extra = dict(fire_comparisons=11 * fired, threshold_reads=fired + d.init_count * pes, count_accesses=0,
+                     state_accesses=d.init_count * pes + 2 * fired, divisions=2 * fired)
     return LayerCounts(kind=layer.kind, cycles=cycles, input_events=passes[0].events,
                        weight_reads=sum(p.commands for p in passes) * pes, acc_updates=updates,
                        acc_writebacks=writebacks * pes, spikes=spikes, fired_neurons=fired,

@@ -64,7 +64,9 @@ class Sequencer(wiring.Component):
       layer: INIT sets each neuron's state (hw/pe.py) and zeroes its accumulator, then per
       step ACCUMULATE over that step's signed events and FIRE, where the PEs run the step.
       Its output layer runs step by step too: its FIRE scans fire nothing, and the last one
-      leaves the scores in the accumulators.
+      leaves the scores in the accumulators. A pooled diff_if layer's INIT also sets its pool
+      units' states (``init_count``), and its FIRE runs each window's pool unit after the
+      window (hw/fire_scan.py).
 
     After reset or a new network address, the next start first clears every accumulator
     (not counted in the run's cycles).
@@ -310,11 +312,12 @@ class Sequencer(wiring.Component):
                 init_row = Mux(rate & ~last, desc.slots << 1, 0)  # bias block: biases, thresholds, initials
                 m.d.comb += [self.cmd.op.eq(PeOp.INIT), self.cmd.acc_addr.eq(desc.acc_base + acc),
                              self.cmd.bias_addr.eq(init_row + slot), self.cmd.diff.eq(diff),
-                             self.cmd.param_addr.eq((desc.slots << 1) + slot)]
+                             self.cmd.param_addr.eq((desc.slots << 1) + slot),
+                             self.cmd.pool_unit.eq(acc >= desc.acc_count)]  # a pooled diff_if layer's units
                 m.d.sync += [slot.eq(slot + 1), acc.eq(acc + 1)]
                 with m.If(slot == desc.slots - 1):
                     m.d.sync += slot.eq(0)
-                with m.If(acc == desc.acc_count - 1):
+                with m.If(acc == desc.init_count - 1):
                     m.d.sync += slot.eq(0)
                     m.next = "LOAD_WEIGHTS"
             with m.State("LOAD_WEIGHTS"):  # the weights of tile `tile`; none without input events

@@ -4,8 +4,8 @@ Each configuration is a random MLP, CNN or residual net (seeded: configuration `
 ``numpy.random.default_rng(i)``) on one of a few array shapes (PE count and timing). A quarter
 of the MLPs and CNNs have rate_if neurons (docs/spec.md section 12; decided, thresholds and
 input trains drawn from ``default_rng([i, 7])``, so the ttfs networks stay what they were), and
-a fifth of the other MLPs and CNNs without max pooling diff_if neurons (section 13; drawn
-from ``default_rng([i, 11])``).
+a fifth of the other MLPs and CNNs diff_if neurons (section 13; drawn from
+``default_rng([i, 11])``).
 Per shape one Verilog design, large enough for every network of that shape, is built
 once (the build cache is shared and locked) and each network is put into the bench's
 external memory, so the Verilator compile is paid once per shape, not per network. Worker
@@ -38,7 +38,7 @@ SHAPES = [(1, 8, 1, 12), (4, 16, 2, 14), (16, 8, 4, 12), (4, 6, 8, 10)]
 IMAGES = 2
 #: the fraction of MLPs and CNNs that get rate_if neurons
 RATE_FRACTION = 0.25
-#: the fraction of the other MLPs and CNNs without max pooling that get diff_if neurons
+#: the fraction of the other MLPs and CNNs that get diff_if neurons
 DIFF_FRACTION = 0.2
 
 
@@ -84,7 +84,7 @@ def random_network(seed: int):
         model = as_rate_if(rate, model)
         return index, model, random_input_trains(rate, model.layers[0].n_in, IMAGES, timing)
     diff = np.random.default_rng([seed, 11])
-    if kind >= 0.2 and all(layer.pool == 1 for layer in model.layers) and diff.random() < DIFF_FRACTION:
+    if kind >= 0.2 and diff.random() < DIFF_FRACTION:
         model = as_rate_if(diff, model, neuron="diff_if")
         return index, model, random_input_trains(diff, model.layers[0].n_in, IMAGES, timing, signed=True)
     return index, model, times

@@ -193,9 +193,9 @@ def test_threshold_iteration_minimises_the_rate_quantisation_error(T):
     assert dead[3] == pytest.approx(pre.max())  # never positive: the fallback
 
 
-def test_hardware_runs_rate_models_and_diff_models_without_pooling():
+def test_hardware_sizes_rate_and_diff_models():
     from dataclasses import replace
-    from firstspike.hw.config import ArrayConfig, DoesNotFit
+    from firstspike.hw.config import ArrayConfig, DoesNotFit, hardware_geometry
     model = _random_rate("mlp", 0, Timing(T=8, B=2, frac_bits=12))
     cfg = ArrayConfig.for_model(model, 4)
     # the bias block holds biases, thresholds and initial potentials; one event per neuron and step
@@ -207,12 +207,15 @@ def test_hardware_runs_rate_models_and_diff_models_without_pooling():
     assert ArrayConfig.for_model(diff, 4).diff_state
     with pytest.raises(DoesNotFit, match="diff_if layers and the array was built without their state .*--diff-state"):
         replace(ArrayConfig.for_model(diff, 4), diff_state=False).check_fits(diff)
+    # a pooled diff_if layer's pool units take state words after its neurons' accumulators
     pooled = _random_rate("cnn", 0, Timing(T=8, B=2, frac_bits=12))
-    k = next(k for k, layer in enumerate(pooled.layers) if layer.pool > 1)
-    pooled = SnnModel(timing=pooled.timing, input_theta=pooled.input_theta,
-                      layers=[replace(layer, neuron="diff_if") for layer in pooled.layers])
-    with pytest.raises(DoesNotFit, match=f"layer {k}: max pooling of diff_if neurons"):
-        ArrayConfig.for_model(pooled, 4)
+    as_diff = SnnModel(timing=pooled.timing, input_theta=pooled.input_theta,
+                       layers=[replace(layer, neuron="diff_if") for layer in pooled.layers])
+    g = hardware_geometry(pooled.layers[0])
+    slots = -(-g["c_out"] // 4)
+    units = g["h_pool"] * g["w_pool"] * slots
+    assert pooled.layers[0].pool == 2 and units > 0
+    assert ArrayConfig.for_model(as_diff, 4).slot_depth == ArrayConfig.for_model(pooled, 4).slot_depth + units
 
 
 @pytest.mark.parametrize("initial", [0, 3])

@@ -212,18 +212,18 @@ def _rate_nets(index, timing):
 
 
 # diff_if networks (docs/spec.md section 13) too: the arrays of these tests are built with diff_state
-DIFF_NETS_PER_CONFIG = 5
+DIFF_NETS_PER_CONFIG = 6
 
 
 def _diff_nets(index, timing):
-    """Random diff_if networks: MLPs and conv nets without pooling (the array has no pool units
-    yet), per-channel thresholds and initial potentials (as_rate_if), signed input trains at
-    random rates, one seed per network."""
+    """Random diff_if networks: MLPs, conv nets without pooling and the conv net generator's
+    (max pooling by pool units), per-channel thresholds and initial potentials (as_rate_if),
+    signed input trains at random rates, one seed per network."""
     out = []
     for n in range(DIFF_NETS_PER_CONFIG):
         seed = 30000 + 1000 * index + n
         rng = np.random.default_rng(seed)
-        model = _mlp(rng, timing) if n % 2 == 0 else _unpooled_conv_net(rng, timing)
+        model = (_mlp, _unpooled_conv_net, _conv_net)[n % 3](rng, timing)
         model = as_rate_if(rng, model, neuron="diff_if")
         out.append((seed, model, random_input_trains(rng, model.layers[0].n_in, 2, timing, signed=True)))
     return out
@@ -260,7 +260,8 @@ def test_random_diff_networks_bit_exact(index, tmp_path):
 
 def test_diff_nets_cover_the_diff_datapath():
     """The generators give what the diff RTL test promises: +1 and -1 spikes out of hidden
-    layers, conv and linear layers, steps where a neuron is silent, and at least 30 networks."""
+    layers, pooled ones among them, conv and linear layers, steps where a neuron is silent,
+    and at least 30 networks."""
     seen, count = set(), 0
     for index, (pes, T, B, F) in enumerate(CONFIGS):
         timing = Timing(T=T, B=B, frac_bits=F)
@@ -271,7 +272,10 @@ def test_diff_nets_cover_the_diff_datapath():
             seen |= {("+1", bool((hidden == 1).any())), ("-1", bool((hidden == -1).any())),
                      ("silent", bool((hidden == 0).any()))}
             seen |= {("kind", layer.kind) for layer in model.layers}
-    assert {("+1", True), ("-1", True), ("silent", True), ("kind", "conv"), ("kind", "linear")} <= seen, seen
+            pooled = [g.spikes[k + 1] for k, layer in enumerate(model.layers[:-1]) if layer.pool > 1]
+            seen |= {("pooled " + str(v), bool((s == v).any())) for s in pooled for v in (1, -1)}
+    assert {("+1", True), ("-1", True), ("silent", True), ("kind", "conv"), ("kind", "linear"),
+            ("pooled 1", True), ("pooled -1", True)} <= seen, seen
     assert count >= 30
 
 
