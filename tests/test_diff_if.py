@@ -170,3 +170,26 @@ def test_random_networks_equal_the_reference(seed):
     model, rng = random_shape_model(seed, "diff_if")
     trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing, signed=True)
     golden_equals_reference(model, trains, _reference, seed)
+
+
+def test_cli_runs_a_converted_diff_cnn_on_the_processor(digits_cnn, tmp_path, capsys):
+    """The whole flow for differential coding: the float digits CNN converted training-free
+    (threshold iteration, T = 4), its pooled layers run by pool units, signed trains in and
+    out of the RTL, bit- and cycle-exact on 16 images, with the state memory in the report."""
+    import json
+    from firstspike.cli import main
+    ann, _, _ = digits_cnn
+    out = tmp_path / "diff.npz"
+    assert main(["convert", str(ann), "--neuron", "diff_if", "--calibration", "iteration", "--T", "4",
+                 "--out", str(out)]) == 0
+    model = SnnModel.load(out)
+    assert model.coding == "diff" and any(layer.pool > 1 for layer in model.layers)
+    capsys.readouterr()
+    assert main(["sim", "--model", str(out), "--pes", "4", "--images", "16", "--out", str(tmp_path / "sim"),
+                 "--verilog-dir", str(tmp_path / "sv")]) == 0
+    capsys.readouterr()
+    r = json.loads((tmp_path / "sim" / "report.json").read_text())
+    assert r["mismatches"] == 0 and r["cycle_model_exact"] and r["rtl_accuracy"] == r["golden_accuracy"] > 0.9
+    bits = r["memory_bits_per_pe"]
+    assert bits["diff_states"] == 4 * bits["accumulators"] > 0  # mem, ein, eout, cum beside each accumulator
+    assert r["energy_breakdown_pj"]["fire"] > 0 and r["spikes_per_image"] > 100
