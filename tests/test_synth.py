@@ -7,21 +7,29 @@ from firstspike.hw.layouts import count_shape, spike_event
 from firstspike.hw.synth import SynthesisError, synthesize
 from firstspike.hw.verilog import write_design
 from firstspike.sw.formats import Timing
-from firstspike.sw.random_models import random_model
+from firstspike.sw.random_models import as_rate_if, random_model
 
 
-def test_small_array_synthesises(tmp_path):
-    model = random_model(np.random.default_rng(0), [10, 7, 3], Timing(T=8, B=2, frac_bits=12))
+@pytest.mark.parametrize("neuron", ["ttfs", "diff_if"])
+def test_small_array_synthesises(neuron, tmp_path):
+    """A ttfs array, and one built with the diff_if state (state memories, step dividers, pool
+    unit products): the same memory accounting, and still no multiplier in the datapath."""
+    rng = np.random.default_rng(0)
+    model = random_model(rng, [10, 7, 3], Timing(T=8, B=2, frac_bits=12))
+    if neuron == "diff_if":
+        model = as_rate_if(rng, model, neuron="diff_if")
     cfg = ArrayConfig.for_model(model, 2)
+    assert cfg.diff_state == (neuron == "diff_if")
     r = synthesize(write_design(tmp_path, cfg, model), tmp_path / "synth", target="ice40")
     assert r["yosys_version"].startswith("Yosys 0.")
     assert r["cells"] > 100 and r["luts"] > 100 and r["flip_flops"] > 50
     # Yosys sees exactly the memories the configuration declares
     ev = spike_event(cfg).size
     # (no descriptor or threshold memory: the layer headers come from external memory)
-    # per PE: weights, biases, accumulators and the rate_if spike counts (0..T each)
+    # per PE: weights, biases, accumulators, the rate_if spike counts (0..T each) and the diff_if states
+    states = 4 * cfg.acc_width if cfg.diff_state else 0
     expected = (cfg.pes * (cfg.weight_buffer * 5 + cfg.bias_buffer * cfg.acc_width
-                           + cfg.slot_depth * (cfg.acc_width + count_shape(cfg).width))
+                           + cfg.slot_depth * (cfg.acc_width + count_shape(cfg).width + states))
                 + cfg.spike_lanes * cfg.event_bank_depth * ev)
     assert r["ram_bits"] == expected
     assert (tmp_path / "synth" / "synth.json").exists()
