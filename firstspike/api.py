@@ -106,9 +106,11 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     e.g. (N, C, H, W) images or (N, features); ``method``: "max", "percentile" or
     "iteration" (threshold iteration on the grid of the coding). ``input_theta`` is the
     input value sent at t = 0, or at every step (default: the largest calibration input).
-    ``neuron``: "ttfs" (time-to-first-spike, runs on the processor) or "rate_if"
+    ``neuron``: "ttfs" (time-to-first-spike) or "rate_if"
     (rate-coded integrate-and-fire; ``initial=`` sets its initial potential as a fraction
-    of the threshold, default 0.5) or "diff_if" (differential coding). ``rounding``:
+    of the threshold, default 0.5) or "diff_if" (differential coding; ``levels=K`` its
+    multi-threshold variant, spikes of K levels). All three run on the processor (diff_if with
+    one level). ``rounding``:
     "adaptive" chooses each weight's log level to keep every layer's outputs on
     ``calibration_data`` close to the float network's, "nearest" rounds each weight alone;
     None (default): adaptive, or nearest for a residual network (adaptive rounding does not

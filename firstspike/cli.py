@@ -141,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "the ANN's mean activation (two-stage conversion, stage II; default on for --method twostage "
                         "checkpoints)")
     p.add_argument("--initial", type=float, default=None,
-                   help="rate_if, diff_if: initial potential as a fraction of the threshold (default 0.5)")
+                   help="rate_if, diff_if: initial potential as a fraction of the threshold (default 0.5; "
+                        "0 for diff_if with --levels above 1)")
+    p.add_argument("--levels", type=int, default=None,
+                   help="diff_if: spike levels of the multi-threshold variant, TH / 2^k for k < LEVELS (1..8; "
+                        "default 1, docs/spec.md section 13.7)")
     _timing_args(p, default=False)
 
     p = sub.add_parser("verilog", help="generate the processor's Verilog for a model",
@@ -446,6 +450,10 @@ def _convert(args, flow) -> None:
     options = {} if args.initial is None else {"initial": args.initial}
     if options and args.neuron == "ttfs":
         raise InputError("--initial sets the initial potential of rate_if and diff_if neurons (--neuron)")
+    if args.levels is not None:
+        if args.neuron != "diff_if":
+            raise InputError("--levels sets the spike levels of diff_if neurons (--neuron diff_if)")
+        options["levels"] = args.levels
 
     if args.module:
         if args.ann:

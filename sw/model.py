@@ -2,13 +2,14 @@
 
 A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 
-- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (3), ``T``, ``B``,
+- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (5), ``T``, ``B``,
   ``frac_bits``, ``input_theta``, ``name``, ``info`` (free-form provenance), and per layer
   ``neuron`` (its neuron model: "ttfs", "rate_if" or "diff_if", sw/neurons), ``kind`` ("linear" or
   "conv"), ``in_shape`` ([C, H, W] of its input spikes), ``stride``, ``padding``, ``pool``
   (max-pooling size applied to its spikes, 1 = none), ``n_in``, ``n_out``,
   ``weight_scale``, ``theta`` (float threshold, or one per channel; null for the output
-  layer), ``unit`` (the float value of one accumulator unit);
+  layer), ``unit`` (the float value of one accumulator unit), ``levels`` (the spike levels
+  of a diff_if layer: 1, or K for the multi-threshold variant, docs/spec.md section 13.7);
 - ``layer{k}_weights``: uint8 5-bit weight codes, (n_out, n_in) for linear layers,
   (C_out, C_in, K, K) for conv layers;
 - ``layer{k}_bias``: int64 (C_out,) bias in accumulator units, per channel (ttfs: the
@@ -22,7 +23,8 @@ A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 
 Spikes are numbered in (channel, y, x) order, PyTorch's flattening order, so a linear
 layer after a conv layer reads them as they are. Version 1 files (linear layers only,
-no geometry fields) and version 2 files (no ``neuron`` field) still load, as ttfs.
+no geometry fields) and version 2 files (no ``neuron`` field) still load, as ttfs; files
+before version 5 have no ``levels`` (1).
 
 It is written to a temporary file and renamed, so a failed save leaves no partial file.
 """
@@ -45,8 +47,8 @@ from .formats import (ZERO_MAG, FormatError, Timing, check_weight_codes, signed_
 from .neurons import DEFAULT_NEURON, coding_of, neuron_model
 
 FILE_FORMAT = "firstspike-snn"
-FILE_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+FILE_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 KINDS = ("linear", "conv")
 MAX_ACC_BITS = 48  #: beyond this the golden model's float64 matmul would stop being exact
 
@@ -117,6 +119,7 @@ class SnnLayer:
     neuron: str = DEFAULT_NEURON  #: neuron model (sw/neurons.NEURON_MODELS)
     initial: np.ndarray | None = None  #: int64 (C_out,) initial potentials (rate_if, diff_if)
     shortcut: Shortcut | None = None  #: a residual connection from an earlier layer (spec section 14)
+    levels: int = 1  #: diff_if spike levels: K > 1 is the multi-threshold variant (spec section 13.7)
 
     def __post_init__(self):
         if self.in_shape is None:
@@ -261,6 +264,9 @@ class SnnModel:
                 raise FormatError(f"{where}: its {layer.neuron} neurons use {neuron.CODING} coding but layer 0 uses "
                                   f"{self.layers[0].coding}; one network has one coding")
             neuron.validate_layer(layer, self.timing, where, output=last)
+            if layer.levels != 1 and (layer.neuron != "diff_if" or last):
+                raise FormatError(f"{where}: only hidden diff_if layers send spikes of several levels "
+                                  f"(levels {layer.levels!r})")
             if layer.shortcut is not None:
                 self._check_shortcut(k, where, last)
         bits = self.acc_bits()
@@ -360,7 +366,8 @@ class SnnModel:
                         "stride": int(layer.stride), "padding": int(layer.padding), "pool": int(layer.pool),
                         "n_in": layer.n_in, "n_out": layer.n_out, "weight_scale": int(layer.weight_scale),
                         "theta": _theta_json(layer.theta), "unit": float(layer.unit),
-                        "shortcut": layer.shortcut.to_json() if layer.shortcut is not None else None}
+                        "shortcut": layer.shortcut.to_json() if layer.shortcut is not None else None,
+                        "levels": int(layer.levels)}
                        for layer in self.layers],
         }
         arrays = {"meta": np.array(json.dumps(meta, sort_keys=True))}
@@ -414,7 +421,8 @@ class SnnModel:
                                        kind=lm.get("kind", "linear"), in_shape=lm.get("in_shape"),
                                        stride=int(lm.get("stride", 1)), padding=int(lm.get("padding", 0)),
                                        pool=int(lm.get("pool", 1)), neuron=lm.get("neuron", DEFAULT_NEURON),
-                                       initial=data.get(f"layer{k}_initial"), shortcut=sc))
+                                       initial=data.get(f"layer{k}_initial"), shortcut=sc,
+                                       levels=int(lm.get("levels", 1))))
                 if (layers[-1].n_in, layers[-1].n_out) != (lm["n_in"], lm["n_out"]):
                     raise FormatError(f"layer {k}: metadata says {lm['n_in']}x{lm['n_out']}, "
                                       f"arrays say {layers[-1].n_in}x{layers[-1].n_out}")

@@ -54,7 +54,8 @@ def step_input(layer, spikes: np.ndarray, t: Timing) -> np.ndarray:
                             code = int(wts[co, ci, ky, kx])
                             if code & 15 == 15:
                                 continue
-                            c = (one >> (code & 15)) * int(x[ci, y, xx])
+                            spike = int(x[ci, y, xx])  # +-1, or a diff_if spike of level |spike| - 1
+                            c = ((one >> (code & 15)) >> (abs(spike) - 1)) * (1 if spike > 0 else -1)
                             v += -c if code >> 4 else c
                 out[co, oy, ox] = v
     return out.reshape(-1)

@@ -16,15 +16,23 @@ from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_tra
 from step_reference import CASE_IDS, CASES, golden_equals_reference, random_shape_model, step_input
 
 
-def _fire(st: dict, j: int, t: int, current: int) -> int:
-    """One neuron or pool unit, one step (spec 13.2), on plain Python integers."""
+def _fire(st: dict, j: int, t: int, current: int, levels: int = 1) -> int:
+    """One neuron or pool unit, one step (spec 13.2; 13.7 with several levels), on plain Python integers."""
     th = st["th"][j]
     st["mem"][j] += current - st["eout"][j]
     st["cum"][j] += st["eout"][j]
-    s = 1 if st["mem"][j] >= th else (-1 if st["mem"][j] <= 0 and st["cum"][j] >= th else 0)
-    st["mem"][j] -= s * th
-    st["cum"][j] += s * th
-    st["eout"][j] += (s * th) // t
+    mem, cum = st["mem"][j], st["cum"][j]
+    if levels == 1:
+        s = 1 if mem >= th else (-1 if mem <= 0 and cum >= th else 0)
+        value = s * th
+    else:  # the first level k (the largest, TH >> k) whose 3/4 the potential reaches
+        up = next((k for k in range(levels) if 4 * mem >= 3 * (th >> k)), None)
+        down = next((k for k in range(levels) if 4 * mem <= -3 * (th >> k) and cum >= th >> k), None)
+        s, value = (up + 1, th >> up) if up is not None else (-(down + 1), -(th >> down)) if down is not None \
+            else (0, 0)
+    st["mem"][j] -= value
+    st["cum"][j] += value
+    st["eout"][j] += value // t
     return s
 
 
@@ -57,7 +65,7 @@ def _reference(model: SnnModel, trains: np.ndarray):
                 break
             new = np.zeros(layer.n_neurons, dtype=np.int8)
             for j in range(layer.n_neurons):
-                new[j] = _fire(st, j, t, int(p[j]) + st["ein"][j])
+                new[j] = _fire(st, j, t, int(p[j]) + st["ein"][j], layer.levels)
                 st["ein"][j] += int(p[j]) // t
             if layer.pool > 1:  # pool units: input current t M[t] - (t - 1) M[t - 1], M the window's largest eout
                 c, h, w = layer.conv_shape
@@ -65,8 +73,8 @@ def _reference(model: SnnModel, trains: np.ndarray):
                 eout = np.array(st["eout"]).reshape(c, h, w)
                 m = [int(eout[ch, y * q:(y + 1) * q, x * q:(x + 1) * q].max())
                      for ch in range(c) for y in range(h // q) for x in range(w // q)]
-                new = np.array([_fire(units[k], u, t, t * m[u] - (t - 1) * top[k][u]) for u in range(layer.n_out)],
-                               dtype=np.int8)
+                new = np.array([_fire(units[k], u, t, t * m[u] - (t - 1) * top[k][u], layer.levels)
+                                for u in range(layer.n_out)], dtype=np.int8)
                 top[k] = m
             spikes = new
             out[k][t - 1] = new
@@ -193,3 +201,74 @@ def test_cli_runs_a_converted_diff_cnn_on_the_processor(digits_cnn, tmp_path, ca
     bits = r["memory_bits_per_pe"]
     assert bits["diff_states"] == 4 * bits["accumulators"] > 0  # mem, ein, eout, cum beside each accumulator
     assert r["energy_breakdown_pj"]["fire"] > 0 and r["spikes_per_image"] > 100
+
+
+def _multi_threshold(model: SnnModel, rng) -> SnnModel:
+    """``model`` with 2, 4 or 8 spike levels per hidden layer (section 13.7), thresholds raised
+    where a level would be below one unit."""
+    from dataclasses import replace
+    layers = []
+    for layer in model.layers:
+        if layer.is_output:
+            layers.append(layer)
+            continue
+        k = int(rng.choice([2, 4, 8]))
+        layers.append(replace(layer, levels=k, thresholds=np.maximum(layer.thresholds, 1 << (k - 1)),
+                              initial=rng.integers(0, 2, size=layer.channels) * layer.initial))
+    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_multi_threshold_networks_equal_the_reference(seed):
+    """16 random networks (pooled ones among them) with several spike levels per layer against
+    the one-neuron-at-a-time reference: level choice at 3/4 of each level, negative levels only
+    while the cumulative output allows, a level-k spike adding 2^F >> (m + k) downstream."""
+    model, rng = random_shape_model(seed, "diff_if")
+    model = _multi_threshold(model, rng)
+    trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing, signed=True)
+    golden_equals_reference(model, trains, _reference, seed)
+
+
+def test_multi_threshold_uses_its_levels_and_is_checked():
+    """Several levels are sent (a network with K = 4 sends spikes of more than one level), the
+    file keeps them, and impossible settings are refused with the reason."""
+    from dataclasses import replace
+    t = Timing(T=8, B=2, frac_bits=12)
+    rng = np.random.default_rng(3)
+    model = _multi_threshold(as_rate_if(rng, random_model(rng, [12, 16, 4], t), neuron="diff_if"), rng)
+    model = SnnModel(timing=t, input_theta=1.0, layers=[replace(model.layers[0], levels=4), model.layers[1]])
+    trains = random_input_trains(rng, 12, 8, t, signed=True)
+    g = GoldenModel(model).run_spikes(trains)
+    assert len({int(abs(v)) for v in np.unique(g.spikes[1])} - {0}) >= 2
+    with pytest.raises(FirstspikeError, match="levels must be an integer in 1..8"):
+        SnnModel(timing=t, input_theta=1.0, layers=[replace(model.layers[0], levels=9), model.layers[1]])
+    with pytest.raises(FirstspikeError, match="at least 8 units"):
+        SnnModel(timing=t, input_theta=1.0, layers=[replace(model.layers[0], thresholds=np.full(16, 7), levels=4),
+                                                    model.layers[1]])
+    with pytest.raises(FirstspikeError, match="only hidden diff_if layers"):
+        SnnModel(timing=t, input_theta=1.0, layers=[model.layers[0], replace(model.layers[1], levels=2)])
+
+
+def test_cli_converts_to_multi_threshold_and_the_processor_refuses_it(digits_cnn, tmp_path, capsys):
+    """``convert --levels 4``: the file keeps the levels, hidden layers send spikes of several
+    levels at T = 2 and keep accuracy; ``verilog`` refuses it naming the layer; ``--levels``
+    without diff_if is an input error."""
+    from firstspike.cli import main
+    ann, _, _ = digits_cnn
+    out = tmp_path / "mth.npz"
+    assert main(["convert", str(ann), "--neuron", "diff_if", "--calibration", "iteration", "--T", "2",
+                 "--levels", "4", "--out", str(out)]) == 0
+    model = SnnModel.load(out)
+    assert [layer.levels for layer in model.layers] == [4] * (len(model.layers) - 1) + [1]
+    assert all((layer.initial == 0).all() for layer in model.layers[:-1])  # the paper's MTH neuron starts empty
+    from firstspike.sw.data import load_dataset
+    ds = load_dataset("digits")
+    g = GoldenModel(model)
+    r = g.run(ds.x_test[:200])
+    assert len({int(abs(v)) for v in np.unique(r.spikes[1])} - {0}) >= 2
+    assert (r.predictions == ds.y_test[:200]).mean() > 0.95
+    capsys.readouterr()
+    assert main(["verilog", str(out), "--out", str(tmp_path / "v")]) == 2
+    assert "layer 0: diff_if spikes of 4 levels" in capsys.readouterr().err
+    assert main(["convert", str(ann), "--levels", "4", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--levels sets the spike levels of diff_if neurons" in capsys.readouterr().err

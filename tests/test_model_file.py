@@ -98,10 +98,10 @@ def test_version_2_file_without_neuron_field_loads_as_ttfs(model, tmp_path):
     model.save(path)
 
     def as_v2(meta):
-        assert meta["version"] == 4
+        assert meta["version"] == 5
         meta["version"] = 2
         for layer in meta["layers"]:
-            del layer["neuron"], layer["shortcut"]
+            del layer["neuron"], layer["shortcut"], layer["levels"]
     _rewrite_meta(path, as_v2)
     back = SnnModel.load(path)
     assert [layer.neuron for layer in back.layers] == ["ttfs"] * len(model.layers) and back.coding == "ttfs"

@@ -8,9 +8,9 @@ number t; here they are integers in accumulator units, each update a floor divis
 (section 13.2), so the golden model and the hardware agree exactly. The accumulator's F
 fractional bits below the layer unit make the truncation tiny: on the digits MLP, 20 more
 fractional bits for the means changed no prediction at T = 2 .. 8. The paper's
-multi-threshold variant is not implemented.
+multi-threshold variant (``levels`` K > 1, section 13.7) sends spikes of K levels, TH / 2^k.
 
-Spikes are int8 trains (batch, T, n) of -1, 0 and 1. Max pooling is done by a pool unit
+Spikes are int8 trains (batch, T, n) of -1, 0 and 1 (a spike of level k: +-(k + 1)). Max pooling is done by a pool unit
 per window, itself a differential IF neuron whose input keeps its running mean on the
 window's largest running mean (section 13.4).
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from firstspike.errors import InputError
-from firstspike.sw.formats import Timing
+from firstspike.sw.formats import FormatError, Timing
 
 from . import rate_if
 from .rate_if import INPUT_BITS, fold_input_scale, per_neuron, step_inputs  # noqa: F401 (shared with rate_if)
@@ -28,13 +28,24 @@ from .ttfs import pool_windows
 NAME = "diff_if"
 CODING = "diff"
 #: conversion options (sw.convert.convert's ``options``)
-OPTIONS = ("initial",)
+OPTIONS = ("initial", "levels")
+#: most spike levels of the multi-threshold variant (section 13.7): a level fits an event's 3 bits
+MAX_LEVELS = 8
 
 
 # -- the model file ----------------------------------------------------------------------------
 def validate_layer(layer, timing: Timing, where: str, output: bool) -> None:
-    """Per-channel ``initial`` and thresholds as rate_if."""
+    """Per-channel ``initial`` and thresholds as rate_if; ``levels`` 1..MAX_LEVELS, each level
+    at least one unit (TH >> (K - 1) >= 1)."""
     rate_if.check_channel_arrays(layer, where, output, NAME)
+    K = layer.levels
+    if not isinstance(K, (int, np.integer)) or not 1 <= K <= MAX_LEVELS:
+        raise FormatError(f"{where}: levels must be an integer in 1..{MAX_LEVELS}, not {K!r}")
+    if K > 1 and output:
+        raise FormatError(f"{where}: only hidden diff_if layers send spikes of several levels (levels {K})")
+    if K > 1 and np.any(layer.thresholds >> (K - 1) < 1):
+        raise FormatError(f"{where}: with {K} levels every threshold must be at least {1 << (K - 1)} units "
+                          "(the smallest level, TH >> (K - 1), would be 0)")
 
 
 def potential_bound(layer, timing: Timing, synaptic: np.ndarray) -> np.ndarray:
@@ -57,8 +68,24 @@ def potential_bound(layer, timing: Timing, synaptic: np.ndarray) -> np.ndarray:
 
 
 # -- conversion ----------------------------------------------------------------------------------
-firing_parameters = rate_if.firing_parameters
-output_parameters = rate_if.output_parameters
+def firing_parameters(theta, unit: float, timing: Timing, channels: int, initial: float | None = None,
+                      levels: int = 1) -> dict:
+    """As rate_if's, plus ``levels`` (section 13.7); the initial potential defaults to half the
+    threshold with one level and to 0 with several (the paper's multi-threshold neuron starts
+    empty: its 3/4 firing level already rounds)."""
+    if not isinstance(levels, (int, np.integer)) or not 1 <= levels <= MAX_LEVELS:
+        raise FormatError(f"levels must be an integer in 1..{MAX_LEVELS}, not {levels!r}")
+    if initial is None:
+        initial = rate_if.DEFAULT_INITIAL if levels == 1 else 0.0
+    p = rate_if.firing_parameters(theta, unit, timing, channels, initial=initial)
+    if np.any(p["thresholds"] >> (levels - 1) < 1):
+        raise FormatError(f"a threshold of {int(p['thresholds'].min())} units is below {1 << (levels - 1)}, too "
+                          f"small for {levels} levels (raise frac_bits)")
+    return dict(p, levels=int(levels))
+
+
+def output_parameters(timing: Timing, channels: int, **options) -> dict:
+    return rate_if.output_parameters(timing, channels)
 
 
 # -- spikes --------------------------------------------------------------------------------------
@@ -97,23 +124,28 @@ def spikes_per_neuron(spikes: np.ndarray) -> np.ndarray:
 
 def decode(spikes: np.ndarray, theta, timing: Timing) -> np.ndarray:
     """(batch, n) float values the trains stand for: the running mean after T steps,
-    sum_t s[t] / t, times the threshold."""
+    sum_t v[t] / t, times the threshold, with v = sign(s) 2^(1 - |s|) (level |s| - 1)."""
     steps = np.arange(1, spikes.shape[1] + 1, dtype=np.float64)[None, :, None]
-    return (spikes / steps).sum(axis=1) * theta
+    s = spikes.astype(np.float64)
+    value = np.sign(s) * np.exp2(1.0 - np.abs(s))
+    return (np.where(s != 0, value, 0.0) / steps).sum(axis=1) * theta
 
 
 # -- the golden model's step ---------------------------------------------------------------------
 def synapse_table(timing: Timing) -> np.ndarray:
-    """Slot 0: a +1 spike adds C[m, 0] = 2**F >> m; slot 1: a -1 spike subtracts it."""
+    """Slot 2k: a spike of level k adds 2**F >> (m + k) (C[m, 0] >> k); slot 2k + 1: a negative
+    one subtracts it (``rate_if.spike_slots``)."""
     c = timing.contribution_table()[:, :1]
-    return np.concatenate([c, -c], axis=1)
+    return np.concatenate([v for k in range(MAX_LEVELS) for v in (c >> k, -(c >> k))], axis=1)
 
 
 class DiffState:
-    """The integers of section 13.2 for a batch of neurons (b, N): mem, ein, eout, cum."""
+    """The integers of section 13.2 for a batch of neurons (b, N): mem, ein, eout, cum; with
+    ``levels`` K > 1 the multi-threshold firing of section 13.7."""
 
-    def __init__(self, b: int, bias: np.ndarray, th: np.ndarray, initial: np.ndarray):
+    def __init__(self, b: int, bias: np.ndarray, th: np.ndarray, initial: np.ndarray, levels: int = 1):
         self.th = th.astype(np.int64)
+        self.levels = levels
         self.mem = np.broadcast_to(initial.astype(np.int64), (b, len(th))).copy()
         self.ein = np.broadcast_to(bias.astype(np.int64), (b, len(th))).copy()
         self.eout = np.zeros((b, len(th)), dtype=np.int64)
@@ -125,31 +157,42 @@ class DiffState:
         th = self.th
         self.mem += current - self.eout
         self.cum += self.eout
-        s = np.where(self.mem >= th, 1, np.where((self.mem <= 0) & (self.cum >= th), -1, 0))
-        self.mem -= s * th
-        self.cum += s * th
-        self.eout += (s * th) // t  # floor division: -TH // t rounds toward minus infinity
+        if self.levels == 1:
+            s = np.where(self.mem >= th, 1, np.where((self.mem <= 0) & (self.cum >= th), -1, 0))
+            value = s * th
+        else:  # the largest level k with 4 mem >= 3 TH_k, TH_k = TH >> k; negative: symmetric, if cum >= TH_k
+            up = np.full(self.mem.shape, -1)
+            down = np.full(self.mem.shape, -1)
+            for k in reversed(range(self.levels)):
+                level = th >> k
+                up = np.where(4 * self.mem >= 3 * level, k, up)
+                down = np.where((4 * self.mem <= -3 * level) & (self.cum >= level), k, down)
+            s = np.where(up >= 0, up + 1, np.where(down >= 0, -(down + 1), 0))
+            value = np.sign(s) * (th >> np.maximum(np.abs(s) - 1, 0))
+        self.mem -= value
+        self.cum += value
+        self.eout += value // t  # floor division: -TH // t rounds toward minus infinity
         return s.astype(np.int8)
 
 
 def differential_if(inputs: np.ndarray, bias: np.ndarray, th: np.ndarray, initial: np.ndarray,
-                    fire: bool = True, pool: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    fire: bool = True, pool: tuple | None = None, levels: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Section 13 on synaptic inputs P (b, T, N) int64: (spike trains int8, ein after T steps).
 
     ``bias``, ``th`` and ``initial`` are per neuron (N,). ``fire=False`` only integrates
     the running mean of the input (the output layer). ``pool`` = (shape (C, H, W), q,
     per-channel thresholds, per-channel initial potentials): the spikes are those of the
-    layer's pool units (13.4).
+    layer's pool units (13.4). ``levels``: the multi-threshold variant (13.7), pool units too.
     """
     b, T, n = inputs.shape
-    neurons = DiffState(b, bias, th, initial)
+    neurons = DiffState(b, bias, th, initial, levels)
     spikes = np.zeros((b, T, n), dtype=np.int8)
     if pool is not None:
         shape, q, th_c, init_c = pool
         c, h, w = shape
         per_unit = (h // q) * (w // q)
         units = DiffState(b, np.zeros(c * per_unit, dtype=np.int64), np.repeat(th_c, per_unit),
-                          np.repeat(init_c, per_unit))
+                          np.repeat(init_c, per_unit), levels)
         spikes = np.zeros((b, T, c * per_unit), dtype=np.int8)
         top = np.zeros((b, c * per_unit), dtype=np.int64)  # M[t - 1]
     for t in range(1, T + 1):
@@ -171,7 +214,8 @@ def fire(golden, k: int, trains: np.ndarray) -> np.ndarray:
     layer = golden.model.layers[k]
     args = (per_neuron(layer.bias, layer), per_neuron(layer.thresholds, layer), per_neuron(layer.initial, layer))
     pool = None if layer.pool == 1 else (layer.conv_shape, layer.pool, layer.thresholds, layer.initial)
-    out = [differential_if(p, *args, pool=pool)[0] for p in step_inputs(golden, k, trains, bias=False)]
+    out = [differential_if(p, *args, pool=pool, levels=layer.levels)[0]
+           for p in step_inputs(golden, k, trains, bias=False)]
     return np.concatenate(out) if len(out) > 1 else out[0]
 
 

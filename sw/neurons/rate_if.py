@@ -201,8 +201,10 @@ def step_inputs(golden, k: int, trains: np.ndarray, bias: bool = True):
 
 
 def spike_slots(flat: np.ndarray) -> np.ndarray:
-    """Event slots of binary or signed spikes (rows, n): 0 for +1, 1 for -1 (diff_if), NO_SPIKE for 0."""
-    return np.where(flat == 0, NO_SPIKE, np.where(flat > 0, 0, 1))
+    """Event slots of binary or signed spikes (rows, n): 0 for +1, 1 for -1 (diff_if), NO_SPIKE for
+    0; a diff_if spike of level k (+-(k + 1)) 2k, or 2k + 1 if negative."""
+    flat = np.asarray(flat).astype(np.int64)
+    return np.where(flat == 0, NO_SPIKE, 2 * (np.abs(flat) - 1) + (flat < 0))
 
 
 def per_neuron(values: np.ndarray, layer) -> np.ndarray:
