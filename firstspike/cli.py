@@ -323,6 +323,8 @@ ARRAY_OPTIONS = {
     "--max-size": ("max_size", "largest image side, kernel or padding + 1 (default: the model's)"),
     "--group-size": ("group_size", "input events of one position accumulated per accumulator memory access "
                                    "(event group registers; default 16)"),
+    "--diff-levels": ("diff_levels", "most spike levels of a diff_if layer the PEs compare with (the multi-threshold "
+                                     "variant; default: the model's)"),
     "--diff-state": ("diff_state", "build the diff_if neuron state and step dividers into the PEs, so the array "
                                    "also runs differential-coding networks (default: if the model has them)"),
 }

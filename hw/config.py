@@ -131,6 +131,9 @@ class ArrayConfig:
     #: section 13) beside the accumulators, and divide by the step number: an array without them
     #: runs ttfs and rate_if networks only
     diff_state: bool = False
+    #: most spike levels of a diff_if layer (the multi-threshold variant, docs/spec.md 13.7): the
+    #: PEs compare with this many levels, and an event carries its level
+    diff_levels: int = 1
 
     def __post_init__(self):
         if self.spike_lanes == 0 and isinstance(self.pes, int) and self.pes >= 1:
@@ -150,6 +153,10 @@ class ArrayConfig:
             raise InputError(f"pes must be at most 64, not {self.pes}")
         if not isinstance(self.diff_state, bool):
             raise InputError(f"diff_state must be True or False, not {self.diff_state!r}")
+        if not isinstance(self.diff_levels, int) or not 1 <= self.diff_levels <= 8:
+            raise InputError(f"diff_levels must be an integer in 1..8, not {self.diff_levels!r}")
+        if self.diff_levels > 1 and not self.diff_state:
+            raise InputError("diff_levels above 1 needs diff_state (the levels are diff_if spikes)")
         if not isinstance(self.acc_width, int) or not self.timing.frac_bits + 2 <= self.acc_width <= 48:
             raise InputError(f"acc_width must be an integer in {self.timing.frac_bits + 2}..48 "
                              f"(frac_bits + 2 at least), not {self.acc_width!r}")
@@ -162,6 +169,11 @@ class ArrayConfig:
     @property
     def coord_bits(self) -> int:
         return max(1, (self.max_size - 1).bit_length())
+
+    @property
+    def level_bits(self) -> int:
+        """Bits of a diff_if spike's level 0..diff_levels-1."""
+        return max(1, (self.diff_levels - 1).bit_length())
 
     @property
     def lane_bits(self) -> int:
@@ -263,7 +275,8 @@ DEFAULT_WEIGHT_BUFFER = 8192
 PARAMETER_FLAGS = {"weight_buffer": "--weight-buffer", "bias_buffer": "--bias-buffer", "slot_depth": "--acc-buffer",
                    "event_depth": "--event-buffer", "acc_width": "--acc-width", "max_layers": "--max-layers",
                    "max_channels": "--max-channels", "max_size": "--max-size",
-                   "group_size": "--group-size", "diff_state": "--diff-state"}
+                   "group_size": "--group-size", "diff_state": "--diff-state",
+                   "diff_levels": "--diff-levels"}
 
 #: the neuron models (sw/neurons) whose layers the array runs
 HW_NEURONS = ("ttfs", "rate_if", "diff_if")
@@ -303,9 +316,6 @@ def unsupported(model: SnnModel) -> list[str]:
            for k, layer in enumerate(model.layers) if layer.neuron not in HW_NEURONS][:1]
     if out:
         return out
-    out += [f"layer {k}: diff_if spikes of {layer.levels} levels (the multi-threshold variant, docs/spec.md "
-            "section 13.7) are not in the processor yet, which runs one level; the golden model runs them"
-            for k, layer in enumerate(model.layers) if layer.levels != 1][:1]
     geo = hardware_geometry(model.layers[-1])
     if geo["h_out"] * geo["w_out"] != 1:
         out.append(f"output layer: {geo['h_out']}x{geo['w_out']} positions; the array reads one potential per "
@@ -350,6 +360,7 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
         # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
         "event_depth": sum(n * t for n, t in zip(model.sizes[:-1], steps)),
         "diff_state": any(layer.neuron == "diff_if" for layer in model.layers),
+        "diff_levels": max(layer.levels for layer in model.layers),
     }
 
 
@@ -390,6 +401,7 @@ class Descriptor:
     slots: int
     rate: int  #: 1: rate_if neurons (docs/spec.md, section 12), run step by step
     diff: int  #: 1: diff_if neurons (docs/spec.md, section 13), run step by step
+    levels: int  #: a diff_if layer's spike levels (section 13.7), else 1
     bias_rows: int  #: rows of the bias block: slots, or 3 * slots for a hidden rate_if or diff_if layer
     bias_addr: int  #: external byte address of the layer's bias block
     bias_beats: int  #: its bus words
@@ -442,7 +454,7 @@ def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, 
         c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
         c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
         h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots, rate=int(synapses.neuron == "rate_if"),
-        diff=int(synapses.neuron == "diff_if"),
+        diff=int(synapses.neuron == "diff_if"), levels=int(synapses.levels),
         bias_rows=bias_rows, bias_addr=words * W // 8 if bias else 0, bias_beats=bias_beats,
         weight_addr=(words + bias_beats) * W // 8,
         tiles=tiles.count, tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=tile_beats,

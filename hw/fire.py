@@ -47,8 +47,9 @@ class FireUnit(wiring.Component):
     the largest of ``counts + fired`` exceeds the largest of ``counts``; each lane keeps both
     running maxima over the window. Without pooling that is just ``fired``.
 
-    A diff_if layer (``diff``, no pooling on the array) sends each lane's signed spike of the
-    step as the PEs computed it: ``fired``, and ``negative`` for a -1.
+    A diff_if layer (``diff``) sends each lane's signed spike of the step as the PEs computed
+    it: ``fired``, ``negative`` for a -1, and its level (13.7); a pooled layer's window ends
+    with its pool unit's sample (hw/fire_scan.py), whose spike is the window's.
 
     Members
     -------
@@ -86,6 +87,7 @@ class FireUnit(wiring.Component):
         pending = Signal(P)  # lanes with a spike still to emit
         pending_t = [Signal(range(T + 1), name=f"pending_t{p}") for p in range(P)]
         pending_negative = Signal(P)
+        pending_level = [Signal(cfg.level_bits, name=f"pending_level{p}") for p in range(P)]
         base = Signal.like(sample.channel_base)
         py, px = Signal.like(sample.y), Signal.like(sample.x)
         # the lowest L pending lanes leave this cycle; `rest` is what stays pending
@@ -128,7 +130,8 @@ class FireUnit(wiring.Component):
             with m.If(accept):
                 m.d.sync += [running.eq(earliest), run_before.eq(top_before), run_after.eq(top_after)]
             with m.If(accept & sample.last):
-                m.d.sync += pending_t[p].eq(Mux(self.rate | self.diff, self.step, earliest))
+                m.d.sync += [pending_t[p].eq(Mux(self.rate | self.diff, self.step, earliest)),
+                             pending_level[p].eq(Mux(self.diff, sample.levels[p], 0))]
             spikes = Mux(self.diff, sample.fired[p], Mux(self.rate, top_after > top_before, earliest != T))
             load.append(spikes & (sample.channel_base + p < self.channels))
 
@@ -137,11 +140,12 @@ class FireUnit(wiring.Component):
             with m.If(remaining[i] != 0):
                 m.d.comb += count.eq(i + 1)
         times = Array(pending_t)
+        levels = Array(pending_level)
         m.d.comb += [self.spikes.valid.eq(pending != 0), self.spikes.payload.count.eq(count)]
         for i, lane in enumerate(lanes):
             ev = self.spikes.payload.events[i]
             m.d.comb += [ev.channel.eq(base + lane), ev.y.eq(py), ev.x.eq(px), ev.time.eq(times[lane]),
-                         ev.negative.eq(pending_negative.bit_select(lane, 1))]
+                         ev.negative.eq(pending_negative.bit_select(lane, 1)), ev.level.eq(levels[lane])]
         with m.If(self.spikes.valid & self.spikes.ready):
             m.d.sync += pending.eq(rest)
         with m.If(accept & sample.last):

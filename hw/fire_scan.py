@@ -1,7 +1,7 @@
 """FireScanner: reads a hidden layer's potentials, all PEs at once, in pooled-output order."""
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Module, Signal, signed
+from amaranth.hdl import Assert, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,7 +34,7 @@ class FireScanner(wiring.Component):
     step : In  the step a rate_if or diff_if scan belongs to
     cmd : Out(pe_command)  READ and clear commands to the PEs
     pe_potentials : In(array of signed(acc_width))  the PEs' ``potential`` outputs
-    pe_fired, pe_negative, pe_counts : In  the PEs' ``fired``, ``negative`` and ``count`` outputs
+    pe_fired, pe_negative, pe_levels, pe_counts : In  the PEs' ``fired``, ``negative``, ``level`` and ``count``
     potentials : Out(stream.Signature(potential_sample))  to the fire unit
     spikes_pending : In(1)  the fire unit still has spikes on its way to the event memory
     done : Out(1)  the last sample was taken and its spikes have left (the layer can end)
@@ -50,6 +50,7 @@ class FireScanner(wiring.Component):
             "pe_potentials": In(data.ArrayLayout(signed(cfg.acc_width), cfg.pes)),
             "pe_fired": In(cfg.pes),
             "pe_negative": In(cfg.pes),
+            "pe_levels": In(data.ArrayLayout(unsigned(cfg.level_bits), cfg.pes)),
             "pe_counts": In(data.ArrayLayout(count_shape(cfg), cfg.pes)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
             "spikes_pending": In(1),
@@ -88,6 +89,7 @@ class FireScanner(wiring.Component):
                      self.potentials.payload.values.eq(self.pe_potentials),
                      self.potentials.payload.fired.eq(self.pe_fired), self.potentials.payload.counts.eq(self.pe_counts),
                      self.potentials.payload.negative.eq(self.pe_negative),
+                     self.potentials.payload.levels.eq(self.pe_levels),
                      self.done.eq(flushing & ~valid & ~self.spikes_pending)]
         with m.If(valid & self.potentials.ready):
             m.d.sync += valid.eq(0)
@@ -97,7 +99,8 @@ class FireScanner(wiring.Component):
         m.d.comb += [self.cmd.op.eq(PeOp.READ), self.cmd.acc_addr.eq(held_addr), self.cmd.bias_addr.eq(held_bias),
                      self.cmd.param_addr.eq(held_param), self.cmd.add_bias.eq(~desc.diff),
                      self.cmd.subtract.eq(desc.rate), self.cmd.diff.eq(desc.diff), self.cmd.readout.eq(desc.last),
-                     self.cmd.time.eq(self.step), self.cmd.first.eq(held_first), self.cmd.pool_unit.eq(held_unit)]
+                     self.cmd.time.eq(self.step), self.cmd.first.eq(held_first), self.cmd.pool_unit.eq(held_unit),
+                     self.cmd.levels.eq(desc.levels)]
         def next_window():
             """The window after this one: the next slot, then the next pooled position."""
             m.d.sync += [slot.eq(slot + 1), ch_base.eq(ch_base + P)]

@@ -89,6 +89,7 @@ class EventGrouper(wiring.Component):
                 m.d.comb += self.taken.eq(1)
                 m.d.sync += [entry.weight_base.eq(event.channel * self.kernel_area),
                              entry.time.eq(Mux(self.time_zero, 0, event.time)), entry.negative.eq(event.negative),
+                             entry.level.eq(event.level),
                              building.count.eq(building.count + 1), building.y.eq(event.y), building.x.eq(event.x)]
                 with m.If(ptr == self.end):
                     m.d.sync += [have.eq(0), complete.eq(1)]

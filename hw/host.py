@@ -42,14 +42,14 @@ def input_writes(cfg: ArrayConfig, times: np.ndarray, shape=None) -> list[tuple[
     c_, h_, w_ = _shape(times.shape[-1] if shape is None else shape)
     if times.ndim == 2:  # a rate train: (t, y, x, c) order
         by_step = times.reshape(-1, c_, h_, w_).transpose(0, 2, 3, 1)
-        events = [(int(c), int(y), int(x), int(t), int(by_step[t, y, x, c] < 0))
+        events = [(int(c), int(y), int(x), int(t), int(by_step[t, y, x, c] < 0), abs(int(by_step[t, y, x, c])) - 1)
                   for t, y, x, c in np.argwhere(by_step != 0)]
     else:
         by_position = times.reshape(c_, h_, w_).transpose(1, 2, 0)
-        events = [(int(c), int(y), int(x), int(by_position[y, x, c]), 0)
+        events = [(int(c), int(y), int(x), int(by_position[y, x, c]), 0, 0)
                   for y, x, c in np.argwhere(by_position != NO_SPIKE)]
-    writes = [(cfg.address(Region.EVENTS, k), pack(layout, channel=c, y=y, x=x, time=t, negative=n))
-              for k, (c, y, x, t, n) in enumerate(events)]
+    writes = [(cfg.address(Region.EVENTS, k), pack(layout, channel=c, y=y, x=x, time=t, negative=n, level=lv))
+              for k, (c, y, x, t, n, lv) in enumerate(events)]
     writes.append((cfg.address(Region.CONTROL, Control.INPUT_EVENTS), len(writes)))
     return writes
 
@@ -95,7 +95,7 @@ def decode_results(cfg: ArrayConfig, shapes: list, stats: list[int], words: list
 
     ``coding`` (``SnnModel.coding``): "rate", a rate_if network: each layer's spikes come out as
     a train (T, C*H*W) of 0 and 1 (uint8); "diff", a diff_if network: as a train of -1, 0
-    and 1 (int8); "ttfs": as spike times.
+    and 1, +-(k + 1) for a spike of level k (int8); "ttfs": as spike times.
 
     ``shapes`` are the layers' spike shapes (C, H, W), input first (``SnnModel.shapes``;
     plain widths mean flat layers). Events of layer k are the slice of the event memory
@@ -119,9 +119,9 @@ def decode_results(cfg: ArrayConfig, shapes: list, stats: list[int], words: list
             j = (ev["channel"] * h_ + ev["y"]) * w_ + ev["x"]
             where = (ev["time"], j) if rate else j
             if not (ev["channel"] < c_ and ev["y"] < h_ and ev["x"] < w_ and ev["time"] < cfg.timing.T) \
-                    or t[where] != (0 if rate else NO_SPIKE) or (ev["negative"] and coding != "diff"):
+                    or t[where] != (0 if rate else NO_SPIKE) or ((ev["negative"] or ev["level"]) and coding != "diff"):
                 raise ValueError(f"layer {k}: malformed event {ev} read back from the array")
-            t[where] = (-1 if ev["negative"] else 1) if rate else ev["time"]
+            t[where] = ((-1 if ev["negative"] else 1) * (ev["level"] + 1)) if rate else ev["time"]
         spikes.append(t)
         pos += layer_events[k]
     raw = words[total:total + sizes[-1]]

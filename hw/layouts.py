@@ -38,11 +38,12 @@ def addr_width(depth: int) -> int:
 
 
 def spike_event(cfg: ArrayConfig) -> data.StructLayout:
-    """A spike: which neuron of the layer (channel, row, column), at which time step, and whether
-    it is a negative one (a diff_if spike of -1, docs/spec.md section 13)."""
+    """A spike: which neuron of the layer (channel, row, column), at which time step, whether
+    it is a negative one (a diff_if spike of -1, docs/spec.md section 13) and its level (the
+    multi-threshold variant, section 13.7; 0 otherwise)."""
     return data.StructLayout({"channel": unsigned(cfg.channel_bits), "y": unsigned(cfg.coord_bits),
                               "x": unsigned(cfg.coord_bits), "time": unsigned(cfg.timing.time_bits),
-                              "negative": 1})
+                              "negative": 1, "level": unsigned(cfg.level_bits)})
 
 
 def spike_group(cfg: ArrayConfig) -> data.StructLayout:
@@ -53,9 +54,10 @@ def spike_group(cfg: ArrayConfig) -> data.StructLayout:
 
 def group_entry(cfg: ArrayConfig) -> data.StructLayout:
     """One event of an event group: the weight buffer address of its channel's first tap
-    (channel * kernel_area), its time and its sign."""
+    (channel * kernel_area), its time, its sign and its level."""
     return data.StructLayout({"weight_base": unsigned(addr_width(cfg.weight_buffer)),
-                              "time": unsigned(cfg.timing.time_bits), "negative": 1})
+                              "time": unsigned(cfg.timing.time_bits), "negative": 1,
+                              "level": unsigned(cfg.level_bits)})
 
 
 def event_group(cfg: ArrayConfig) -> data.StructLayout:
@@ -78,12 +80,13 @@ def potential_sample(cfg: ArrayConfig) -> data.StructLayout:
     ``last`` mark the ends of a max-pool window. A rate_if layer's step also brings, per
     lane, whether the neuron fires now (``fired``) and its spikes before this step
     (``counts``): rate max pooling needs both (docs/spec.md, section 12). A diff_if step brings
-    each lane's signed spike: ``fired`` and ``negative``.
+    each lane's signed spike: ``fired``, ``negative`` and its ``levels`` entry.
     """
     return data.StructLayout({"channel_base": unsigned(cfg.channel_bits + 1), "y": unsigned(cfg.coord_bits),
                               "x": unsigned(cfg.coord_bits), "first": 1, "last": 1,
                               "values": data.ArrayLayout(signed(cfg.acc_width), cfg.pes),
                               "fired": unsigned(cfg.pes), "negative": unsigned(cfg.pes),
+                              "levels": data.ArrayLayout(unsigned(cfg.level_bits), cfg.pes),
                               "counts": data.ArrayLayout(count_shape(cfg), cfg.pes)})
 
 
@@ -104,6 +107,7 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
         "rate": 1,
         #: diff_if neurons (docs/spec.md, section 13): T steps of signed spikes, running means
         "diff": 1,
+        "levels": unsigned(max(1, cfg.diff_levels.bit_length())),  #: a diff_if layer's spike levels (13.7)
         "bias_rows": unsigned(max(1, cfg.bias_buffer.bit_length())),  #: rows of the bias block
         "bias_addr": unsigned(external.ADDR_BITS), "bias_beats": beats(cfg),
         "weight_addr": unsigned(external.ADDR_BITS), "tiles": slots,
@@ -159,6 +163,8 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         "acc_addr": unsigned(addr_width(cfg.slot_depth)),
         "time": unsigned(cfg.timing.time_bits),  #: ACCUM: the spike's time; a diff READ: the step (0-based)
         "negative": 1,  #: ACCUM: a negative spike (diff_if): subtract what a positive one adds
+        "level": unsigned(cfg.level_bits),  #: ACCUM: the spike's level k (diff_if 13.7): k more bits of shift
+        "levels": unsigned(max(1, cfg.diff_levels.bit_length())),  #: diff READ: the layer's spike levels
         "first": 1,  #: ACCUM: start from accumulator[acc_addr], not from the PE's running sum (diff READ: below)
         "last": 1,  #: ACCUM: write the running sum back to accumulator[acc_addr]
         "add_bias": 1,  #: READ: the potential includes bias[bias_addr]

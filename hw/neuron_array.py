@@ -118,7 +118,7 @@ class NeuronArray(wiring.Component):
         updates = 0
         for p, pe in enumerate(pes):
             m.d.comb += [seq.pe_potentials[p].eq(pe.potential), seq.pe_fired[p].eq(pe.fired),
-                         seq.pe_negative[p].eq(pe.negative),
+                         seq.pe_negative[p].eq(pe.negative), seq.pe_levels[p].eq(pe.level),
                          seq.pe_counts[p].eq(pe.count)]
             # while idle, the host reads potentials through a READ command
             with m.If(seq.busy):

@@ -65,7 +65,7 @@ class ProcessingElement(wiring.Component):
         Accumulator read by a ``READ`` command, valid one cycle later.
     fired, count : Out  a ``subtract`` READ: potential >= threshold, and the neuron's spikes before
         (valid with ``potential``)
-    negative : Out(1)  a ``diff`` READ: the spike (``fired``) is -1
+    negative, level : Out  a ``diff`` READ: the spike (``fired``) is negative, and its level (13.7)
     updated : Out(1)
         High in stage 1 of an ``ACCUM`` whose weight is not zero (a synaptic event).
     weight_w, bias_w : Out(memory.WritePort.Signature)  (memory-side ports: the loader drives them)
@@ -80,6 +80,7 @@ class ProcessingElement(wiring.Component):
             "potential": Out(signed(W)),
             "fired": Out(1),
             "negative": Out(1),
+            "level": Out(range(cfg.diff_levels)),
             "count": Out(count_shape(cfg)),
             "updated": Out(1),
             "weight_w": Out(memory.WritePort.Signature(addr_width=addr_width(cfg.weight_buffer),
@@ -120,12 +121,14 @@ class ProcessingElement(wiring.Component):
         time1 = Signal.like(cmd.time)
         add_bias1, subtract1, first1, last1 = Signal(), Signal(), Signal(), Signal()
         negative1, diff1, readout1, unit1 = Signal(), Signal(), Signal(), Signal()
+        level1, levels1 = Signal.like(cmd.level), Signal.like(cmd.levels)
         m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time), add_bias1.eq(cmd.add_bias),
                      subtract1.eq(cmd.subtract), first1.eq(cmd.first), last1.eq(cmd.last),
                      negative1.eq(cmd.negative), diff1.eq(cmd.diff), readout1.eq(cmd.readout),
-                     unit1.eq(cmd.pool_unit)]
+                     unit1.eq(cmd.pool_unit), level1.eq(cmd.level), levels1.eq(cmd.levels)]
 
-        # stage 1: contribution = M[t % B] >> (m + t // B), zero for the zero code
+        # stage 1: contribution = M[t % B] >> (m + t // B + level), zero for the zero code (a diff_if
+        # spike of level k adds 2^F >> (m + k): docs/spec.md 13.7)
         sign = w_rd.data[WEIGHT_BITS - 1]
         mag = w_rd.data[:WEIGHT_BITS - 1]
         mantissas = t.mantissas()
@@ -136,8 +139,8 @@ class ProcessingElement(wiring.Component):
             for idx, value in enumerate(mantissas):
                 with m.If(r == idx):
                     m.d.comb += mant.eq(value)
-        shift = Signal(range(t.max_shift + 2))
-        m.d.comb += shift.eq(mag + (time1 >> t.log2_B))
+        shift = Signal(range(t.max_shift + 1 + cfg.diff_levels))
+        m.d.comb += shift.eq(mag + (time1 >> t.log2_B) + level1)
         contribution = Signal(unsigned(F + 1))
         m.d.comb += contribution.eq(Mux(mag == ZERO_MAG, 0, mant >> shift))
 
@@ -170,13 +173,14 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += [a_wr.data.eq(potential - Mux(fired, p_rd.data, 0)),
                              n_wr.addr.eq(cmd.clear_addr), n_wr.data.eq(n_rd.data + fired), n_wr.en.eq(1)]
         if cfg.diff_state:
-            self._diff_step(m, acc, p_rd, b_rd, a_wr, fired, op1, slot1, time1, diff1, readout1, first1, unit1)
+            self._diff_step(m, acc, p_rd, b_rd, a_wr, fired, op1, slot1, time1, diff1, readout1, first1, unit1,
+                            levels1)
         else:
             m.d.sync += Assert(~(cmd.diff & (cmd.op != PeOp.NOP)), "a diff_if command on an array without diff_state")
         return m
 
     def _diff_step(self, m, synaptic, threshold_port, bias_port, acc_write, rate_fired, op1, slot1, time1, diff1,
-                   readout1, first1, unit1):
+                   readout1, first1, unit1, levels1):
         """The state memory and the diff_if step of docs/spec.md section 13.2, and the pool
         unit's of 13.4 (see the class docstring)."""
         cfg, cmd = self.cfg, self.cmd
@@ -198,20 +202,36 @@ class ProcessingElement(wiring.Component):
         current = Signal(signed(W))
         m.d.comb += current.eq(Mux(unit1, window_top + product, synaptic + old.ein))
         mem1, cum1, mem2, cum2 = (Signal(signed(W), name=n) for n in ("mem1", "cum1", "mem2", "cum2"))
-        up, down = Signal(), Signal()  # the spike: +1, -1
+        up, down = Signal(), Signal()  # the spike: +1, -1 ...
+        level = Signal(range(cfg.diff_levels))  # ... of this level (13.7)
+        value = Signal(signed(W))  # +-(TH >> level) or 0
         m.d.comb += [mem1.eq(old.mem + current - old.eout), cum1.eq(old.cum + old.eout),
-                     up.eq(~readout1 & (mem1 >= th)), down.eq(~readout1 & ~up & (mem1 <= 0) & (cum1 >= th)),
-                     mem2.eq(mem1 - Mux(up, th, 0) + Mux(down, th, 0)),
-                     cum2.eq(cum1 + Mux(up, th, 0) - Mux(down, th, 0))]
+                     up.eq(~readout1 & (mem1 >= th)), down.eq(~readout1 & ~up & (mem1 <= 0) & (cum1 >= th))]
+        if cfg.diff_levels > 1:  # several levels: the largest whose 3/4 the potential reaches (13.7)
+            with m.If(levels1 > 1):
+                m.d.comb += [up.eq(0), down.eq(0)]
+                for k in reversed(range(cfg.diff_levels)):  # later assignments win: the smallest k
+                    part = th >> k
+                    with m.If((k < levels1) & ~readout1 & ((mem1 << 2) >= (part << 1) + part)):
+                        m.d.comb += [up.eq(1), level.eq(k)]
+                with m.If(~up):
+                    for k in reversed(range(cfg.diff_levels)):
+                        part = th >> k
+                        with m.If((k < levels1) & ~readout1 & ((mem1 << 2) <= -((part << 1) + part))
+                                  & (cum1 >= part)):
+                            m.d.comb += [down.eq(1), level.eq(k)]
+        m.d.comb += [value.eq(Mux(up, th >> level, Mux(down, -(th >> level), 0))),
+                     mem2.eq(mem1 - value), cum2.eq(cum1 + value)]
         m.submodules.input_mean = input_mean = FloorDivider(W, T)  # floor(P / t)
         m.submodules.output_mean = output_mean = FloorDivider(W, T)  # floor(s * TH / t)
         m.d.comb += [input_mean.dividend.eq(synaptic), input_mean.divisor.eq(time1 + 1),
-                     output_mean.dividend.eq(Mux(up, th, Mux(down, -th, 0))), output_mean.divisor.eq(time1 + 1)]
+                     output_mean.dividend.eq(value), output_mean.divisor.eq(time1 + 1)]
         new = Signal(diff_state(cfg))
         m.d.comb += [new.mem.eq(mem2), new.cum.eq(cum2), new.eout.eq(old.eout + output_mean.quotient),
                      new.ein.eq(Mux(unit1, window_top, old.ein + input_mean.quotient))]
         reading = diff1 & (op1 == PeOp.READ)
-        m.d.comb += [self.fired.eq(rate_fired | (reading & (up | down))), self.negative.eq(reading & down)]
+        m.d.comb += [self.fired.eq(rate_fired | (reading & (up | down))), self.negative.eq(reading & down),
+                     self.level.eq(level)]
         with m.If((op1 == PeOp.INIT) & diff1):  # ein <- bias (a pool unit's M[0] <- 0), mem <- initial potential
             m.d.comb += [s_wr.addr.eq(slot1), s_wr.en.eq(1), s_wr.data.mem.eq(threshold_port.data),
                          s_wr.data.ein.eq(Mux(unit1, 0, bias_port.data)), s_wr.data.eout.eq(0), s_wr.data.cum.eq(0)]

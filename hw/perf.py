@@ -348,11 +348,11 @@ def stepped_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golde
         fired, writes = scan * pes * T, d.init_count + scan * T
     updates = sum(p.updates for p in passes)
     # the fire stage's arithmetic per potential read: rate_if one comparison; diff_if (hw/pe.py) the
-    # three comparisons and eight adds of the step, two divisions and a state word read and written
+    # three comparisons per level and eight adds of the step, two divisions and a state word read and written
     extra = dict(fire_comparisons=fired, threshold_reads=fired, count_accesses=acc_count * pes + 2 * fired)
     if diff:
-        extra = dict(fire_comparisons=11 * fired, threshold_reads=fired + d.init_count * pes, count_accesses=0,
-                     state_accesses=d.init_count * pes + 2 * fired, divisions=2 * fired)
+        extra = dict(fire_comparisons=(8 + 3 * layer.levels) * fired, threshold_reads=fired + d.init_count * pes,
+                     count_accesses=0, state_accesses=d.init_count * pes + 2 * fired, divisions=2 * fired)
     return LayerCounts(kind=layer.kind, cycles=cycles, input_events=passes[0].events,
                        weight_reads=sum(p.commands for p in passes) * pes, acc_updates=updates,
                        acc_writebacks=writebacks * pes, spikes=spikes, fired_neurons=fired,

@@ -86,7 +86,7 @@ class Sequencer(wiring.Component):
     header : In(layer_header)  the loader's header register
     cmd : Out(pe_command)  broadcast to the PEs
     pe_potentials : In(array of signed(acc_width))  each PE's ``potential``
-    pe_fired, pe_negative, pe_counts : In  each PE's ``fired``, ``negative`` and ``count``
+    pe_fired, pe_negative, pe_levels, pe_counts : In  each PE's ``fired``, ``negative``, ``level`` and ``count``
     updates : In  how many PEs made a synaptic update this cycle
     potentials : Out(stream)  to the fire unit;  spikes : In(stream)  from it
     thresholds : Out(ThresholdWrite)  to the fire unit
@@ -115,6 +115,7 @@ class Sequencer(wiring.Component):
             "pe_potentials": In(data.ArrayLayout(signed(W), cfg.pes)),
             "pe_fired": In(cfg.pes),
             "pe_negative": In(cfg.pes),
+            "pe_levels": In(data.ArrayLayout(unsigned(cfg.level_bits), cfg.pes)),
             "pe_counts": In(data.ArrayLayout(count_shape(cfg), cfg.pes)),
             "updates": In(range(cfg.pes + 1)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
@@ -216,7 +217,7 @@ class Sequencer(wiring.Component):
         wiring.connect(m, scanner.potentials, wiring.flipped(self.potentials))
         m.d.comb += [scanner.descriptor.eq(desc), scanner.pe_potentials.eq(self.pe_potentials),
                      scanner.pe_fired.eq(self.pe_fired), scanner.pe_counts.eq(self.pe_counts),
-                     scanner.pe_negative.eq(self.pe_negative),
+                     scanner.pe_negative.eq(self.pe_negative), scanner.pe_levels.eq(self.pe_levels),
                      self.rate.eq(rate), self.diff.eq(diff), self.step.eq(step), scanner.step.eq(step),
                      scanner.spikes_pending.eq(self.spikes.valid),
                      self.channels.eq(desc.c_out)]

@@ -104,7 +104,7 @@ class TapWalker(wiring.Component):
             with m.If((c_ny != 0) & (c_nx != 0)):
                 m.d.comb += [self.cmd.op.eq(PeOp.ACCUM), self.cmd.acc_addr.eq(c_a),
                              self.cmd.weight_addr.eq(entry.weight_base + c_w), self.cmd.time.eq(entry.time),
-                             self.cmd.negative.eq(entry.negative),
+                             self.cmd.negative.eq(entry.negative), self.cmd.level.eq(entry.level),
                              self.cmd.first.eq(c_index == 0), self.cmd.last.eq(last_event)]
             # next (event, slot, kx, ky): the group's events fastest, then the slot, the kernel column, the row
             m.d.sync += [first.eq(0), ny.eq(c_ny), nx.eq(c_nx), jy.eq(c_jy), jx.eq(c_jx), slot.eq(c_slot),

@@ -140,8 +140,8 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
       output spike;
     - fire: per potential read an accumulator read and its comparisons (adds) of acc_width
       bits (ttfs: T, against the layer's threshold table, read once per layer; rate_if: one,
-      against its channel's threshold, read each time; diff_if: three comparisons and eight
-      adds), a rate_if layer's spike-count memory reads and writes, and a diff_if layer's
+      against its channel's threshold, read each time; diff_if: three comparisons per spike
+      level and eight adds), a rate_if layer's spike-count memory reads and writes, and a diff_if layer's
       state words (4 x acc_width bits, in a memory the size of the accumulators') and floor
       divisions (acc_width compare-subtract stages as wide as the step number, plus one:
       hw/divider.py);

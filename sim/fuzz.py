@@ -5,7 +5,7 @@ Each configuration is a random MLP, CNN or residual net (seeded: configuration `
 of the MLPs and CNNs have rate_if neurons (docs/spec.md section 12; decided, thresholds and
 input trains drawn from ``default_rng([i, 7])``, so the ttfs networks stay what they were), and
 a fifth of the other MLPs and CNNs diff_if neurons (section 13; drawn from
-``default_rng([i, 11])``).
+``default_rng([i, 11])``), half of those with 2 to 8 spike levels (section 13.7).
 Per shape one Verilog design, large enough for every network of that shape, is built
 once (the build cache is shared and locked) and each network is put into the bench's
 external memory, so the Verilator compile is paid once per shape, not per network. Worker
@@ -26,10 +26,13 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
+from dataclasses import replace
+
 import numpy as np
 
 from firstspike.hw.config import ArrayConfig
 from firstspike.sw.formats import Timing
+from firstspike.sw.model import SnnModel
 from firstspike.sw.random_models import (as_rate_if, random_cnn, random_input_times, random_input_trains,
                                            random_model, random_resnet)
 
@@ -86,6 +89,11 @@ def random_network(seed: int):
     diff = np.random.default_rng([seed, 11])
     if kind >= 0.2 and diff.random() < DIFF_FRACTION:
         model = as_rate_if(diff, model, neuron="diff_if")
+        if diff.random() < 0.5:  # the multi-threshold variant
+            layers = [layer if layer.is_output else
+                      replace(layer, levels=(k := int(diff.choice([2, 4, 8]))), initial=np.zeros_like(layer.initial),
+                              thresholds=np.maximum(layer.thresholds, 1 << (k - 1))) for layer in model.layers]
+            model = SnnModel(timing=timing, input_theta=model.input_theta, layers=layers, name=model.name)
         return index, model, random_input_trains(diff, model.layers[0].n_in, IMAGES, timing, signed=True)
     return index, model, times
 
@@ -151,7 +159,8 @@ def main(argv=None) -> int:
     r = fuzz(args.configs, args.jobs)
     from firstspike.sw.files import write_text
     write_text(args.out, json.dumps(r, indent=2) + "\n", "fuzz results")
-    print(f"{r['configurations']} random networks ({r['rate_if_configurations']} rate_if) x {IMAGES} images "
+    print(f"{r['configurations']} random networks ({r['rate_if_configurations']} rate_if, "
+          f"{r['diff_if_configurations']} diff_if) x {IMAGES} images "
           f"through the RTL on {r['jobs']} processes: "
           f"{r['mismatching_configurations']} mismatching, {r['seconds']:.0f} s "
           f"({r['configurations_per_s']:.1f} networks/s); wrote {args.out}")

@@ -218,15 +218,31 @@ DIFF_NETS_PER_CONFIG = 6
 def _diff_nets(index, timing):
     """Random diff_if networks: MLPs, conv nets without pooling and the conv net generator's
     (max pooling by pool units), per-channel thresholds and initial potentials (as_rate_if),
-    signed input trains at random rates, one seed per network."""
+    signed input trains at random rates, one seed per network; the second half with 2, 4 or
+    8 spike levels per hidden layer (the multi-threshold variant, docs/spec.md 13.7)."""
     out = []
     for n in range(DIFF_NETS_PER_CONFIG):
         seed = 30000 + 1000 * index + n
         rng = np.random.default_rng(seed)
         model = (_mlp, _unpooled_conv_net, _conv_net)[n % 3](rng, timing)
         model = as_rate_if(rng, model, neuron="diff_if")
+        if n >= DIFF_NETS_PER_CONFIG // 2:
+            model = _with_levels(rng, model)
         out.append((seed, model, random_input_trains(rng, model.layers[0].n_in, 2, timing, signed=True)))
     return out
+
+
+def _with_levels(rng, model):
+    """``model`` with 2, 4 or 8 spike levels per hidden layer, thresholds raised to at least one
+    unit per level and initial potentials 0 (the multi-threshold neuron's)."""
+    from dataclasses import replace
+    from firstspike.sw.model import SnnModel
+    layers = []
+    for layer in model.layers:
+        k = 1 if layer.is_output else int(rng.choice([2, 4, 8]))
+        layers.append(layer if k == 1 else replace(layer, levels=k, initial=np.zeros_like(layer.initial),
+                                                   thresholds=np.maximum(layer.thresholds, 1 << (k - 1))))
+    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name)
 
 
 def _unpooled_conv_net(rng, timing):
@@ -261,7 +277,7 @@ def test_random_diff_networks_bit_exact(index, tmp_path):
 def test_diff_nets_cover_the_diff_datapath():
     """The generators give what the diff RTL test promises: +1 and -1 spikes out of hidden
     layers, pooled ones among them, conv and linear layers, steps where a neuron is silent,
-    and at least 30 networks."""
+    spikes of higher levels (both signs), and at least 30 networks."""
     seen, count = set(), 0
     for index, (pes, T, B, F) in enumerate(CONFIGS):
         timing = Timing(T=T, B=B, frac_bits=F)
@@ -270,12 +286,13 @@ def test_diff_nets_cover_the_diff_datapath():
             g = GoldenModel(model).run_times(trains)
             hidden = np.concatenate([s.reshape(-1) for s in g.spikes[1:-1]] or [np.zeros(0)])
             seen |= {("+1", bool((hidden == 1).any())), ("-1", bool((hidden == -1).any())),
-                     ("silent", bool((hidden == 0).any()))}
+                     ("silent", bool((hidden == 0).any())), ("level > 0", bool((hidden > 1).any())),
+                     ("negative level > 0", bool((hidden < -1).any()))}
             seen |= {("kind", layer.kind) for layer in model.layers}
             pooled = [g.spikes[k + 1] for k, layer in enumerate(model.layers[:-1]) if layer.pool > 1]
             seen |= {("pooled " + str(v), bool((s == v).any())) for s in pooled for v in (1, -1)}
     assert {("+1", True), ("-1", True), ("silent", True), ("kind", "conv"), ("kind", "linear"),
-            ("pooled 1", True), ("pooled -1", True)} <= seen, seen
+            ("pooled 1", True), ("pooled -1", True), ("level > 0", True), ("negative level > 0", True)} <= seen, seen
     assert count >= 30
 
 
