@@ -249,10 +249,10 @@ def test_multi_threshold_uses_its_levels_and_is_checked():
         SnnModel(timing=t, input_theta=1.0, layers=[model.layers[0], replace(model.layers[1], levels=2)])
 
 
-def test_cli_converts_to_multi_threshold_and_the_processor_refuses_it(digits_cnn, tmp_path, capsys):
+def test_cli_converts_to_multi_threshold_and_runs_it_on_the_processor(digits_cnn, tmp_path, capsys):
     """``convert --levels 4``: the file keeps the levels, hidden layers send spikes of several
-    levels at T = 2 and keep accuracy; ``verilog`` refuses it naming the layer; ``--levels``
-    without diff_if is an input error."""
+    levels at T = 2 and keep accuracy; ``sim`` runs it on an array built with 4 levels,
+    bit- and cycle-exact; ``--levels`` without diff_if is an input error."""
     from firstspike.cli import main
     ann, _, _ = digits_cnn
     out = tmp_path / "mth.npz"
@@ -268,7 +268,12 @@ def test_cli_converts_to_multi_threshold_and_the_processor_refuses_it(digits_cnn
     assert len({int(abs(v)) for v in np.unique(r.spikes[1])} - {0}) >= 2
     assert (r.predictions == ds.y_test[:200]).mean() > 0.95
     capsys.readouterr()
-    assert main(["verilog", str(out), "--out", str(tmp_path / "v")]) == 2
-    assert "layer 0: diff_if spikes of 4 levels" in capsys.readouterr().err
+    assert main(["sim", "--model", str(out), "--pes", "4", "--images", "12", "--out", str(tmp_path / "sim"),
+                 "--verilog-dir", str(tmp_path / "sv")]) == 0
+    import json
+    r = json.loads((tmp_path / "sim" / "report.json").read_text())
+    assert r["mismatches"] == 0 and r["cycle_model_exact"] and r["rtl_accuracy"] == r["golden_accuracy"]
+    assert json.loads((tmp_path / "sv" / "neuron_array.json").read_text())["config"]["diff_levels"] == 4
+    capsys.readouterr()
     assert main(["convert", str(ann), "--levels", "4", "--out", str(tmp_path / "x.npz")]) == 2
     assert "--levels sets the spike levels of diff_if neurons" in capsys.readouterr().err
