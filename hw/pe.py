@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 from amaranth.hdl import Assert, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from firstspike.sw.formats import WEIGHT_BITS, ZERO_MAG
 
 from .config import ArrayConfig
-from .divider import FloorDivider
+from .diff_step import DiffStep, diff_state
 from .layouts import PeOp, addr_width, count_shape, pe_command
-
-
-def diff_state(cfg: ArrayConfig) -> data.StructLayout:
-    """A diff_if neuron's integers (docs/spec.md, section 13.2), one state memory word."""
-    return data.StructLayout({name: signed(cfg.acc_width) for name in ("mem", "ein", "eout", "cum")})
 
 
 class ProcessingElement(wiring.Component):
@@ -50,7 +45,7 @@ class ProcessingElement(wiring.Component):
     which holds the step's synaptic input P only. INIT sets the state (ein to the bias, mem
     to the initial potential) and zeroes the accumulator. Each step's fire read (``diff``)
     runs the step: the new state and the signed spike come out of stage 1, with two floor
-    divisions by the step number (hw/divider.py). When the fire stage takes the spike, the
+    divisions by the step number (hw/diff_step.py, hw/divider.py). When the fire stage takes the spike, the
     state is written back and the accumulator cleared; the output layer (``readout``) never
     fires, and its last step leaves ein, the score, in the accumulator for the host. A pooled
     layer's neurons feed a register with the largest running mean of the window being read
@@ -181,57 +176,21 @@ class ProcessingElement(wiring.Component):
 
     def _diff_step(self, m, synaptic, threshold_port, bias_port, acc_write, rate_fired, op1, slot1, time1, diff1,
                    readout1, first1, unit1, levels1):
-        """The state memory and the diff_if step of docs/spec.md section 13.2, and the pool
-        unit's of 13.4 (see the class docstring)."""
+        """The state memory around hw/diff_step.py: read with the command, written back when the
+        fire stage takes the sample; the pooling window's largest running mean (see the class docstring)."""
         cfg, cmd = self.cfg, self.cmd
-        T = cfg.timing.T
         m.submodules.states = states = memory.Memory(shape=diff_state(cfg), depth=cfg.slot_depth, init=[])
         s_wr = states.write_port()
         s_rd = states.read_port(transparent_for=(s_wr,))
-        m.d.comb += s_rd.addr.eq(cmd.acc_addr)
-        old = s_rd.data
-        th = threshold_port.data
-        W = cfg.acc_width
-        # a pool unit's input current: I[t] = t M[t] - (t-1) M[t-1] = M + (t-1) (M - M[t-1]), its
-        # window's largest running mean M (``window_top``) and its own ``ein`` word holding M[t-1];
-        # (t-1) x (M - M[t-1]) as shifted adds, one per bit of the step number
-        window_top = Signal(signed(W))
-        change = Signal(signed(W + 1))
-        m.d.comb += change.eq(window_top - old.ein)
-        product = sum(Mux(time1[i], change << i, 0) for i in range(len(time1)))
-        current = Signal(signed(W))
-        m.d.comb += current.eq(Mux(unit1, window_top + product, synaptic + old.ein))
-        mem1, cum1, mem2, cum2 = (Signal(signed(W), name=n) for n in ("mem1", "cum1", "mem2", "cum2"))
-        up, down = Signal(), Signal()  # the spike: +1, -1 ...
-        level = Signal(range(cfg.diff_levels))  # ... of this level (13.7)
-        value = Signal(signed(W))  # +-(TH >> level) or 0
-        m.d.comb += [mem1.eq(old.mem + current - old.eout), cum1.eq(old.cum + old.eout),
-                     up.eq(~readout1 & (mem1 >= th)), down.eq(~readout1 & ~up & (mem1 <= 0) & (cum1 >= th))]
-        if cfg.diff_levels > 1:  # several levels: the largest whose 3/4 the potential reaches (13.7)
-            with m.If(levels1 > 1):
-                m.d.comb += [up.eq(0), down.eq(0)]
-                for k in reversed(range(cfg.diff_levels)):  # later assignments win: the smallest k
-                    part = th >> k
-                    with m.If((k < levels1) & ~readout1 & ((mem1 << 2) >= (part << 1) + part)):
-                        m.d.comb += [up.eq(1), level.eq(k)]
-                with m.If(~up):
-                    for k in reversed(range(cfg.diff_levels)):
-                        part = th >> k
-                        with m.If((k < levels1) & ~readout1 & ((mem1 << 2) <= -((part << 1) + part))
-                                  & (cum1 >= part)):
-                            m.d.comb += [down.eq(1), level.eq(k)]
-        m.d.comb += [value.eq(Mux(up, th >> level, Mux(down, -(th >> level), 0))),
-                     mem2.eq(mem1 - value), cum2.eq(cum1 + value)]
-        m.submodules.input_mean = input_mean = FloorDivider(W, T)  # floor(P / t)
-        m.submodules.output_mean = output_mean = FloorDivider(W, T)  # floor(s * TH / t)
-        m.d.comb += [input_mean.dividend.eq(synaptic), input_mean.divisor.eq(time1 + 1),
-                     output_mean.dividend.eq(value), output_mean.divisor.eq(time1 + 1)]
-        new = Signal(diff_state(cfg))
-        m.d.comb += [new.mem.eq(mem2), new.cum.eq(cum2), new.eout.eq(old.eout + output_mean.quotient),
-                     new.ein.eq(Mux(unit1, window_top, old.ein + input_mean.quotient))]
+        m.submodules.step = step = DiffStep(cfg)
+        window_top = Signal(signed(cfg.acc_width))  # the largest new eout of the window being read
+        m.d.comb += [s_rd.addr.eq(cmd.acc_addr), step.state.eq(s_rd.data), step.synaptic.eq(synaptic),
+                     step.threshold.eq(threshold_port.data), step.step.eq(time1), step.levels.eq(levels1),
+                     step.readout.eq(readout1), step.pool_unit.eq(unit1), step.window_top.eq(window_top)]
+        new = step.new
         reading = diff1 & (op1 == PeOp.READ)
-        m.d.comb += [self.fired.eq(rate_fired | (reading & (up | down))), self.negative.eq(reading & down),
-                     self.level.eq(level)]
+        m.d.comb += [self.fired.eq(rate_fired | (reading & (step.up | step.down))),
+                     self.negative.eq(reading & step.down), self.level.eq(step.level)]
         with m.If((op1 == PeOp.INIT) & diff1):  # ein <- bias (a pool unit's M[0] <- 0), mem <- initial potential
             m.d.comb += [s_wr.addr.eq(slot1), s_wr.en.eq(1), s_wr.data.mem.eq(threshold_port.data),
                          s_wr.data.ein.eq(Mux(unit1, 0, bias_port.data)), s_wr.data.eout.eq(0), s_wr.data.cum.eq(0)]
@@ -241,5 +200,5 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [s_wr.addr.eq(cmd.clear_addr), s_wr.data.eq(new), s_wr.en.eq(1)]
             with m.If(~unit1):  # a neuron of a pooling window: the window's largest running mean so far
                 m.d.sync += window_top.eq(Mux(first1 | (new.eout > window_top), new.eout, window_top))
-            with m.If(readout1 & (time1 == T - 1)):  # the scores, for the host
+            with m.If(readout1 & (time1 == cfg.timing.T - 1)):  # the scores, for the host
                 m.d.comb += acc_write.data.eq(new.ein)
