@@ -23,14 +23,16 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Array, Assert, Assume, Cat, ClockDomain, Cover, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import (Array, Assert, Assume, Cat, ClockDomain, Const, Cover, Elaboratable, Module, Mux, Signal,
+                          signed)
 from amaranth.hdl._ast import AnyConst, AnySeq
 
 from firstspike.hw.config import ArrayConfig
+from firstspike.hw.diff_step import DiffStep
 from firstspike.hw.divider import FloorDivider
 from firstspike.hw.fire import FireUnit
 from firstspike.hw.grouper import EventGrouper
@@ -370,6 +372,82 @@ class DividerProof(_Harness):
         return m
 
 
+class DiffStepProof(_Harness):
+    """DiffStep (hw/diff_step.py): for every state, synaptic input, threshold, step, level
+    count and pool-unit input, the new state and the spike are the spec's (docs/spec.md 13.2,
+    13.4, 13.7), written here another way: the pool unit's input literally as
+    ``t M - (t-1) M_prev`` (a product), the level as "level k passes and level k - 1 does not"
+    (the block picks the first passing level), each running mean's increment checked by the
+    definition of floor division (``q t <= v < (q + 1) t``). Assumed: every value a quarter of
+    the accumulator's range (the spec's width rule, section 13.5, gives far more room) and
+    each level at least one unit. Covered: +1 and -1 spikes of a level above 0, a pool unit
+    spike, a negative potential that may not fire because of its cumulative output."""
+
+    depth = 1  # combinational: one step holds every case
+
+    def __init__(self, timing: Timing, levels: int, width: int):
+        super().__init__()
+        self.timing, self.levels, self.width = timing, levels, width
+
+    def elaborate(self, platform):
+        W, T, K = self.width, self.timing.T, self.levels
+        cfg = _small_config(self.timing, 1, 1, W)
+        cfg = replace(cfg, diff_state=True, diff_levels=K)
+        m = self.module()
+        m.submodules.diff = dut = DiffStep(cfg)
+        small = 1 << (W - 3)  # |values| below this: no sum of the step leaves W bits
+        free = {n: AnySeq(signed(W)) for n in ("mem", "ein", "eout", "cum", "p", "th", "top")}
+        t1, levels, readout, unit = AnySeq(range(T)), AnySeq(range(K + 1)), AnySeq(1), AnySeq(1)
+        m.d.comb += [Assume((v > -small) & (v < small)) for v in free.values()]
+        m.d.comb += [Assume((levels >= 1) & (levels <= K)), Assume(t1 < T), Assume(free["th"] >= 1)]
+        m.d.comb += [Assume((levels <= k) | ((free["th"] >> k) >= 1)) for k in range(K)]
+        m.d.comb += [dut.state.mem.eq(free["mem"]), dut.state.ein.eq(free["ein"]), dut.state.eout.eq(free["eout"]),
+                     dut.state.cum.eq(free["cum"]), dut.synaptic.eq(free["p"]), dut.threshold.eq(free["th"]),
+                     dut.step.eq(t1), dut.levels.eq(levels), dut.readout.eq(readout), dut.pool_unit.eq(unit),
+                     dut.window_top.eq(free["top"])]
+        wide = signed(3 * W)
+        t = Signal(range(T + 1))
+        current, mem, cum = Signal(wide), Signal(wide), Signal(wide)
+        m.d.comb += [t.eq(t1 + 1),
+                     current.eq(Mux(unit, t * free["top"] - t1 * free["ein"], free["p"] + free["ein"])),
+                     mem.eq(free["mem"] + current - free["eout"]), cum.eq(free["cum"] + free["eout"])]
+        m.d.comb += Assume((mem > -small) & (mem < small))
+        th = free["th"]
+        # the spike the spec asks for: one level, or level k passing where level k - 1 does not
+        up_k = [(mem << 2) >= 3 * (th >> k) for k in range(K)]
+        down_k = [((mem << 2) <= -3 * (th >> k)) & (cum >= (th >> k)) for k in range(K)]
+        value = Signal(wide)
+        with m.If(readout):
+            m.d.comb += value.eq(0)
+        with m.Elif(levels == 1):
+            m.d.comb += value.eq(Mux(mem >= th, th, Mux((mem <= 0) & (cum >= th), -th, 0)))
+        with m.Else():
+            any_up = Signal()
+            m.d.comb += any_up.eq(Cat(*[up_k[k] & (k < levels) for k in range(K)]).any())
+            for k in range(K):
+                earlier_up = up_k[k - 1] if k else Const(0, 1)
+                earlier_down = down_k[k - 1] if k else Const(0, 1)
+                with m.If((k < levels) & up_k[k] & ~earlier_up):
+                    m.d.comb += value.eq(th >> k)
+                with m.If(~any_up & (k < levels) & down_k[k] & ~earlier_down):
+                    m.d.comb += value.eq(-(th >> k))
+        new = dut.new
+        spike = Signal(wide)
+        m.d.comb += spike.eq(Mux(dut.up, th >> dut.level, Mux(dut.down, -(th >> dut.level), 0)))
+        m.d.comb += [Assert(~(dut.up & dut.down), "both a +1 and a -1"),
+                     Assert(spike == value, "the spike differs from the spec's"),
+                     Assert(new.mem == mem - value, "mem differs"), Assert(new.cum == cum + value, "cum differs")]
+        for what, got, v in (("eout", new.eout - free["eout"], value), ("ein", new.ein - free["ein"], free["p"])):
+            q = Signal(wide, name=f"{what}_step")
+            m.d.comb += q.eq(got)
+            with m.If(~unit | (what == "eout")):
+                m.d.comb += [Assert(q * t <= v, f"{what} rounds up"), Assert(v < (q + 1) * t, f"{what} rounds down")]
+        m.d.comb += Assert(~unit | (new.ein == free["top"]), "a pool unit keeps M in ein")
+        m.d.comb += [Cover(dut.up & (dut.level == K - 1) & (levels == K)), Cover(dut.down & (dut.level != 0)),
+                     Cover(unit & dut.up & (t1 == T - 1)), Cover((levels == 1) & (mem <= 0) & ~dut.down & ~readout)]
+        return m
+
+
 class GrouperProof(_Harness):
     """EventGrouper: the groups are the event memory's events, in order, each a maximal run
     of one position, and the group stream keeps the stream rules, for every event list and
@@ -593,6 +671,8 @@ PLANTS = {
     "taps_count_max": ("walker", "$lt", "$gt", 1),
     # the remainder test (r != 0) inverted: a negative dividend rounds the wrong way
     "divider_rounds_wrong": ("divider", "$ne", "$eq"),
+    # the step's first comparison (mem >= TH) becomes mem > TH: a potential exactly at the threshold does not fire
+    "diffstep_ties_late": ("diff", "$ge", "$gt"),
 }
 
 
@@ -633,6 +713,7 @@ PROOFS = {
     "grouper_N4_G2": lambda: GrouperProof(4, 2),  # groups split at a position, several positions
     "taps_K2": lambda: TapWalkerProof(2),  # kernels up to 2x2, strides 1 and 2, padding, tiles, runs of 2
     "divider_W10_T11": lambda: DividerProof(10, 11),  # every 10-bit dividend, divisors 1..11
+    "diffstep_T5_K3": lambda: DiffStepProof(Timing(T=5, B=1, frac_bits=4), levels=3, width=10),
 }
 
 
