@@ -180,29 +180,6 @@ def test_random_networks_equal_the_reference(seed):
     golden_equals_reference(model, trains, _reference, seed)
 
 
-def test_cli_runs_a_converted_diff_cnn_on_the_processor(digits_cnn, tmp_path, capsys):
-    """The whole flow for differential coding: the float digits CNN converted training-free
-    (threshold iteration, T = 4), its pooled layers run by pool units, signed trains in and
-    out of the RTL, bit- and cycle-exact on 16 images, with the state memory in the report."""
-    import json
-    from firstspike.cli import main
-    ann, _, _ = digits_cnn
-    out = tmp_path / "diff.npz"
-    assert main(["convert", str(ann), "--neuron", "diff_if", "--calibration", "iteration", "--T", "4",
-                 "--out", str(out)]) == 0
-    model = SnnModel.load(out)
-    assert model.coding == "diff" and any(layer.pool > 1 for layer in model.layers)
-    capsys.readouterr()
-    assert main(["sim", "--model", str(out), "--pes", "4", "--images", "16", "--out", str(tmp_path / "sim"),
-                 "--verilog-dir", str(tmp_path / "sv")]) == 0
-    capsys.readouterr()
-    r = json.loads((tmp_path / "sim" / "report.json").read_text())
-    assert r["mismatches"] == 0 and r["cycle_model_exact"] and r["rtl_accuracy"] == r["golden_accuracy"] > 0.9
-    bits = r["memory_bits_per_pe"]
-    assert bits["diff_states"] == 4 * bits["accumulators"] > 0  # mem, ein, eout, cum beside each accumulator
-    assert r["energy_breakdown_pj"]["fire"] > 0 and r["spikes_per_image"] > 100
-
-
 def _multi_threshold(model: SnnModel, rng) -> SnnModel:
     """``model`` with 2, 4 or 8 spike levels per hidden layer (section 13.7), thresholds raised
     where a level would be below one unit."""
@@ -250,9 +227,11 @@ def test_multi_threshold_uses_its_levels_and_is_checked():
 
 
 def test_cli_converts_to_multi_threshold_and_runs_it_on_the_processor(digits_cnn, tmp_path, capsys):
-    """``convert --levels 4``: the file keeps the levels, hidden layers send spikes of several
-    levels at T = 2 and keep accuracy; ``sim`` runs it on an array built with 4 levels,
-    bit- and cycle-exact; ``--levels`` without diff_if is an input error."""
+    """The whole flow for differential coding: ``convert --levels 4`` (the float digits CNN,
+    threshold iteration, T = 2): the file keeps the levels, hidden layers send spikes of
+    several levels and keep accuracy; ``sim`` runs it (pooled layers by pool units, signed
+    multi-level trains in and out) on an array built with 4 levels, bit- and cycle-exact,
+    with the state memory in the report; ``--levels`` without diff_if is an input error."""
     from firstspike.cli import main
     ann, _, _ = digits_cnn
     out = tmp_path / "mth.npz"
@@ -274,6 +253,9 @@ def test_cli_converts_to_multi_threshold_and_runs_it_on_the_processor(digits_cnn
     r = json.loads((tmp_path / "sim" / "report.json").read_text())
     assert r["mismatches"] == 0 and r["cycle_model_exact"] and r["rtl_accuracy"] == r["golden_accuracy"]
     assert json.loads((tmp_path / "sv" / "neuron_array.json").read_text())["config"]["diff_levels"] == 4
+    bits = r["memory_bits_per_pe"]
+    assert bits["diff_states"] == 4 * bits["accumulators"] > 0  # mem, ein, eout, cum beside each accumulator
+    assert r["energy_breakdown_pj"]["fire"] > 0 and r["spikes_per_image"] > 100
     capsys.readouterr()
     assert main(["convert", str(ann), "--levels", "4", "--out", str(tmp_path / "x.npz")]) == 2
     assert "--levels sets the spike levels of diff_if neurons" in capsys.readouterr().err

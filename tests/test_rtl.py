@@ -212,7 +212,7 @@ def _rate_nets(index, timing):
 
 
 # diff_if networks (docs/spec.md section 13) too: the arrays of these tests are built with diff_state
-DIFF_NETS_PER_CONFIG = 6
+DIFF_NETS_PER_CONFIG = 5
 
 
 def _diff_nets(index, timing):

@@ -7,19 +7,22 @@ from firstspike.hw.layouts import count_shape, spike_event
 from firstspike.hw.synth import SynthesisError, synthesize
 from firstspike.hw.verilog import write_design
 from firstspike.sw.formats import Timing
+from firstspike.sw.model import SnnModel
 from firstspike.sw.random_models import as_rate_if, random_model
 
 
-@pytest.mark.parametrize("neuron", ["ttfs", "diff_if"])
-def test_small_array_synthesises(neuron, tmp_path):
-    """A ttfs array, and one built with the diff_if state (state memories, step dividers, pool
-    unit products): the same memory accounting, and still no multiplier in the datapath."""
+def test_small_array_synthesises(tmp_path):
+    """An array with every datapath: ttfs, rate_if and the diff_if state (state memories, step
+    dividers, pool unit products, 2 spike levels): exactly the memories the configuration
+    declares, and no multiplier in the synaptic datapath."""
+    from dataclasses import replace
     rng = np.random.default_rng(0)
-    model = random_model(rng, [10, 7, 3], Timing(T=8, B=2, frac_bits=12))
-    if neuron == "diff_if":
-        model = as_rate_if(rng, model, neuron="diff_if")
+    model = as_rate_if(rng, random_model(rng, [10, 7, 3], Timing(T=8, B=2, frac_bits=12)), neuron="diff_if")
+    hidden = model.layers[0]
+    model = SnnModel(timing=model.timing, input_theta=1.0, layers=[
+        replace(hidden, levels=2, thresholds=np.maximum(hidden.thresholds, 2)), model.layers[1]])
     cfg = ArrayConfig.for_model(model, 2)
-    assert cfg.diff_state == (neuron == "diff_if")
+    assert cfg.diff_state and cfg.diff_levels == 2
     r = synthesize(write_design(tmp_path, cfg, model), tmp_path / "synth", target="ice40")
     assert r["yosys_version"].startswith("Yosys 0.")
     assert r["cells"] > 100 and r["luts"] > 100 and r["flip_flops"] > 50
