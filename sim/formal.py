@@ -713,7 +713,7 @@ PROOFS = {
     "grouper_N4_G2": lambda: GrouperProof(4, 2),  # groups split at a position, several positions
     "taps_K2": lambda: TapWalkerProof(2),  # kernels up to 2x2, strides 1 and 2, padding, tiles, runs of 2
     "divider_W10_T11": lambda: DividerProof(10, 11),  # every 10-bit dividend, divisors 1..11
-    "diffstep_T5_K3": lambda: DiffStepProof(Timing(T=5, B=1, frac_bits=4), levels=3, width=10),
+    "diffstep_T5_K3": lambda: DiffStepProof(Timing(T=5, B=1, frac_bits=4), levels=3, width=8),
 }
 
 

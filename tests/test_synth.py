@@ -21,7 +21,7 @@ def test_small_array_synthesises(tmp_path):
     hidden = model.layers[0]
     model = SnnModel(timing=model.timing, input_theta=1.0, layers=[
         replace(hidden, levels=2, thresholds=np.maximum(hidden.thresholds, 2)), model.layers[1]])
-    cfg = ArrayConfig.for_model(model, 2)
+    cfg = ArrayConfig.for_model(model, 1)
     assert cfg.diff_state and cfg.diff_levels == 2
     r = synthesize(write_design(tmp_path, cfg, model), tmp_path / "synth", target="ice40")
     assert r["yosys_version"].startswith("Yosys 0.")
