@@ -26,15 +26,12 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
-from dataclasses import replace
-
 import numpy as np
 
 from firstspike.hw.config import ArrayConfig
 from firstspike.sw.formats import Timing
-from firstspike.sw.model import SnnModel
 from firstspike.sw.random_models import (as_rate_if, random_cnn, random_input_times, random_input_trains,
-                                           random_model, random_resnet)
+                                           random_model, random_resnet, with_levels)
 
 #: (PEs, T, B, frac_bits) of the array shapes networks are spread over
 SHAPES = [(1, 8, 1, 12), (4, 16, 2, 14), (16, 8, 4, 12), (4, 6, 8, 10)]
@@ -90,10 +87,7 @@ def random_network(seed: int):
     if kind >= 0.2 and diff.random() < DIFF_FRACTION:
         model = as_rate_if(diff, model, neuron="diff_if")
         if diff.random() < 0.5:  # the multi-threshold variant
-            layers = [layer if layer.is_output else
-                      replace(layer, levels=(k := int(diff.choice([2, 4, 8]))), initial=np.zeros_like(layer.initial),
-                              thresholds=np.maximum(layer.thresholds, 1 << (k - 1))) for layer in model.layers]
-            model = SnnModel(timing=timing, input_theta=model.input_theta, layers=layers, name=model.name)
+            model = with_levels(diff, model)
         return index, model, random_input_trains(diff, model.layers[0].n_in, IMAGES, timing, signed=True)
     return index, model, times
 

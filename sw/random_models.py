@@ -171,6 +171,18 @@ def as_rate_if(rng: np.random.Generator, model: SnnModel, neuron: str = "rate_if
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=f"{model.name}-{neuron}")
 
 
+def with_levels(rng: np.random.Generator, model: SnnModel, choices=(2, 4, 8)) -> SnnModel:
+    """A diff_if ``model`` with the multi-threshold variant (docs/spec.md 13.7): each hidden layer
+    gets one of ``choices`` spike levels, its thresholds raised to at least one unit per level
+    and its initial potentials 0 (the multi-threshold neuron's)."""
+    layers = []
+    for layer in model.layers:
+        k = 1 if layer.is_output else int(rng.choice(list(choices)))
+        layers.append(layer if k == 1 else replace(layer, levels=k, initial=np.zeros_like(layer.initial),
+                                                   thresholds=np.maximum(layer.thresholds, 1 << (k - 1))))
+    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name)
+
+
 def rate_threshold_edges(rng: np.random.Generator, sizes: list[int], timing: Timing) -> SnnModel:
     """A random rate_if network whose first hidden layer sits on its thresholds: zero weights,
     a bias that divides the threshold and an initial potential that is a multiple of the

@@ -19,6 +19,7 @@ from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.random_models import (as_rate_if, at_thresholds, random_cnn, random_input_times,
                                            random_input_trains, random_model, random_resnet, rate_threshold_edges,
+                                           with_levels,
                                            threshold_probe)
 
 # (PEs, T, B, frac_bits): 1, 4 and 16 PEs; B in 1, 2, 4, 8. Odd shapes are "tiled": the
@@ -229,22 +230,9 @@ def _diff_nets(index, timing):
         model = (_mlp, _unpooled_conv_net, _conv_net)[n % 3](rng, timing)
         model = as_rate_if(rng, model, neuron="diff_if")
         if (n + index) % 2:  # every kind both ways over the array shapes
-            model = _with_levels(rng, model)
+            model = with_levels(rng, model)
         out.append((seed, model, random_input_trains(rng, model.layers[0].n_in, 2, timing, signed=True)))
     return out
-
-
-def _with_levels(rng, model):
-    """``model`` with 2, 4 or 8 spike levels per hidden layer, thresholds raised to at least one
-    unit per level and initial potentials 0 (the multi-threshold neuron's)."""
-    from dataclasses import replace
-    from firstspike.sw.model import SnnModel
-    layers = []
-    for layer in model.layers:
-        k = 1 if layer.is_output else int(rng.choice([2, 4, 8]))
-        layers.append(layer if k == 1 else replace(layer, levels=k, initial=np.zeros_like(layer.initial),
-                                                   thresholds=np.maximum(layer.thresholds, 1 << (k - 1))))
-    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name)
 
 
 def _unpooled_conv_net(rng, timing):
