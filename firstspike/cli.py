@@ -21,7 +21,7 @@ DEFAULT_ANN = "build/model/ann.pt"
 DEFAULT_SNN = "build/model/snn.npz"
 RECIPES = ("cnn", "mlp", "resnet8")
 #: firstspike train --arch (sw.checkpoint.ARCHS; spelled out here so that the CLI starts without torch)
-ARCHS = ("mlp", "cnn", "vgg11", "vgg16", "resnet8", "resnet20")
+ARCHS = ("mlp", "cnn", "vgg11", "vgg16", "resnet8", "resnet20", "resnet18")
 
 
 def _timing_args(p: argparse.ArgumentParser, default: bool = True) -> None:
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p)
     p.add_argument("--arch", choices=list(ARCHS), default="mlp",
                    help="mlp: Linear/ReLU; cnn: two conv3+maxpool blocks and a linear layer; vgg11/vgg16: "
-                        "for 32x32 images; resnet8/resnet20: CIFAR-style residual networks (any image size)")
+                        "for 32x32 images; resnet8/resnet20/resnet18: CIFAR-style residual networks (any image size)")
     p.add_argument("--from", dest="module", metavar="FILE.py:FUNCTION",
                    help="your own network: a function returning the nn.Module (instead of --arch)")
     p.add_argument("--weights", help="pre-trained state dict of the --from network (torch.save(net.state_dict()))")
@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float training epochs (default 60; 0 with --weights: fine-tune only)")
     p.add_argument("--cat-epochs", type=int, default=40, help="cat or noise fine-tuning epochs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64, help="training batch size")
+    p.add_argument("--lr", type=float, default=3e-3, help="float training learning rate (cosine decay)")
+    p.add_argument("--cat-lr", type=float, default=1e-3, help="fine-tuning learning rate (cosine decay)")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                   help="of the float training: adam, or sgd with Nesterov momentum 0.9 (what reaches published "
+                        "CIFAR accuracies); fine-tuning is adam at --cat-lr")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="of the float training")
+    p.add_argument("--augment", action="store_true",
+                   help="random 4-pixel shifts and left-right flips of the training images (CIFAR-10's standard)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 float training on a CUDA GPU (fine-tuning stays "
+                                                      "float32 for the quantisers)")
     _timing_args(p)
 
     p = sub.add_parser("convert", help="convert a checkpoint or your own network to an SNN model file",
@@ -231,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the integer golden model on the model's test set.")
     p.add_argument("model", nargs="?", help=f"SNN model file (default {DEFAULT_SNN})")
     _data_dir_arg(p, "replaces the directory recorded in the model file")
+    p.add_argument("--images", type=int, default=0, help="the first N test images (0: all)")
+    p.add_argument("--batch", type=int, default=100, help="images per golden-model run (memory grows with it)")
+    p.add_argument("--pes", type=int, default=16, help="processor size for the cycle and energy figures")
+    p.add_argument("--tech", choices=["45nm", "28nm"], default="45nm", help="energy technology preset")
+    p.add_argument("--out", help="also write the summary to this JSON file")
     return parser
 
 
@@ -359,7 +375,10 @@ def _run(args) -> int:
         ckpt = flow.train_ann(args.out, dataset=args.dataset, arch=args.arch, hidden=args.hidden,
                               width=args.width, method=args.method, timing=timing, epochs=epochs,
                               cat_epochs=args.cat_epochs, seed=args.seed, data_dir=args.data_dir,
-                              module=args.module, weights=args.weights)
+                              module=args.module, weights=args.weights, batch_size=args.batch_size,
+                              lr=args.lr, cat_lr=args.cat_lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                              augment=args.augment,
+                              amp=args.amp)
         print(f"float accuracy {ckpt['float_accuracy']:.4f}"
               + (f", {TUNED[args.method]} accuracy {ckpt['cat_accuracy']:.4f}" if args.method != "float" else "")
               + f"; wrote {args.out}")
@@ -429,14 +448,18 @@ def _run(args) -> int:
         print(f"{model.name}: rate_if neurons, layers {model.sizes}, T={model.timing.T}, accumulator "
               f"{model.acc_bits()} bits; wrote {out}")
     elif args.command == "golden":
+        from firstspike.sw.files import check_output_file, write_text
         from firstspike.sw.model import SnnModel
+        if args.batch < 1 or args.pes < 1 or args.images < 0:
+            raise InputError(f"--batch and --pes must be at least 1 and --images at least 0, not {args.batch}, "
+                             f"{args.pes} and {args.images}")
         model = SnnModel.load(args.model or resolve_model(None))
-        check = flow.accuracy_check(model, data_dir=args.data_dir)
-        from firstspike.sw.golden import GoldenModel
-        ds = flow.dataset_of(model, args.data_dir)
-        g = GoldenModel(model).run(ds.x_test)
-        print(json.dumps({"images": check["images"], "accuracy": check["golden_accuracy"],
-                          "spikes_per_layer": g.spike_counts().mean(0).round(2).tolist()}))
+        out = check_output_file(args.out, "summary") if args.out else None
+        summary = flow.golden_summary(model, flow.dataset_of(model, args.data_dir), images=args.images,
+                                      batch=args.batch, pes=args.pes, tech=args.tech)
+        if out is not None:
+            write_text(out, json.dumps(summary, indent=1) + "\n")
+        print(json.dumps(summary))
     return 0
 
 

@@ -158,6 +158,33 @@ def accuracy_check(model: SnnModel, *, data_dir: str | os.PathLike | None = None
     return result
 
 
+def golden_summary(model: SnnModel, ds, *, images: int = 0, batch: int = 100, pes: int = 16, tech: str = "45nm",
+                   quiet: bool = False) -> dict:
+    """The golden model on the data set's test split (its first ``images``; 0: all), ``batch``
+    images at a time (a VGG-16 gathers 1.7 M table rows per image): accuracy next to the
+    float accuracy recorded at conversion, spikes per layer, synaptic operations, and the processor's exact cycles and
+    on-chip energy per image on ``pes`` PEs (means over the images)."""
+    from tqdm import tqdm
+    golden, table = GoldenModel(model), energy.energy_table(tech)
+    n = min(images, len(ds.x_test)) if images else len(ds.x_test)
+    correct, spikes, sops, cycles, pj = 0, 0.0, 0.0, 0.0, 0.0
+    with tqdm(total=n, desc="golden", unit="image", disable=quiet) as bar:
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            r = golden.run(ds.x_test[start:stop])
+            k = stop - start
+            correct += int((r.predictions == ds.y_test[start:stop]).sum())
+            spikes = spikes + r.spike_counts().sum(0)
+            sops += float(golden.synaptic_ops(r).sum())
+            c, e = processor_cost(model, pes, r, table)
+            cycles, pj = cycles + c * k, pj + e * k
+            bar.update(k)
+    return {"images": n, "accuracy": correct / n, "float_accuracy": model.info.get("float_accuracy"),
+            "spikes_per_layer": [round(float(v) / n, 2) for v in spikes], "hidden_spikes": float(spikes[1:].sum()) / n,
+            "synaptic_ops": sops / n, "pes": pes, "tech": tech, "cycles": cycles / n, "energy_nj": pj / n / 1e3,
+            "pj_per_sop": pj / sops if sops else None}
+
+
 def model_ann_path(model: SnnModel, model_path: str | os.PathLike) -> Path | None:
     """The checkpoint a model was converted from, if it still exists.
 

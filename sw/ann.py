@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .formats import Timing, encode_weights, weight_scale_for, decode_weights
+from .formats import MAX_MAG, Timing, weight_scale_for
 
 
 def mlp(sizes: list[int], seed: int = 0) -> nn.Sequential:
@@ -66,16 +66,31 @@ def rate_quantise(z: torch.Tensor, theta: torch.Tensor, levels: int, keep: float
     return theta * (u + (q - u).detach())
 
 
+def log_round(w: torch.Tensor, scale: int) -> torch.Tensor:
+    """``w`` rounded to its 5-bit log level at layer scale ``scale``, on w's device:
+    decode_weights(encode_weights(w, scale), scale) without leaving the GPU (CAT quantises
+    every weight at every step). The same rule: nearest level by linear distance, ties to
+    the larger magnitude, clip at 2**scale, zero below 2**(scale - 15). Levels come from a
+    table of exact powers of two, so no device's exp2 rounding can move a midpoint."""
+    a = w.detach().double().abs()
+    levels = torch.tensor([2.0 ** (scale - m) for m in range(MAX_MAG + 1)], dtype=torch.float64, device=w.device)
+    m = scale - torch.floor(torch.log2(torch.where(a > 0, a, 1.0) / 0.75))
+    m = m.clamp(0, MAX_MAG).long()  # a candidate; log2 may be off by one, the exact comparisons settle it
+    m = torch.where((a < 0.75 * levels[m]) & (m < MAX_MAG), m + 1, m)
+    m = torch.where((a >= 1.5 * levels[m]) & (m > 0), m - 1, m)
+    value = torch.where(a < 2.0 ** (scale - MAX_MAG - 1), 0.0, levels[m])
+    return torch.where(w < 0, -value, value).to(w.dtype)
+
+
 def log_quantise_weights(w: torch.Tensor, *more: torch.Tensor):
     """5-bit log weights with the layer scale chosen from max|w|; straight-through gradient.
     With ``more`` tensors (a residual shortcut's weights, in the layer's unit), one scale from
     all of them, as the SNN layer holds them (docs/spec.md, 14), and a tuple back."""
     tensors = (w, *more)
     with torch.no_grad():
-        arrs = [t.detach().cpu().double().numpy() for t in tensors]
-        s = weight_scale_for(np.concatenate([a.ravel() for a in arrs]))
-        qs = [torch.from_numpy(decode_weights(encode_weights(a, s), s)).to(t.dtype).to(t.device)
-              for a, t in zip(arrs, tensors)]
+        peak = max(float(t.detach().abs().max()) if t.numel() else 0.0 for t in tensors)
+        s = weight_scale_for(np.array([peak]))  # the scale depends on max|w| alone
+        qs = [log_round(t, s) for t in tensors]
     out = tuple(t + (q - t).detach() for t, q in zip(tensors, qs))
     return out if more else out[0]
 
@@ -166,21 +181,45 @@ class CatNetwork(nn.Module):
         raise AssertionError("unreachable: the last stage is the output layer")
 
 
+#: the activation values (over all hidden layers) the initial thresholds of fine-tuning are read from
+CALIBRATION_VALUES = 1 << 28
+
+
+def calibration_images(net: nn.Module, x: np.ndarray, input_shape=None) -> int:
+    """How many of ``x`` the initial thresholds are calibrated on: all of a small network's
+    training set, about CALIBRATION_VALUES activations (at least 256 images) of a large one.
+    VGG-16 on CIFAR-10 has 276 K hidden activations per image: 970 images, 2 GB of float64
+    samples, where all 50,000 would be 110 GB."""
+    from .convert import network_stages
+    with torch.no_grad():
+        h = torch.as_tensor(x[:1], dtype=torch.float32)
+        per_image, sources = 0, [h]
+        for st in network_stages(net, input_shape)[:-1]:
+            z = st.forward(h, sources=sources)
+            per_image += z.numel()
+            h = st.pool_flat(torch.relu(z))
+            sources.append(h)
+    return int(min(len(x), max(256, CALIBRATION_VALUES // max(1, per_image))))
+
+
 def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
-                 epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None) -> "CatNetwork":
+                 epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
+                 **train_options) -> "CatNetwork":
     """Conversion-aware training of a float network: thresholds start at the 99.9th percentile of
-    its activations on ``x`` (flat rows), then weights and thresholds train with the quantisers on.
-    ``net`` itself is not changed (the CAT network holds copies of its layers)."""
+    its activations on ``x`` (flat rows; at most ``calibration_images(net, x)`` of them), then
+    weights and thresholds train with the quantisers on. ``train_options`` go to TrainConfig
+    (batch_size, optimizer, augment). ``net`` itself is not changed (the CAT network holds
+    copies of its layers)."""
     from .convert import calibrate
-    thetas = calibrate(net, x, "percentile", input_shape=input_shape)
+    thetas = calibrate(net, x[:calibration_images(net, x, input_shape)], "percentile", input_shape=input_shape)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape)
-    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=progress)
+    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress)
     return cat
 
 
 def noise_aware_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
                          epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
-                         sigma_images: int = 512, coding: str = "rate") -> "CatNetwork":
+                         sigma_images: int = 512, coding: str = "rate", **train_options) -> "CatNetwork":
     """Noise-aware training (Huang et al., TNNLS; ../shared/references/methods.md, section 3).
 
     The network trains with the quantiser of ``coding`` (rate: T levels; ttfs: CAT's) and
@@ -192,30 +231,31 @@ def noise_aware_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: T
     stand for). ``net`` is not changed.
     """
     from .convert import calibrate
-    thetas = calibrate(net, x, "percentile", input_shape=input_shape)
+    thetas = calibrate(net, x[:calibration_images(net, x, input_shape)], "percentile", input_shape=input_shape)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding=coding)
     probe = np.asarray(x[:sigma_images], dtype=np.float32)
 
     def measure(model: "CatNetwork") -> None:
         model.noise = residual_sigmas(model, probe)
 
-    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=progress, after_epoch=measure)
+    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress,
+          after_epoch=measure)
     return cat
 
 
 def two_stage_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
                        epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
-                       keep: float = 0.9) -> "CatNetwork":
+                       keep: float = 0.9, **train_options) -> "CatNetwork":
     """Stage I of two-stage conversion (Wang et al., TNNLS 2023) for rate-coded IF neurons:
     fine-tuning with a noisy quantise-clamp activation, each value quantised to the T-level
     rate grid with probability ``keep`` and only clamped otherwise, with learned per-layer
     thresholds. Stage II, the layer-wise calibration of initial potentials, runs at
     conversion (sw/initial_calibration.py). ``net`` is not changed."""
     from .convert import calibrate
-    thetas = calibrate(net, x, "percentile", input_shape=input_shape)
+    thetas = calibrate(net, x[:calibration_images(net, x, input_shape)], "percentile", input_shape=input_shape)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding="rate")
     cat.keep = keep
-    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=progress)
+    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress)
     return cat
 
 
@@ -299,23 +339,27 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR-style ResNet-(6n+2) (He et al. 2016, section 4.2): a 3x3 stem, three stages of n
-    basic blocks at 16, 32 and 64 channels (times ``width``; strides 1, 2, 2), global average
-    pooling and a linear classifier. Takes flat inputs, as every data set here is stored flat."""
+    """CIFAR-style ResNet: a 3x3 stem, stages of basic blocks (strides 1, 2, 2, ...), global
+    average pooling and a linear classifier. ``depth`` 6n + 2 is He et al. 2016's (section
+    4.2): three stages of n blocks at 16, 32 and 64 channels; ``stages`` gives (channels,
+    blocks) pairs instead (ResNet-18: 64, 128, 256, 512 channels of 2 blocks each). ``width``
+    scales every channel count. Takes flat inputs, as every data set here is stored flat."""
 
-    def __init__(self, depth: int = 20, image_shape=(3, 32, 32), classes: int = 10, width: float = 1.0,
-                 seed: int = 0):
+    def __init__(self, depth: int | None = 20, image_shape=(3, 32, 32), classes: int = 10, width: float = 1.0,
+                 seed: int = 0, stages: list[tuple[int, int]] | None = None):
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise InputError(f"a CIFAR ResNet has depth 6n + 2 (8, 14, 20, ...), not {depth!r}")
+        if stages is None:
+            if depth is None or depth < 8 or (depth - 2) % 6:
+                raise InputError(f"a CIFAR ResNet has depth 6n + 2 (8, 14, 20, ...), not {depth!r}")
+            stages = [(c, (depth - 2) // 6) for c in (16, 32, 64)]
         torch.manual_seed(seed)
         self.image_shape = tuple(image_shape)
-        c = [max(1, int(round(v * width))) for v in (16, 32, 64)]
+        c = [max(1, int(round(v * width))) for v, _ in stages]
         self.stem = nn.Sequential(nn.Conv2d(image_shape[0], c[0], 3, padding=1, bias=False), nn.BatchNorm2d(c[0]),
                                   nn.ReLU())
         blocks, cin = [], c[0]
-        for stage, cout in enumerate(c):
-            for b in range((depth - 2) // 6):
+        for stage, (cout, (_, n)) in enumerate(zip(c, stages)):
+            for b in range(n):
                 blocks.append(BasicBlock(cin, cout, 2 if stage and b == 0 else 1))
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
@@ -327,8 +371,12 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-#: recipe name -> ResNet depth
-RESNET_DEPTHS = {"resnet8": 8, "resnet20": 20}
+#: recipe name -> ResNet stages, (channels, basic blocks) each
+RESNET_STAGES = {
+    "resnet8": [(16, 1), (32, 1), (64, 1)],
+    "resnet20": [(16, 3), (32, 3), (64, 3)],
+    "resnet18": [(64, 2), (128, 2), (256, 2), (512, 2)],  # the CIFAR variant: 3x3 stem, no stem pooling
+}
 
 
 # ---------------------------------------------------------------------------
@@ -341,30 +389,70 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    #: "adam", or "sgd" (Nesterov momentum 0.9: what reaches published CIFAR accuracies)
+    optimizer: str = "adam"
+    #: image shape (C, H, W) to augment with: a random crop of the image padded by 4 and a
+    #: random horizontal flip, the standard CIFAR augmentation; None for no augmentation
+    augment: tuple | None = None
+    #: bfloat16 autocast on CUDA (float training; CAT's quantisers want float32)
+    amp: bool = False
+
+
+OPTIMIZERS = ("adam", "sgd")
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def random_crop_flip(x: torch.Tensor, shape: tuple, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Each image of ``x`` (flat rows or (b, C, H, W)) shifted by up to ``pad`` pixels in each
+    direction (zeros, no spike, come in) and flipped left-right with probability 1/2, in
+    ``x``'s layout. The draws come from ``gen`` (a CPU generator), so a seed fixes them."""
+    b = x.shape[0]
+    c, h, w = shape
+    img = torch.nn.functional.pad(x.reshape(b, c, h, w), (pad, pad, pad, pad))
+    dy, dx = (torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device) for _ in range(2))
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    rows = dy[:, None] + torch.arange(h, device=x.device)
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    out = img[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (b, h, w, c)
+    return out.permute(0, 3, 1, 2).reshape(x.shape)
+
+
 def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress=None,
           after_epoch=None) -> None:
-    """Adam with cosine learning-rate decay; deterministic for a given seed on the CPU.
-    ``after_epoch(model)`` runs after each epoch (the model in eval mode)."""
+    """Cosine learning-rate decay over every step, Adam or SGD; deterministic for a given seed
+    on the CPU. The data set moves to the device once (CUDA when present) and batches are
+    drawn there. ``after_epoch(model)`` runs after each epoch (the model in eval mode)."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {cfg.optimizer!r}")
     torch.manual_seed(cfg.seed)
     device = _device()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model.to(device).train()
     xt = torch.as_tensor(x, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.int64, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
+                              weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(xt) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    augment_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     for _ in range(cfg.epochs):
         order = torch.randperm(len(xt), generator=gen).to(device)
         for start in range(0, len(xt), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            xb = xt[idx] if cfg.augment is None else random_crop_flip(xt[idx], cfg.augment, augment_gen)
+            with autocast:
+                loss = nn.functional.cross_entropy(model(xb), yt[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -379,8 +467,13 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, prog
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 2048) -> float:
+    """Top-1 accuracy, ``batch`` images at a time (a large network on a whole test set at once
+    would hold every activation)."""
     model.eval()
     device = next(model.parameters()).device
-    out = model(torch.as_tensor(x, dtype=torch.float32, device=device))
-    return float((out.argmax(1).cpu().numpy() == y).mean())
+    hits = 0
+    for start in range(0, len(x), batch):
+        out = model(torch.as_tensor(x[start:start + batch], dtype=torch.float32, device=device))
+        hits += int((out.argmax(1).cpu().numpy() == y[start:start + batch]).sum())
+    return hits / len(x)

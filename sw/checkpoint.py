@@ -31,7 +31,7 @@ REQUIRED_KEYS = ("dataset", "recipe", "seed", "method", "float_state_dict", "flo
 # ---------------------------------------------------------------------------
 # recipes and users' own networks
 # ---------------------------------------------------------------------------
-ARCHS = ("mlp", "cnn", "vgg11", "vgg16", "resnet8", "resnet20")
+ARCHS = ("mlp", "cnn", "vgg11", "vgg16", "resnet8", "resnet20", "resnet18")
 #: the recipe name of a network built by a user's ``module.py:function``
 USER_ARCH = "module"
 
@@ -51,8 +51,8 @@ def build_network(arch: str, *, features: int, classes: int, shape: tuple = (), 
         return ann_lib.digits_cnn(tuple(shape), classes, seed=seed, width=max(1, int(round(16 * width))))
     if arch in ann_lib.VGG_CONFIGS:
         return ann_lib.vgg(arch, tuple(shape), classes, width=width, seed=seed)
-    if arch in ann_lib.RESNET_DEPTHS:
-        return ann_lib.ResNet(ann_lib.RESNET_DEPTHS[arch], tuple(shape), classes, width=width, seed=seed)
+    if arch in ann_lib.RESNET_STAGES:
+        return ann_lib.ResNet(None, tuple(shape), classes, width=width, seed=seed, stages=ann_lib.RESNET_STAGES[arch])
     raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
 
 
@@ -141,7 +141,9 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
               width: float = 1.0, method: str = "cat", timing: Timing = Timing(), epochs: int = 60,
               cat_epochs: int = 40, seed: int = 0, quiet: bool = False,
               data_dir: str | os.PathLike | None = None, module: str | None = None,
-              weights: str | os.PathLike | None = None) -> dict:
+              weights: str | os.PathLike | None = None, batch_size: int = 64, lr: float = 3e-3,
+              cat_lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 1e-4, augment: bool = False,
+              amp: bool = False) -> dict:
     """Train a float network, then fine-tune it with the SNN's quantisers: method "cat"
     (conversion-aware training, TTFS activations), "noise" (noise-aware training for
     rate-coded IF neurons, ann.noise_aware_finetune) or "twostage" (stage I of two-stage
@@ -150,7 +152,10 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
     ``module`` (``FILE.py:FUNCTION``) trains the user's network instead of a recipe;
     with ``weights`` (its pre-trained state dict) the float training is skipped unless
     ``epochs`` asks for more. Saves a checkpoint with the float weights, the CAT network
-    (BatchNorm folded, the weights and thresholds CAT learned) and the accuracies.
+    (BatchNorm folded, the weights and thresholds CAT learned), the accuracies and the
+    training settings. ``batch_size`` and ``augment`` (random crop and flip of image data
+    sets) apply to both phases; ``lr``, ``optimizer`` ("adam" or "sgd"), ``weight_decay`` and
+    ``amp`` (bfloat16 on CUDA) to the float training; fine-tuning is Adam at ``cat_lr``.
     Every argument and the output path are checked before any training.
     """
     if method not in TRAIN_METHODS:
@@ -164,6 +169,15 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
             raise InputError(f"{name} must be a non-negative integer, not {v!r}")
     if method != "float" and cat_epochs == 0:
         raise InputError(f"{method} fine-tuning needs at least one epoch (cat_epochs >= 1)")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, not {batch_size!r}")
+    for name, v in (("lr", lr), ("cat_lr", cat_lr)):
+        if not (isinstance(v, (int, float)) and 0 < v < float("inf")):
+            raise InputError(f"{name} must be a positive number, not {v!r}")
+    if not (isinstance(weight_decay, (int, float)) and 0 <= weight_decay < float("inf")):
+        raise InputError(f"weight_decay must be a non-negative number, not {weight_decay!r}")
+    if optimizer not in ann_lib.OPTIMIZERS:
+        raise InputError(f"optimizer must be one of {', '.join(ann_lib.OPTIMIZERS)}, not {optimizer!r}")
     out = check_output_file(out, "ANN checkpoint")
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
     ds = load_dataset(dataset, seed=seed, data_dir=data_dir)
@@ -178,23 +192,30 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
                   "hidden": list(hidden), "width": width, "seed": seed}
         net = build_network(**recipe)
     input_shape = recipe.get("input_shape")
+    if augment and not ds.shape:
+        raise InputError(f"augmentation crops and flips images; the {dataset} data set is not image-shaped")
     x_train, x_test = _shaped(ds.x_train, input_shape), _shaped(ds.x_test, input_shape)
+    training = {"batch_size": batch_size, "augment": list(ds.shape) if augment else None}
+    settings = {"lr": lr, "cat_lr": cat_lr, "optimizer": optimizer, "weight_decay": weight_decay, "amp": amp,
+                **training}
     total = epochs + (cat_epochs if method != "float" else 0)
     with tqdm(total=total, desc="train", unit="epoch", disable=quiet) as bar:
         if epochs:
-            ann_lib.train(net, x_train, ds.y_train, ann_lib.TrainConfig(epochs=epochs, seed=seed), progress=bar)
+            ann_lib.train(net, x_train, ds.y_train, ann_lib.TrainConfig(
+                epochs=epochs, seed=seed, lr=lr, optimizer=optimizer, weight_decay=weight_decay, amp=amp, **training),
+                progress=bar)
         float_acc = ann_lib.accuracy(net, x_test, ds.y_test)
         ckpt = {"format": ANN_FORMAT, "version": ANN_VERSION, "dataset": dataset, "data_dir": data_dir,
                 "recipe": recipe, "seed": seed,
-                "method": method,
+                "method": method, "training": {**settings, "epochs": epochs, "cat_epochs": cat_epochs},
                 "float_state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
                 "float_accuracy": float_acc, "input_theta": 1.0,
                 "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
         if method != "float":
             tune = {"cat": ann_lib.cat_finetune, "noise": ann_lib.noise_aware_finetune,
                     "twostage": ann_lib.two_stage_finetune}[method]
-            cat = tune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs,
-                       seed=seed, input_shape=input_shape, progress=bar)
+            cat = tune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs, lr=cat_lr,
+                       seed=seed, input_shape=input_shape, progress=bar, **training)
             ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
                         thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test),
                         coding=cat.coding, noise=list(cat.noise))

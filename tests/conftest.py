@@ -1,6 +1,9 @@
 """Shared fixtures. The trained digits model is built once per session (about 10 s)."""
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
 import pytest
 
 from firstspike.sw.formats import Timing
@@ -24,3 +27,17 @@ def digits_cnn(tmp_path_factory):
     flow.train_ann(d / "ann.pt", arch="cnn", timing=Timing(), quiet=True)
     model = flow.convert_ann(d / "ann.pt", d / "snn.npz")
     return d / "ann.pt", d / "snn.npz", model
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """A CIFAR-10 folder in the official python layout: 4 random images per batch file."""
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, 4)], b"batch_label": b"x"}
+        with open(d / name, "wb") as f:
+            pickle.dump(batch, f)
+    return tmp_path

@@ -51,19 +51,6 @@ def test_mnist_errors(mnist_dir, tmp_path):
         load_dataset("mnist", data_dir=tmp_path / "nope")
 
 
-@pytest.fixture
-def cifar_dir(tmp_path):
-    d = tmp_path / "cifar-10-batches-py"
-    d.mkdir()
-    rng = np.random.default_rng(1)
-    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8),
-                 b"labels": [int(v) for v in rng.integers(0, 10, 4)], b"batch_label": b"x"}
-        with open(d / name, "wb") as f:
-            pickle.dump(batch, f)
-    return tmp_path
-
-
 def test_cifar10(cifar_dir):
     ds = load_dataset("cifar10", data_dir=cifar_dir)
     assert ds.x_train.shape == (20, 3072) and ds.x_test.shape == (4, 3072) and ds.shape == (3, 32, 32)

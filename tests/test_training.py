@@ -1,0 +1,132 @@
+"""Training large networks: the on-device weight quantiser, augmentation, training settings,
+the ResNet-18 recipe and the batched golden summary (what the GPU flow of
+tools/train_cifar_gpu.py relies on)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from firstspike.cli import main
+from firstspike.sw import ann
+from firstspike.sw.formats import MAX_MAG, decode_weights, encode_weights
+
+
+@pytest.mark.parametrize("scale", [-9, -3, 0, 4])
+def test_log_round_equals_the_model_files_codes(scale):
+    """CAT's quantiser (torch, any device) gives exactly the values of the codes the model file
+    will hold, midpoints and the zero boundary included (seed 0)."""
+    levels = 2.0 ** (scale - np.arange(MAX_MAG + 2))
+    edges = np.concatenate([0.75 * levels, 1.5 * levels, levels, np.nextafter(0.75 * levels, 0),
+                            np.nextafter(1.5 * levels, np.inf), [0.0]])
+    w = np.concatenate([np.random.default_rng(0).normal(0, 2.0 ** scale, 5000), edges, -edges])
+    w = w[np.abs(w) < 1.5 * 2.0 ** scale]
+    for dtype in (torch.float32, torch.float64):
+        t = torch.tensor(w, dtype=dtype)
+        expected = decode_weights(encode_weights(t.double().numpy(), scale), scale)
+        got = ann.log_round(t, scale)
+        assert got.dtype == dtype
+        assert np.array_equal(got.double().numpy(), expected)
+
+
+def test_log_quantise_weights_shares_one_scale():
+    w, more = torch.tensor([0.5, -0.01]), torch.tensor([3.0, 0.2])
+    qw, qm = ann.log_quantise_weights(w, more)
+    # max|w| = 3 sets scale 2 (3 in [0.75, 1.5) * 4); 3 is the midpoint of 2 and 4 and goes up
+    assert qw.tolist() == [0.5, -2.0 ** -7] and qm.tolist() == [4.0, 0.25]
+
+
+def test_random_crop_flip_shifts_and_mirrors():
+    """Every augmented image is the original shifted by at most 4 pixels (zeros coming in),
+    mirrored or not; over 200 images every shift and both orientations occur (seed 3)."""
+    b, shape = 200, (2, 6, 5)
+    x = torch.arange(1, b * 60 + 1, dtype=torch.float32).reshape(b, 60)  # flat rows, distinct values
+    out = ann.random_crop_flip(x, shape, torch.Generator().manual_seed(3))
+    assert out.shape == x.shape
+    seen = set()
+    for i in range(b):
+        padded = torch.nn.functional.pad(x[i].reshape(shape), (4, 4, 4, 4))
+        matches = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
+                   if torch.equal(out[i].reshape(shape),
+                                  (lambda v: v.flip(2) if flip else v)(padded[:, dy:dy + 6, dx:dx + 5]))]
+        assert len(matches) == 1, f"image {i}: {matches}"
+        seen.add(matches[0])
+    assert {dy for dy, _, _ in seen} == set(range(9)) and {f for _, _, f in seen} == {False, True}
+    # image-shaped input keeps its layout
+    assert ann.random_crop_flip(x.reshape(b, *shape), shape, torch.Generator().manual_seed(3)).shape == (b, *shape)
+
+
+def test_calibration_images_bounds_the_samples():
+    from firstspike.sw.checkpoint import build_network
+    small = build_network("cnn", features=64, classes=10, shape=(1, 8, 8))
+    assert ann.calibration_images(small, np.zeros((300, 64), np.float32)) == 300
+    big = build_network("vgg16", features=3072, classes=10, shape=(3, 32, 32))
+    per_image = 64 * 1024 * 2 + 128 * 256 * 2 + 256 * 64 * 3 + 512 * 16 * 3 + 512 * 4 * 3  # its 13 conv layers
+    assert ann.calibration_images(big.eval(), np.zeros((50000, 3072), np.float32)) == 2 ** 28 // per_image == 970
+
+
+def test_resnet18_recipe():
+    """The CIFAR ResNet-18: 3x3 stem, four stages of two basic blocks, 11.2 M weights at full width."""
+    from firstspike.sw.checkpoint import build_network
+    net = build_network("resnet18", features=3072, classes=10, shape=(3, 32, 32))
+    assert len(net.blocks) == 8 and [blk.conv2.out_channels for blk in net.blocks[1::2]] == [64, 128, 256, 512]
+    weights = sum(m.weight.numel() for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    stem, fc = 3 * 64 * 9, 512 * 10
+    stages = sum(9 * (cin * c + 3 * c * c) + (cin * c if cin != c else 0)  # 4 conv3 and the 1x1 downsampling
+                 for cin, c in ((64, 64), (64, 128), (128, 256), (256, 512)))
+    assert weights == stem + stages + fc == 11_164_352
+    with pytest.raises(Exception, match="depth 6n \\+ 2"):
+        ann.ResNet(depth=18)
+
+
+def test_gpu_recipe_on_cifar_through_train_convert_golden(cifar_dir, tmp_path, capsys):
+    """The settings tools/train_cifar_gpu.py uses (SGD, augmentation, batch size, CAT at its own
+    learning rate) on a ResNet-18 at 1/16 width: recorded in the checkpoint; the converted
+    model's batched golden summary equals one golden run over the whole test split."""
+    ckpt_path, snn = tmp_path / "a.pt", tmp_path / "s.npz"
+    assert main(["train", "--dataset", "cifar10", "--data-dir", str(cifar_dir), "--arch", "resnet18", "--width",
+                 "0.0625", "--epochs", "1", "--cat-epochs", "1", "--optimizer", "sgd", "--lr", "0.05",
+                 "--weight-decay", "5e-4", "--cat-lr", "2e-4", "--batch-size", "8", "--augment",
+                 "--out", str(ckpt_path)]) == 0
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert ckpt["training"] == {"lr": 0.05, "cat_lr": 2e-4, "optimizer": "sgd", "weight_decay": 5e-4, "amp": False,
+                                "batch_size": 8, "augment": [3, 32, 32], "epochs": 1, "cat_epochs": 1}
+    assert main(["convert", str(ckpt_path), "--out", str(snn)]) == 0
+    capsys.readouterr()
+    assert main(["golden", str(snn), "--batch", "3", "--out", str(tmp_path / "g.json")]) == 0
+    summary = json.loads((tmp_path / "g.json").read_text())
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
+
+    from firstspike.sw.data import load_dataset
+    from firstspike.sw.golden import GoldenModel
+    from firstspike.sw.model import SnnModel
+    model = SnnModel.load(snn)
+    ds = load_dataset("cifar10", data_dir=cifar_dir)
+    whole = GoldenModel(model).run(ds.x_test)
+    assert summary["images"] == 4
+    assert summary["accuracy"] == float((whole.predictions == ds.y_test).mean())
+    assert summary["spikes_per_layer"] == whole.spike_counts().mean(0).round(2).tolist()
+    assert summary["synaptic_ops"] == pytest.approx(GoldenModel(model).synaptic_ops(whole).mean(), rel=1e-12)
+    # the first 3 images in runs of 2: the last run is cut at the third image
+    assert main(["golden", str(snn), "--images", "3", "--batch", "2"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["images"] == 3 and first["accuracy"] == float((whole.predictions[:3] == ds.y_test[:3]).mean())
+    assert first["spikes_per_layer"] == whole.spike_counts()[:3].mean(0).round(2).tolist()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--lr", "0"], "lr must be a positive number"),
+    (["--cat-lr", "-1"], "cat_lr must be a positive number"),
+    (["--weight-decay", "-0.1"], "weight_decay must be a non-negative number"),
+])
+def test_bad_training_settings_are_refused_before_training(args, message, tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "a.pt"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "a.pt").exists()
+
+
+def test_golden_refuses_a_zero_batch(digits_model, capsys):
+    assert main(["golden", str(digits_model[1]), "--batch", "0"]) == 2
+    assert "--batch and --pes must be at least 1" in capsys.readouterr().err
+    assert main(["golden", str(digits_model[1]), "--images", "-1"]) == 2
