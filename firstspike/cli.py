@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rate_if: move each channel's initial potential so its mean rate on the training set meets "
                         "the ANN's mean activation (two-stage conversion, stage II; default on for --method twostage "
                         "checkpoints)")
+    p.add_argument("--finetune-layers", action="store_true",
+                   help="rate_if: after each layer's initial-potential calibration, fine-tune its weights, bias and "
+                        "initial potentials through its T steps with a surrogate gradient (two-stage conversion, "
+                        "stage II b; implies --calibrate-initial)")
     p.add_argument("--initial", type=float, default=None,
                    help="rate_if, diff_if: initial potential as a fraction of the threshold (default 0.5; "
                         "0 for diff_if with --levels above 1)")
@@ -465,8 +469,10 @@ def _run(args) -> int:
 
 def _convert(args, flow) -> None:
     from firstspike.sw.formats import Timing
-    if args.module and args.calibrate_initial:
-        raise InputError("--calibrate-initial works on checkpoints of 'firstspike train'")
+    if args.module and (args.calibrate_initial or args.finetune_layers):
+        raise InputError("--calibrate-initial and --finetune-layers work on checkpoints of 'firstspike train'")
+    if args.finetune_layers and args.calibrate_initial is False:
+        raise InputError("--finetune-layers is part of the initial-potential calibration: drop --no-calibrate-initial")
     if args.weights and not args.module:
         raise InputError("--weights belongs to --module FILE.py:FUNCTION (your own network)")
     ckpt = None if args.module else flow.load_ann(args.ann or DEFAULT_ANN)
@@ -496,7 +502,8 @@ def _convert(args, flow) -> None:
         timing = _timing_override(args, Timing(**ckpt["timing"]))
         model = flow.convert_ann(ann, args.out, calibration=args.calibration or "cat", percentile=args.percentile,
                                  timing=timing, data_dir=args.data_dir, neuron=args.neuron, rounding=args.rounding,
-                                 initial_calibration=args.calibrate_initial, **options)
+                                 initial_calibration=args.calibrate_initial or args.finetune_layers or None,
+                                 layer_finetune=args.finetune_layers, **options)
     print(f"{model.name}: {args.neuron} neurons, layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
           f"accumulator {model.acc_bits()} bits; wrote {args.out}")
     from firstspike.sw.data import DataError

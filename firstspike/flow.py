@@ -42,7 +42,7 @@ from firstspike.sw.neurons import coding_of
 def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibration: str = "cat",
                 percentile: float = 99.9, timing: Timing | None = None,
                 data_dir: str | os.PathLike | None = None, neuron: str = "ttfs", rounding: str | None = None,
-                initial_calibration: bool | None = None, **options) -> SnnModel:
+                initial_calibration: bool | None = None, layer_finetune: bool = False, **options) -> SnnModel:
     """Convert a checkpoint: "cat" uses the network and thresholds CAT learned (and its T, B)
     and reads no data; "max"/"percentile"/"iteration" calibrate the float network's
     thresholds on the training set. ``timing`` overrides the checkpoint's; ``data_dir``
@@ -52,7 +52,9 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     it), by default "adaptive" for calibrations (on the training set), "nearest" for
     residual networks (adaptive rounding does not handle shortcuts yet).
     ``initial_calibration`` (rate_if): calibrate each channel's initial potential on the
-    training set (sw/initial_calibration.py); by default on for two-stage checkpoints."""
+    training set (sw/initial_calibration.py); by default on for two-stage checkpoints.
+    ``layer_finetune``: with it, also fine-tune each layer's weights, bias and initial
+    potentials with a surrogate gradient (two-stage conversion's stage II b)."""
     out = check_output_file(out, "model file")
     if calibration not in ("cat", *CALIBRATIONS):
         raise InputError(f"calibration must be cat or one of {', '.join(CALIBRATIONS)}, not {calibration!r}")
@@ -88,7 +90,10 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         if chosen is None:
             rounding = calibrated_rounding(net, input_shape)
     if initial_calibration is None:
-        initial_calibration = ckpt["method"] == "twostage" and calibration == "cat"
+        initial_calibration = layer_finetune or (ckpt["method"] == "twostage" and calibration == "cat")
+    if layer_finetune and not initial_calibration:
+        raise InputError("layer-wise fine-tuning runs within the initial-potential calibration; "
+                         "it cannot be on with initial_calibration=False")
     arch = ckpt["recipe"]["arch"]
     model = convert(net, timing, ckpt["input_theta"], thetas, name=f"{ckpt['dataset']}-{arch}",
                     input_shape=input_shape, neuron=neuron, rounding=rounding, calibration_data=x_calibration,
@@ -99,7 +104,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
                           "float_accuracy": ckpt["float_accuracy"]})
     if initial_calibration:
         ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir)
-        model = calibrate_initial(model, net, ds.x_train, input_shape=input_shape)
+        model = calibrate_initial(model, net, ds.x_train, input_shape=input_shape, finetune=layer_finetune)
     model.save(out)
     return model
 

@@ -104,3 +104,68 @@ def test_cli_two_stage_calibrates_initial_potentials(tmp_path, capsys):
     a, b = SnnModel.load(tmp_path / "a.npz"), SnnModel.load(tmp_path / "b.npz")
     assert a.info.get("initial_calibration") and not b.info.get("initial_calibration")
     assert a.coding == "rate" and not np.array_equal(a.layers[0].initial, b.layers[0].initial)
+
+
+def _rate_cnn(digits_cnn, T=4):
+    from firstspike.sw.checkpoint import ann_network, load_ann
+    from firstspike.sw.data import load_dataset
+    ckpt = load_ann(digits_cnn[0])
+    ds = load_dataset("digits", seed=ckpt["seed"])
+    net = ann_network(ckpt)
+    return net, ds, firstspike.convert(net, ds.x_train, T=T, method="percentile", input_theta=1.0,
+                                       neuron="rate_if").model
+
+
+def test_layer_simulation_is_the_golden_models_arithmetic(digits_cnn):
+    """Stage II b trains on a float64 simulation of a rate_if layer; its rates equal the golden
+    model's, spike for spike, on a pooled conv layer and a conv layer (digits CNN, T = 4)."""
+    from firstspike.sw.golden import GoldenModel
+    from firstspike.sw.initial_calibration import _weight_units, simulate_rates
+    _, ds, model = _rate_cnn(digits_cnn)
+    spikes = GoldenModel(model).run(ds.x_test[:64]).spikes
+    for k, layer in enumerate(model.layers[:-1]):
+        got = simulate_rates(layer, torch.from_numpy(spikes[k].astype(np.float64)),
+                             torch.from_numpy(_weight_units(layer, model.timing)),
+                             torch.from_numpy(layer.bias.astype(np.float64)),
+                             torch.from_numpy(layer.initial.astype(np.float64)))
+        assert np.array_equal(got.numpy() * model.timing.T, spikes[k + 1].sum(axis=1)), k
+
+
+def test_layer_finetuning_lowers_the_layers_rate_error(digits_cnn):
+    """From initial potentials set to zero, the fine-tuned first layer's golden rates are closer
+    to the target; with no steps the layer comes back unchanged (codes, bias, initial)."""
+    from dataclasses import replace
+
+    from firstspike.sw.golden import GoldenModel
+    from firstspike.sw.initial_calibration import _clipped_activations, finetune_layer
+    net, ds, model = _rate_cnn(digits_cnn)
+    x = ds.x_train[:256]
+    layer = replace(model.layers[0], initial=np.zeros_like(model.layers[0].initial))
+    trains = GoldenModel(model).run(x).spikes[0]
+    target = _clipped_activations(model, net, x, None)[0]
+    rate_target = target / np.repeat(np.asarray(layer.theta, dtype=np.float64), target.shape[1] // layer.channels)
+
+    def error(candidate):
+        m = firstspike.SnnModel(timing=model.timing, input_theta=model.input_theta,
+                                layers=[candidate, *model.layers[1:]], name="x")
+        rates = GoldenModel(m).run(x).spikes[1].mean(axis=1)
+        return float(np.mean((rates - rate_target) ** 2))
+    same = finetune_layer(layer, trains, rate_target, model.timing, steps=0)
+    assert all(np.array_equal(getattr(same, f), getattr(layer, f)) for f in ("weights", "bias", "initial"))
+    tuned = finetune_layer(layer, trains, rate_target, model.timing, steps=40)
+    assert error(tuned) < 0.9 * error(layer), (error(layer), error(tuned))
+
+
+def test_cli_layer_finetuning(tmp_path, capsys):
+    from firstspike.cli import main
+    from firstspike.sw.model import SnnModel
+    ann = tmp_path / "ann.pt"
+    assert main(["train", "--arch", "mlp", "--hidden", "32", "--epochs", "3", "--method", "twostage",
+                 "--cat-epochs", "1", "--T", "4", "--out", str(ann)]) == 0
+    assert main(["convert", str(ann), "--finetune-layers", "--out", str(tmp_path / "a.npz")]) == 0
+    model = SnnModel.load(tmp_path / "a.npz")
+    assert model.info["layer_finetune"] and model.info["initial_calibration"]
+    capsys.readouterr()
+    assert main(["convert", str(ann), "--finetune-layers", "--no-calibrate-initial", "--out",
+                 str(tmp_path / "b.npz")]) == 2
+    assert "drop --no-calibrate-initial" in capsys.readouterr().err
