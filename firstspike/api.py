@@ -98,7 +98,7 @@ def load(path: str | os.PathLike) -> Snn:
 def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac_bits: int = 16,
             method: str = "percentile", percentile: float = 99.9, input_theta: float | None = None,
             name: str = "snn", info: dict | None = None, neuron: str = "ttfs", rounding: str | None = None,
-            initial_calibration: bool = False, **options) -> Snn:
+            initial_calibration: bool = False, layer_finetune: bool = False, **options) -> Snn:
     """Convert a trained float network, training-free, with thresholds calibrated on ``calibration_data``.
 
     ``model``: any ``nn.Module`` whose torch.fx graph is a chain of supported layers
@@ -117,7 +117,9 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     handle shortcuts yet).
     ``initial_calibration`` (rate_if): move each channel's initial potential so its mean
     rate on ``calibration_data`` meets the float network's mean activation (two-stage
-    conversion's stage II).
+    conversion's stage II a and c); ``layer_finetune`` also trains each layer's weights, bias
+    and initial potentials through its T steps with a surrogate gradient (stage II b; it
+    implies ``initial_calibration``).
     """
     if method not in CALIBRATIONS:
         raise InputError(f"method must be one of {', '.join(CALIBRATIONS)}, not {method!r} "
@@ -132,8 +134,8 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
                          rounding=rounding, calibration_data=x,
                          info={"calibration": method, "neuron": neuron, "rounding": rounding, **options,
                                **(info or {})}, **options)
-    if initial_calibration:
-        snn = calibrate_initial(snn, net, x, input_shape=input_shape)
+    if initial_calibration or layer_finetune:
+        snn = calibrate_initial(snn, net, x, input_shape=input_shape, finetune=layer_finetune)
     return Snn(snn)
 
 

@@ -169,3 +169,10 @@ def test_cli_layer_finetuning(tmp_path, capsys):
     assert main(["convert", str(ann), "--finetune-layers", "--no-calibrate-initial", "--out",
                  str(tmp_path / "b.npz")]) == 2
     assert "drop --no-calibrate-initial" in capsys.readouterr().err
+
+
+def test_api_layer_finetuning(digits_cnn):
+    net, ds, _ = _rate_cnn(digits_cnn)
+    snn = firstspike.convert(net, ds.x_train[:300], T=2, method="percentile", input_theta=1.0, neuron="rate_if",
+                             layer_finetune=True)
+    assert snn.model.info["layer_finetune"] and snn.model.info["initial_calibration"]
