@@ -130,3 +130,29 @@ def test_golden_refuses_a_zero_batch(digits_model, capsys):
     assert main(["golden", str(digits_model[1]), "--batch", "0"]) == 2
     assert "--batch and --pes must be at least 1" in capsys.readouterr().err
     assert main(["golden", str(digits_model[1]), "--images", "-1"]) == 2
+
+
+def test_gpu_training_script_fits_its_budget_and_writes_the_model(cifar_dir, tmp_path):
+    """tools/train_cifar_gpu.py on a CPU with a budget of one second: the epochs of each phase
+    are what its measured seconds per epoch allow of its share (70 % float, 30 % CAT; at least
+    one), and it writes the model file and the summary of the run."""
+    import math
+    import importlib.util
+    from pathlib import Path
+
+    from firstspike.sw.model import SnnModel
+    path = Path(__file__).resolve().parent.parent / "tools" / "train_cifar_gpu.py"
+    spec = importlib.util.spec_from_file_location("train_cifar_gpu", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--arch", "resnet20", "--width", "0.125", "--data-dir", str(cifar_dir), "--out",
+                        str(tmp_path), "--budget", "1", "--probe-batches", "1", "--batch-size", "4", "--T", "8"]) == 0
+    summary = json.loads((tmp_path / "resnet20.json").read_text())
+    fits = [max(1, min(200, math.floor(share / summary[key])))
+            for share, key in ((0.7, "float_epoch_s"), (0.3, "cat_epoch_s"))]
+    assert [summary["training"]["epochs"], summary["training"]["cat_epochs"]] == fits
+    assert summary["training"]["optimizer"] == "sgd" and summary["training"]["augment"] == [3, 32, 32]
+    assert summary["data"] == "CIFAR-10 (JPEG copy)" and summary["T"] == 8
+    model = SnnModel.load(tmp_path / "resnet20.npz")
+    assert model.timing.T == 8 and model.info["arch"] == "resnet20" and model.info["calibration"] == "cat"
+    assert summary["weights"] == sum(layer.weights.size for layer in model.layers)

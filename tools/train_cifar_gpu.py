@@ -82,8 +82,7 @@ def main(argv=None) -> int:
 
     from firstspike.sw import ann
     from firstspike.sw.checkpoint import build_network, cat_network, train_ann
-    from firstspike.sw.convert import network_stages
-    from firstspike.sw.convert import convert
+    from firstspike.sw.convert import convert, network_stages
     from firstspike.sw.data import load_dataset
     from firstspike.sw.formats import Timing
 
