@@ -113,8 +113,8 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     one level). ``rounding``:
     "adaptive" chooses each weight's log level to keep every layer's outputs on
     ``calibration_data`` close to the float network's, "nearest" rounds each weight alone;
-    None (default): adaptive, or nearest for a residual network (adaptive rounding does not
-    handle shortcuts yet).
+    None (default): adaptive (a residual layer's weights and its shortcut's are rounded
+    together).
     ``initial_calibration`` (rate_if): move each channel's initial potential so its mean
     rate on ``calibration_data`` meets the float network's mean activation (two-stage
     conversion's stage II a and c); ``layer_finetune`` also trains each layer's weights, bias

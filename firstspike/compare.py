@@ -2,7 +2,7 @@
 
 For each neuron model (ttfs, rate_if, diff_if), threshold calibration (max, percentile,
 iteration) and window T, the float network is converted training-free (adaptive weight
-rounding; nearest for residual networks) and the golden model runs the test set: accuracy,
+rounding) and the golden model runs the test set: accuracy,
 spikes and synaptic operations per image, the literature's SOP energy (SOPs x fp32 add, Horowitz 45 nm), and for the
 models the processor runs, its exact cycles and energy per image (the RTL equals the
 golden model bit for bit, which `make test` and `make sim` check). A combination that

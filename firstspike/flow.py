@@ -49,8 +49,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     replaces the data directory the checkpoint recorded (a moved data set). ``neuron``
     and ``options``: the neuron model of every layer and its options (sw/neurons).
     ``rounding`` of the weights (sw/convert.ROUNDINGS): "nearest" for CAT (it trained for
-    it), by default "adaptive" for calibrations (on the training set), "nearest" for
-    residual networks (adaptive rounding does not handle shortcuts yet).
+    it), by default "adaptive" for calibrations (on the training set).
     ``initial_calibration`` (rate_if): calibrate each channel's initial potential on the
     training set (sw/initial_calibration.py); by default on for two-stage checkpoints.
     ``layer_finetune``: with it, also fine-tune each layer's weights, bias and initial

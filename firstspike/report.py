@@ -1,8 +1,7 @@
 """`firstspike report`: an HTML page with plots from a simulation run, synthesis and a sweep.
 
 - sweep: golden-model accuracy, spikes and energy per image for each conversion method
-  (max, percentile, iteration calibration with adaptive weight rounding (nearest for
-  residual networks), CAT) at several
+  (max, percentile, iteration calibration with adaptive weight rounding, CAT) at several
   T and B, on the model's data set (the
   RTL equals the golden model bit for bit, so the sweep needs no RTL run);
 - from build/sim/report.json: cycles, PE utilisation and energy per layer and component;

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from firstspike.errors import FirstspikeError
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -49,6 +49,13 @@ class StageShortcut:
         w = self.layer.weight if weight is None else weight
         return nn.functional.conv2d(h.reshape(-1, *self.in_shape), w, self.layer.bias,
                                     stride=self.layer.stride, padding=self.layer.padding)
+
+    def fan_in_samples(self, h: torch.Tensor) -> np.ndarray:
+        """What each output position multiplies with the shortcut's weights (rows, fan_in): the
+        rows of the stage's own fan_in_samples, since both sets add into the same outputs."""
+        cols = nn.functional.unfold(h.reshape(-1, *self.in_shape), self.layer.kernel_size,
+                                    padding=self.layer.padding, stride=self.layer.stride)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1]).double().numpy()
 
 
 @dataclass
@@ -383,9 +390,9 @@ ROUNDINGS = ("nearest", "adaptive")
 
 
 def calibrated_rounding(net, input_shape=None) -> str:
-    """The weight rounding for a training-free conversion of ``net``: adaptive, or nearest for a
-    residual network (adaptive rounding does not handle shortcuts yet)."""
-    return "nearest" if any(st.shortcut is not None for st in network_stages(net, input_shape)) else "adaptive"
+    """The weight rounding for a training-free conversion of ``net``: adaptive (residual
+    networks included: a layer's and its shortcut's weights are rounded together)."""
+    return "adaptive"
 
 
 @torch.no_grad()
@@ -433,9 +440,6 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
         if neuron not in ("ttfs", "rate_if"):
             raise ConversionError(f"residual shortcuts run with ttfs and rate_if neurons, not {neuron} "
                                   "(docs/spec.md, 14)")
-        if rounding != "nearest":
-            raise ConversionError("adaptive rounding does not handle residual shortcuts yet; use rounding='nearest' "
-                                  "(firstspike convert --rounding nearest)")
     layers = []
     theta_prev = float(input_theta)
     h = None
@@ -445,6 +449,7 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
             x = x[np.random.default_rng(0).choice(len(x), MAX_IMAGES, replace=False)]
         h = torch.from_numpy(x)
         h_float = h  # the same images through the float network: the outputs to match
+        sources, sources_float = [h], [h_float]  # every spike source's values, for shortcuts
     for k, st in enumerate(stages):
         lin = st.layer
         where = f"{type(lin).__name__} layer {k}"
@@ -476,15 +481,33 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
             else:  # the folded weights multiply inputs divided by the same per-input factor
                 fold = model_of.fold_input_scale(np.ones_like(w_ann), theta_prev, st.in_shape)[0]
                 fold = fold.reshape(w.shape[0], -1)[0]
-                codes, shift = adaptive_codes(w.reshape(w.shape[0], -1), s, st.fan_in_samples(h) / fold,
-                                              reference=st.fan_in_samples(h_float) / fold)
-                codes = codes.reshape(w.shape)
+                inputs, reference = st.fan_in_samples(h) / fold, st.fan_in_samples(h_float) / fold
+                flat = w.reshape(w.shape[0], -1)
+                if shortcut is not None:  # one set of synapses: the layer's and its shortcut's, one scale
+                    sc = st.shortcut
+                    fold_sc = model_of.fold_input_scale(np.ones_like(sc.layer.weight.detach().cpu().double().numpy()),
+                                                        theta_src, sc.in_shape)[0] * (f_sc / factor)
+                    fold_sc = fold_sc.reshape(w_sc.shape[0], -1)[0]
+                    inputs = np.hstack([inputs, sc.fan_in_samples(sources[sc.source]) / fold_sc])
+                    reference = np.hstack([reference, sc.fan_in_samples(sources_float[sc.source]) / fold_sc])
+                    flat = np.hstack([flat, w_sc.reshape(w_sc.shape[0], -1)])
+                both, shift = adaptive_codes(flat, s, inputs, reference=reference)
+                codes = both[:, :w[0].size].reshape(w.shape)
                 b = b + shift
-                if st.hidden:
+                wq_sc = None
+                if shortcut is not None:
+                    shortcut = replace(shortcut, weights=both[:, w[0].size:].reshape(w_sc.shape))
+                    wq_sc = torch.from_numpy(decode_weights(shortcut.weights, s) / fold_sc.reshape(w_sc.shape[1:]))
+                if st.hidden:  # the shortcut's conv adds its own (folded) bias, which b holds too
                     wq = decode_weights(codes, s) / fold.reshape(w.shape[1:])
-                    z = st.forward(h, torch.from_numpy(wq).float(), torch.from_numpy(b).float())
+                    sc_bias = (st.shortcut.layer.bias.detach().cpu().double().numpy()
+                               if st.shortcut is not None and st.shortcut.layer.bias is not None else 0.0)
+                    z = st.forward(h, torch.from_numpy(wq).float(), torch.from_numpy(b - sc_bias).float(),
+                                   sources=sources, shortcut_weight=None if wq_sc is None else wq_sc.float())
                     h = st.pool_flat(torch.relu(z))
-                    h_float = st.pool_flat(torch.relu(st.forward(h_float)))
+                    h_float = st.pool_flat(torch.relu(st.forward(h_float, sources=sources_float)))
+                    sources.append(h)
+                    sources_float.append(h_float)
             if st.hidden:
                 firing = model_of.firing_parameters(thetas[k], unit, timing, w.shape[0], **options)
             else:

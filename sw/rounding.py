@@ -10,7 +10,9 @@ neighbouring level (the power of two on its other side, or zero) where that lowe
 variance of the rest, E[((q.h - w.f) - mean)^2]: a few greedy sweeps with exact
 incremental updates, since the variance is quadratic in q. Matching the float network's
 outputs, not the float weights on the rounded inputs, also corrects what earlier layers'
-rounding moved. Weights stay 5-bit log codes; only which level each takes changes.
+rounding moved. Weights stay 5-bit log codes; only which level each takes changes. A
+residual layer's shortcut weights are columns of the same problem (sw/convert.py passes
+both sets' inputs side by side): they share the layer's scale and add into its outputs.
 Cost: sweeps * fan_in**2 * C_out per layer, seconds for the networks this CPU trains,
 minutes for full-width VGG layers.
 """
