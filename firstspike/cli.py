@@ -502,8 +502,8 @@ def _convert(args, flow) -> None:
         timing = _timing_override(args, Timing(**ckpt["timing"]))
         model = flow.convert_ann(ann, args.out, calibration=args.calibration or "cat", percentile=args.percentile,
                                  timing=timing, data_dir=args.data_dir, neuron=args.neuron, rounding=args.rounding,
-                                 initial_calibration=True if args.finetune_layers else args.calibrate_initial,
-                                 layer_finetune=args.finetune_layers, **options)
+                                 initial_calibration=args.calibrate_initial, layer_finetune=args.finetune_layers,
+                                 **options)
     print(f"{model.name}: {args.neuron} neurons, layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
           f"accumulator {model.acc_bits()} bits; wrote {args.out}")
     from firstspike.sw.data import DataError

@@ -53,9 +53,14 @@ class StageShortcut:
     def fan_in_samples(self, h: torch.Tensor) -> np.ndarray:
         """What each output position multiplies with the shortcut's weights (rows, fan_in): the
         rows of the stage's own fan_in_samples, since both sets add into the same outputs."""
-        cols = nn.functional.unfold(h.reshape(-1, *self.in_shape), self.layer.kernel_size,
-                                    padding=self.layer.padding, stride=self.layer.stride)
-        return cols.transpose(1, 2).reshape(-1, cols.shape[1]).double().numpy()
+        return _conv_fan_in(h, self.layer, self.in_shape)
+
+
+def _conv_fan_in(h: torch.Tensor, conv: nn.Conv2d, in_shape: tuple[int, int, int]) -> np.ndarray:
+    """Each output position's inputs to ``conv`` (rows: images x positions, fan_in in (c, ky, kx) order)."""
+    cols = nn.functional.unfold(h.reshape(-1, *in_shape), conv.kernel_size, padding=conv.padding,
+                                stride=conv.stride)  # (N, fan_in, P)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1]).double().numpy()
 
 
 @dataclass
@@ -96,9 +101,7 @@ class Stage:
         """What each output position multiplies with the weights: (rows, fan_in) in (c, ky, kx) order."""
         if self.kind != "conv":
             return h.reshape(h.shape[0], -1).double().numpy()
-        cols = nn.functional.unfold(h.reshape(-1, *self.in_shape), self.layer.kernel_size,
-                                    padding=self.layer.padding, stride=self.layer.stride)  # (N, fan_in, P)
-        return cols.transpose(1, 2).reshape(-1, cols.shape[1]).double().numpy()
+        return _conv_fan_in(h, self.layer, self.in_shape)
 
     def pool_flat(self, a: torch.Tensor) -> torch.Tensor:
         """Max pool of the activations (if any), flattened for the next stage."""
@@ -471,18 +474,19 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
              else np.zeros(w.shape[0]))
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
             raise ConversionError(f"{where} has NaN or infinite parameters")
-        shortcut = None
+        shortcut, b_sc = None, 0.0
         try:
             w_ann = w
             w, factor = model_of.fold_input_scale(w, theta_prev, st.in_shape)
             if st.shortcut is not None:  # spec 14.3: what a source spike stands for goes into the shortcut's
                 src = st.shortcut.source  # weights, relative to the layer's unit (ttfs: theta_src / theta_prev)
                 theta_src = input_theta if src == 0 else thetas[src - 1]
-                w_sc, f_sc = model_of.fold_input_scale(st.shortcut.layer.weight.detach().cpu().double().numpy(),
-                                                       theta_src, st.shortcut.in_shape)
+                w_sc_ann = st.shortcut.layer.weight.detach().cpu().double().numpy()
+                w_sc, f_sc = model_of.fold_input_scale(w_sc_ann, theta_src, st.shortcut.in_shape)
                 w_sc = w_sc * (f_sc / factor)
-                if st.shortcut.layer.bias is not None:
-                    b = b + st.shortcut.layer.bias.detach().cpu().double().numpy()
+                if st.shortcut.layer.bias is not None:  # b holds it: the layer's and the shortcut's outputs add
+                    b_sc = st.shortcut.layer.bias.detach().cpu().double().numpy()
+                    b = b + b_sc
                 s = weight_scale_for(np.concatenate([w.ravel(), w_sc.ravel()]))
                 shortcut = Shortcut(source=src, weights=encode_weights(w_sc, s), stride=st.shortcut.layer.stride[0],
                                     padding=st.shortcut.layer.padding[0])
@@ -498,9 +502,8 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
                 flat = w.reshape(w.shape[0], -1)
                 if shortcut is not None:  # one set of synapses: the layer's and its shortcut's, one scale
                     sc = st.shortcut
-                    fold_sc = model_of.fold_input_scale(np.ones_like(sc.layer.weight.detach().cpu().double().numpy()),
-                                                        theta_src, sc.in_shape)[0] * (f_sc / factor)
-                    fold_sc = fold_sc.reshape(w_sc.shape[0], -1)[0]
+                    fold_sc = model_of.fold_input_scale(np.ones_like(w_sc_ann), theta_src, sc.in_shape)[0]
+                    fold_sc = (fold_sc * (f_sc / factor)).reshape(w_sc.shape[0], -1)[0]
                     inputs = np.hstack([inputs, sc.fan_in_samples(sources[sc.source]) / fold_sc])
                     reference = np.hstack([reference, sc.fan_in_samples(sources_float[sc.source]) / fold_sc])
                     flat = np.hstack([flat, w_sc.reshape(w_sc.shape[0], -1)])
@@ -511,11 +514,9 @@ def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "
                 if shortcut is not None:
                     shortcut = replace(shortcut, weights=both[:, w[0].size:].reshape(w_sc.shape))
                     wq_sc = torch.from_numpy(decode_weights(shortcut.weights, s) / fold_sc.reshape(w_sc.shape[1:]))
-                if st.hidden:  # the shortcut's conv adds its own (folded) bias, which b holds too
+                if st.hidden:  # the shortcut's conv adds its own (folded) bias b_sc, which b holds too
                     wq = decode_weights(codes, s) / fold.reshape(w.shape[1:])
-                    sc_bias = (st.shortcut.layer.bias.detach().cpu().double().numpy()
-                               if st.shortcut is not None and st.shortcut.layer.bias is not None else 0.0)
-                    z = st.forward(h, torch.from_numpy(wq).float(), torch.from_numpy(b - sc_bias).float(),
+                    z = st.forward(h, torch.from_numpy(wq).float(), torch.from_numpy(b - b_sc).float(),
                                    sources=sources, shortcut_weight=None if wq_sc is None else wq_sc.float())
                     h = st.pool_flat(_spike_values(torch.relu(z), thetas[k], timing, model_of.CODING))
                     h_float = st.pool_flat(torch.relu(st.forward(h_float, sources=sources_float)))

@@ -66,14 +66,16 @@ def calibrate_initial(model: SnnModel, net, x: np.ndarray, input_shape=None, rou
     for k, target in enumerate(targets):
         for _ in range(rounds):
             layers[k] = _shifted_initial(layers[k], _layer_rates(model, layers, k, x), target, model.timing.T)
-        if finetune:
-            trains = GoldenModel(_with(model, layers)).run(x).spikes[k]
+        if finetune:  # one golden run per candidate: its input trains, or its rates
+            spikes = GoldenModel(_with(model, layers)).run(x).spikes
             rate_target = target / _theta(layers[k])[None, :].repeat(target.shape[1] // layers[k].channels, 1)
-            tuned = finetune_layer(layers[k], trains, rate_target, model.timing, steps)
-            again = _shifted_initial(tuned, _layer_rates(model, layers[:k] + [tuned], k, x), target, model.timing.T)
+            tuned = finetune_layer(layers[k], spikes[k], rate_target, model.timing, steps)
+            tuned_rates = _layer_rates(model, layers[:k] + [tuned], k, x)
+            again = _shifted_initial(tuned, tuned_rates, target, model.timing.T)
             candidates = [layers[k], tuned, again]
-            errors = [_rate_error(_layer_rates(model, layers[:k] + [c], k, x), rate_target) for c in candidates]
-            layers[k] = candidates[int(np.argmin(errors))]
+            rates = [_rates(layers[k], spikes[k + 1], model.timing.T), tuned_rates,
+                     _layer_rates(model, layers[:k] + [again], k, x)]
+            layers[k] = candidates[int(np.argmin([_rate_error(r, rate_target) for r in rates]))]
     info = {**model.info, "initial_calibration": True}
     if finetune:
         info["layer_finetune"] = True
@@ -107,8 +109,12 @@ def _clipped_activations(model: SnnModel, net, x: np.ndarray, input_shape) -> li
 
 def _layer_rates(model: SnnModel, layers: list[SnnLayer], k: int, x: np.ndarray) -> np.ndarray:
     """Rates (images, neurons) of hidden layer k of ``model`` with its first layers ``layers``."""
-    spikes = GoldenModel(_with(model, layers)).run(x).spikes[k + 1]
-    return neuron_model(layers[k].neuron).spikes_per_neuron(spikes) / model.timing.T
+    return _rates(layers[k], GoldenModel(_with(model, layers)).run(x).spikes[k + 1], model.timing.T)
+
+
+def _rates(layer: SnnLayer, spikes: np.ndarray, T: int) -> np.ndarray:
+    """Rates (images, neurons) of ``layer``'s output ``spikes``."""
+    return neuron_model(layer.neuron).spikes_per_neuron(spikes) / T
 
 
 def _rate_error(rates: np.ndarray, target_rates: np.ndarray) -> float:
