@@ -19,7 +19,8 @@ accuracy.png. Data: ``--data-dir`` holds ``mnist/`` and ``cifar10/`` in the layo
 ../shared/datasets' scripts write (``make bench-accuracy`` runs them); the tables label them
 honestly: "MNIST test set, 8k/2k split" and "CIFAR-10 (JPEG copy)".
 
-    python -m firstspike.accuracy --data-dir build/data [--networks mnist-mlp,mnist-cnn] [--out build/accuracy]
+    python -m firstspike.accuracy --data-dir build/data [--networks mnist-mlp,mnist-cnn] [--methods ...]
+        [--out build/accuracy]
 """
 from __future__ import annotations
 
@@ -145,7 +146,8 @@ def markdown_table(rows: list[dict]) -> str:
     energy, RTL check."""
     out = []
     for name in dict.fromkeys(r["network"] for r in rows):
-        mine = [r for r in rows if r["network"] == name]
+        mine = sorted((r for r in rows if r["network"] == name),
+                      key=lambda r: (r["T"], r["B"], METHODS.index(r["method"])))
         r0 = mine[0]
         out += [f"**{name}** ({r0['data']}, {r0['test_images']} test images; float network "
                 f"{100 * r0['float_accuracy']:.2f} %)", "",
@@ -205,6 +207,8 @@ def main(argv=None) -> int:
                    help=f"comma-separated, of {', '.join(BENCH_NETWORKS)}")
     p.add_argument("--T", default=",".join(map(str, BENCH_T)), help="time windows")
     p.add_argument("--B", default=",".join(map(str, BENCH_B)), help="steps per octave")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated, of {', '.join(METHODS)} (default: all; cat trains a network per timing)")
     p.add_argument("--rtl-images", type=int, default=4, help="test images of every converted network run in RTL")
     p.add_argument("--out", type=Path, default=Path("build/accuracy"))
     args = p.parse_args(argv)
@@ -217,15 +221,19 @@ def main(argv=None) -> int:
             Ts, Bs = [int(v) for v in args.T.split(",")], [int(v) for v in args.B.split(",")]
         except ValueError:
             raise InputError(f"--T and --B take comma-separated integers, not {args.T!r} / {args.B!r}") from None
+        methods = tuple(m for m in args.methods.split(",") if m)
+        if not methods or set(methods) - set(METHODS):
+            raise InputError(f"unknown methods {sorted(set(methods) - set(METHODS))}; choose from {', '.join(METHODS)}")
         if args.rtl_images < 0:
             raise InputError("--rtl-images must be >= 0")
         args.out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        # rows of networks this run does not measure stay (a run of one network adds to the tables)
-        rows = [r for r in _earlier_rows(args.out / "accuracy.json") if r["network"] not in names]
+        # rows this run does not measure stay (a run of one network or method adds to the tables)
+        rows = [r for r in _earlier_rows(args.out / "accuracy.json")
+                if r["network"] not in names or r["method"] not in methods or r["T"] not in Ts or r["B"] not in Bs]
         for name in names:
             (args.out / name).mkdir(exist_ok=True)
-            rows += bench_network(name, data_dir=args.data_dir, out=args.out, Ts=Ts, Bs=Bs,
+            rows += bench_network(name, data_dir=args.data_dir, out=args.out, Ts=Ts, Bs=Bs, methods=methods,
                                   rtl_images=args.rtl_images)
             # written after every network, so an interrupted run keeps what it has measured
             (args.out / "accuracy.json").write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - start},

@@ -27,7 +27,7 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +37,10 @@ from firstspike.hw.config import ArrayConfig
 from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
-from firstspike.sw.random_models import (as_rate_if, at_thresholds, random_cnn, random_input_times, random_input_trains,
-                                           rate_threshold_edges, threshold_probe)
+from firstspike.sw.model import SnnModel
+from firstspike.sw.random_models import (as_rate_if, at_thresholds, diff_threshold_edges, random_cnn,
+                                           random_input_times, random_input_trains, rate_threshold_edges,
+                                           threshold_probe)
 
 from .fuzz import SHAPES, random_network
 
@@ -76,6 +78,15 @@ FULL_GROUP_NETWORKS = 2
 #: networks include rate_if ones too, sim/fuzz.py)
 RATE_EDGE_NETWORKS = 2
 RATE_EDGE_SIZES = [5, 12, 9, 3]
+#: diff_if networks whose first hidden layer meets its firing conditions exactly
+#: (sw.random_models.diff_threshold_edges: small thresholds, so negative spikes of -TH divisible
+#: by the step reach the floor division's exact case too), each followed by a diff_if CNN whose
+#: 6-channel layer max-pools through pool units (the fuzz networks' diff_if ones are MLPs)
+DIFF_EDGE_NETWORKS = 2
+DIFF_EDGE_SIZES = [5, 16, 9, 3]
+#: the share of zero weight codes in those: a diff_if neuron's bound grows with its synaptic
+#: sum (spec 13.5), and sparser weights keep it within the suite array's accumulator
+DIFF_ZEROS = 0.7
 
 
 def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
@@ -86,7 +97,8 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     (sw.random_models.at_thresholds), run on a silent image and mostly silent ones, so that
     potentials sit exactly at or one below a threshold (ttfs networks only; a fuzz network
     may also be rate_if or diff_if), then
-    RATE_EDGE_NETWORKS pairs of rate_if networks (on their thresholds; pooled), then PROBES
+    RATE_EDGE_NETWORKS pairs of rate_if networks (on their thresholds; pooled), then
+    DIFF_EDGE_NETWORKS pairs of diff_if ones (on their firing edges; pooled), then PROBES
     threshold probes, then
     FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
     networks need, so the design does not change with them)."""
@@ -114,6 +126,14 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         model = as_rate_if(rng, random_cnn(rng, (2, 6, 6), [dict(channels=6, kernel=3, padding=1, pool=2)], [],
                                            4, timing))
         out.append((f"rate pooled {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing)))
+    for k in range(DIFF_EDGE_NETWORKS):
+        rng = np.random.default_rng([k, 9])
+        out.append((f"diff threshold edges {k}", diff_threshold_edges(rng, DIFF_EDGE_SIZES, timing,
+                                                                                zero_fraction=DIFF_ZEROS),
+                    random_input_trains(rng, DIFF_EDGE_SIZES[0], images, timing, signed=True)))
+        model = _diff_pooled(rng, timing)
+        out.append((f"diff pooled {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing,
+                                                                    signed=True)))
     for k in range(PROBES):
         rng = np.random.default_rng([k, 4])
         probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS)
@@ -124,6 +144,17 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         out.append((f"full groups {k}", model, random_input_times(rng, model.layers[0].n_in, images // 2, timing,
                                                                   silent_fraction=0.1)))
     return out
+
+
+def _diff_pooled(rng: np.random.Generator, timing) -> SnnModel:
+    """A diff_if CNN whose 6-channel layer max-pools 2x2 through pool units, its thresholds a
+    sixteenth of as_rate_if's: a pool unit's bound (2 T times its running mean, spec 13.5)
+    then fits the suite array's accumulator, so the array stays what the other networks need."""
+    model = as_rate_if(rng, random_cnn(rng, (1, 4, 4), [dict(channels=6, kernel=3, padding=1, pool=2)], [], 4,
+                                       timing, zero_fraction=DIFF_ZEROS), neuron="diff_if")
+    conv = model.layers[0]
+    conv = replace(conv, thresholds=np.maximum(1, conv.thresholds // 16), initial=conv.initial // 16)
+    return replace(model, layers=[conv, *model.layers[1:]])
 
 
 def suite_seeds(networks: int) -> list[int]:

@@ -198,6 +198,56 @@ def rate_threshold_edges(rng: np.random.Generator, sizes: list[int], timing: Tim
     return SnnModel(timing=timing, input_theta=model.input_theta, layers=layers, name=f"{model.name}-edges")
 
 
+def diff_threshold_edges(rng: np.random.Generator, sizes: list[int], timing: Timing, levels: int = 1,
+                         zero_fraction: float = 0.2, tries: int = 400) -> SnnModel:
+    """A random diff_if network whose first hidden layer meets the firing conditions of
+    docs/spec.md 13.2 and 13.7 exactly: zero weights, so each neuron's input current is its
+    bias, and small per-channel thresholds, biases and initial potentials, drawn until that
+    neuron's potential before the spike lands on an edge at some step. Channel c takes edge
+    kind (c + c // 4) % 4, so that each of an array's first four PEs (channel c on PE c % P)
+    meets every kind in 16 channels (with ``levels`` 1: ``mem == TH``, ``mem == TH - 1``, ``mem == 0`` with
+    ``cum >= TH``, ``cum == TH`` with ``mem <= 0``; with more levels each on a level's three
+    quarters instead: ``4 mem == 3 (TH >> k)`` or one below, and their negatives), so that
+    ``>=`` and ``<=`` are tested where they differ from ``>`` and ``<``. The layers after it
+    are random diff_if layers fed by its spikes (``zero_fraction`` of their weights zero)."""
+    model = as_rate_if(rng, random_model(rng, sizes, timing, zero_fraction), neuron="diff_if")
+    first = model.layers[0]
+    c = first.channels
+    th, bias, init = (np.zeros(c, dtype=np.int64) for _ in range(3))
+    low = 1 << (levels - 1)  # every level at least one unit
+    for ch in range(c):
+        kind = (ch + ch // 4) % 4
+        for _ in range(tries):
+            t_, b_, i_ = int(rng.integers(low, 4 * low + 9)), 0, 0
+            b_, i_ = int(rng.integers(-t_, t_ + 1)), int(rng.integers(-t_, 2 * t_ + 1))
+            if _diff_edge_kinds(t_, b_, i_, timing.T, levels) & {kind}:
+                break
+        th[ch], bias[ch], init[ch] = t_, b_, i_
+    layers = [replace(first, weights=np.full_like(first.weights, ZERO_CODE), thresholds=th, bias=bias, initial=init,
+                      levels=levels)] + model.layers[1:]
+    return SnnModel(timing=timing, input_theta=model.input_theta, layers=layers, name=f"{model.name}-edges")
+
+
+def _diff_edge_kinds(th: int, bias: int, initial: int, T: int, levels: int) -> set[int]:
+    """The edge kinds (diff_threshold_edges) that a diff_if neuron with a constant input
+    current ``bias`` meets in T steps (sw.neurons.diff_if.DiffState, one neuron)."""
+    from .neurons.diff_if import DiffState
+    state = DiffState(1, np.array([bias]), np.array([th]), np.array([initial]), levels)
+    kinds = set()
+    for t in range(1, T + 1):
+        mem, cum = int(state.mem[0, 0] + bias - state.eout[0, 0]), int(state.cum[0, 0] + state.eout[0, 0])
+        if levels == 1:
+            kinds |= {k for k, hit in enumerate([mem == th, mem == th - 1, mem == 0 and cum >= th,
+                                                 cum == th and mem <= 0]) if hit}
+        else:
+            parts = [3 * (th >> k) for k in range(levels)]
+            kinds |= {k for k, hit in enumerate([4 * mem in parts, 4 * mem + 1 in parts,
+                                                 -4 * mem in parts and cum >= th >> (levels - 1),
+                                                 -4 * mem - 1 in parts]) if hit}
+        state.fire(t, np.array([[bias]]))
+    return kinds
+
+
 def random_input_trains(rng: np.random.Generator, n: int, batch: int, timing: Timing,
                         signed: bool = False) -> np.ndarray:
     """(batch, T, n) uint8 spike trains, each input at its own random rate (some silent, some always on);

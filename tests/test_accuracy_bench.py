@@ -53,6 +53,18 @@ def test_bench_rows_tables_and_rtl_check(tmp_path, monkeypatch):
     assert (out / "mnist-mlp" / "cat-T8-B2.pt").stat().st_mtime == mtime
 
 
+    # one method again: the other methods' rows stay, the table keeps its order
+    assert accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "8", "--B", "2",
+                          "--methods", "max", "--rtl-images", "0", "--out", str(out)]) == 0
+    rows = [r for r in json.loads((out / "accuracy.json").read_text())["rows"] if r["network"] == "mnist-mlp"]
+    assert sorted(r["method"] for r in rows) == sorted(accuracy.METHODS) and "rtl_images" not in rows[-1]
+    table = (out / "accuracy.md").read_text()
+    assert [table.index(f"| 8 | 2 | {m} |") for m in accuracy.METHODS] == sorted(
+        table.index(f"| 8 | 2 | {m} |") for m in accuracy.METHODS)
+
+
 def test_bench_refuses_unknown_networks(tmp_path, capsys):
     assert accuracy.main(["--data-dir", str(tmp_path), "--networks", "imagenet-vit"]) == 2
     assert "unknown networks ['imagenet-vit']" in capsys.readouterr().err
+    assert accuracy.main(["--data-dir", str(tmp_path), "--methods", "max,qcfs"]) == 2
+    assert "unknown methods ['qcfs']" in capsys.readouterr().err

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from firstspike.errors import FirstspikeError
-from firstspike.sw.formats import Timing
+from firstspike.sw.formats import ZERO_CODE, Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
 from firstspike.sw.neurons import diff_if
-from firstspike.sw.random_models import as_rate_if, random_cnn, random_input_trains, random_model
+from firstspike.sw.random_models import (as_rate_if, diff_threshold_edges, random_cnn, random_input_trains,
+                                           random_model)
 from step_reference import CASE_IDS, CASES, golden_equals_reference, random_shape_model, step_input
 
 
@@ -204,6 +205,36 @@ def test_multi_threshold_networks_equal_the_reference(seed):
     model = _multi_threshold(model, rng)
     trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing, signed=True)
     golden_equals_reference(model, trains, _reference, seed)
+
+
+@pytest.mark.parametrize("levels", [1, 4])
+def test_threshold_edge_networks_meet_every_edge_in_every_pe(levels):
+    """sw.random_models.diff_threshold_edges (the mutation suite's and the RTL test's): the first
+    hidden layer has zero weights, so a neuron's current is its bias, and channel c's potential
+    before the spike lands on edge kind (c + c // 4) % 4 at some step, replayed here with this
+    file's plain step: kinds 0, 1 at TH (a level's 3/4) and one below, 2 at 0 (-3/4 of a level)
+    with enough output sent, 3 on the cumulative output's edge (one beyond -3/4); so each PE
+    of a 4-PE array meets every kind. The golden model equals the reference on the network."""
+    t = Timing(T=16, B=2, frac_bits=14)
+    model = diff_threshold_edges(np.random.default_rng([levels, 9]), [5, 16, 9, 3], t, levels=levels)
+    first = model.layers[0]
+    assert (first.weights == ZERO_CODE).all() and first.levels == levels
+    for c in range(first.channels):
+        th, bias = int(first.thresholds[c]), int(first.bias[c])
+        st, kinds = _state([first.initial[c]], [bias], [th], 1), set()
+        for step in range(1, t.T + 1):
+            mem, cum = st["mem"][0] + bias - st["eout"][0], st["cum"][0] + st["eout"][0]
+            parts = [3 * (th >> k) for k in range(levels)] if levels > 1 else [4 * th]
+            smallest = th >> (levels - 1)
+            kinds |= {k for k, hit in enumerate([4 * mem in parts, 4 * mem + (1 if levels > 1 else 4) in parts,
+                                                 (-4 * mem in parts and cum >= smallest) if levels > 1
+                                                 else (mem == 0 and cum >= th),
+                                                 (-4 * mem - 1 in parts) if levels > 1
+                                                 else (cum == th and mem <= 0)]) if hit}
+            _fire(st, 0, step, bias, levels)
+        assert (c + c // 4) % 4 in kinds, (c, th, bias, int(first.initial[c]), kinds)
+    trains = random_input_trains(np.random.default_rng(levels), 5, 4, t, signed=True)
+    golden_equals_reference(model, trains, _reference, levels)
 
 
 def test_multi_threshold_uses_its_levels_and_is_checked():

@@ -17,7 +17,8 @@ from firstspike.sim.check import check_networks_on_rtl, first_mismatch
 from firstspike.flow import simulate
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
-from firstspike.sw.random_models import (as_rate_if, at_thresholds, random_cnn, random_input_times,
+from firstspike.sw.random_models import (as_rate_if, at_thresholds, diff_threshold_edges, random_cnn,
+                                           random_input_times,
                                            random_input_trains, random_model, random_resnet, rate_threshold_edges,
                                            with_levels,
                                            threshold_probe)
@@ -265,8 +266,21 @@ def test_random_diff_networks_bit_exact(index, tmp_path):
     the output layer's running means read back; trains, scores and cycles layer by layer."""
     pes, T, B, F = CONFIGS[index]
     timing = Timing(T=T, B=B, frac_bits=F)
-    _check_bit_exact_and_cycles(_diff_nets(index, timing), pes, timing, tmp_path, tight=index % 2 == 1,
+    nets = _diff_nets(index, timing) + (_diff_edge_nets(timing) if index == 1 else [])
+    _check_bit_exact_and_cycles(nets, pes, timing, tmp_path, tight=index % 2 == 1,
                                 sized_for=_every_net(index, timing))
+
+
+def _diff_edge_nets(timing):
+    """diff_if nets whose first hidden layer meets its firing edges exactly (TH, 0, the
+    cumulative output's edge; a level's 3/4 with several levels), one with one level and one
+    with four (sw.random_models.diff_threshold_edges)."""
+    out = []
+    for k, levels in enumerate((1, 4)):
+        rng = np.random.default_rng([k, 9])
+        model = diff_threshold_edges(rng, [5, 16, 9, 3], timing, levels=levels, zero_fraction=0.7)
+        out.append((k, model, random_input_trains(rng, 5, 2, timing, signed=True)))
+    return out
 
 
 def test_diff_nets_cover_the_diff_datapath():
