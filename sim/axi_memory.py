@@ -5,12 +5,14 @@ file (no Python per cycle, no VPI), and its timing is a formula, so cycle counts
 exactly predictable: the first beat of a burst is valid ``latency`` cycles after the
 cycle its address was accepted, and the following beats come one per cycle while
 ``rready`` is high. One burst at a time: ``arready`` is low while a burst is pending.
-Addresses wrap at the memory size; beats beyond the loaded contents read as zero.
+Beats beyond the loaded contents read as zero.
 
 It also checks the manager's side of the protocol on every accepted address and stops
 the simulation (``$fatal``) on a violation: a burst type other than INCR, a beat size
-other than the bus width, an address not aligned to it, or a burst crossing a 4 KB
-boundary. So a design that only works because this model ignores a field fails here.
+other than the bus width, an address not aligned to it, a burst crossing a 4 KB
+boundary, or one reaching beyond the memory's last word (a real interconnect answers
+such a read with a decode error; wrapping around would hide a wrong high address bit).
+So a design that only works because this model ignores a field fails here.
 """
 from __future__ import annotations
 
@@ -63,6 +65,9 @@ module {MODULE}(input clk, input rst,
     if ((axi__araddr % {data_bits // 8}) != 0) $fatal(1, "axi memory: address %0h not aligned", axi__araddr);
     if ((axi__araddr % 4096) + ((axi__arlen + 1) * {data_bits // 8}) > 4096)
       $fatal(1, "axi memory: burst at %0h of %0d beats crosses 4 KB", axi__araddr, axi__arlen + 1);
+    if ((axi__araddr >> {size}) + axi__arlen >= {depth_words})
+      $fatal(1, "axi memory: burst at %0h of %0d beats reaches beyond the memory's %0d bytes", axi__araddr,
+             axi__arlen + 1, {depth_words * (data_bits // 8)});
   end
   always @(posedge clk) begin
     if (rst) begin

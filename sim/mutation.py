@@ -39,7 +39,8 @@ from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
 from firstspike.sw.model import SnnModel
 from firstspike.sw.random_models import (as_rate_if, at_thresholds, diff_threshold_edges, random_cnn,
-                                           random_input_times, random_input_trains, rate_threshold_edges,
+                                           random_input_times, random_input_trains, random_resnet,
+                                           rate_threshold_edges,
                                            threshold_probe)
 
 from .fuzz import SHAPES, random_network
@@ -73,6 +74,11 @@ WIDE_BITS = 20
 #: coordinate bit of the suite array); their
 #: 20 output channels need two weight tiles in the suite's array
 FULL_GROUP_NETWORKS = 2
+#: CNNs with a 5x5 kernel over 23 input channels (the suite array's most): an event of channel 21 or
+#: 22 has weight buffer row 525 or 550, so late entries of event groups use every bit of a weight
+#: address (a channel's first tap is channel * 25)
+WIDE_NETWORKS = 1
+WIDE_SHAPE = (23, 5, 5)
 #: rate_if networks whose first hidden layer meets its thresholds exactly, each followed by a
 #: rate_if CNN whose 6-channel layer (two slots of the 4 PEs) max-pools rate trains (the fuzz
 #: networks include rate_if ones too, sim/fuzz.py)
@@ -83,6 +89,11 @@ RATE_EDGE_SIZES = [5, 12, 9, 3]
 #: by the step reach the floor division's exact case too), each followed by a diff_if CNN whose
 #: 6-channel layer max-pools through pool units (the fuzz networks' diff_if ones are MLPs)
 DIFF_EDGE_NETWORKS = 2
+#: residual networks (stem, one block, output: four layers, as many as the suite array holds), each
+#: a ttfs one whose block's second conv runs in two weight tiles beside a 3x3 shortcut that would
+#: not fit the weight buffer with them, and a rate_if one whose two weight sets fit it together
+#: (the buffer keeps both, the shortcut's rows from row 90: hw/sequencer.py's ``resident``)
+RESIDUAL_NETWORKS = 2
 DIFF_EDGE_SIZES = [5, 16, 9, 3]
 #: the share of zero weight codes in those: a diff_if neuron's bound grows with its synaptic
 #: sum (spec 13.5), and sparser weights keep it within the suite array's accumulator
@@ -98,8 +109,9 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     potentials sit exactly at or one below a threshold (ttfs networks only; a fuzz network
     may also be rate_if or diff_if), then
     RATE_EDGE_NETWORKS pairs of rate_if networks (on their thresholds; pooled), then
-    DIFF_EDGE_NETWORKS pairs of diff_if ones (on their firing edges; pooled), then PROBES
-    threshold probes, then
+    DIFF_EDGE_NETWORKS pairs of diff_if ones (on their firing edges; pooled), then
+    RESIDUAL_NETWORKS pairs of residual ones (ttfs, weight tiles; rate_if, both weight sets kept), then PROBES
+    threshold probes, then WIDE_NETWORKS CNNs of wide kernels, then
     FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
     networks need, so the design does not change with them)."""
     out, models = [], []
@@ -134,10 +146,22 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         model = _diff_pooled(rng, timing)
         out.append((f"diff pooled {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing,
                                                                     signed=True)))
+    for k in range(RESIDUAL_NETWORKS):
+        rng = np.random.default_rng([k, 12])
+        model = random_resnet(rng, (2, 6, 6), [dict(channels=17, shortcut_kernel=3)], 3, timing)
+        out.append((f"residual {k}", model, random_input_times(rng, model.layers[0].n_in, images, timing)))
+        rng = np.random.default_rng([k, 10])
+        model = as_rate_if(rng, random_resnet(rng, (2, 2, 4), [dict(channels=5)], 4, timing))
+        out.append((f"rate residual {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing)))
     for k in range(PROBES):
         rng = np.random.default_rng([k, 4])
         probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS)
         out.append((f"threshold probe {k}", probe, random_input_times(rng, PROBE_SIZES[0], 1, timing)))
+    for k in range(WIDE_NETWORKS):
+        rng = np.random.default_rng([k, 13])
+        model = random_cnn(rng, WIDE_SHAPE, [dict(channels=4, kernel=5, padding=2)], [], 3, timing)
+        out.append((f"wide {k}", model, random_input_times(rng, model.layers[0].n_in, images, timing,
+                                                            silent_fraction=0.4)))
     for k in range(FULL_GROUP_NETWORKS):
         rng = np.random.default_rng([k, 6])
         model = random_cnn(rng, (20, 2, 8), [dict(channels=20, kernel=3, padding=1)], [], 4, timing)

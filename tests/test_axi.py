@@ -139,6 +139,24 @@ def test_memory_model_stops_a_protocol_violation(tmp_path, fault):
     assert "axi memory:" in (tmp_path / "sim.log").read_text()
 
 
+def test_memory_model_stops_a_read_beyond_its_last_word(tmp_path):
+    """A burst that reaches past the memory stops the simulation (a real interconnect answers it
+    with a decode error): wrapping around would let a wrong high address bit read the right
+    words. The last word itself is fine."""
+    words = 1 << 8
+    sources = {"burst_reader.v": _reader_verilog(),
+               "memory.v": axi_memory_verilog(ADDR_BITS, DATA_BITS, words, LATENCY), "bench.v": BENCH}
+    (tmp_path / "last").mkdir()
+    (tmp_path / "past").mkdir()
+    r = _run(tmp_path / "last", "reader_bench", sources, "against_deterministic_memory",
+             {"memory": "deterministic", "requests": [(8 * (words - 2), 2)]})
+    assert len(r["beats"]) == 2
+    with pytest.raises(Exception):
+        _run(tmp_path / "past", "reader_bench", sources, "against_deterministic_memory",
+             {"memory": "deterministic", "requests": [(8 * (words - 2), 3)]})
+    assert "reaches beyond the memory's 2048 bytes" in (tmp_path / "past" / "sim.log").read_text()
+
+
 def test_whole_array_on_axi_ram_with_random_stalls(tmp_path):
     """The NeuronArray itself reads a tiled CNN's biases and weights from cocotbext-axi's
     AxiRamRead with 40 % random pauses on AR and R: every layer's spikes and the output

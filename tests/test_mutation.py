@@ -5,7 +5,8 @@ import re
 import pytest
 
 from firstspike.sim.mutation import (DIFF_EDGE_NETWORKS, EDGE_NETWORKS, FULL_GROUP_NETWORKS, PROBES, RATE_EDGE_NETWORKS,
-                                     _parse, _short, mutated_design, mutation_score, suite, suite_config, suite_seeds)
+                                     RESIDUAL_NETWORKS, WIDE_NETWORKS, _parse, _short, mutated_design, mutation_score,
+                                     suite, suite_config, suite_seeds)
 
 
 def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
@@ -17,14 +18,17 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
         f"fuzz {s} at thresholds" for s in edges] + [
         name for k in range(RATE_EDGE_NETWORKS) for name in (f"rate threshold edges {k}", f"rate pooled {k}")] + [
         name for k in range(DIFF_EDGE_NETWORKS) for name in (f"diff threshold edges {k}", f"diff pooled {k}")] + [
-        f"threshold probe {k}" for k in range(PROBES)] + [f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
-    assert [model.coding for _, model, _ in nets].count("rate") == 1 + 2 * RATE_EDGE_NETWORKS
+        name for k in range(RESIDUAL_NETWORKS) for name in (f"residual {k}", f"rate residual {k}")] + [
+        f"threshold probe {k}" for k in range(PROBES)] + [f"wide {k}" for k in range(WIDE_NETWORKS)] + [
+        f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
+    assert [model.coding for _, model, _ in nets].count("rate") == 1 + 2 * RATE_EDGE_NETWORKS + RESIDUAL_NETWORKS
     assert nets[0][1].coding == "diff" and nets[0][2].shape == (6, 16, nets[0][1].layers[0].n_in)
     assert (nets[0][2] == -1).any() and suite_config(nets).diff_state  # signed trains; the diff datapath is built
     assert all(model.layers[0].pool == 2 for name, model, _ in nets if "pooled" in name)
     assert [model.coding for name, model, _ in nets if name.startswith("diff")] == ["diff"] * 2 * DIFF_EDGE_NETWORKS
     assert nets[4][2].shape == (6, 16, nets[4][1].layers[0].n_in)  # a rate network's 6 input trains
-    probes = nets[-PROBES - FULL_GROUP_NETWORKS:-FULL_GROUP_NETWORKS]
+    tail = WIDE_NETWORKS + FULL_GROUP_NETWORKS  # the networks after the probes
+    probes = nets[-PROBES - tail:-tail]
     # the probes meet every (t, exactly / one below) pair of every hidden layer's table
     pairs = set()
     for _, model, _ in probes:
@@ -32,8 +36,8 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
             th = list(layer.thresholds)
             pairs |= {(th.index(b + d), d) for b in layer.bias.tolist() for d in (0, 1) if b + d in th}
     assert pairs == {(t, d) for t in range(16) for d in (0, 1)}
-    assert all(len(times) == 6 for _, _, times in nets[:-PROBES - FULL_GROUP_NETWORKS])  # a probe needs one image
-    edge = nets[-PROBES - FULL_GROUP_NETWORKS - 2 * RATE_EDGE_NETWORKS - 2 * DIFF_EDGE_NETWORKS - 1]
+    assert all(len(times) == 6 for _, _, times in nets[:-PROBES - tail])  # a probe needs one image
+    edge = nets[-PROBES - tail - 2 * (RATE_EDGE_NETWORKS + DIFF_EDGE_NETWORKS + RESIDUAL_NETWORKS) - 1]
     assert edge[0].endswith("at thresholds") and (edge[2][0] == -1).all()  # a silent image first
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
@@ -46,9 +50,16 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     full = suite(12, 2)  # make mutation's 12 fuzz networks: the full-group networks leave the array as it is
     cfg = suite_config(full)
     assert cfg == suite_config(full[:-FULL_GROUP_NETWORKS])
-    # and so do the diff_if edge and pooled networks (an earlier report's survivors stay the same faults)
-    assert cfg == suite_config([n for n in full if not n[0].startswith("diff")])
+    # and so do the diff_if, residual and wide networks (an earlier report's survivors stay the same faults)
+    assert cfg == suite_config([n for n in full if not n[0].startswith(("diff", "residual", "rate residual", "wide"))])
     from firstspike.hw.config import network_image
+    # the residual ones: the ttfs block's conv in two tiles, the rate_if one's two weight sets in one buffer
+    residual = {name: network_image(model, cfg).descriptors for name, model, _ in full if "residual" in name}
+    assert all(d[2].tiles == 2 for name, d in residual.items() if name.startswith("residual"))
+    assert all(d[2].tiles == 1 and d[2].tile_rows == 90 for name, d in residual.items() if name.startswith("rate"))
+    # the wide ones: a channel's first tap at weight buffer row 512 or more
+    wide = [model.layers[0] for name, model, _ in full if name.startswith("wide")]
+    assert all((layer.in_shape[0] - 1) * layer.weights.shape[2] * layer.weights.shape[3] >= 512 for layer in wide)
     tiled = [name for name, model, _ in full if max(d.tiles for d in network_image(model, cfg).descriptors) > 1]
     assert len(tiled) >= 3 and tiled[-FULL_GROUP_NETWORKS:] == [f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
 
