@@ -117,7 +117,8 @@ def verification_summary(build_dir) -> dict:
     files = {name: Path(build_dir) / f"{name}.json" for name in ("mutation", "formal", "fuzz")}
     if files["mutation"].is_file():
         m = json.loads(files["mutation"].read_text())
-        out["mutation"] = {k: m[k] for k in ("mutants", "killed", "survived", "score", "seed", "seconds")}
+        out["mutation"] = {k: m[k] for k in ("mutants", "killed", "survived", "score", "seed", "seconds",
+                                             "equivalent", "score_non_equivalent") if k in m}
     if files["formal"].is_file():
         f = json.loads(files["formal"].read_text())
         out["formal"] = {p["name"]: {"passed": p["passed"], "reached": p["reached"], "depth": p["depth"]} for p in f}
@@ -149,7 +150,9 @@ def print_bench(r: dict) -> None:
     if "mutation" in v:
         m = v["mutation"]
         rows.append(("mutation score (make mutation)",
-                     f"{m['killed']}/{m['mutants']} killed ({100 * m['score']:.1f} %)"))
+                     f"{m['killed']}/{m['mutants']} killed ({100 * m['score']:.1f} %)"
+                     + (f"; {m['equivalent']} equivalent, {100 * m['score_non_equivalent']:.1f} % of the others"
+                        if "equivalent" in m else "")))
     if "formal" in v:
         proofs = v["formal"]
         rows.append(("formal proofs (make formal)", f"{sum(p['passed'] and p['reached'] for p in proofs.values())}"

@@ -194,6 +194,35 @@ def suite_config(networks: list) -> ArrayConfig:
                                   smallest_weight_buffer=True)
 
 
+#: survivors read one by one and found equivalent (no input the suite array accepts observes
+#: them), by fault, each with its class and reason (docs/verification.md)
+EQUIVALENT = Path(__file__).with_name("equivalent_mutants.json")
+
+
+def fault(command: str) -> str:
+    """A mutate command without its select (``-ctrl``) and source lines (``-src``): the fault
+    itself, named the same in every sample and every checkout."""
+    return re.sub(r" -src \S+", "", re.sub(r"-ctrl \S+ \d+ \d+ ", "", command))
+
+
+def classify(rows: list[dict], table: list[dict]) -> dict:
+    """Mark the survivors ``table`` lists as equivalent (their row gets ``equivalent``) and score
+    against the others. A killed mutant in the table means the table is wrong: an error."""
+    known = {e["mutant"]: e for e in table}
+    for r in rows:
+        e = known.get(fault(r["command"]))
+        if e is not None:
+            r["equivalent"] = {"class": e["class"], "why": e["why"]}
+    wrong = [r["id"] for r in rows if r["killed"] and "equivalent" in r]
+    if wrong:
+        raise RuntimeError(f"mutants {wrong} were killed but {EQUIVALENT.name} lists them as equivalent: fix it")
+    equivalent = sum("equivalent" in r for r in rows)
+    live = len(rows) - equivalent
+    return {"equivalent": equivalent,
+            "score_non_equivalent": sum(r["killed"] for r in rows) / live if live else 1.0,
+            "unclassified": [r["id"] for r in rows if not r["killed"] and "equivalent" not in r]}
+
+
 PREPARE = f"read_rtlil design.il; hierarchy -top {TOP}; proc; flatten; memory_collect; opt; opt_clean"
 
 
@@ -300,6 +329,7 @@ def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 12, images
             bar.set_postfix(killed=sum(x["killed"] for x in results.values()))
         bar.close()
     rows = [asdict(m) | results[m.id] for m in listed]
+    classes = classify(rows, json.loads(EQUIVALENT.read_text())["equivalent"])
     killed = sum(r["killed"] for r in rows)
     by_file: dict[str, list[int]] = {}
     for r in rows:
@@ -308,7 +338,7 @@ def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 12, images
         by_file[f][0] += r["killed"]
         by_file[f][1] += 1
     return {"mutants": len(rows), "killed": killed, "survived": len(rows) - killed,
-            "score": killed / len(rows) if rows else 0.0, "seed": seed, "images": images,
+            "score": killed / len(rows) if rows else 0.0, **classes, "seed": seed, "images": images,
             "networks": [name for name, _, _ in nets],
             "shape": SHAPES[SHAPE_INDEX], "config": cfg.to_dict(), "by_file": by_file,
             "survivors": [r for r in rows if not r["killed"]], "killed_list": [r for r in rows if r["killed"]],
@@ -337,10 +367,13 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"mutation score: {report['killed']}/{report['mutants']} killed ({100 * report['score']:.1f} %), "
           f"{report['survived']} survived; {report['seconds']:.0f} s on {report['jobs']} processes")
+    print(f"equivalent (read one by one, {EQUIVALENT.name}): {report['equivalent']}; score over the others: "
+          f"{100 * report['score_non_equivalent']:.1f} %; survivors not classified: {len(report['unclassified'])}")
     for f, (k, n) in sorted(report["by_file"].items()):
         print(f"  {f:24s} {k:4d}/{n:<4d} killed")
     for r in report["survivors"]:
-        print(f"  survived #{r['id']}: {r['mode']} {r['cell']} {r['port']}[{r['bit']}]  ({r['src']})")
+        note = f"  [equivalent: {r['equivalent']['class']}]" if "equivalent" in r else ""
+        print(f"  survived #{r['id']}: {r['mode']} {r['cell']} {r['port']}[{r['bit']}]  ({r['src']}){note}")
     print(f"report: {args.out}")
     return 0
 

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from firstspike.sim.mutation import (DIFF_EDGE_NETWORKS, EDGE_NETWORKS, FULL_GROUP_NETWORKS, PROBES, RATE_EDGE_NETWORKS,
-                                     RESIDUAL_NETWORKS, WIDE_NETWORKS, _parse, _short, mutated_design, mutation_score,
-                                     suite, suite_config, suite_seeds)
+                                     EQUIVALENT, RESIDUAL_NETWORKS, WIDE_NETWORKS, _parse, _short, classify, fault,
+                                     mutated_design, mutation_score, suite, suite_config, suite_seeds)
 
 
 def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
@@ -85,6 +85,27 @@ def test_mutation_commands_are_parsed():
     assert _short("/a/b/lib/memory.py:401.1-401.9") == "lib/memory.py:401"
 
 
+def test_equivalent_mutants_are_named_by_fault_and_scored_out():
+    """A fault is its mutate command without select and source lines (so a table entry holds in
+    any sample and checkout); survivors the table lists leave the denominator; a killed mutant
+    in the table is an error, not a silent pass; every shipped entry gives its class and reason."""
+    cmd = (r"mutate -ctrl mutsel 8 17 -mode cnot1 -module neuron_array -cell $flatten\fire.$310 -port Y -portbit 1 "
+           r"-ctrlbit 0 -src /x/hw/fire.py:120")
+    assert fault(cmd) == (r"mutate -mode cnot1 -module neuron_array -cell $flatten\fire.$310 -port Y -portbit 1 "
+                          r"-ctrlbit 0")
+    assert fault(cmd.replace("mutsel 8 17", "mutsel 6 3").replace("/x/", "/y/")) == fault(cmd)
+    rows = [{"id": i, "command": cmd.replace("portbit 1", f"portbit {i}"), "killed": i < 6} for i in range(10)]
+    table = [{"mutant": fault(rows[i]["command"]), "class": "arithmetic", "why": "w"} for i in (7, 8)]
+    out = classify(rows, table)
+    assert out == {"equivalent": 2, "score_non_equivalent": 6 / 8, "unclassified": [6, 9]}
+    assert rows[7]["equivalent"] == {"class": "arithmetic", "why": "w"} and "equivalent" not in rows[6]
+    with pytest.raises(RuntimeError, match=r"mutants \[2\] were killed"):
+        classify(rows, table + [{"mutant": fault(rows[2]["command"]), "class": "x", "why": "y"}])
+    import json
+    shipped = json.loads(EQUIVALENT.read_text())["equivalent"]
+    assert len(shipped) >= 20 and all(e["why"] and e["class"] and e["mutant"] == fault(e["mutant"]) for e in shipped)
+
+
 @pytest.mark.slow
 def test_mutants_are_killed_and_survivors_listed(tmp_path):
     report = mutation_score(mutants=8, seed=3, networks=3, images=3, jobs=2, work=tmp_path, quiet=True)
@@ -92,3 +113,18 @@ def test_mutants_are_killed_and_survivors_listed(tmp_path):
     assert report["killed"] >= 4  # single-bit faults in the datapath change spikes or cycles
     assert all(r["why"] for r in report["killed_list"])
     assert sum(k for k, _ in report["by_file"].values()) == report["killed"]
+
+
+def test_bench_keeps_the_mutation_score_and_its_equivalents(tmp_path):
+    """`make bench`'s JSON carries the latest mutation report's score over the non-equivalent
+    mutants next to the raw one (and an older report without them still reads)."""
+    import json
+
+    from firstspike.bench import verification_summary
+    report = {"mutants": 200, "killed": 176, "survived": 24, "score": 0.88, "seed": 1, "seconds": 9.0,
+              "equivalent": 22, "score_non_equivalent": 176 / 178, "survivors": []}
+    (tmp_path / "mutation.json").write_text(json.dumps(report))
+    m = verification_summary(tmp_path)["mutation"]
+    assert (m["equivalent"], round(m["score_non_equivalent"], 4), m["killed"]) == (22, 0.9888, 176)
+    (tmp_path / "mutation.json").write_text(json.dumps({k: report[k] for k in list(report)[:6]}))
+    assert "equivalent" not in verification_summary(tmp_path)["mutation"]
