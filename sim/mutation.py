@@ -37,6 +37,7 @@ from firstspike.hw.config import ArrayConfig
 from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
+from firstspike.sw.formats import SIGN_BIT, ZERO_CODE
 from firstspike.sw.model import SnnModel
 from firstspike.sw.random_models import (as_rate_if, at_thresholds, diff_threshold_edges, random_cnn,
                                            random_input_times, random_input_trains, random_resnet,
@@ -143,7 +144,7 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         out.append((f"diff threshold edges {k}", diff_threshold_edges(rng, DIFF_EDGE_SIZES, timing,
                                                                                 zero_fraction=DIFF_ZEROS),
                     random_input_trains(rng, DIFF_EDGE_SIZES[0], images, timing, signed=True)))
-        model = _diff_pooled(rng, timing)
+        model = _diff_pooled(rng, timing, near_ties=k % 2 == 1)
         out.append((f"diff pooled {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing,
                                                                     signed=True)))
     for k in range(RESIDUAL_NETWORKS):
@@ -170,14 +171,25 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     return out
 
 
-def _diff_pooled(rng: np.random.Generator, timing) -> SnnModel:
+def _diff_pooled(rng: np.random.Generator, timing, near_ties: bool = False) -> SnnModel:
     """A diff_if CNN whose 6-channel layer max-pools 2x2 through pool units, its thresholds a
     sixteenth of as_rate_if's: a pool unit's bound (2 T times its running mean, spec 13.5)
-    then fits the suite array's accumulator, so the array stays what the other networks need."""
+    then fits the suite array's accumulator, so the array stays what the other networks need.
+
+    ``near_ties``: thresholds of 2 units, no bias or initial potential and weights of 1 to 4
+    units, so a window's running means are small integers that often differ by one (a neuron
+    that fires at steps 1 and 2 has 3, one that fires at step 1 only has 2): the window
+    maximum's comparison at its edge."""
     model = as_rate_if(rng, random_cnn(rng, (1, 4, 4), [dict(channels=6, kernel=3, padding=1, pool=2)], [], 4,
                                        timing, zero_fraction=DIFF_ZEROS), neuron="diff_if")
     conv = model.layers[0]
-    conv = replace(conv, thresholds=np.maximum(1, conv.thresholds // 16), initial=conv.initial // 16)
+    if near_ties:
+        magnitudes = rng.integers(timing.frac_bits - 2, timing.frac_bits + 1, size=conv.weights.shape)
+        codes = np.where(conv.weights == ZERO_CODE, ZERO_CODE, magnitudes | (conv.weights & SIGN_BIT))
+        conv = replace(conv, weights=codes.astype(np.uint8), bias=np.zeros_like(conv.bias),
+                       thresholds=np.full_like(conv.thresholds, 2), initial=np.zeros_like(conv.initial))
+    else:
+        conv = replace(conv, thresholds=np.maximum(1, conv.thresholds // 16), initial=conv.initial // 16)
     return replace(model, layers=[conv, *model.layers[1:]])
 
 
