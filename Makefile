@@ -73,10 +73,12 @@ bench: $(MDIR)/snn.npz
 # 8k/2k split, CIFAR-10 JPEG copy), RTL == golden on a sample -> build/accuracy; resumes
 DATASETS ?= ../shared/datasets
 BENCH_NETS ?= mnist-mlp,mnist-cnn
+# of max,percentile,iteration,cat (cat trains a network per timing); rows of the others stay
+BENCH_METHODS ?= max,percentile,iteration,cat
 bench-accuracy: $(STAMP)
 	@test -d build/data/mnist || $(PY) $(DATASETS)/mnist_split.py build/data/mnist
 	@case "$(BENCH_NETS)" in *cifar10*) test -d build/data/cifar10 || $(PY) $(DATASETS)/cifar10_batches.py build/data/cifar10;; esac
-	$(PY) -m firstspike.accuracy --data-dir build/data --networks $(BENCH_NETS)
+	$(PY) -m firstspike.accuracy --data-dir build/data --networks $(BENCH_NETS) --methods $(BENCH_METHODS)
 
 # >= 1000 random networks through the RTL on every core, bit- and cycle-exact -> build/fuzz.json
 FUZZ ?= 1000
