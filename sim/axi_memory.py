@@ -5,7 +5,9 @@ file (no Python per cycle, no VPI), and its timing is a formula, so cycle counts
 exactly predictable: the first beat of a burst is valid ``latency`` cycles after the
 cycle its address was accepted, and the following beats come one per cycle while
 ``rready`` is high. One burst at a time: ``arready`` is low while a burst is pending.
-Beats beyond the loaded contents read as zero.
+Beats beyond the loaded contents read as zero. With the plusarg ``+axi_error_from=N`` every
+beat from word N on answers SLVERR (its data still correct), so tests can check that the
+manager reports a failing memory.
 
 It also checks the manager's side of the protocol on every accepted address and stops
 the simulation (``$fatal``) on a violation: a burst type other than INCR, a beat size
@@ -57,7 +59,10 @@ module {MODULE}(input clk, input rst,
   assign axi__rvalid = pending && wait_cycles == 0;
   assign axi__rdata = mem[index];
   assign axi__rlast = left == 0;
-  assign axi__rresp = 2'b00;
+  // +axi_error_from=N: beats from word N on answer SLVERR (a failing memory, for the error path's tests)
+  reg [31:0] error_from;
+  initial if (!$value$plusargs("axi_error_from=%d", error_from)) error_from = {depth_words};
+  assign axi__rresp = index >= error_from ? 2'b10 : 2'b00;
   assign axi__rid = 1'b0;
   always @(posedge clk) if (!rst && !pending && axi__arvalid) begin
     if (axi__arburst != 2'b01) $fatal(1, "axi memory: burst type %0d, not INCR", axi__arburst);

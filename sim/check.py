@@ -58,7 +58,8 @@ def check_network_on_rtl(built, cfg, model, times, work_dir, mutant: int = 0) ->
     return check_networks_on_rtl(built, cfg, [(model, times)], work_dir, mutant)[0]
 
 
-def check_networks_on_rtl(built, cfg, nets, work_dir, mutant: int = 0) -> list[list[str]]:
+def check_networks_on_rtl(built, cfg, nets, work_dir, mutant: int = 0,
+                          failing_memory_from: int | None = None) -> list[list[str]]:
     """Put every (model, times) of ``nets`` into a built array's external memory (at odd offsets,
     one after another, each selected over the host bus before its images), run them all in one
     simulator run, and compare every image with the golden model and the cycle model
@@ -66,7 +67,12 @@ def check_networks_on_rtl(built, cfg, nets, work_dir, mutant: int = 0) -> list[l
     (empty: bit-exact and cycle-exact). The one RTL check loop of the test suites, the fuzzer
     and the mutation score (``mutant``: which mutant of a mutated build runs). A run that
     takes ten times the cycles the model predicts is stopped (a hung design) and fails
-    with RuntimeError."""
+    with RuntimeError.
+
+    The array's ``memory_error`` output must stay low. With ``failing_memory_from`` = i, the
+    bench memory answers every read of network i and later ones with an error response (the
+    data still right): from network i on, the flag must be high, and the results still
+    exact."""
     from firstspike.hw.config import network_image
     from firstspike.hw.host import decode_results, network_writes
     from firstspike.hw.perf import layer_counts
@@ -87,11 +93,19 @@ def check_networks_on_rtl(built, cfg, nets, work_dir, mutant: int = 0) -> list[l
         jobs.append(verilator.RtlJob(model.shapes, times, image.memory, offset, writes))
         expected.append((model, golden, counts))
         offset += len(image.memory) + NETWORK_GAP_WORDS
-    runs = verilator.run_jobs(built, cfg, jobs, work_dir=work_dir, mutant=mutant, cycle_limit=limit)
-    return [result_problems(cfg, model, golden, counts,
-                            [decode_results(cfg, model.shapes, st, w, coding=model.coding)
-                             for st, w in zip(run.stats, run.words)])
-            for (model, golden, counts), run in zip(expected, runs)]
+    error_from = None if failing_memory_from is None else jobs[failing_memory_from].memory_offset
+    runs = verilator.run_jobs(built, cfg, jobs, work_dir=work_dir, mutant=mutant, cycle_limit=limit,
+                              error_from_word=error_from)
+    problems = []
+    for j, ((model, golden, counts), run) in enumerate(zip(expected, runs)):
+        results = [decode_results(cfg, model.shapes, st, w, coding=model.coding) for st, w in zip(run.stats, run.words)]
+        found = result_problems(cfg, model, golden, counts, results)
+        failing = failing_memory_from is not None and j >= failing_memory_from
+        if run.memory_error != failing:
+            found.append(f"memory_error {'low' if failing else 'high'} after the network's images, with "
+                         f"{'a failing' if failing else 'a working'} memory")
+        problems.append(found)
+    return problems
 
 
 def result_problems(cfg, model, golden: GoldenResult, counts, results: list[RunResult]) -> list[str]:

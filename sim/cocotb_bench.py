@@ -7,7 +7,8 @@ every clock edge happens inside the simulator. The comparison with the golden mo
 happens afterwards in sim.flow, outside the simulator.
 
 The job (FIRSTSPIKE_JOB, JSON) lists how many images each script runs; the bench writes
-the cycles and wall time of the scripts to FIRSTSPIKE_RESULT and the images done so far
+the cycles and wall time of the scripts and the array's ``memory_error`` output after each
+script to FIRSTSPIKE_RESULT and the images done so far
 to FIRSTSPIKE_PROGRESS. With ``cycle_limit`` in the job, a script that runs longer fails
 the test (a timer inside the simulator, not a Python check per cycle).
 """
@@ -37,7 +38,7 @@ async def run_job(dut):
     dut.rst.value = 0
     await RisingEdge(dut.clk)
 
-    cycles, seconds, images = 0, 0.0, 0
+    cycles, seconds, images, memory_error = 0, 0.0, 0, []
     for i, n in enumerate(job["images"]):
         dut.chunk.value = i
         dut.go.value = 1
@@ -50,7 +51,9 @@ async def run_job(dut):
             await RisingEdge(dut.script_done)
         seconds += time.perf_counter() - started
         cycles += int(dut.cycles.value)
+        memory_error.append(int(dut.memory_error.value))
         images += n
         if progress:
             Path(progress).write_text(str(images))
-    Path(os.environ["FIRSTSPIKE_RESULT"]).write_text(json.dumps({"cycles": cycles, "seconds": seconds}))
+    Path(os.environ["FIRSTSPIKE_RESULT"]).write_text(json.dumps({"cycles": cycles, "seconds": seconds,
+                                                                "memory_error": memory_error}))

@@ -40,7 +40,7 @@ from firstspike.hw.verilog import TOP
 from firstspike.sw.formats import SIGN_BIT, ZERO_CODE
 from firstspike.sw.model import SnnModel
 from firstspike.sw.random_models import (as_rate_if, at_thresholds, diff_threshold_edges, random_cnn,
-                                           random_input_times, random_input_trains, random_resnet,
+                                           random_input_times, random_input_trains, random_model, random_resnet,
                                            rate_threshold_edges,
                                            threshold_probe)
 
@@ -80,6 +80,9 @@ FULL_GROUP_NETWORKS = 2
 #: address (a channel's first tap is channel * 25)
 WIDE_NETWORKS = 1
 WIDE_SHAPE = (23, 5, 5)
+#: the suite's last network: the bench memory answers its reads with error responses (right data),
+#: and the array's memory_error output must go high (sim.check.check_networks_on_rtl)
+FAILING_MEMORY = "failing memory"
 #: rate_if networks whose first hidden layer meets its thresholds exactly, each followed by a
 #: rate_if CNN whose 6-channel layer (two slots of the 4 PEs) max-pools rate trains (the fuzz
 #: networks include rate_if ones too, sim/fuzz.py)
@@ -114,7 +117,8 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     RESIDUAL_NETWORKS pairs of residual ones (ttfs, weight tiles; rate_if, both weight sets kept), then PROBES
     threshold probes, then WIDE_NETWORKS CNNs of wide kernels, then
     FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
-    networks need, so the design does not change with them)."""
+    networks need, so the design does not change with them), then a small MLP on a failing
+    memory (FAILING_MEMORY)."""
     out, models = [], []
     for seed in suite_seeds(networks):
         _, model, times = random_network(seed)
@@ -168,6 +172,8 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         model = random_cnn(rng, (20, 2, 8), [dict(channels=20, kernel=3, padding=1)], [], 4, timing)
         out.append((f"full groups {k}", model, random_input_times(rng, model.layers[0].n_in, images // 2, timing,
                                                                   silent_fraction=0.1)))
+    rng = np.random.default_rng(14)
+    out.append((FAILING_MEMORY, random_model(rng, [6, 8, 3], timing), random_input_times(rng, 6, 1, timing)))
     return out
 
 
@@ -288,8 +294,11 @@ def _run_mutant(mutant_id: int) -> dict:
     start = time.perf_counter()
     work = Path(s["work"]) / f"m{mutant_id}"
     try:
+        names = [name for name, _, _ in s["networks"]]
         results = check_networks_on_rtl(s["built"], s["cfg"], [(model, times) for _, model, times in s["networks"]],
-                                        work, mutant=mutant_id)
+                                        work, mutant=mutant_id,
+                                        failing_memory_from=names.index(FAILING_MEMORY) if FAILING_MEMORY in names
+                                        else None)
     except RuntimeError as e:  # a hang or a failed simulation
         results = [[f"simulation failed: {str(e).splitlines()[0]}"]]
     except ValueError as e:  # hw.host.decode_results: words no array may return

@@ -66,7 +66,7 @@ def bench_top(cfg: ArrayConfig, mutant_bits: int = 0) -> str:
     axi_ports = ", ".join(f".axi__{name}(axi__{name})" for name in axi)
     return axi_memory.axi_memory_verilog(external.ADDR_BITS, cfg.bus_bits, MEMORY_WORDS, MEMORY_LATENCY) + f"""
 module {BENCH_TOP}(input rst, input go, input [31:0] chunk, output reg script_done, output reg clk,
-                   output reg [63:0] cycles, output reg [31:0] captured);
+                   output reg [63:0] cycles, output reg [31:0] captured, output memory_error);
   localparam A = {a}, D = {d}, W = {w};
   localparam [2:0] OP_END = {host_script.OP_END}, OP_WRITE = {host_script.OP_WRITE}, OP_READ = {host_script.OP_READ},
                    OP_RUN = {host_script.OP_RUN}, OP_READ_COUNTED = {host_script.OP_READ_COUNTED};
@@ -88,7 +88,7 @@ module {BENCH_TOP}(input rst, input go, input [31:0] chunk, output reg script_do
 {mutant_select}
 {axi_wires}
   {TOP} array(.clk(clk), .rst(rst), .start(start), .host__addr(addr), .host__w_data(w_data),
-              .host__w_en(w_en), .busy(busy), .done(done), .host__r_data(r_data), .memory_error(),
+              .host__w_en(w_en), .busy(busy), .done(done), .host__r_data(r_data), .memory_error(memory_error),
               {axi_ports}{mutant_port});
   {axi_memory.MODULE} memory(.clk(clk), .rst(rst), {axi_ports});
 
@@ -246,6 +246,7 @@ class RtlRun:
     sim_cycles: int  #: clock cycles simulated in total (loading and read-back included)
     sim_seconds: float  #: wall time of those cycles (the scripts, without simulator start-up)
     busy_cycles: int  #: cycles the array ran on its own (start to done), all images
+    memory_error: bool = False  #: the array's memory_error output after the job's last image
 
 
 @dataclass
@@ -279,11 +280,12 @@ def run(model: VerilatedModel, cfg: ArrayConfig, shapes: list, input_times: np.n
 
 def run_jobs(model: VerilatedModel, cfg: ArrayConfig, jobs: list[RtlJob], progress=None,
              work_dir: str | os.PathLike | None = None, waves: bool = False, mutant: int = 0,
-             cycle_limit: int | None = None) -> list[RtlRun]:
+             cycle_limit: int | None = None, error_from_word: int | None = None) -> list[RtlRun]:
     """Several networks in one simulator run (one start-up instead of one each): every job's
     image sits in the external memory at its own offset (they must not overlap), and its
     load writes and images follow the previous job's. Returns one RtlRun per job (the wall
-    and simulated time are the whole run's)."""
+    and simulated time are the whole run's). ``error_from_word``: the memory answers every
+    beat from that word on with an error response (the data still right)."""
     verilator_env()
     work = (Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="firstspike-rtl-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -330,7 +332,8 @@ def run_jobs(model: VerilatedModel, cfg: ArrayConfig, jobs: list[RtlJob], progre
         runner.test(test_module="firstspike.sim.cocotb_bench", hdl_toplevel=BENCH_TOP, hdl_toplevel_lang="verilog",
                     build_dir=model.build_dir, test_dir=work, extra_env=env,
                     plusargs=[f"+firstspike_dir={work}", f"+axi_memory={memory_file}"]
-                    + ([f"+firstspike_mutant={mutant}"] if mutant else []),
+                    + ([f"+firstspike_mutant={mutant}"] if mutant else [])
+                    + ([f"+axi_error_from={error_from_word}"] if error_from_word is not None else []),
                     results_xml=str(work / "results.xml"), waves=waves, log_file=work / "sim.log")
     except SystemExit as e:
         raise RuntimeError(f"RTL simulation failed (exit {e.code}); see {work / 'sim.log'}") from None
@@ -350,8 +353,10 @@ def run_jobs(model: VerilatedModel, cfg: ArrayConfig, jobs: list[RtlJob], progre
         for st, w in host_script.split_image_captures(cfg, jobs[j].shapes, captured, chunk.images):
             stats[j].append(st)
             words[j].append(w)
+    last_chunk = {j: i for i, j in enumerate(owner)}
     return [RtlRun(stats=stats[j], words=words[j], wall_seconds=wall, sim_cycles=timing["cycles"],
-                   sim_seconds=timing["seconds"], busy_cycles=sum(st[Counter.CYCLES] for st in stats[j]))
+                   sim_seconds=timing["seconds"], busy_cycles=sum(st[Counter.CYCLES] for st in stats[j]),
+                   memory_error=bool(timing["memory_error"][last_chunk[j]]))
             for j in range(len(jobs))]
 
 

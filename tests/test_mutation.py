@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from firstspike.sim.mutation import (DIFF_EDGE_NETWORKS, EDGE_NETWORKS, FULL_GROUP_NETWORKS, PROBES, RATE_EDGE_NETWORKS,
+from firstspike.sim.mutation import (DIFF_EDGE_NETWORKS, EDGE_NETWORKS, FAILING_MEMORY, FULL_GROUP_NETWORKS, PROBES,
+                                     RATE_EDGE_NETWORKS,
                                      EQUIVALENT, RESIDUAL_NETWORKS, WIDE_NETWORKS, _parse, _short, classify, fault,
                                      mutated_design, mutation_score, suite, suite_config, suite_seeds)
 
@@ -20,14 +21,14 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
         name for k in range(DIFF_EDGE_NETWORKS) for name in (f"diff threshold edges {k}", f"diff pooled {k}")] + [
         name for k in range(RESIDUAL_NETWORKS) for name in (f"residual {k}", f"rate residual {k}")] + [
         f"threshold probe {k}" for k in range(PROBES)] + [f"wide {k}" for k in range(WIDE_NETWORKS)] + [
-        f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
+        f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)] + [FAILING_MEMORY]
     assert [model.coding for _, model, _ in nets].count("rate") == 1 + 2 * RATE_EDGE_NETWORKS + RESIDUAL_NETWORKS
     assert nets[0][1].coding == "diff" and nets[0][2].shape == (6, 16, nets[0][1].layers[0].n_in)
     assert (nets[0][2] == -1).any() and suite_config(nets).diff_state  # signed trains; the diff datapath is built
     assert all(model.layers[0].pool == 2 for name, model, _ in nets if "pooled" in name)
     assert [model.coding for name, model, _ in nets if name.startswith("diff")] == ["diff"] * 2 * DIFF_EDGE_NETWORKS
     assert nets[4][2].shape == (6, 16, nets[4][1].layers[0].n_in)  # a rate network's 6 input trains
-    tail = WIDE_NETWORKS + FULL_GROUP_NETWORKS  # the networks after the probes
+    tail = WIDE_NETWORKS + FULL_GROUP_NETWORKS + 1  # the networks after the probes
     probes = nets[-PROBES - tail:-tail]
     # the probes meet every (t, exactly / one below) pair of every hidden layer's table
     pairs = set()
@@ -37,21 +38,23 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
             pairs |= {(th.index(b + d), d) for b in layer.bias.tolist() for d in (0, 1) if b + d in th}
     assert pairs == {(t, d) for t in range(16) for d in (0, 1)}
     assert all(len(times) == 6 for _, _, times in nets[:-PROBES - tail])  # a probe needs one image
+    groups = nets[-FULL_GROUP_NETWORKS - 1:-1]
     edge = nets[-PROBES - tail - 2 * (RATE_EDGE_NETWORKS + DIFF_EDGE_NETWORKS + RESIDUAL_NETWORKS) - 1]
     assert edge[0].endswith("at thresholds") and (edge[2][0] == -1).all()  # a silent image first
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
     # the full-group networks fill whole event groups up to x = 7, and do not change the array
     from firstspike.hw.perf import group_schedule
-    for _, model, times in nets[-FULL_GROUP_NETWORKS:]:
+    for _, model, times in groups:
         active = (times >= 0).reshape(len(times), 20, 2, 8)
         assert max(max(group_schedule(a, active[0, 0], cfg.group_size)[0]) for a in active) == cfg.group_size
         assert active[:, :, :, 7].any()
     full = suite(12, 2)  # make mutation's 12 fuzz networks: the full-group networks leave the array as it is
     cfg = suite_config(full)
-    assert cfg == suite_config(full[:-FULL_GROUP_NETWORKS])
+    assert cfg == suite_config(full[:-FULL_GROUP_NETWORKS - 1])
     # and so do the diff_if, residual and wide networks (an earlier report's survivors stay the same faults)
-    assert cfg == suite_config([n for n in full if not n[0].startswith(("diff", "residual", "rate residual", "wide"))])
+    assert cfg == suite_config([n for n in full if not n[0].startswith(("diff", "residual", "rate residual", "wide",
+                                                                         FAILING_MEMORY))])
     from firstspike.hw.config import network_image
     # the residual ones: the ttfs block's conv in two tiles, the rate_if one's two weight sets in one buffer
     residual = {name: network_image(model, cfg).descriptors for name, model, _ in full if "residual" in name}

@@ -504,3 +504,25 @@ def test_a_wrong_weight_in_the_rtl_is_caught(tmp_path):
     sign = lambda code: -1 if code >> 4 else 1  # noqa: E731
     t = int(golden.spikes[1][0][h])
     assert mismatch.got - mismatch.expected == sign(new) * table[new & 15, t] - sign(old) * table[old & 15, t]
+
+
+def test_a_failing_memory_raises_memory_error(tmp_path):
+    """The bench memory answers every read from a network's first word on with SLVERR (data
+    still right, ``+axi_error_from``): the array's ``memory_error`` output goes high during that
+    network and stays high (sticky until reset), the results stay exact, and the RTL check
+    wants exactly that: the flag low before, high from the failing network on. The raw runs show
+    the flag itself, after each network's last image."""
+    timing = Timing(T=8, B=1, frac_bits=12)
+    rng = np.random.default_rng(12)
+    nets = [(random_model(rng, [6, 5, 3], timing), random_input_times(rng, 6, 2, timing)) for _ in range(3)]
+    cfg = ArrayConfig.for_models([m for m, _ in nets], 2)
+    built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
+    assert check_networks_on_rtl(built, cfg, nets, tmp_path / "run", failing_memory_from=1) == [[], [], []]
+    # a working memory: the flag low everywhere (the check wants it low)
+    assert check_networks_on_rtl(built, cfg, nets, tmp_path / "ok") == [[], [], []]
+    from firstspike.sim.check import NETWORK_OFFSET_WORDS
+    jobs = [verilator.RtlJob(m.shapes, t, network_image(m, cfg).memory, NETWORK_OFFSET_WORDS + 5000 * j,
+                             network_writes(cfg, (NETWORK_OFFSET_WORDS + 5000 * j) * cfg.bus_bits // 8))
+            for j, (m, t) in enumerate(nets)]
+    runs = verilator.run_jobs(built, cfg, jobs, work_dir=tmp_path / "raw", error_from_word=NETWORK_OFFSET_WORDS + 5000)
+    assert [r.memory_error for r in runs] == [False, True, True]
