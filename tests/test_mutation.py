@@ -105,8 +105,11 @@ def test_equivalent_mutants_are_named_by_fault_and_scored_out():
     with pytest.raises(RuntimeError, match=r"mutants \[2\] were killed"):
         classify(rows, table + [{"mutant": fault(rows[2]["command"]), "class": "x", "why": "y"}])
     import json
-    shipped = json.loads(EQUIVALENT.read_text())["equivalent"]
+    table = json.loads(EQUIVALENT.read_text())
+    shipped = table["equivalent"]
     assert len(shipped) >= 20 and all(e["why"] and e["class"] and e["mutant"] == fault(e["mutant"]) for e in shipped)
+    # they hold for make mutation's suite array, the one the file names
+    assert table["config"] == suite_config(suite(12, 8)).to_dict()
 
 
 @pytest.mark.slow
