@@ -352,7 +352,8 @@ def mutation_score(mutants: int = 200, seed: int = 1, networks: int = 12, images
     rows = [asdict(m) | results[m.id] for m in listed]
     table = json.loads(EQUIVALENT.read_text())
     # an equivalence holds for one array: cell names of another may mean other logic
-    classes = classify(rows, table["equivalent"] if table["config"] == cfg.to_dict() else [])
+    applies = table["config"] == cfg.to_dict()
+    classes = classify(rows, table["equivalent"] if applies else []) | {"equivalent_table_applies": applies}
     killed = sum(r["killed"] for r in rows)
     by_file: dict[str, list[int]] = {}
     for r in rows:
@@ -390,6 +391,8 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"mutation score: {report['killed']}/{report['mutants']} killed ({100 * report['score']:.1f} %), "
           f"{report['survived']} survived; {report['seconds']:.0f} s on {report['jobs']} processes")
+    if not report["equivalent_table_applies"]:
+        print(f"({EQUIVALENT.name} is for make mutation's suite array, not this one: no survivor is marked equivalent)")
     print(f"equivalent (read one by one, {EQUIVALENT.name}): {report['equivalent']}; score over the others: "
           f"{100 * report['score_non_equivalent']:.1f} %; survivors not classified: {len(report['unclassified'])}")
     for f, (k, n) in sorted(report["by_file"].items()):
