@@ -41,8 +41,7 @@ from firstspike.sw.formats import SIGN_BIT, ZERO_CODE
 from firstspike.sw.model import SnnModel
 from firstspike.sw.random_models import (as_rate_if, at_thresholds, diff_threshold_edges, random_cnn,
                                            random_input_times, random_input_trains, random_model, random_resnet,
-                                           rate_threshold_edges,
-                                           threshold_probe)
+                                           rate_threshold_edges, threshold_probe)
 
 from .fuzz import SHAPES, random_network
 
@@ -93,15 +92,15 @@ RATE_EDGE_SIZES = [5, 12, 9, 3]
 #: by the step reach the floor division's exact case too), each followed by a diff_if CNN whose
 #: 6-channel layer max-pools through pool units (the fuzz networks' diff_if ones are MLPs)
 DIFF_EDGE_NETWORKS = 2
+DIFF_EDGE_SIZES = [5, 16, 9, 3]
+#: the share of zero weight codes in those: a diff_if neuron's bound grows with its synaptic
+#: sum (spec 13.5), and sparser weights keep it within the suite array's accumulator
+DIFF_ZEROS = 0.7
 #: residual networks (stem, one block, output: four layers, as many as the suite array holds), each
 #: a ttfs one whose block's second conv runs in two weight tiles beside a 3x3 shortcut that would
 #: not fit the weight buffer with them, and a rate_if one whose two weight sets fit it together
 #: (the buffer keeps both, the shortcut's rows from row 90: hw/sequencer.py's ``resident``)
 RESIDUAL_NETWORKS = 2
-DIFF_EDGE_SIZES = [5, 16, 9, 3]
-#: the share of zero weight codes in those: a diff_if neuron's bound grows with its synaptic
-#: sum (spec 13.5), and sparser weights keep it within the suite array's accumulator
-DIFF_ZEROS = 0.7
 
 
 def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
@@ -283,7 +282,9 @@ _STATE: dict = {}
 
 
 def _init(built, cfg, networks, work):
-    _STATE.update(built=built, cfg=cfg, networks=networks, work=work)
+    names = [name for name, _, _ in networks]
+    _STATE.update(built=built, cfg=cfg, networks=networks, work=work,
+                  failing_memory_from=names.index(FAILING_MEMORY) if FAILING_MEMORY in names else None)
 
 
 def _run_mutant(mutant_id: int) -> dict:
@@ -294,11 +295,8 @@ def _run_mutant(mutant_id: int) -> dict:
     start = time.perf_counter()
     work = Path(s["work"]) / f"m{mutant_id}"
     try:
-        names = [name for name, _, _ in s["networks"]]
         results = check_networks_on_rtl(s["built"], s["cfg"], [(model, times) for _, model, times in s["networks"]],
-                                        work, mutant=mutant_id,
-                                        failing_memory_from=names.index(FAILING_MEMORY) if FAILING_MEMORY in names
-                                        else None)
+                                        work, mutant=mutant_id, failing_memory_from=s["failing_memory_from"])
     except RuntimeError as e:  # a hang or a failed simulation
         results = [[f"simulation failed: {str(e).splitlines()[0]}"]]
     except ValueError as e:  # hw.host.decode_results: words no array may return

@@ -218,9 +218,9 @@ def diff_threshold_edges(rng: np.random.Generator, sizes: list[int], timing: Tim
     for ch in range(c):
         kind = (ch + ch // 4) % 4
         for _ in range(tries):
-            t_, b_, i_ = int(rng.integers(low, 4 * low + 9)), 0, 0
+            t_ = int(rng.integers(low, 4 * low + 9))
             b_, i_ = int(rng.integers(-t_, t_ + 1)), int(rng.integers(-t_, 2 * t_ + 1))
-            if _diff_edge_kinds(t_, b_, i_, timing.T, levels) & {kind}:
+            if kind in _diff_edge_kinds(t_, b_, i_, timing.T, levels):
                 break
         th[ch], bias[ch], init[ch] = t_, b_, i_
     layers = [replace(first, weights=np.full_like(first.weights, ZERO_CODE), thresholds=th, bias=bias, initial=init,
