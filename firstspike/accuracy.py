@@ -91,7 +91,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
     from firstspike.sim.check import check_networks_on_rtl
     from firstspike.sw import ann
     from firstspike.sw.checkpoint import ann_network, load_ann
-    from firstspike.sw.convert import calibrate, calibrated_rounding, convert
+    from firstspike.sw.convert import calibrate, CALIBRATED_ROUNDING, convert
     from firstspike.sw.data import load_dataset
     from firstspike.sw.formats import Timing
     from firstspike.sw.golden import GoldenModel
@@ -100,7 +100,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
     ds = load_dataset(recipe["dataset"], data_dir=data_dir / recipe["dataset"])
     net = ann_network(ckpt)
     float_acc = ann.accuracy(net, ds.x_test, ds.y_test)
-    rounding = calibrated_rounding(net)
+    rounding = CALIBRATED_ROUNDING
     table = energy.energy_table()
     rows = []
     for T, B in tqdm([(T, B) for T in Ts for B in Bs], desc=name, unit="timing", disable=quiet):

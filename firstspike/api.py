@@ -26,7 +26,7 @@ from torch import nn
 
 from firstspike.errors import InputError
 from firstspike.sw import ann as ann_lib
-from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, calibrated_rounding
+from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, CALIBRATED_ROUNDING
 from firstspike.sw.convert import convert as convert_stages
 from firstspike.sw.initial_calibration import calibrate_initial
 from firstspike.sw.formats import Timing
@@ -129,7 +129,7 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     theta_in = _input_theta(x, input_theta)
     net = model.eval()
     thetas = calibrate(net, x, method, percentile, timing=timing, input_shape=input_shape, neuron=neuron)
-    rounding = rounding or calibrated_rounding(net, input_shape)
+    rounding = rounding or CALIBRATED_ROUNDING
     snn = convert_stages(net, timing, theta_in, thetas, name=name, input_shape=input_shape, neuron=neuron,
                          rounding=rounding, calibration_data=x,
                          info={"calibration": method, "neuron": neuron, "rounding": rounding, **options,

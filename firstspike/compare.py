@@ -25,7 +25,7 @@ from tqdm import tqdm  # noqa: E402
 from firstspike.errors import FirstspikeError, InputError  # noqa: E402
 from firstspike.hw.config import unsupported  # noqa: E402
 from firstspike.sim import energy  # noqa: E402
-from firstspike.sw.convert import CALIBRATIONS, calibrate, calibrated_rounding, convert  # noqa: E402
+from firstspike.sw.convert import CALIBRATIONS, calibrate, CALIBRATED_ROUNDING, convert  # noqa: E402
 from firstspike.sw.files import write_text  # noqa: E402
 from firstspike.sw.formats import Timing  # noqa: E402
 from firstspike.sw.golden import GoldenModel  # noqa: E402
@@ -48,7 +48,7 @@ def compare(ann_path: str | os.PathLike, *, Ts=COMPARE_T, B: int = 2, neurons=tu
     table = energy.energy_table()
     rows = []
     combos = [(n, m, T) for n in neurons for m in methods for T in Ts]
-    rounding = calibrated_rounding(net, shape)
+    rounding = CALIBRATED_ROUNDING
     for neuron, method, T in tqdm(combos, desc="compare", disable=quiet):
         timing = Timing(T=T, B=B)
         row = {"neuron": neuron, "coding": NEURON_MODELS[neuron].CODING, "method": method, "T": T, "B": B,

@@ -27,7 +27,7 @@ from firstspike.sim.check import first_mismatch
 from firstspike.sw import ann as ann_lib
 from firstspike.sw.checkpoint import (absolute_module, ann_network, cat_network, input_layout,  # noqa: F401
                                       input_shape_of, load_ann, load_user_network, load_user_weights, train_ann)
-from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, calibrated_rounding, convert
+from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, CALIBRATED_ROUNDING, convert
 from firstspike.sw.data import load_dataset
 from firstspike.sw.files import check_output_dir, check_output_file, write_text
 from firstspike.sw.formats import Timing
@@ -60,8 +60,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     if calibration == "cat" and rounding == "adaptive":
         raise InputError("CAT trained its weights for nearest rounding; adaptive rounding is for calibrated "
                          "conversions of float networks")
-    chosen = rounding
-    rounding = rounding or ("nearest" if calibration == "cat" else "adaptive")
+    rounding = rounding or ("nearest" if calibration == "cat" else CALIBRATED_ROUNDING)
     ckpt = load_ann(ann_path)
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else ckpt.get("data_dir")
     input_shape = input_shape_of(ckpt)
@@ -86,8 +85,6 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         thetas = calibrate(net, ds.x_train, calibration, percentile, timing=timing, input_shape=input_shape,
                            neuron=neuron)
         x_calibration = ds.x_train
-        if chosen is None:
-            rounding = calibrated_rounding(net, input_shape)
     if initial_calibration is None:
         initial_calibration = layer_finetune or (ckpt["method"] == "twostage" and calibration == "cat")
     if layer_finetune and not initial_calibration:
@@ -280,18 +277,26 @@ def check_simulation_inputs(*, clock_mhz: float, tech: str, energy_overrides: st
     energy.energy_table(tech, energy_overrides)  # raises EnergyTableError for a bad preset or file
 
 
-def ann_layers(model: SnnModel, cfg: ArrayConfig, counts) -> list[tuple[int, ...]]:
+def ann_layers(model: SnnModel, cfg: ArrayConfig) -> list[energy.AnnLayer]:
     """The equivalent ANN's layers for energy.ann_baselines_pj, on the array's weight tiles: each
     layer, and each residual shortcut as a layer of its own (its add is part of the MACs)."""
-    from firstspike.hw.config import layer_descriptors
-    _, shortcut_descriptors = layer_descriptors(model, cfg, shortcuts=True)
+    from firstspike.hw.config import hardware_geometry, layer_descriptors
+    descriptors, shortcut_descriptors = layer_descriptors(model, cfg, shortcuts=True)
     out = []
-    for k, (layer, c) in enumerate(zip(model.layers, counts)):
-        out.append((layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size, layer.channels, c.tiles))
+    for k, layer in enumerate(model.layers):
+        geo = hardware_geometry(layer)
+        positions = geo["h_out"] * geo["w_out"]
+        out.append(energy.AnnLayer(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size,
+                                   c_in=geo["c_in"], c_out=geo["c_out"], out_positions=positions,
+                                   biases=layer.channels, tiles=descriptors[k].tiles,
+                                   line_inputs=geo["kh"] * geo["w_in"] * geo["c_in"]))
         synapses = model.shortcut_synapses(k)
         if synapses is not None:
-            out.append((synapses.n_in, 0, synapses.connections(), synapses.weights.size, 0,
-                        shortcut_descriptors[k].tiles))
+            sc = hardware_geometry(synapses)
+            out.append(energy.AnnLayer(synapses.n_in, 0, synapses.connections(), synapses.weights.size,
+                                       c_in=sc["c_in"], c_out=geo["c_out"], out_positions=positions,
+                                       tiles=shortcut_descriptors[k].tiles,
+                                       line_inputs=sc["kh"] * sc["w_in"] * sc["c_in"]))
     return out
 
 
@@ -336,8 +341,9 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
     rtl_cycles = np.array([r.counters["cycles"] for r in results])
     model_cycles = perf.total_cycles(counts)
     mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
-    baselines = energy.ann_baselines_pj(ann_layers(model, cfg, counts), table, mean("acc_updates"),
-                                        weight_buffer=cfg.weight_buffer)
+    baselines = energy.ann_baselines_pj(ann_layers(model, cfg), table, mean("acc_updates"), pes=cfg.pes,
+                                        group_size=cfg.group_size, weight_buffer=cfg.weight_buffer,
+                                        acc_depth=cfg.slot_depth)
     report = {
         "dataset": dataset, "images": n, "model": model_label,
         "float_accuracy": float_accuracy,

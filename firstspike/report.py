@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from firstspike.sw import ann as ann_lib  # noqa: E402
-from firstspike.sw.convert import calibrate, calibrated_rounding, convert  # noqa: E402
+from firstspike.sw.convert import calibrate, CALIBRATED_ROUNDING, convert  # noqa: E402
 from firstspike.sw.formats import NO_SPIKE, Timing  # noqa: E402
 from firstspike.sw.files import write_text  # noqa: E402
 from firstspike.sw.golden import GoldenModel  # noqa: E402
@@ -47,7 +47,7 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
     table = energy.energy_table()
     rows = []
     combos = [(m, T, B) for m in methods for B in Bs for T in Ts]
-    rounding = calibrated_rounding(float_net, shape)
+    rounding = CALIBRATED_ROUNDING
     for method, T, B in tqdm(combos, desc="sweep", disable=quiet):
         timing = Timing(T=T, B=B, frac_bits=16)
         if method == "cat":

@@ -175,38 +175,93 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     return e
 
 
-def ann_baselines_pj(layers: list[tuple[int, ...]], table: EnergyTable, sops: float,
-                     weight_buffer: int | None = None) -> dict[str, float]:
+@dataclass(frozen=True)
+class AnnLayer:
+    """One layer of the equivalent ANN, in the geometry the array runs it (flow.ann_layers)."""
+
+    n_in: int  #: input activations
+    n_out: int  #: outputs it writes (0: a residual shortcut, whose MACs add into its layer's outputs)
+    macs: int  #: padding taps excluded
+    weights: int
+    c_in: int  #: input channels (a linear layer after a conv layer: the conv's channels)
+    c_out: int  #: output channels (a shortcut: its layer's)
+    out_positions: int = 1  #: output positions before pooling (1 for a linear layer)
+    biases: int = 0
+    tiles: int = 1  #: passes over the input that the array's weight buffer needs
+    #: inputs in one band of kernel rows (KH x W_in x C_in; a linear layer: n_in), what an
+    #: output-stationary array keeps in a line buffer; 0: n_in
+    line_inputs: int = 0
+
+    @classmethod
+    def fully_connected(cls, n_in: int, n_out: int) -> "AnnLayer":
+        return cls(n_in, n_out, n_in * n_out, n_in * n_out, c_in=n_in, c_out=n_out, biases=n_out)
+
+
+#: the two ways the int8 array can keep its partial sums (ann_baselines_pj)
+INT8_DATAFLOWS = ("output_stationary", "input_stationary")
+
+
+def int8_layer_pj(layer: AnnLayer, table: EnergyTable, *, pes: int, group_size: int,
+                  weight_buffer: int | None, acc_depth: int | None) -> dict[str, float]:
+    """On-chip energy of one int8 layer on ``pes`` PEs (output channel o in PE o % pes), in each
+    of INT8_DATAFLOWS, and ``partial_sums_free``: inputs read once per tile with no partial-sum
+    storage, which neither reaches (pJ). Both: per MAC an 8-bit MAC, an 8-bit weight read and a 32-bit
+    partial-sum register write; an 8-bit write per output.
+
+    - output_stationary: a PE finishes one output in its register before the next, so every
+      input activation is read again for each output position and slot it reaches (one read
+      broadcast to the PEs: macs x slots / c_out reads), from the layer's activation memory
+      or, where cheaper, from a line buffer of ``line_inputs`` bytes that each input enters
+      once per tile;
+    - input_stationary (the SNN's dataflow): each input read once per weight tile and
+      broadcast; the partial sums of the outputs it reaches wait in a 32-bit accumulator
+      memory of ``acc_depth`` entries per PE (None: the layer's outputs), read and written
+      once per (input position, output position, slot, group of ``group_size`` channels),
+      as the SNN's event groups do, and read once per output at the end.
+    """
+    slots = -(-layer.c_out // pes)
+    w_bit = table.sram_pj_per_bit(8 * (layer.weights if weight_buffer is None else weight_buffer))
+    a_bit = table.sram_pj_per_bit(8 * max(layer.n_in, layer.n_out))
+    acc_bit = table.sram_pj_per_bit(32 * (layer.out_positions * slots if acc_depth is None else acc_depth))
+    common = layer.macs * (table["int8_mac_pj"] + 8 * w_bit + 32 * table["register_pj_per_bit"]) \
+        + layer.n_out * 8 * a_bit
+    pairs = layer.macs // (layer.c_in * layer.c_out)  # (input position, output position) pairs connected
+    writebacks = pairs * slots * pes * -(-layer.c_in // group_size)
+    final_reads = layer.out_positions * slots * pes if layer.n_out else 0
+    inputs_once = common + layer.n_in * layer.tiles * 8 * a_bit
+    rereads = layer.macs * slots // layer.c_out * 8  # bits
+    line_bit = table.sram_pj_per_bit(8 * (layer.line_inputs or layer.n_in))
+    output_stationary = min(common + rereads * a_bit,  # from the layer's activation memory
+                            inputs_once + (layer.n_in * layer.tiles * 8 + rereads) * line_bit)
+    return {
+        "output_stationary": output_stationary,
+        "input_stationary": inputs_once + (2 * writebacks + final_reads) * 32 * acc_bit,
+        "partial_sums_free": inputs_once,  # neither dataflow reaches this
+    }
+
+
+def ann_baselines_pj(layers: list[AnnLayer], table: EnergyTable, sops: float, *, pes: int = 1,
+                     group_size: int = 16, weight_buffer: int | None = None,
+                     acc_depth: int | None = None) -> dict:
     """Reference energies of the equivalent ANN (one inference, pJ).
 
-    ``layers``: per layer (n_in, n_out) for a fully connected layer, or
-    (n_in, n_out, macs, weights[, biases[, tiles]]) in general (a conv layer reuses its
-    weights: macs > weights; biases default to n_out; tiles, the passes over the layer's
-    input that a weight buffer of ``weight_buffer`` entries per PE needs, default 1).
-
     - literature convention: SNN = synaptic operations x fp32 add; ANN = MACs x fp32 MAC;
-    - int8 ANN, on the SNN array's memory model: MACs x int8 MAC, one 8-bit weight read per
-      MAC from a weight buffer of ``weight_buffer`` 8-bit entries per PE (the SNN array's
-      entries; None: an SRAM holding the whole layer), its partial sum in a 32-bit register
-      written per MAC (the SNN's running sum is charged the same register energy), one
-      8-bit read per input activation and weight tile (the SNN reads its events once per
-      tile) and one 8-bit write per output;
+    - int8 ANN on the SNN array's memory model: the same PEs, weight-buffer entries (8-bit
+      instead of 5-bit: ``weight_buffer`` per PE; None: an SRAM holding the whole layer),
+      tiles and accumulator entries; each layer in the cheaper of INT8_DATAFLOWS
+      (int8_layer_pj). ``ann_int8_partial_sums_free_pj`` is the figure neither dataflow
+      reaches, kept for comparison: inputs read once per tile and no partial-sum storage;
     - its external memory: under the SNN's assumptions (every weight and bias read from DRAM
       once per inference, activations and partial sums stay on chip), the 8-bit weights and
       32-bit biases of every layer, at dram_pj_per_bit.
     """
-    full = [(n_in, n_out, n_in * n_out, n_in * n_out) if len(t) == 2 else tuple(t) for t in layers
-            for n_in, n_out in [t[:2]]]
-    full = [(*f[:4], f[4] if len(f) > 4 else f[1], f[5] if len(f) > 5 else 1) for f in full]
-    macs = sum(f[2] for f in full)
-    int8 = 0.0
-    dram_bytes = 0
-    for n_in, n_out, m, weights, biases, tiles in full:
-        w_bit = table.sram_pj_per_bit(8 * (weights if weight_buffer is None else weight_buffer))
-        a_bit = table.sram_pj_per_bit(8 * max(n_in, n_out))
-        int8 += m * (table["int8_mac_pj"] + 8 * w_bit + 32 * table["register_pj_per_bit"]) \
-            + (n_in * tiles + n_out) * 8 * a_bit
-        dram_bytes += weights + 4 * biases
+    per_layer = [int8_layer_pj(layer, table, pes=pes, group_size=group_size, weight_buffer=weight_buffer,
+                               acc_depth=acc_depth) for layer in layers]
+    macs = sum(layer.macs for layer in layers)
+    dram_bytes = sum(layer.weights + 4 * layer.biases for layer in layers)
     return {"snn_sop_fp32_add_pj": sops * table["fp32_add_pj"], "ann_mac_fp32_pj": macs * table["fp32_mac_pj"],
-            "ann_int8_pj": int8, "ann_macs": macs, "ann_int8_external_bytes": dram_bytes,
+            "ann_int8_pj": sum(min(e[d] for d in INT8_DATAFLOWS) for e in per_layer),
+            "ann_int8_dataflows": [min(INT8_DATAFLOWS, key=e.get) for e in per_layer],
+            "ann_int8_partial_sums_free_pj": sum(e["partial_sums_free"] for e in per_layer),
+            "ann_macs": macs, "ann_int8_external_bytes": dram_bytes,
             "ann_int8_external_pj": dram_bytes * 8 * table["dram_pj_per_bit"]}

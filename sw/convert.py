@@ -405,10 +405,9 @@ def _spike_values(a: torch.Tensor, theta, timing: Timing, coding: str) -> torch.
 ROUNDINGS = ("nearest", "adaptive")
 
 
-def calibrated_rounding(net, input_shape=None) -> str:
-    """The weight rounding for a training-free conversion of ``net``: adaptive (residual
-    networks included: a layer's and its shortcut's weights are rounded together)."""
-    return "adaptive"
+#: the weight rounding of a training-free (calibrated) conversion, residual networks included
+#: (a layer's and its shortcut's weights are rounded together); CAT trained for "nearest"
+CALIBRATED_ROUNDING = "adaptive"
 
 
 @torch.no_grad()

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from firstspike.sim.energy import ArrayGeometry, EnergyTableError, ann_baselines_pj, energy_table, layer_energy_pj
+from firstspike.sim.energy import (AnnLayer, ArrayGeometry, EnergyTableError, ann_baselines_pj, energy_table,
+                                   int8_layer_pj, layer_energy_pj)
 from firstspike.hw.perf import LayerCounts
 
 
@@ -82,18 +83,59 @@ def test_static_power_times_runtime(tmp_path):
 
 def test_ann_baselines():
     t = energy_table()
-    b = ann_baselines_pj([(4, 3)], t, sops=7)
-    conv = ann_baselines_pj([(4, 3, 12, 12)], t, sops=7)  # the general form of the same layer
-    assert conv == b
+    b = ann_baselines_pj([AnnLayer.fully_connected(4, 3)], t, sops=7)
     assert b["ann_macs"] == 12
     assert b["ann_mac_fp32_pj"] == pytest.approx(12 * 4.6)
     assert b["snn_sop_fp32_add_pj"] == pytest.approx(7 * 0.9)
-    bit = t["sram_8kb_pj_per_bit"]
-    assert b["ann_int8_pj"] == pytest.approx(12 * (0.23 + 8 * bit + 32 * t["register_pj_per_bit"]) + 7 * 8 * bit)
+    bit, reg = t["sram_8kb_pj_per_bit"], t["register_pj_per_bit"]
+    common = 12 * (0.23 + 8 * bit + 32 * reg) + 3 * 8 * bit  # MACs, weight reads, partial sums; 3 outputs
+    # one PE: each of the 3 outputs reads the 4 inputs again (12 reads), against 4 reads and 3
+    # accumulators read, written and read out: output-stationary is cheaper
+    assert b["ann_int8_pj"] == pytest.approx(common + 12 * 8 * bit)
+    assert b["ann_int8_dataflows"] == ["output_stationary"]
+    assert b["ann_int8_partial_sums_free_pj"] == pytest.approx(common + 4 * 8 * bit)
     # external memory: 12 one-byte weights and 3 four-byte biases, once per inference
     assert b["ann_int8_external_bytes"] == 12 + 4 * 3
     assert b["ann_int8_external_pj"] == pytest.approx(24 * 8 * 1950 / 64)
-    # on the SNN array's memory model: a 1 MB-class weight buffer per PE, two passes over the input
-    big = ann_baselines_pj([(4, 3, 12, 12, 3, 2)], t, sops=7, weight_buffer=1 << 20)
-    mac = 0.23 + 8 * t["sram_1mb_pj_per_bit"] + 32 * t["register_pj_per_bit"]
-    assert big["ann_int8_pj"] == pytest.approx(12 * mac + (2 * 4 + 3) * 8 * bit)
+    # a 1 MB-class weight buffer per PE, two passes over the input
+    big = ann_baselines_pj([AnnLayer(4, 3, 12, 12, c_in=4, c_out=3, biases=3, tiles=2)], t, sops=7,
+                           weight_buffer=1 << 20)
+    mac = 0.23 + 8 * t["sram_1mb_pj_per_bit"] + 32 * reg
+    assert big["ann_int8_partial_sums_free_pj"] == pytest.approx(12 * mac + (2 * 4 + 3) * 8 * bit)
+
+
+def test_int8_baseline_keeps_partial_sums_in_memory_where_that_is_cheaper():
+    """A 1x1 conv of 64 channels on a 2x2 image to 2 channels, on one PE in groups of 64 inputs:
+    output-stationary reads every input once per slot (2 x 256 reads), input-stationary reads
+    it once and pays 8 accumulator read-modify-writes and 8 final reads of 32 bits."""
+    t = energy_table()
+    bit, reg = t["sram_8kb_pj_per_bit"], t["register_pj_per_bit"]
+    layer = AnnLayer(n_in=256, n_out=8, macs=512, weights=128, c_in=64, c_out=2, out_positions=4, biases=2)
+    e = int8_layer_pj(layer, t, pes=1, group_size=64, weight_buffer=None, acc_depth=None)
+    common = 512 * (0.23 + 8 * bit + 32 * reg) + 8 * 8 * bit
+    assert e["output_stationary"] == pytest.approx(common + 512 * 8 * bit)
+    assert e["input_stationary"] == pytest.approx(common + 256 * 8 * bit + (2 * 8 + 8) * 32 * bit)
+    b = ann_baselines_pj([layer], t, sops=0, pes=1, group_size=64)
+    assert b["ann_int8_dataflows"] == ["input_stationary"]
+    assert b["ann_int8_pj"] == pytest.approx(e["input_stationary"])
+    # groups of 16 inputs: four times the read-modify-writes, and output-stationary wins again
+    assert ann_baselines_pj([layer], t, sops=0, pes=1, group_size=16)["ann_int8_dataflows"] == ["output_stationary"]
+    # 16 PEs: the 2 channels take one slot, but all 16 PEs' accumulators are written
+    e16 = int8_layer_pj(layer, t, pes=16, group_size=64, weight_buffer=None, acc_depth=None)
+    assert e16["output_stationary"] == pytest.approx(common + 256 * 8 * bit)
+    assert e16["input_stationary"] == pytest.approx(common + 256 * 8 * bit + (2 * 64 + 64) * 32 * bit)
+
+def test_int8_baseline_rereads_inputs_from_a_line_buffer_where_that_is_cheaper():
+    """A 3x3 conv of 64 to 64 channels on 32x32 (64 KB of activations): output-stationary
+    re-reads each input for 9 positions and 4 slots, from three rows of input (6 KB, the 8 KB
+    SRAM figure) that each input enters once, not from the 64 KB activation memory."""
+    t = energy_table()
+    macs = 1024 * 9 * 64 * 64
+    layer = AnnLayer(n_in=65536, n_out=65536, macs=macs, weights=9 * 64 * 64, c_in=64, c_out=64,
+                     out_positions=1024, biases=64, line_inputs=3 * 32 * 64)
+    e = int8_layer_pj(layer, t, pes=16, group_size=16, weight_buffer=8192, acc_depth=4096)
+    big, small = t.sram_pj_per_bit(8 * 65536), t["sram_8kb_pj_per_bit"]
+    assert big > 3 * small
+    rereads = macs * 4 // 64 * 8  # bits: every MAC's input once per slot, broadcast to the 16 PEs
+    assert e["output_stationary"] == pytest.approx(e["partial_sums_free"] + (65536 * 8 + rereads) * small)
+    assert e["output_stationary"] < e["partial_sums_free"] - 65536 * 8 * big + rereads * big
