@@ -300,6 +300,42 @@ def ann_layers(model: SnnModel, cfg: ArrayConfig) -> list[energy.AnnLayer]:
     return out
 
 
+#: the processor's targets at the 28 nm preset (docs/hardware.md, "Energy estimate"):
+#: figure -> (what the summary calls it, ">=" or "<=", value)
+ENERGY_TARGETS = {"pj_per_synaptic_event": ("pJ per synaptic event", "<=", 1.5),
+                  "snn_vs_int8": ("SNN / int8", "<=", 0.5),
+                  "conv_pe_utilization": ("conv PE utilisation", ">=", 0.8)}
+
+
+def energy_targets(model: SnnModel, cfg: ArrayConfig, counts, overrides: str | None, clock_mhz: float = 100.0) -> dict:
+    """The targets' figures at the 28 nm preset (with ``overrides``), whatever preset the
+    report uses: on-chip pJ per synaptic event, on-chip energy over the int8 ANN's, and the
+    PE utilisation of the conv layers together (synaptic events / (P x their cycles))."""
+    table = energy.energy_table("28nm", overrides)
+    geometry = array_geometry(cfg, clock_mhz)
+    images = len(counts[0].cycles)
+    on_chip = np.mean([sum(v for c in counts for k, v in energy.layer_energy_pj(c, geometry, table, b).items()
+                           if k in energy.ON_CHIP) for b in range(images)])
+    events = np.mean([sum(int(c.acc_updates[b]) for c in counts) for b in range(images)])
+    int8 = energy.ann_baselines_pj(ann_layers(model, cfg), table, events, pes=cfg.pes, group_size=cfg.group_size,
+                                   weight_buffer=cfg.weight_buffer, acc_depth=cfg.slot_depth)["ann_int8_pj"]
+    conv = [c for c in counts if c.kind == "conv"]
+    figures = {"pj_per_synaptic_event": float(on_chip / max(1.0, events)), "snn_vs_int8": float(on_chip / int8),
+               "conv_pe_utilization": float(sum(c.acc_updates.sum() for c in conv)
+                                            / (cfg.pes * sum(c.cycles.sum() for c in conv))) if conv else None}
+    out = {"technology": "28nm"}
+    for k, v in figures.items():
+        _, op, target = ENERGY_TARGETS[k]
+        out[k] = {"value": v, "target": target, "met": None if v is None else bool(v >= target if op == ">=" else
+                                                                                   v <= target)}
+    return out
+
+
+def targets_line(t: dict) -> str:
+    return "; ".join(f"{label} {t[k]['value']:.2f} ({op} {target:g}: {'met' if t[k]['met'] else 'missed'})"
+                     for k, (label, op, target) in ENERGY_TARGETS.items() if t[k]["value"] is not None)
+
+
 def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, *, pes: int = 16,
                    out_dir="build/sim", verilog_dir="build/verilog", quiet: bool = False, clock_mhz: float = 100.0,
                    tech: str = "45nm", energy_overrides: str | None = None, synth_target: str | None = None,
@@ -373,6 +409,7 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
         "energy_technology": table.name,
         "energy_breakdown_pj": {k: sum(layer[k] for layer in layer_pj) for k in energy.COMPONENTS},
         "energy_baselines_pj": baselines,
+        "energy_targets": energy_targets(model, cfg, counts, energy_overrides, clock_mhz),
         "energy_constants": {k: {"value": table.values[k], "source": table.sources[k]} for k in table.values},
         "layers": [{"kind": c.kind, "maxpool": layer.pool, "in_shape": list(layer.in_shape),
                     "out_shape": list(layer.out_shape), "n_in": layer.n_in, "n_out": layer.n_out,
@@ -431,6 +468,7 @@ def print_summary(r: dict) -> None:
                                     f"{r['energy_breakdown_pj']['external_memory'] / 1e3:.3f} nJ (DRAM); int8 ANN "
                                     f"{r['energy_baselines_pj']['ann_int8_external_bytes']} bytes, "
                                     f"{r['energy_baselines_pj']['ann_int8_external_pj'] / 1e3:.3f} nJ"),
+        ("targets (28 nm)", targets_line(r["energy_targets"])),
         ("Verilator build", f"{r['verilator_build_s']:.1f} s (0 = reused)"),
         ("RTL simulation", f"{r['rtl_wall_s']:.1f} s"),
         ("Verilog", r["verilog"]),

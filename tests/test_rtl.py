@@ -461,6 +461,18 @@ def test_digits_cnn_bit_exact_on_rtl(digits_cnn, tmp_path):
     assert [lay["spikes"] for lay in layers[:-1]] == [lay["input_events"] for lay in layers[1:]]
     assert layers[-1]["spikes"] == 0 and min(lay["spikes"] for lay in layers[:-1]) > 10
     assert sum(lay["spikes"] for lay in layers) == pytest.approx(report["spikes_per_image"])
+    # the targets' figures at 28 nm: every on-chip constant is the 45 nm one x 28/45, so the
+    # energy per event scales and the ratio to the int8 ANN does not
+    t = report["energy_targets"]
+    assert report["energy_technology"] == "45nm" and t["technology"] == "28nm"
+    assert t["pj_per_synaptic_event"]["value"] == pytest.approx(report["on_chip_pj_per_synaptic_event"] * 28 / 45)
+    assert t["snn_vs_int8"]["value"] == pytest.approx(report["on_chip_energy_per_image_uj"] * 1e6
+                                                      / report["energy_baselines_pj"]["ann_int8_pj"])
+    conv = [lay for lay in layers if lay["kind"] == "conv"]
+    assert t["conv_pe_utilization"]["value"] == pytest.approx(
+        sum(lay["synaptic_events"] for lay in conv) / (16 * sum(lay["cycles"] for lay in conv)))
+    assert t["conv_pe_utilization"]["met"] is (t["conv_pe_utilization"]["value"] >= 0.8)
+    assert t["snn_vs_int8"]["met"] is (t["snn_vs_int8"]["value"] <= 0.5)
 
 
 def test_mismatch_is_reported_precisely():
