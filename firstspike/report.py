@@ -31,7 +31,7 @@ from firstspike.sw.model import SnnModel  # noqa: E402
 
 from firstspike.sim import energy  # noqa: E402
 from firstspike.sw.checkpoint import ann_network  # noqa: E402
-from .flow import checkpoint_for_sweeps, dataset_of, processor_cost  # noqa: E402
+from .flow import checkpoint_for_sweeps, dataset_of, processor_cost, targets_line  # noqa: E402
 
 SWEEP_T = (4, 8, 16)
 SWEEP_B = (1, 2)
@@ -116,6 +116,7 @@ def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = 
                                      f"({r['on_chip_pj_per_synaptic_event']:.2f} pJ per synaptic event, "
                                      f"{r['energy_technology']})"],
         ["int8 ANN baseline, on chip", f"{r['energy_baselines_pj']['ann_int8_pj'] / 1e3:.2f} nJ"],
+        *([["targets at 28 nm", targets_line(r["energy_targets"])]] if "energy_targets" in r else []),
         ["external memory per image (SNN / int8 ANN)",
          f"{r['external_bytes_per_image']:.0f} / {r['energy_baselines_pj']['ann_int8_external_bytes']} bytes, "
          f"{r['energy_breakdown_pj']['external_memory'] / 1e3:.2f} / "

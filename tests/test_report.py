@@ -30,6 +30,10 @@ def test_report_for_a_small_run(digits_model, tmp_path):
     assert f"{sim['cycles_per_image']:.1f} / {sim['cycles_model_per_image']:.1f}" in text
     assert f"{100 * rows[0]['accuracy']:.2f} %" in text
     assert "No synthesis results" in text
+    # an MLP has no conv layer: its targets line names the other two figures
+    t = sim["energy_targets"]
+    assert t["conv_pe_utilization"]["value"] is None
+    assert f"SNN / int8 {t['snn_vs_int8']['value']:.2f} (&lt;= 0.5: " in text and "conv PE utilisation" not in text
     assert "Spike times per layer" in text  # a ttfs network: spike times (rate networks: spikes per step)
     assert "Codings and conversion methods" in text and "<td>rate_if</td>" in text and "compare.png" in text
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
