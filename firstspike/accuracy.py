@@ -45,6 +45,8 @@ DATA_LABELS = {"mnist": "MNIST test set, 8k/2k split", "cifar10": "CIFAR-10 (JPE
 BENCH_T = (4, 8, 16)
 BENCH_B = (1, 2)
 METHODS = ("max", "percentile", "iteration", "cat")
+#: test images the golden model runs at once in the benchmark
+GOLDEN_CHUNK = 1000
 
 
 def float_checkpoint(name: str, out: Path, data_dir: Path, quiet: bool) -> Path:
@@ -79,12 +81,34 @@ def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool):
     return cat.eval()
 
 
+def golden_figures(model, x, y, pes: int, table, quiet: bool, chunk: int = GOLDEN_CHUNK) -> dict:
+    """The golden model's accuracy on (x, y) and, per image, spikes, synaptic operations, cycles
+    and on-chip energy (nJ) on the default array of ``pes`` PEs, run ``chunk`` images at a time
+    (10,000 CIFAR-10 images at once would hold every layer's potentials for all of them)."""
+    from tqdm import tqdm
+
+    from firstspike.flow import processor_cost
+    from firstspike.sw.golden import GoldenModel
+    golden = GoldenModel(model)
+    sums = dict.fromkeys(("accuracy", "spikes_per_image", "sops_per_image", "cycles_per_image",
+                          "energy_per_image_nj"), 0.0)
+    for start in tqdm(range(0, len(x), chunk), desc="golden", unit="chunk", disable=quiet, leave=False):
+        result = golden.run(x[start:start + chunk])
+        cycles, pj = processor_cost(model, pes, result, table)
+        n = len(result.predictions)
+        for key, value in (("accuracy", (result.predictions == y[start:start + chunk]).mean()),
+                           ("spikes_per_image", result.spike_counts()[:, 1:].sum(1).mean()),
+                           ("sops_per_image", golden.synaptic_ops(result).mean()),
+                           ("cycles_per_image", cycles), ("energy_per_image_nj", pj * 1e-3)):
+            sums[key] += float(value) * n
+    return {key: v / len(x) for key, v in sums.items()}
+
+
 def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_B, methods=METHODS,
                   rtl_images: int = 4, pes: int = 16, quiet: bool = False) -> list[dict]:
     """One row per (T, B, method) of benchmark network ``name``."""
     from tqdm import tqdm
 
-    from firstspike.flow import processor_cost
     from firstspike.hw.config import ArrayConfig
     from firstspike.hw.verilog import write_design
     from firstspike.sim import energy, verilator
@@ -120,13 +144,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
             except FirstspikeError as e:
                 rows.append({**row, "skipped": str(e)})
                 continue
-            golden = GoldenModel(model)
-            result = golden.run(ds.x_test)
-            cycles, pj = processor_cost(model, pes, result, table)
-            row.update(accuracy=float((result.predictions == ds.y_test).mean()),
-                       spikes_per_image=float(result.spike_counts()[:, 1:].sum(1).mean()),
-                       sops_per_image=float(golden.synaptic_ops(result).mean()),
-                       cycles_per_image=cycles, energy_per_image_nj=pj * 1e-3, pes=pes)
+            row.update(golden_figures(model, ds.x_test, ds.y_test, pes, table, quiet), pes=pes)
             row["loss_pp"] = 100 * (float_acc - row["accuracy"])
             rows.append(row)
             models.append((row, model))

@@ -185,9 +185,9 @@ class CatNetwork(nn.Module):
 CALIBRATION_VALUES = 1 << 28
 
 
-def calibration_images(net: nn.Module, x: np.ndarray, input_shape=None) -> int:
+def calibration_images(net: nn.Module, x: np.ndarray, input_shape=None, values: int = CALIBRATION_VALUES) -> int:
     """How many of ``x`` the initial thresholds are calibrated on: all of a small network's
-    training set, about CALIBRATION_VALUES activations (at least 256 images) of a large one.
+    training set, about ``values`` activations (at least 256 images) of a large one.
     VGG-16 on CIFAR-10 has 276 K hidden activations per image: 970 images, 2 GB of float64
     samples, where all 50,000 would be 110 GB."""
     from .convert import network_stages
@@ -199,7 +199,7 @@ def calibration_images(net: nn.Module, x: np.ndarray, input_shape=None) -> int:
             per_image += z.numel()
             h = st.pool_flat(torch.relu(z))
             sources.append(h)
-    return int(min(len(x), max(256, CALIBRATION_VALUES // max(1, per_image))))
+    return int(min(len(x), max(256, values // max(1, per_image))))
 
 
 def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,

@@ -3,6 +3,7 @@ every method at one timing, the tables, the plot, the RTL check of the converted
 import json
 
 import numpy as np
+import pytest
 
 from firstspike import accuracy
 
@@ -68,3 +69,27 @@ def test_bench_refuses_unknown_networks(tmp_path, capsys):
     assert "unknown networks ['imagenet-vit']" in capsys.readouterr().err
     assert accuracy.main(["--data-dir", str(tmp_path), "--methods", "max,qcfs"]) == 2
     assert "unknown methods ['qcfs']" in capsys.readouterr().err
+
+
+def test_golden_figures_are_the_same_in_chunks():
+    """The benchmark runs the golden model 1,000 test images at a time: chunks of 7 (the last
+    one short) give the figures of one run over all 40 images."""
+    from firstspike.flow import processor_cost
+    from firstspike.sim.energy import energy_table
+    from firstspike.sw.formats import Timing
+    from firstspike.sw.golden import GoldenModel
+    from firstspike.sw.random_models import random_model
+    rng = np.random.default_rng(3)
+    model = random_model(rng, [20, 12, 5], Timing(T=8, B=2, frac_bits=10))
+    x = rng.random((40, 20)).astype(np.float32)
+    y = rng.integers(0, 5, 40)
+    table = energy_table("45nm")
+    chunked = accuracy.golden_figures(model, x, y, 4, table, quiet=True, chunk=7)
+    golden = GoldenModel(model)
+    result = golden.run(x)
+    cycles, pj = processor_cost(model, 4, result, table)
+    expected = {"accuracy": (result.predictions == y).mean(), "sops_per_image": golden.synaptic_ops(result).mean(),
+                "spikes_per_image": result.spike_counts()[:, 1:].sum(1).mean(), "cycles_per_image": cycles,
+                "energy_per_image_nj": pj * 1e-3}
+    assert chunked == pytest.approx(expected, rel=1e-12)
+    assert 0 < chunked["accuracy"] < 1 and chunked["sops_per_image"] > 0

@@ -50,6 +50,20 @@ def test_calibration_methods():
         calibrate(net, x, "median")
 
 
+def test_calibration_reads_the_first_images_that_hold_its_budget(monkeypatch):
+    """A large network's calibration reads the first images holding CALIBRATE_VALUES hidden
+    activations (here 300 images of 16), not all of them: the largest input, image 400, is
+    left out."""
+    import firstspike.sw.convert as convert_module
+    net = mlp([8, 16, 4])
+    x = np.random.default_rng(0).random((500, 8)).astype(np.float32)
+    x[400] *= 50
+    monkeypatch.setattr(convert_module, "CALIBRATE_VALUES", 16 * 300)
+    assert calibrate(net, x, "max") == calibrate(net, x[:300], "max")
+    monkeypatch.setattr(convert_module, "CALIBRATE_VALUES", 16 * 500)
+    assert calibrate(net, x, "max")[0] > calibrate(net, x[:300], "max")[0]
+
+
 def test_converted_golden_tracks_float_network():
     """With fine levels (B=8) and max calibration the SNN output follows the ANN's."""
     net = mlp([8, 16, 4], seed=1)
