@@ -171,15 +171,19 @@ def as_rate_if(rng: np.random.Generator, model: SnnModel, neuron: str = "rate_if
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=f"{model.name}-{neuron}")
 
 
-def with_levels(rng: np.random.Generator, model: SnnModel, choices=(2, 4, 8)) -> SnnModel:
+def with_levels(rng: np.random.Generator, model: SnnModel, choices=(2, 4, 8), keep_initial: bool = False) -> SnnModel:
     """A diff_if ``model`` with the multi-threshold variant (docs/spec.md 13.7): each hidden layer
     gets one of ``choices`` spike levels, its thresholds raised to at least one unit per level
-    and its initial potentials 0 (the multi-threshold neuron's)."""
+    and its initial potentials 0 (the multi-threshold neuron's), or, with ``keep_initial``,
+    those of a random half of its channels kept (the spec allows any)."""
     layers = []
     for layer in model.layers:
         k = 1 if layer.is_output else int(rng.choice(list(choices)))
-        layers.append(layer if k == 1 else replace(layer, levels=k, initial=np.zeros_like(layer.initial),
-                                                   thresholds=np.maximum(layer.thresholds, 1 << (k - 1))))
+        if k > 1:
+            initial = (rng.integers(0, 2, size=layer.channels) * layer.initial if keep_initial
+                       else np.zeros_like(layer.initial))
+            layer = replace(layer, levels=k, initial=initial, thresholds=np.maximum(layer.thresholds, 1 << (k - 1)))
+        layers.append(layer)
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name)
 
 

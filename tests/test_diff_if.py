@@ -13,7 +13,7 @@ from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
 from firstspike.sw.neurons import diff_if
 from firstspike.sw.random_models import (as_rate_if, diff_threshold_edges, random_cnn, random_input_trains,
-                                           random_model)
+                                           random_model, with_levels)
 from step_reference import CASE_IDS, CASES, golden_equals_reference, random_shape_model, step_input
 
 
@@ -181,28 +181,13 @@ def test_random_networks_equal_the_reference(seed):
     golden_equals_reference(model, trains, _reference, seed)
 
 
-def _multi_threshold(model: SnnModel, rng) -> SnnModel:
-    """``model`` with 2, 4 or 8 spike levels per hidden layer (section 13.7), thresholds raised
-    where a level would be below one unit."""
-    from dataclasses import replace
-    layers = []
-    for layer in model.layers:
-        if layer.is_output:
-            layers.append(layer)
-            continue
-        k = int(rng.choice([2, 4, 8]))
-        layers.append(replace(layer, levels=k, thresholds=np.maximum(layer.thresholds, 1 << (k - 1)),
-                              initial=rng.integers(0, 2, size=layer.channels) * layer.initial))
-    return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name)
-
-
 @pytest.mark.parametrize("seed", range(16))
 def test_multi_threshold_networks_equal_the_reference(seed):
     """16 random networks (pooled ones among them) with several spike levels per layer against
     the one-neuron-at-a-time reference: level choice at 3/4 of each level, negative levels only
     while the cumulative output allows, a level-k spike adding 2^F >> (m + k) downstream."""
     model, rng = random_shape_model(seed, "diff_if")
-    model = _multi_threshold(model, rng)
+    model = with_levels(rng, model, keep_initial=True)
     trains = random_input_trains(rng, model.layers[0].n_in, 3, model.timing, signed=True)
     golden_equals_reference(model, trains, _reference, seed)
 
@@ -243,7 +228,7 @@ def test_multi_threshold_uses_its_levels_and_is_checked():
     from dataclasses import replace
     t = Timing(T=8, B=2, frac_bits=12)
     rng = np.random.default_rng(3)
-    model = _multi_threshold(as_rate_if(rng, random_model(rng, [12, 16, 4], t), neuron="diff_if"), rng)
+    model = with_levels(rng, as_rate_if(rng, random_model(rng, [12, 16, 4], t), neuron="diff_if"), keep_initial=True)
     model = SnnModel(timing=t, input_theta=1.0, layers=[replace(model.layers[0], levels=4), model.layers[1]])
     trains = random_input_trains(rng, 12, 8, t, signed=True)
     g = GoldenModel(model).run_spikes(trains)
