@@ -1,6 +1,8 @@
 """ProcessingElement: one slice of the neuron array with its own weights and accumulators."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Assert, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -168,17 +170,21 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += [a_wr.data.eq(potential - Mux(fired, p_rd.data, 0)),
                              n_wr.addr.eq(cmd.clear_addr), n_wr.data.eq(n_rd.data + fired), n_wr.en.eq(1)]
         if cfg.diff_state:
-            self._diff_step(m, acc, p_rd, b_rd, a_wr, fired, op1, slot1, time1, diff1, readout1, first1, unit1,
-                            levels1)
+            stage1 = SimpleNamespace(op=op1, slot=slot1, time=time1, diff=diff1, readout=readout1, first=first1,
+                                     unit=unit1, levels=levels1)
+            self._diff_step(m, stage1, synaptic=acc, threshold_port=p_rd, bias_port=b_rd, acc_write=a_wr,
+                            rate_fired=fired)
         else:
             m.d.sync += Assert(~(cmd.diff & (cmd.op != PeOp.NOP)), "a diff_if command on an array without diff_state")
         return m
 
-    def _diff_step(self, m, synaptic, threshold_port, bias_port, acc_write, rate_fired, op1, slot1, time1, diff1,
-                   readout1, first1, unit1, levels1):
+    def _diff_step(self, m, stage1, *, synaptic, threshold_port, bias_port, acc_write, rate_fired):
         """The state memory around hw/diff_step.py: read with the command, written back when the
-        fire stage takes the sample; the pooling window's largest running mean (see the class docstring)."""
+        fire stage takes the sample; the pooling window's largest running mean (see the class docstring).
+        ``stage1``: the command's fields one cycle later, beside the read ports' data."""
         cfg, cmd = self.cfg, self.cmd
+        op1, slot1, time1, diff1 = stage1.op, stage1.slot, stage1.time, stage1.diff
+        readout1, first1, unit1, levels1 = stage1.readout, stage1.first, stage1.unit, stage1.levels
         m.submodules.states = states = memory.Memory(shape=diff_state(cfg), depth=cfg.slot_depth, init=[])
         s_wr = states.write_port()
         s_rd = states.read_port(transparent_for=(s_wr,))
