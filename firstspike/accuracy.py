@@ -115,7 +115,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
     from firstspike.sim.check import check_networks_on_rtl
     from firstspike.sw import ann
     from firstspike.sw.checkpoint import ann_network, load_ann
-    from firstspike.sw.convert import calibrate, CALIBRATED_ROUNDING, convert
+    from firstspike.sw.convert import convert, convert_calibrated
     from firstspike.sw.data import load_dataset
     from firstspike.sw.formats import Timing
     from firstspike.sw.golden import GoldenModel
@@ -124,7 +124,6 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
     ds = load_dataset(recipe["dataset"], data_dir=data_dir / recipe["dataset"])
     net = ann_network(ckpt)
     float_acc = ann.accuracy(net, ds.x_test, ds.y_test)
-    rounding = CALIBRATED_ROUNDING
     table = energy.energy_table()
     rows = []
     for T, B in tqdm([(T, B) for T in Ts for B in Bs], desc=name, unit="timing", disable=quiet):
@@ -139,8 +138,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
                     row["cat_float_accuracy"] = ann.accuracy(cat, ds.x_test, ds.y_test)
                     model = convert(cat.stages, timing, 1.0, cat.thetas)
                 else:
-                    thetas = calibrate(net, ds.x_train, method, timing=timing)
-                    model = convert(net, timing, 1.0, thetas, rounding=rounding, calibration_data=ds.x_train)
+                    model = convert_calibrated(net, ds.x_train, method, timing)
             except FirstspikeError as e:
                 rows.append({**row, "skipped": str(e)})
                 continue

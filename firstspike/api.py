@@ -26,7 +26,7 @@ from torch import nn
 
 from firstspike.errors import InputError
 from firstspike.sw import ann as ann_lib
-from firstspike.sw.convert import CALIBRATIONS, LOSS_WARNING, calibrate, CALIBRATED_ROUNDING
+from firstspike.sw.convert import CALIBRATED_ROUNDING, CALIBRATIONS, LOSS_WARNING, convert_calibrated
 from firstspike.sw.convert import convert as convert_stages
 from firstspike.sw.initial_calibration import calibrate_initial
 from firstspike.sw.formats import Timing
@@ -128,12 +128,11 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
     x, input_shape = _inputs_and_shape(calibration_data)
     theta_in = _input_theta(x, input_theta)
     net = model.eval()
-    thetas = calibrate(net, x, method, percentile, timing=timing, input_shape=input_shape, neuron=neuron)
     rounding = rounding or CALIBRATED_ROUNDING
-    snn = convert_stages(net, timing, theta_in, thetas, name=name, input_shape=input_shape, neuron=neuron,
-                         rounding=rounding, calibration_data=x,
-                         info={"calibration": method, "neuron": neuron, "rounding": rounding, **options,
-                               **(info or {})}, **options)
+    snn = convert_calibrated(net, x, method, timing, theta_in, percentile=percentile, input_shape=input_shape,
+                             neuron=neuron, rounding=rounding, name=name,
+                             info={"calibration": method, "neuron": neuron, "rounding": rounding, **options,
+                                   **(info or {})}, **options)
     if initial_calibration or layer_finetune:
         snn = calibrate_initial(snn, net, x, input_shape=input_shape, finetune=layer_finetune)
     return Snn(snn)

@@ -25,7 +25,7 @@ from tqdm import tqdm  # noqa: E402
 from firstspike.errors import FirstspikeError, InputError  # noqa: E402
 from firstspike.hw.config import unsupported  # noqa: E402
 from firstspike.sim import energy  # noqa: E402
-from firstspike.sw.convert import CALIBRATIONS, calibrate, CALIBRATED_ROUNDING, convert  # noqa: E402
+from firstspike.sw.convert import CALIBRATIONS, convert_calibrated  # noqa: E402
 from firstspike.sw.files import write_text  # noqa: E402
 from firstspike.sw.formats import Timing  # noqa: E402
 from firstspike.sw.golden import GoldenModel  # noqa: E402
@@ -48,15 +48,13 @@ def compare(ann_path: str | os.PathLike, *, Ts=COMPARE_T, B: int = 2, neurons=tu
     table = energy.energy_table()
     rows = []
     combos = [(n, m, T) for n in neurons for m in methods for T in Ts]
-    rounding = CALIBRATED_ROUNDING
     for neuron, method, T in tqdm(combos, desc="compare", disable=quiet):
         timing = Timing(T=T, B=B)
         row = {"neuron": neuron, "coding": NEURON_MODELS[neuron].CODING, "method": method, "T": T, "B": B,
                "dataset": ckpt["dataset"], "images": len(ds.x_test), "float_accuracy": float_acc}
         try:
-            thetas = calibrate(net, ds.x_train, method, timing=timing, input_shape=shape, neuron=neuron)
-            model = convert(net, timing, ckpt["input_theta"], thetas, input_shape=shape, neuron=neuron,
-                            rounding=rounding, calibration_data=ds.x_train)
+            model = convert_calibrated(net, ds.x_train, method, timing, ckpt["input_theta"], input_shape=shape,
+                                       neuron=neuron)
         except FirstspikeError as e:
             rows.append({**row, "skipped": str(e)})
             continue

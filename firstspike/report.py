@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from firstspike.sw import ann as ann_lib  # noqa: E402
-from firstspike.sw.convert import calibrate, CALIBRATED_ROUNDING, convert  # noqa: E402
+from firstspike.sw.convert import convert, convert_calibrated  # noqa: E402
 from firstspike.sw.formats import NO_SPIKE, Timing  # noqa: E402
 from firstspike.sw.files import write_text  # noqa: E402
 from firstspike.sw.golden import GoldenModel  # noqa: E402
@@ -47,7 +47,6 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
     table = energy.energy_table()
     rows = []
     combos = [(m, T, B) for m in methods for B in Bs for T in Ts]
-    rounding = CALIBRATED_ROUNDING
     for method, T, B in tqdm(combos, desc="sweep", disable=quiet):
         timing = Timing(T=T, B=B, frac_bits=16)
         if method == "cat":
@@ -55,9 +54,7 @@ def sweep(ann_path: str | os.PathLike, *, Ts=SWEEP_T, Bs=SWEEP_B, methods=METHOD
                                        epochs=cat_epochs, seed=ckpt["seed"], input_shape=shape)
             model = convert(cat.stages, timing, ckpt["input_theta"], cat.thetas)
         else:
-            model = convert(float_net, timing, ckpt["input_theta"],
-                            calibrate(float_net, ds.x_train, method, timing=timing, input_shape=shape),
-                            input_shape=shape, rounding=rounding, calibration_data=ds.x_train)
+            model = convert_calibrated(float_net, ds.x_train, method, timing, ckpt["input_theta"], input_shape=shape)
         g = GoldenModel(model).run(ds.x_test)
         cycles, e = processor_cost(model, pes, g, table)
         rows.append({"method": method, "T": T, "B": B, "accuracy": float((g.predictions == ds.y_test).mean()),

@@ -420,6 +420,17 @@ ROUNDINGS = ("nearest", "adaptive")
 CALIBRATED_ROUNDING = "adaptive"
 
 
+def convert_calibrated(net, x: np.ndarray, method: str, timing: Timing, input_theta: float = 1.0, *,
+                       percentile: float = 99.9, input_shape=None, neuron: str = DEFAULT_NEURON,
+                       rounding: str = CALIBRATED_ROUNDING, **options) -> SnnModel:
+    """A training-free conversion: thresholds calibrated by ``method`` on inputs ``x`` (flat
+    rows), and the weights rounded by ``rounding`` on the same inputs. ``options`` go to
+    ``convert`` (name, info, the neuron model's options)."""
+    thetas = calibrate(net, x, method, percentile, timing=timing, input_shape=input_shape, neuron=neuron)
+    return convert(net, timing, input_theta, thetas, input_shape=input_shape, neuron=neuron, rounding=rounding,
+                   calibration_data=x, **options)
+
+
 @torch.no_grad()
 def convert(net, timing: Timing, input_theta: float, thetas: list, name: str = "snn", info: dict | None = None,
             input_shape=None, neuron: str = DEFAULT_NEURON, rounding: str = "nearest", calibration_data=None,
