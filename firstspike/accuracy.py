@@ -13,8 +13,9 @@ for each T in {4, 8, 16} and B in {1, 2}:
   build per network and timing, every method's model in one simulator run) and must equal
   the golden model bit and cycle for cycle.
 
-Trained networks are checkpointed under ``--out`` (the float network, and CAT per timing), so
-a rerun resumes where an interrupted one stopped. Written as accuracy.json, accuracy.md and
+Trained networks are checkpointed under ``--out`` (the float network, and CAT per timing), and
+each training keeps its state after every epoch, so a rerun resumes where an interrupted one
+stopped, within a training too. Written as accuracy.json, accuracy.md and
 accuracy.png. Data: ``--data-dir`` holds ``mnist/`` and ``cifar10/`` in the layouts that
 ../shared/datasets' scripts write (``make bench-accuracy`` runs them); the tables label them
 honestly: "MNIST test set, 8k/2k split" and "CIFAR-10 (JPEG copy)".
@@ -76,8 +77,11 @@ def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool):
     from tqdm import tqdm
     epochs = BENCH_NETWORKS[name]["cat_epochs"]
     with tqdm(total=epochs, desc=f"CAT T={timing.T} B={timing.B}", unit="epoch", disable=quiet, leave=False) as bar:
-        cat = ann.cat_finetune(ann_network(ckpt), ds.x_train, ds.y_train, timing, 1.0, epochs=epochs, progress=bar)
+        state = path.with_name(path.name + ".state")
+        cat = ann.cat_finetune(ann_network(ckpt), ds.x_train, ds.y_train, timing, 1.0, epochs=epochs, progress=bar,
+                               resume=state)
     torch.save({"state": cat.state_dict(), "thetas": cat.thetas}, path)
+    state.unlink()
     return cat.eval()
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from firstspike.errors import InputError
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -204,22 +205,23 @@ def calibration_images(net: nn.Module, x: np.ndarray, input_shape=None, values: 
 
 def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
                  epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
-                 **train_options) -> "CatNetwork":
+                 resume=None, **train_options) -> "CatNetwork":
     """Conversion-aware training of a float network: thresholds start at the 99.9th percentile of
     its activations on ``x`` (flat rows; at most ``calibration_images(net, x)`` of them), then
     weights and thresholds train with the quantisers on. ``train_options`` go to TrainConfig
-    (batch_size, optimizer, augment). ``net`` itself is not changed (the CAT network holds
-    copies of its layers)."""
+    (batch_size, optimizer, augment); ``resume`` to ``train``. ``net`` itself is not changed
+    (the CAT network holds copies of its layers)."""
     from .convert import calibrate
     thetas = calibrate(net, x[:calibration_images(net, x, input_shape)], "percentile", input_shape=input_shape)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape)
-    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress)
+    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress,
+          resume=resume)
     return cat
 
 
 def noise_aware_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
                          epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
-                         sigma_images: int = 512, coding: str = "rate", **train_options) -> "CatNetwork":
+                         sigma_images: int = 512, coding: str = "rate", resume=None, **train_options) -> "CatNetwork":
     """Noise-aware training (Huang et al., TNNLS; ../shared/references/methods.md, section 3).
 
     The network trains with the quantiser of ``coding`` (rate: T levels; ttfs: CAT's) and
@@ -239,13 +241,13 @@ def noise_aware_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: T
         model.noise = residual_sigmas(model, probe)
 
     train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress,
-          after_epoch=measure)
+          after_epoch=measure, resume=resume)
     return cat
 
 
 def two_stage_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
                        epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
-                       keep: float = 0.9, **train_options) -> "CatNetwork":
+                       keep: float = 0.9, resume=None, **train_options) -> "CatNetwork":
     """Stage I of two-stage conversion (Wang et al., TNNLS 2023) for rate-coded IF neurons:
     fine-tuning with a noisy quantise-clamp activation, each value quantised to the T-level
     rate grid with probability ``keep`` and only clamped otherwise, with learned per-layer
@@ -255,7 +257,8 @@ def two_stage_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Tim
     thetas = calibrate(net, x[:calibration_images(net, x, input_shape)], "percentile", input_shape=input_shape)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding="rate")
     cat.keep = keep
-    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress)
+    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress,
+          resume=resume)
     return cat
 
 
@@ -422,10 +425,15 @@ def random_crop_flip(x: torch.Tensor, shape: tuple, gen: torch.Generator, pad: i
 
 
 def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress=None,
-          after_epoch=None) -> None:
+          after_epoch=None, resume=None) -> None:
     """Cosine learning-rate decay over every step, Adam or SGD; deterministic for a given seed
     on the CPU. The data set moves to the device once (CUDA when present) and batches are
-    drawn there. ``after_epoch(model)`` runs after each epoch (the model in eval mode)."""
+    drawn there. ``after_epoch(model)`` runs after each epoch (the model in eval mode).
+
+    ``resume``: a file that holds the training state after every finished epoch (the model,
+    optimiser, schedule and random generators). A run that finds it goes on from there, so
+    an interrupted training ends as the uninterrupted one would (on the CPU); one that finds
+    it complete trains no more. The caller removes it once the result is kept."""
     if cfg.optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {cfg.optimizer!r}")
     torch.manual_seed(cfg.seed)
@@ -446,7 +454,10 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, prog
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     augment_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
-    for _ in range(cfg.epochs):
+    parts = {"model": model, "optimizer": opt, "schedule": sched}
+    generators = {"order": gen, "augment": augment_gen}
+    first = _resume_training(resume, cfg, parts, generators, progress, after_epoch) if resume is not None else 0
+    for epoch in range(first, cfg.epochs):
         order = torch.randperm(len(xt), generator=gen).to(device)
         for start in range(0, len(xt), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
@@ -461,9 +472,45 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, prog
             model.eval()
             after_epoch(model)
             model.train()
+        if resume is not None:
+            _save_training(resume, cfg, epoch + 1, parts, generators)
         if progress is not None:
             progress.update(1)
     model.eval()
+
+
+def _save_training(path, cfg: TrainConfig, epochs_done: int, parts: dict, generators: dict) -> None:
+    from .files import atomic_write
+    state = {"config": asdict(cfg), "epochs_done": epochs_done, "torch_rng": torch.get_rng_state(),
+             **{k: v.state_dict() for k, v in parts.items()}, **{k: g.get_state() for k, g in generators.items()}}
+    atomic_write(path, lambda f: torch.save(state, f), "training state")
+
+
+def _resume_training(path, cfg: TrainConfig, parts: dict, generators: dict, progress, after_epoch) -> int:
+    """Load the state ``_save_training`` left in ``path``, if any; the epochs it had finished."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a damaged or foreign file: say which
+        raise InputError(f"{path}: not a readable training state ({type(e).__name__}); delete it to start again") \
+            from None
+    if state.get("config") != asdict(cfg):
+        raise InputError(f"{path}: the training state of other settings ({state.get('config')}, not {asdict(cfg)}); "
+                         "delete it to start again")
+    for k, v in parts.items():
+        v.load_state_dict(state[k])
+    for k, g in generators.items():
+        g.set_state(state[k])
+    if after_epoch is not None:  # what it computes from the model (noise-aware: the noise levels)
+        parts["model"].eval()
+        after_epoch(parts["model"])
+        parts["model"].train()
+    torch.set_rng_state(state["torch_rng"])
+    if progress is not None:
+        progress.update(state["epochs_done"])
+    return state["epochs_done"]
 
 
 @torch.no_grad()

@@ -156,7 +156,9 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
     training settings. ``batch_size`` and ``augment`` (random crop and flip of image data
     sets) apply to both phases; ``lr``, ``optimizer`` ("adam" or "sgd"), ``weight_decay`` and
     ``amp`` (bfloat16 on CUDA) to the float training; fine-tuning is Adam at ``cat_lr``.
-    Every argument and the output path are checked before any training.
+    Every argument and the output path are checked before any training. Each phase keeps its
+    state beside ``out`` after every epoch (``resume_file``), so the same call after an
+    interruption goes on where it stopped.
     """
     if method not in TRAIN_METHODS:
         raise InputError(f"method must be one of {', '.join(TRAIN_METHODS)}, not {method!r}")
@@ -203,7 +205,7 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
         if epochs:
             ann_lib.train(net, x_train, ds.y_train, ann_lib.TrainConfig(
                 epochs=epochs, seed=seed, lr=lr, optimizer=optimizer, weight_decay=weight_decay, amp=amp, **training),
-                progress=bar)
+                progress=bar, resume=resume_file(out, "float"))
         float_acc = ann_lib.accuracy(net, x_test, ds.y_test)
         ckpt = {"format": ANN_FORMAT, "version": ANN_VERSION, "dataset": dataset, "data_dir": data_dir,
                 "recipe": recipe, "seed": seed,
@@ -215,14 +217,23 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
             tune = {"cat": ann_lib.cat_finetune, "noise": ann_lib.noise_aware_finetune,
                     "twostage": ann_lib.two_stage_finetune}[method]
             cat = tune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs, lr=cat_lr,
-                       seed=seed, input_shape=input_shape, progress=bar, **training)
+                       seed=seed, input_shape=input_shape, progress=bar, resume=resume_file(out, method), **training)
             ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
                         thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test),
                         coding=cat.coding, noise=list(cat.noise))
         else:
             ckpt.update(cat_state_dict=None, thetas=None)
     atomic_write(out, lambda f: torch.save(ckpt, f), "ANN checkpoint")
+    for phase in ("float", method):
+        resume_file(out, phase).unlink(missing_ok=True)
     return ckpt
+
+
+def resume_file(out: Path, phase: str) -> Path:
+    """Where ``train_ann`` keeps a phase's training state while it trains ``out`` (ann.train's
+    ``resume``): run the same command again after an interruption and it goes on from the last
+    finished epoch."""
+    return out.with_name(f"{out.name}.{phase}-state")
 
 
 def absolute_module(spec: str) -> str:

@@ -33,6 +33,7 @@ def test_bench_rows_tables_and_rtl_check(tmp_path, monkeypatch):
     cat = rows[-1]
     assert 0 <= cat["accuracy"] <= 1 and cat["spikes_per_image"] > 0 and cat["cycles_per_image"] > 0
     assert (out / "mnist-mlp" / "float.pt").is_file() and (out / "mnist-mlp" / "cat-T8-B2.pt").is_file()
+    assert not list((out / "mnist-mlp").glob("*state"))  # the training states go once the checkpoints are kept
     table = (out / "accuracy.md").read_text()
     assert "**mnist-mlp** (MNIST test set, 8k/2k split, 40 test images" in table and table.count("yes (2 images)") == 4
     assert (out / "accuracy.png").stat().st_size > 10_000

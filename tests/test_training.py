@@ -156,3 +156,91 @@ def test_gpu_training_script_fits_its_budget_and_writes_the_model(cifar_dir, tmp
     model = SnnModel.load(tmp_path / "resnet20.npz")
     assert model.timing.T == 8 and model.info["arch"] == "resnet20" and model.info["calibration"] == "cat"
     assert summary["weights"] == sum(layer.weights.size for layer in model.layers)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _Progress:
+    """A progress bar that stops the training at its ``stop_at``-th update."""
+
+    def __init__(self, stop_at=None):
+        self.updates, self.stop_at = [], stop_at
+
+    def update(self, n):
+        self.updates.append(n)
+        if len(self.updates) == self.stop_at:
+            raise _Interrupt
+
+
+def _tiny(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    """Stopped after its second epoch and run again with the same state file, a 4-epoch SGD
+    training (seed 0) ends with exactly the weights of the uninterrupted one, though the
+    second run starts from other weights: the model, optimiser, schedule and generators all
+    come from the file."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((100, 6)).astype(np.float32), rng.integers(0, 3, 100)
+    cfg = ann.TrainConfig(epochs=4, batch_size=16, lr=0.05, optimizer="sgd", seed=0)
+    straight = _tiny(1)
+    ann.train(straight, x, y, cfg)
+    state = tmp_path / "train.state"
+    with pytest.raises(_Interrupt):
+        ann.train(_tiny(1), x, y, cfg, progress=_Progress(stop_at=2), resume=state)
+    assert torch.load(state, weights_only=False)["epochs_done"] == 2
+    resumed, progress = _tiny(7), _Progress()
+    ann.train(resumed, x, y, cfg, progress=progress, resume=state)
+    assert progress.updates == [2, 1, 1]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(_tiny(7).state_dict().values(), resumed.state_dict().values()))
+    # a finished state trains no more; one of other settings is refused, naming the file
+    again = _tiny(7)
+    ann.train(again, x, y, cfg, resume=state)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), resumed.state_dict().values()))
+    from firstspike.errors import InputError
+    with pytest.raises(InputError, match="train.state: the training state of other settings"):
+        ann.train(_tiny(1), x, y, ann.TrainConfig(epochs=5, batch_size=16, lr=0.05, optimizer="sgd"), resume=state)
+
+
+def test_train_ann_resumes_its_phases_and_removes_their_states(tmp_path, monkeypatch):
+    """firstspike train on digits, stopped in its CAT phase: run again, it takes the float
+    phase's finished state (no float epoch is trained again), goes on with CAT from its
+    state, and removes both state files once the checkpoint is written."""
+    from firstspike.sw import checkpoint
+    out = tmp_path / "ann.pt"
+    calls = []
+    real_train = ann.train
+
+    def counting(model, x, y, cfg, progress=None, after_epoch=None, resume=None):
+        calls.append((type(model).__name__, resume.name if resume else None))
+        return real_train(model, x, y, cfg, progress=progress, after_epoch=after_epoch, resume=resume)
+
+    monkeypatch.setattr(ann, "train", counting)
+    interrupted = _Progress(stop_at=3)  # float epochs 1, 2, then the first CAT epoch
+    monkeypatch.setattr(checkpoint, "tqdm", lambda **kw: _Bar(interrupted))
+    with pytest.raises(_Interrupt):
+        checkpoint.train_ann(out, arch="mlp", hidden=(8,), epochs=2, cat_epochs=2, quiet=True)
+    assert checkpoint.resume_file(out, "float").is_file() and checkpoint.resume_file(out, "cat").is_file()
+    resumed = _Progress()
+    monkeypatch.setattr(checkpoint, "tqdm", lambda **kw: _Bar(resumed))
+    checkpoint.train_ann(out, arch="mlp", hidden=(8,), epochs=2, cat_epochs=2, quiet=True)
+    assert resumed.updates == [2, 1, 1]  # float: 2 done; CAT: 1 done, 1 more
+    assert calls[-2:] == [("Sequential", "ann.pt.float-state"), ("CatNetwork", "ann.pt.cat-state")]
+    assert out.is_file() and not list(tmp_path.glob("*-state"))
+
+
+class _Bar:
+    def __init__(self, progress):
+        self.progress = progress
+
+    def __enter__(self):
+        return self.progress
+
+    def __exit__(self, *exc):
+        return False
