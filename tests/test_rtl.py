@@ -88,16 +88,22 @@ def _shape_cnns(shape, timing):
     return [net for j, i in enumerate(CNN_SHAPES) if i == shape for net in _cnns(j, timing)]
 
 
+def _seeded_nets(build, base, index, count, timing):
+    """``count`` networks of ``build(rng, timing)``, each with 2 input images from its own
+    generator, seeded ``base + 1000 * index + n``: (seed, model, times)."""
+    out = []
+    for n in range(count):
+        seed = base + 1000 * index + n
+        rng = np.random.default_rng(seed)
+        model = build(rng, timing)
+        out.append((seed, model, random_input_times(rng, model.layers[0].n_in, 2, timing)))
+    return out
+
+
 def _cnns(index, timing):
     """Random conv nets: 1-2 conv layers (kernel 1/3/5, stride 1/2, padding up to k//2,
     max pooling 1/2), 0-1 hidden linear layers, one seed per network."""
-    out = []
-    for n in range(CNNS_PER_CONFIG):
-        seed = 5000 + 1000 * index + n
-        rng = np.random.default_rng(seed)
-        model = _conv_net(rng, timing)
-        out.append((seed, model, random_input_times(rng, model.layers[0].n_in, 2, timing)))
-    return out
+    return _seeded_nets(_conv_net, 5000, index, CNNS_PER_CONFIG, timing)
 
 
 def _conv_net(rng, timing):
@@ -140,13 +146,7 @@ def _resnets(index, timing):
     """Random residual nets: an optional stem conv (without one, the first shortcut reads the
     input spikes) and 1-2 blocks (channels 1-20, stride 1/2, pooling 1/2 after the add,
     identity, 1x1 or 3x3 shortcuts), one seed per network."""
-    out = []
-    for n in range(RESNETS_PER_CONFIG):
-        seed = 9000 + 1000 * index + n
-        rng = np.random.default_rng(seed)
-        model = _residual_net(rng, timing)
-        out.append((seed, model, random_input_times(rng, model.layers[0].n_in, 2, timing)))
-    return out
+    return _seeded_nets(_residual_net, 9000, index, RESNETS_PER_CONFIG, timing)
 
 
 def _residual_net(rng, timing):
