@@ -85,27 +85,14 @@ def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool):
     return cat.eval()
 
 
-def golden_figures(model, x, y, pes: int, table, quiet: bool, chunk: int = GOLDEN_CHUNK) -> dict:
-    """The golden model's accuracy on (x, y) and, per image, spikes, synaptic operations, cycles
-    and on-chip energy (nJ) on the default array of ``pes`` PEs, run ``chunk`` images at a time
-    (10,000 CIFAR-10 images at once would hold every layer's potentials for all of them)."""
-    from tqdm import tqdm
-
-    from firstspike.flow import processor_cost
-    from firstspike.sw.golden import GoldenModel
-    golden = GoldenModel(model)
-    sums = dict.fromkeys(("accuracy", "spikes_per_image", "sops_per_image", "cycles_per_image",
-                          "energy_per_image_nj"), 0.0)
-    for start in tqdm(range(0, len(x), chunk), desc="golden", unit="chunk", disable=quiet, leave=False):
-        result = golden.run(x[start:start + chunk])
-        cycles, pj = processor_cost(model, pes, result, table)
-        n = len(result.predictions)
-        for key, value in (("accuracy", (result.predictions == y[start:start + chunk]).mean()),
-                           ("spikes_per_image", result.spike_counts()[:, 1:].sum(1).mean()),
-                           ("sops_per_image", golden.synaptic_ops(result).mean()),
-                           ("cycles_per_image", cycles), ("energy_per_image_nj", pj * 1e-3)):
-            sums[key] += float(value) * n
-    return {key: v / len(x) for key, v in sums.items()}
+def golden_figures(model, ds, pes: int, quiet: bool) -> dict:
+    """A row's golden figures on the test split of ``ds``: flow.golden_summary, GOLDEN_CHUNK
+    images at a time (10,000 CIFAR-10 images at once would hold every layer's potentials for
+    all of them), at the 45 nm preset."""
+    from firstspike.flow import golden_summary
+    s = golden_summary(model, ds, batch=GOLDEN_CHUNK, pes=pes, quiet=quiet)
+    return {"accuracy": s["accuracy"], "spikes_per_image": s["hidden_spikes"], "sops_per_image": s["synaptic_ops"],
+            "cycles_per_image": s["cycles"], "energy_per_image_nj": s["energy_nj"]}
 
 
 def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_B, methods=METHODS,
@@ -115,7 +102,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
 
     from firstspike.hw.config import ArrayConfig
     from firstspike.hw.verilog import write_design
-    from firstspike.sim import energy, verilator
+    from firstspike.sim import verilator
     from firstspike.sim.check import check_networks_on_rtl
     from firstspike.sw import ann
     from firstspike.sw.checkpoint import ann_network, load_ann
@@ -128,7 +115,6 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
     ds = load_dataset(recipe["dataset"], data_dir=data_dir / recipe["dataset"])
     net = ann_network(ckpt)
     float_acc = ann.accuracy(net, ds.x_test, ds.y_test)
-    table = energy.energy_table()
     rows = []
     for T, B in tqdm([(T, B) for T in Ts for B in Bs], desc=name, unit="timing", disable=quiet):
         timing = Timing(T=T, B=B)
@@ -146,7 +132,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
             except FirstspikeError as e:
                 rows.append({**row, "skipped": str(e)})
                 continue
-            row.update(golden_figures(model, ds.x_test, ds.y_test, pes, table, quiet), pes=pes)
+            row.update(golden_figures(model, ds, pes, quiet), pes=pes)
             row["loss_pp"] = 100 * (float_acc - row["accuracy"])
             rows.append(row)
             models.append((row, model))

@@ -228,10 +228,8 @@ def processor_cost(model: SnnModel, pes: int, golden, table: energy.EnergyTable)
     (external memory traffic not included: ``firstspike sim`` reports it separately)."""
     cfg = ArrayConfig.for_model(model, pes)
     counts = perf.layer_counts(model, cfg, golden)
-    geo = array_geometry(cfg, 100.0)
-    e = [sum(sum(v for k, v in energy.layer_energy_pj(c, geo, table, b).items() if k in energy.ON_CHIP)
-             for c in counts) for b in range(len(golden.potentials))]
-    return float(perf.total_cycles(counts).mean()), float(np.mean(e))
+    return float(perf.total_cycles(counts).mean()), float(np.mean(energy.on_chip_pj(counts, array_geometry(cfg, 100.0),
+                                                                                   table)))
 
 
 def array_geometry(cfg: ArrayConfig, clock_mhz: float) -> energy.ArrayGeometry:
@@ -300,6 +298,13 @@ def ann_layers(model: SnnModel, cfg: ArrayConfig) -> list[energy.AnnLayer]:
     return out
 
 
+def ann_baselines(model: SnnModel, cfg: ArrayConfig, table: energy.EnergyTable, sops: float) -> dict:
+    """energy.ann_baselines_pj of ``model``'s equivalent ANN on the array ``cfg``: its PEs, group
+    size, weight-buffer and accumulator entries."""
+    return energy.ann_baselines_pj(ann_layers(model, cfg), table, sops, pes=cfg.pes, group_size=cfg.group_size,
+                                   weight_buffer=cfg.weight_buffer, acc_depth=cfg.slot_depth)
+
+
 #: the processor's targets at the 28 nm preset (docs/hardware.md, "Energy estimate"):
 #: figure -> (what the summary calls it, ">=" or "<=", value)
 ENERGY_TARGETS = {"pj_per_synaptic_event": ("pJ per synaptic event", "<=", 1.5),
@@ -312,13 +317,9 @@ def energy_targets(model: SnnModel, cfg: ArrayConfig, counts, overrides: str | N
     report uses: on-chip pJ per synaptic event, on-chip energy over the int8 ANN's, and the
     PE utilisation of the conv layers together (synaptic events / (P x their cycles))."""
     table = energy.energy_table("28nm", overrides)
-    geometry = array_geometry(cfg, clock_mhz)
-    images = len(counts[0].cycles)
-    on_chip = np.mean([sum(v for c in counts for k, v in energy.layer_energy_pj(c, geometry, table, b).items()
-                           if k in energy.ON_CHIP) for b in range(images)])
-    events = np.mean([sum(int(c.acc_updates[b]) for c in counts) for b in range(images)])
-    int8 = energy.ann_baselines_pj(ann_layers(model, cfg), table, events, pes=cfg.pes, group_size=cfg.group_size,
-                                   weight_buffer=cfg.weight_buffer, acc_depth=cfg.slot_depth)["ann_int8_pj"]
+    on_chip = np.mean(energy.on_chip_pj(counts, array_geometry(cfg, clock_mhz), table))
+    events = np.mean(sum(c.acc_updates for c in counts))
+    int8 = ann_baselines(model, cfg, table, events)["ann_int8_pj"]
     conv = [c for c in counts if c.kind == "conv"]
     figures = {"pj_per_synaptic_event": float(on_chip / max(1.0, events)), "snn_vs_int8": float(on_chip / int8),
                "conv_pe_utilization": float(sum(c.acc_updates.sum() for c in conv)
@@ -377,9 +378,7 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
     rtl_cycles = np.array([r.counters["cycles"] for r in results])
     model_cycles = perf.total_cycles(counts)
     mean = lambda key: float(np.mean([r.counters[key] for r in results]))  # noqa: E731
-    baselines = energy.ann_baselines_pj(ann_layers(model, cfg), table, mean("acc_updates"), pes=cfg.pes,
-                                        group_size=cfg.group_size, weight_buffer=cfg.weight_buffer,
-                                        acc_depth=cfg.slot_depth)
+    baselines = ann_baselines(model, cfg, table, mean("acc_updates"))
     report = {
         "dataset": dataset, "images": n, "model": model_label,
         "float_accuracy": float_accuracy,

@@ -212,7 +212,7 @@ def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, i
     (batch_size, optimizer, augment); ``resume`` to ``train``. ``net`` itself is not changed
     (the CAT network holds copies of its layers)."""
     from .convert import calibrate
-    thetas = calibrate(net, x[:calibration_images(net, x, input_shape)], "percentile", input_shape=input_shape)
+    thetas = calibrate(net, x, "percentile", input_shape=input_shape, values=CALIBRATION_VALUES)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape)
     train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress,
           resume=resume)
@@ -233,7 +233,7 @@ def noise_aware_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: T
     stand for). ``net`` is not changed.
     """
     from .convert import calibrate
-    thetas = calibrate(net, x[:calibration_images(net, x, input_shape)], "percentile", input_shape=input_shape)
+    thetas = calibrate(net, x, "percentile", input_shape=input_shape, values=CALIBRATION_VALUES)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding=coding)
     probe = np.asarray(x[:sigma_images], dtype=np.float32)
 
@@ -254,7 +254,7 @@ def two_stage_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Tim
     thresholds. Stage II, the layer-wise calibration of initial potentials, runs at
     conversion (sw/initial_calibration.py). ``net`` is not changed."""
     from .convert import calibrate
-    thetas = calibrate(net, x[:calibration_images(net, x, input_shape)], "percentile", input_shape=input_shape)
+    thetas = calibrate(net, x, "percentile", input_shape=input_shape, values=CALIBRATION_VALUES)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, coding="rate")
     cat.keep = keep
     train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress,

@@ -363,7 +363,7 @@ CALIBRATE_VALUES = 1 << 29
 
 def calibrate(net, x: np.ndarray, method: str = "percentile",
               percentile: float = 99.9, timing: Timing | None = None, input_shape=None,
-              neuron: str = DEFAULT_NEURON) -> list:
+              neuron: str = DEFAULT_NEURON, values: int | None = None) -> list:
     """Hidden-layer thresholds from float activation statistics on calibration inputs.
 
     ``max``: the largest activation; ``percentile``: that percentile of the positive
@@ -372,8 +372,8 @@ def calibrate(net, x: np.ndarray, method: str = "percentile",
     Gaussian fit of each channel's pre-activations, on the grid of ``neuron``'s coding:
     one threshold per layer on the TTFS grid of ``timing`` (ttfs: one table per layer),
     one per channel on the rate grid of T steps (rate_if, diff_if). Other methods give one float
-    per hidden layer. A large network reads the first images of ``x`` that hold
-    CALIBRATE_VALUES activations.
+    per hidden layer. A large network reads the first images of ``x`` that hold ``values``
+    activations (None: CALIBRATE_VALUES).
     """
     if method not in CALIBRATIONS:
         raise ConversionError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
@@ -382,7 +382,7 @@ def calibrate(net, x: np.ndarray, method: str = "percentile",
     coding = coding_of(neuron)
     check_finite_parameters(network_stages(net, input_shape))
     from .ann import calibration_images
-    x = x[:calibration_images(net, x, input_shape, CALIBRATE_VALUES)]
+    x = x[:calibration_images(net, x, input_shape, CALIBRATE_VALUES if values is None else values)]
     if method == "iteration":
         if timing is None:
             raise ConversionError("threshold iteration needs the timing (T, B) the SNN will use")

@@ -72,9 +72,12 @@ def test_bench_refuses_unknown_networks(tmp_path, capsys):
     assert "unknown methods ['qcfs']" in capsys.readouterr().err
 
 
-def test_golden_figures_are_the_same_in_chunks():
-    """The benchmark runs the golden model 1,000 test images at a time: chunks of 7 (the last
-    one short) give the figures of one run over all 40 images."""
+def test_golden_figures_are_the_same_in_chunks(monkeypatch):
+    """The benchmark runs the golden model GOLDEN_CHUNK test images at a time
+    (flow.golden_summary): chunks of 7 (the last one short) give the figures of one run over
+    all 40 images."""
+    from types import SimpleNamespace
+
     from firstspike.flow import processor_cost
     from firstspike.sim.energy import energy_table
     from firstspike.sw.formats import Timing
@@ -82,14 +85,14 @@ def test_golden_figures_are_the_same_in_chunks():
     from firstspike.sw.random_models import random_model
     rng = np.random.default_rng(3)
     model = random_model(rng, [20, 12, 5], Timing(T=8, B=2, frac_bits=10))
-    x = rng.random((40, 20)).astype(np.float32)
-    y = rng.integers(0, 5, 40)
-    table = energy_table("45nm")
-    chunked = accuracy.golden_figures(model, x, y, 4, table, quiet=True, chunk=7)
+    ds = SimpleNamespace(x_test=rng.random((40, 20)).astype(np.float32), y_test=rng.integers(0, 5, 40))
+    monkeypatch.setattr(accuracy, "GOLDEN_CHUNK", 7)
+    chunked = accuracy.golden_figures(model, ds, 4, quiet=True)
     golden = GoldenModel(model)
-    result = golden.run(x)
-    cycles, pj = processor_cost(model, 4, result, table)
-    expected = {"accuracy": (result.predictions == y).mean(), "sops_per_image": golden.synaptic_ops(result).mean(),
+    result = golden.run(ds.x_test)
+    cycles, pj = processor_cost(model, 4, result, energy_table("45nm"))
+    expected = {"accuracy": (result.predictions == ds.y_test).mean(),
+                "sops_per_image": golden.synaptic_ops(result).mean(),
                 "spikes_per_image": result.spike_counts()[:, 1:].sum(1).mean(), "cycles_per_image": cycles,
                 "energy_per_image_nj": pj * 1e-3}
     assert chunked == pytest.approx(expected, rel=1e-12)
