@@ -5,6 +5,7 @@ Each case names the behaviour before the fix in its docstring.
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -288,6 +289,26 @@ def test_concurrent_builds_of_one_design_share_the_cache(tmp_path):
     assert not errors
     assert sorted(r.build_seconds == 0 for r in results) == [False, True]  # one compiled, one reused it
     assert results[0].build_dir == results[1].build_dir
+    # the runtime's C++ went through ccache (the same objects serve every build)
+    objcache = re.search(r"OBJCACHE=(\S+)", os.environ["MAKEFLAGS"]).group(1)
+    compiles = [line for line in (results[0].build_dir / "build.log").read_text().splitlines()
+                if "-c -o verilated.o" in line]
+    assert os.access(objcache, os.X_OK) and len(compiles) == 1 and compiles[0].startswith(objcache + " ")
+
+
+def test_ccache_lives_in_the_firstspike_cache(monkeypatch, tmp_path):
+    from firstspike.sim.cache import ENV
+    from firstspike.sim.verilator import verilator_env
+    for name in ("OBJCACHE", "CCACHE_DIR", "MAKEFLAGS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(ENV, str(tmp_path))
+    verilator_env()
+    assert os.environ["CCACHE_DIR"] == str(tmp_path / "ccache") and "OBJCACHE=" in os.environ["MAKEFLAGS"]
+    monkeypatch.delenv("CCACHE_DIR")
+    monkeypatch.setenv("OBJCACHE", "")  # a user's own setting wins: make reads it from the environment
+    monkeypatch.setenv("MAKEFLAGS", "")
+    verilator_env()
+    assert "CCACHE_DIR" not in os.environ and "OBJCACHE=" not in os.environ["MAKEFLAGS"]
 
 
 def test_cli_catches_only_firstspike_errors(monkeypatch):

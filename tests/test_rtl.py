@@ -490,6 +490,14 @@ def test_mismatch_is_reported_precisely():
     assert "image 4: hidden 0 neuron 2: spike time expected" in str(m)
 
 
+def _shared_config(index, models):
+    """The array of CONFIGS[index]'s random-network tests, sized for ``models`` too: small
+    networks leave it as it is, so their test reuses that Verilator build."""
+    pes, T, B, F = CONFIGS[index]
+    everything = [m for _, m, _ in _every_net(index, Timing(T=T, B=B, frac_bits=F))] + list(models)
+    return ArrayConfig.for_models(everything, pes, smallest_weight_buffer=index % 2 == 1)
+
+
 def test_a_wrong_weight_in_the_rtl_is_caught(tmp_path):
     """End to end, the comparison detects a real difference: the array runs a network with
     one output-layer weight changed, the golden model the original."""
@@ -499,7 +507,7 @@ def test_a_wrong_weight_in_the_rtl_is_caught(tmp_path):
     times = np.zeros((1, 6), dtype=np.int64)  # every input spikes at t = 0
     golden = GoldenModel(model).run_times(times)
     h = int(np.flatnonzero(golden.spikes[1][0] >= 0)[0])  # a hidden neuron that fired
-    cfg = ArrayConfig.for_model(model, 1)
+    cfg = _shared_config(0, [model])
     old = int(model.layers[1].weights[0, h])
     new = 0b00000 if old != 0b00000 else 0b10000  # +-2**s: the largest magnitude, another value
     changed = copy.deepcopy(model)
@@ -527,7 +535,7 @@ def test_a_failing_memory_raises_memory_error(tmp_path):
     timing = Timing(T=8, B=1, frac_bits=12)
     rng = np.random.default_rng(12)
     nets = [(random_model(rng, [6, 5, 3], timing), random_input_times(rng, 6, 2, timing)) for _ in range(3)]
-    cfg = ArrayConfig.for_models([m for m, _ in nets], 2)
+    cfg = _shared_config(0, [m for m, _ in nets])
     built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
     assert check_networks_on_rtl(built, cfg, nets, tmp_path / "run", failing_memory_from=1) == [[], [], []]
     # a working memory: the flag low everywhere (the check wants it low)
