@@ -117,7 +117,9 @@ class CatNetwork(nn.Module):
         if len(thetas) != n_hidden:
             raise InputError(f"need {n_hidden} thresholds, got {len(thetas)}")
         self.log_thetas = nn.Parameter(torch.log(torch.tensor(thetas, dtype=torch.float32)))
-        self.quantise = quantise
+        #: which of the SNN's formats the network runs in (both, or one of them: what each costs,
+        #: tools/quantisation_ablation.py)
+        self.quantise_weights = self.quantise_activations = bool(quantise)
         if coding not in ("ttfs", "rate"):
             raise InputError(f"coding must be ttfs or rate, not {coding!r}")
         # a conv shortcut's weights train too; an identity's unit diagonal is fixed (no gradient)
@@ -152,15 +154,15 @@ class CatNetwork(nn.Module):
         """(scores, every hidden layer's activations after pooling, before the training noise)."""
         x = x.reshape(x.shape[0], -1)
         theta_in = torch.tensor(self.input_theta, device=x.device)
-        if self.quantise:
+        if self.quantise_activations:
             x = self._activation(x, theta_in)
         thetas = torch.exp(self.log_thetas)
         source_thetas = [theta_in] + list(thetas)  # what a spike of each source stands for
         hidden = []
         sources = [x]  # the values of every spike source so far, for residual shortcuts
         for k, st in enumerate(self.stages):
-            w, w_sc = (self._weights(st, theta_in) if self.quantise else None), None
-            if st.shortcut is not None and self.quantise:  # one scale for both sets, in the layer's unit
+            w, w_sc = (self._weights(st, theta_in) if self.quantise_weights else None), None
+            if st.shortcut is not None and self.quantise_weights:  # one scale for both sets, in the layer's unit
                 theta_src = source_thetas[st.shortcut.source]
                 if self.coding == "ttfs":  # spec 14.3: the thresholds' ratio goes into the shortcut's weights
                     ratio = theta_src / theta_in
@@ -172,7 +174,7 @@ class CatNetwork(nn.Module):
             z = st.forward(x, w, sources=sources, shortcut_weight=w_sc)
             if not st.hidden:
                 return z, hidden
-            a = self._activation(z, thetas[k]) if self.quantise else torch.relu(z)
+            a = self._activation(z, thetas[k]) if self.quantise_activations else torch.relu(z)
             x = st.pool_flat(a)
             hidden.append(x)
             sources.append(x)

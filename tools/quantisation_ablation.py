@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Where a training-free conversion loses accuracy: the SNN's weight format alone, its
+activation format alone, and both, on a float checkpoint.
+
+The network runs as sw.ann.CatNetwork does for CAT (float arithmetic, BatchNorm folded)
+with thresholds calibrated on the training set, in four settings: float, 5-bit log weights
+only (nearest rounding, the layer scale from max|w|), TTFS activations only (the hidden
+layers' and the input's), and both. It also prints, per weight layer, the relative L2 error
+of the log weights, ||q(W) - W|| / ||W||. docs/results.md quotes it for CIFAR-10 VGG-11:
+
+    .venv/bin/python tools/quantisation_ablation.py build/accuracy/cifar10-vgg11/float.pt \\
+        --data-dir build/data/cifar10 [--T 16] [--B 2] [--method percentile]
+
+Adaptive rounding and CAT, what the converter offers against these losses, are not in it:
+`make bench-accuracy` measures those.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+#: (name, weights quantised, activations quantised)
+SETTINGS = (("float", False, False), ("log weights", True, False), ("TTFS activations", False, True),
+            ("both", True, True))
+
+
+def ablation(net, x_cal: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, timing, method: str = "percentile",
+             input_shape=None) -> dict:
+    """{"accuracy": {setting: test accuracy}, "weight_l2_error": [per weight layer]} of float
+    network ``net`` with thresholds calibrated by ``method`` on ``x_cal``."""
+    import torch
+
+    from firstspike.sw.ann import CatNetwork, accuracy, log_quantise_weights
+    from firstspike.sw.convert import calibrate
+    thetas = calibrate(net, x_cal, method, timing=timing, input_shape=input_shape)
+    cat = CatNetwork(net, timing, 1.0, thetas, input_shape=input_shape).eval()
+    scores = {}
+    for name, weights, activations in SETTINGS:
+        cat.quantise_weights, cat.quantise_activations = weights, activations
+        scores[name] = accuracy(cat, x_test, y_test)
+    with torch.no_grad():
+        errors = [float(torch.linalg.vector_norm(log_quantise_weights(w) - w) / torch.linalg.vector_norm(w))
+                  for w in (st.layer.weight for st in cat.stages)]
+    return {"accuracy": scores, "weight_l2_error": errors}
+
+
+def main(argv=None) -> None:
+    from firstspike.sw.checkpoint import ann_network, input_shape_of, load_ann
+    from firstspike.sw.data import load_dataset
+    from firstspike.sw.formats import Timing
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="float ANN checkpoint (firstspike train, make bench-accuracy's float.pt)")
+    p.add_argument("--data-dir", help="the checkpoint's data set folder (default: where it was trained from)")
+    p.add_argument("--T", type=int, default=16)
+    p.add_argument("--B", type=int, default=2)
+    p.add_argument("--method", default="percentile", choices=("max", "percentile", "iteration"))
+    a = p.parse_args(argv)
+    ckpt = load_ann(a.checkpoint)
+    ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=a.data_dir or ckpt.get("data_dir"))
+    out = ablation(ann_network(ckpt), ds.x_train, ds.x_test, ds.y_test, Timing(T=a.T, B=a.B), a.method,
+                   input_shape_of(ckpt))
+    print(f"{a.checkpoint}, T={a.T}, B={a.B}, {a.method} thresholds, nearest weight rounding, "
+          f"{len(ds.x_test)} test images:")
+    for name, acc in out["accuracy"].items():
+        print(f"  {name:17s} {100 * acc:6.2f} %")
+    print("  log weights, relative L2 error per layer: " + ", ".join(f"{e:.3f}" for e in out["weight_l2_error"]))
+
+
+if __name__ == "__main__":
+    main()
