@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from firstspike.errors import InputError
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -211,13 +212,17 @@ def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, i
     """Conversion-aware training of a float network: thresholds start at the 99.9th percentile of
     its activations on ``x`` (flat rows; at most ``calibration_images(net, x)`` of them), then
     weights and thresholds train with the quantisers on. ``train_options`` go to TrainConfig
-    (batch_size, optimizer, augment); ``resume`` to ``train``. ``net`` itself is not changed
-    (the CAT network holds copies of its layers)."""
+    (batch_size, optimizer, augment, distill: the float network is the teacher); ``resume``
+    to ``train``. ``net`` itself is not changed (the CAT network holds copies of its layers)."""
     from .convert import calibrate
     thetas = calibrate(net, x, "percentile", input_shape=input_shape, values=CALIBRATION_VALUES)
     cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape)
-    train(cat, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options), progress=progress,
-          resume=resume)
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options)
+    teacher = None
+    if cfg.distill > 0:  # a copy (train() moves it to the device), fed the flat rows CAT reads
+        teacher = copy.deepcopy(net)
+        teacher = nn.Sequential(nn.Unflatten(1, tuple(input_shape)), teacher) if input_shape else teacher
+    train(cat, x, y, cfg, progress=progress, resume=resume, teacher=teacher)
     return cat
 
 
@@ -401,6 +406,10 @@ class TrainConfig:
     augment: tuple | None = None
     #: bfloat16 autocast on CUDA (float training; CAT's quantisers want float32)
     amp: bool = False
+    #: weight of knowledge distillation from ``train``'s teacher (0: cross-entropy alone): the
+    #: loss is (1 - distill) x cross-entropy + distill x T^2 x KL(teacher || model) at temperature T
+    distill: float = 0.0
+    distill_temperature: float = 4.0
 
 
 OPTIMIZERS = ("adam", "sgd")
@@ -427,7 +436,7 @@ def random_crop_flip(x: torch.Tensor, shape: tuple, gen: torch.Generator, pad: i
 
 
 def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress=None,
-          after_epoch=None, resume=None) -> None:
+          after_epoch=None, resume=None, teacher: nn.Module | None = None) -> None:
     """Cosine learning-rate decay over every step, Adam or SGD; deterministic for a given seed
     on the CPU. The data set moves to the device once (CUDA when present) and batches are
     drawn there. ``after_epoch(model)`` runs after each epoch (the model in eval mode).
@@ -435,15 +444,25 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, prog
     ``resume``: a file that holds the training state after every finished epoch (the model,
     optimiser, schedule and random generators). A run that finds it goes on from there, so
     an interrupted training ends as the uninterrupted one would (on the CPU); one that finds
-    it complete trains no more. The caller removes it once the result is kept."""
+    it complete trains no more. The caller removes it once the result is kept.
+
+    ``teacher``: the network whose outputs the model learns too when ``cfg.distill`` > 0 (CAT:
+    the float network; it takes the same inputs and is not changed)."""
     if cfg.optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {cfg.optimizer!r}")
+    if not 0.0 <= cfg.distill <= 1.0 or cfg.distill_temperature <= 0:
+        raise InputError(f"distill must be in [0, 1] and its temperature > 0, not {cfg.distill} / "
+                         f"{cfg.distill_temperature}")
+    if cfg.distill > 0 and teacher is None:
+        raise InputError("distillation needs a teacher network")
     torch.manual_seed(cfg.seed)
     device = _device()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model.to(device).train()
+    if teacher is not None:
+        teacher.to(device).eval()
     xt = torch.as_tensor(x, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.int64, device=device)
     if cfg.optimizer == "sgd":
@@ -465,7 +484,11 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, prog
             idx = order[start:start + cfg.batch_size]
             xb = xt[idx] if cfg.augment is None else random_crop_flip(xt[idx], cfg.augment, augment_gen)
             with autocast:
-                loss = nn.functional.cross_entropy(model(xb), yt[idx])
+                out = model(xb)
+                loss = nn.functional.cross_entropy(out, yt[idx])
+                if cfg.distill > 0:
+                    loss = (1 - cfg.distill) * loss + cfg.distill * _distillation_loss(out, teacher, xb,
+                                                                                       cfg.distill_temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -479,6 +502,15 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, prog
         if progress is not None:
             progress.update(1)
     model.eval()
+
+
+def _distillation_loss(out: torch.Tensor, teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 x KL(softmax(teacher / T) || softmax(out / T)) over the batch (Hinton et al. 2015: the
+    T^2 keeps its gradient's scale that of the cross-entropy's)."""
+    with torch.no_grad():
+        target = nn.functional.log_softmax(teacher(x) / temperature, dim=1)
+    log_p = nn.functional.log_softmax(out / temperature, dim=1)
+    return temperature ** 2 * nn.functional.kl_div(log_p, target, reduction="batchmean", log_target=True)
 
 
 def _save_training(path, cfg: TrainConfig, epochs_done: int, parts: dict, generators: dict) -> None:

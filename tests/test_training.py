@@ -244,3 +244,57 @@ class _Bar:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_distillation_loss_is_the_tempered_kl_divergence():
+    out = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    teacher = torch.nn.Identity()  # its "outputs" are its inputs
+    target = torch.tensor([[2.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    T = 2.0
+
+    def softmax(v):
+        e = np.exp(v / T - (v / T).max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    p, q = softmax(target.numpy().astype(np.float64)), softmax(out.numpy().astype(np.float64))
+    expected = T * T * (p * (np.log(p) - np.log(q))).sum(1).mean()
+    assert float(ann._distillation_loss(out, teacher, target, T)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_distillation_alone_ignores_the_labels_and_needs_a_teacher():
+    """With distill = 1 the labels carry no weight: training on shuffled labels ends with the
+    same weights; with distill = 0 the teacher changes nothing. Bad settings are refused."""
+    from firstspike.errors import InputError
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6)).astype(np.float32), rng.integers(0, 3, 64)
+    teacher = _tiny(3).eval()
+
+    def trained(labels, distill, with_teacher=True):
+        model = _tiny(1)
+        ann.train(model, x, labels, ann.TrainConfig(epochs=2, batch_size=16, lr=0.05, distill=distill),
+                  teacher=teacher if with_teacher else None)
+        return model.state_dict().values()
+    shuffled = rng.permutation(y)
+    assert all(torch.equal(a, b) for a, b in zip(trained(y, 1.0), trained(shuffled, 1.0)))
+    assert not all(torch.equal(a, b) for a, b in zip(trained(y, 0.5), trained(shuffled, 0.5)))
+    assert all(torch.equal(a, b) for a, b in zip(trained(y, 0.0), trained(y, 0.0, with_teacher=False)))
+    with pytest.raises(InputError, match="needs a teacher"):
+        trained(y, 0.5, with_teacher=False)
+    with pytest.raises(InputError, match="distill must be in"):
+        trained(y, 1.5)
+
+
+def test_cat_distils_from_its_float_network_in_image_layout():
+    """CAT with distillation on a network that takes images: the teacher gets the flat rows
+    reshaped; the float network itself is left as it was."""
+    from firstspike.sw.formats import Timing
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(256, 3)).eval()
+    before = [v.clone() for v in net.state_dict().values()]
+    rng = np.random.default_rng(1)
+    x, y = rng.random((48, 64)).astype(np.float32), rng.integers(0, 3, 48)
+    plain = ann.cat_finetune(net, x, y, Timing(T=8, B=1), 1.0, epochs=1, input_shape=(1, 8, 8), batch_size=16)
+    kd = ann.cat_finetune(net, x, y, Timing(T=8, B=1), 1.0, epochs=1, input_shape=(1, 8, 8), batch_size=16,
+                          distill=0.7)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), kd.state_dict().values()))
