@@ -75,10 +75,13 @@ DATASETS ?= ../shared/datasets
 BENCH_NETS ?= mnist-mlp,mnist-cnn
 # of max,percentile,iteration,cat (cat trains a network per timing); rows of the others stay
 BENCH_METHODS ?= max,percentile,iteration,cat
+# more options of python -m firstspike.accuracy, e.g. "--T 16 --B 2" or "--keep-measured" (measure
+# only the timings an interrupted run left out)
+BENCH_ACCURACY_FLAGS ?=
 bench-accuracy: $(STAMP)
 	@test -d build/data/mnist || $(PY) $(DATASETS)/mnist_split.py build/data/mnist
 	@case "$(BENCH_NETS)" in *cifar10*) test -d build/data/cifar10 || $(PY) $(DATASETS)/cifar10_batches.py build/data/cifar10;; esac
-	$(PY) -m firstspike.accuracy --data-dir build/data --networks $(BENCH_NETS) --methods $(BENCH_METHODS)
+	$(PY) -m firstspike.accuracy --data-dir build/data --networks $(BENCH_NETS) --methods $(BENCH_METHODS) $(BENCH_ACCURACY_FLAGS)
 
 # >= 1000 random networks through the RTL on every core, bit- and cycle-exact -> build/fuzz.json
 FUZZ ?= 1000

@@ -15,13 +15,15 @@ for each T in {4, 8, 16} and B in {1, 2}:
 
 Trained networks are checkpointed under ``--out`` (the float network, and CAT per timing), and
 each training keeps its state after every epoch, so a rerun resumes where an interrupted one
-stopped, within a training too. Written as accuracy.json, accuracy.md and
-accuracy.png. Data: ``--data-dir`` holds ``mnist/`` and ``cifar10/`` in the layouts that
-../shared/datasets' scripts write (``make bench-accuracy`` runs them); the tables label them
-honestly: "MNIST test set, 8k/2k split" and "CIFAR-10 (JPEG copy)".
+stopped, within a training too. Written as accuracy.json (after every timing, so an
+interrupted run keeps the rows it measured; with ``--keep-measured`` a rerun measures only
+the timings that are missing), accuracy.md and accuracy.png. Data: ``--data-dir`` holds
+``mnist/`` and ``cifar10/`` in the layouts that ../shared/datasets' scripts write (``make
+bench-accuracy`` runs them); the tables label them honestly: "MNIST test set, 8k/2k split"
+and "CIFAR-10 (JPEG copy)".
 
     python -m firstspike.accuracy --data-dir build/data [--networks mnist-mlp,mnist-cnn] [--methods ...]
-        [--out build/accuracy]
+        [--out build/accuracy] [--keep-measured]
 """
 from __future__ import annotations
 
@@ -96,8 +98,9 @@ def golden_figures(model, ds, pes: int, quiet: bool) -> dict:
 
 
 def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_B, methods=METHODS,
-                  rtl_images: int = 4, pes: int = 16, quiet: bool = False) -> list[dict]:
-    """One row per (T, B, method) of benchmark network ``name``."""
+                  rtl_images: int = 4, pes: int = 16, quiet: bool = False, skip=(), on_timing=None) -> list[dict]:
+    """One row per (T, B, method) of benchmark network ``name``, timings ``skip`` ((T, B) pairs)
+    left out; ``on_timing(rows)`` gets each timing's rows as soon as they are measured."""
     from tqdm import tqdm
 
     from firstspike.hw.config import ArrayConfig
@@ -116,9 +119,10 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
     net = ann_network(ckpt)
     float_acc = ann.accuracy(net, ds.x_test, ds.y_test)
     rows = []
-    for T, B in tqdm([(T, B) for T in Ts for B in Bs], desc=name, unit="timing", disable=quiet):
+    for T, B in tqdm([(T, B) for T in Ts for B in Bs if (T, B) not in skip], desc=name, unit="timing",
+                     disable=quiet):
         timing = Timing(T=T, B=B)
-        models = []
+        models, first_row = [], len(rows)
         for method in methods:
             row = {"network": name, "data": DATA_LABELS[recipe["dataset"]], "T": T, "B": B, "method": method,
                    "float_accuracy": float_acc, "test_images": len(ds.x_test)}
@@ -144,6 +148,8 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
             problems = check_networks_on_rtl(built, cfg, nets, out / name / f"rtl-T{T}-B{B}")
             for (row, _), p in zip(models, problems):
                 row.update(rtl_images=rtl_images, rtl_bit_exact=not p, rtl_problem=p[0] if p else None)
+        if on_timing is not None:
+            on_timing(rows[first_row:])
     return rows
 
 
@@ -206,6 +212,12 @@ def _earlier_rows(path: Path) -> list[dict]:
         return []
 
 
+def _measured_timings(rows: list[dict], methods) -> set[tuple[str, int, int]]:
+    """(network, T, B) of which ``rows`` hold a measured row of every one of ``methods``."""
+    have = {(r["network"], r["T"], r["B"], r["method"]) for r in rows if "accuracy" in r}
+    return {(n, T, B) for n, T, B, _ in have if all((n, T, B, m) in have for m in methods)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m firstspike.accuracy", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, type=Path, help="holds mnist/ and cifar10/ (make bench-accuracy)")
@@ -217,6 +229,8 @@ def main(argv=None) -> int:
                    help=f"comma-separated, of {', '.join(METHODS)} (default: all; cat trains a network per timing)")
     p.add_argument("--rtl-images", type=int, default=4, help="test images of every converted network run in RTL")
     p.add_argument("--out", type=Path, default=Path("build/accuracy"))
+    p.add_argument("--keep-measured", action="store_true",
+                   help="timings whose rows (every method asked for) an earlier run wrote are not measured again")
     args = p.parse_args(argv)
     try:
         names = [n for n in args.networks.split(",") if n]
@@ -235,15 +249,27 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         # rows this run does not measure stay (a run of one network or method adds to the tables)
-        rows = [r for r in _earlier_rows(args.out / "accuracy.json")
+        earlier = _earlier_rows(args.out / "accuracy.json")
+        rows = [r for r in earlier
                 if r["network"] not in names or r["method"] not in methods or r["T"] not in Ts or r["B"] not in Bs]
+        kept = {(n, T, B) for n, T, B in _measured_timings(earlier, methods)
+                if args.keep_measured and n in names and T in Ts and B in Bs}
+        rows += [r for r in earlier if (r["network"], r["T"], r["B"]) in kept and r["method"] in methods]
+
+        # the earlier rows this run measures again stay in the file until their new rows come
+        key = lambda r: (r["network"], r["T"], r["B"], r["method"])  # noqa: E731
+        pending = {key(r): r for r in earlier if key(r) not in {key(q) for q in rows}}
+
+        def add(new_rows):  # written after every timing, so an interrupted run keeps what it has measured
+            rows.extend(new_rows)
+            for r in new_rows:
+                pending.pop(key(r), None)
+            (args.out / "accuracy.json").write_text(json.dumps(
+                {"rows": rows + list(pending.values()), "seconds": time.perf_counter() - start}, indent=1))
         for name in names:
             (args.out / name).mkdir(exist_ok=True)
-            rows += bench_network(name, data_dir=args.data_dir, out=args.out, Ts=Ts, Bs=Bs, methods=methods,
-                                  rtl_images=args.rtl_images)
-            # written after every network, so an interrupted run keeps what it has measured
-            (args.out / "accuracy.json").write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - start},
-                                                               indent=1))
+            bench_network(name, data_dir=args.data_dir, out=args.out, Ts=Ts, Bs=Bs, methods=methods,
+                          rtl_images=args.rtl_images, skip={(T, B) for n, T, B in kept if n == name}, on_timing=add)
         (args.out / "accuracy.md").write_text(markdown_table(rows))
         plot(rows, args.out / "accuracy.png")
     except FirstspikeError as e:

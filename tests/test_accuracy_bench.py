@@ -55,6 +55,31 @@ def test_bench_rows_tables_and_rtl_check(tmp_path, monkeypatch):
     assert (out / "mnist-mlp" / "cat-T8-B2.pt").stat().st_mtime == mtime
 
 
+    # --keep-measured: T=8 is not measured again; T=4 and T=16 are, and an interruption in
+    # T=16's first method leaves the file with every row it had and T=4's new ones
+    calls = []
+
+    def interrupted(model, ds, pes, quiet):
+        calls.append(model.timing.T)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(model, ds, pes, quiet)
+    real = accuracy.golden_figures
+    monkeypatch.setattr(accuracy, "golden_figures", interrupted)
+    before = json.loads((out / "accuracy.json").read_text())["rows"]
+    with pytest.raises(KeyboardInterrupt):
+        accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "4,8,16", "--B", "2",
+                       "--rtl-images", "0", "--out", str(out), "--keep-measured"])
+    assert calls == [4, 4, 4, 4, 16]
+    after = json.loads((out / "accuracy.json").read_text())["rows"]
+    assert after[:len(before)] == before and [(r["T"], r["method"]) for r in after[len(before):]] == [
+        (4, m) for m in accuracy.METHODS]
+    (out / "accuracy.json").write_text(json.dumps({"rows": before}))
+    monkeypatch.setattr(accuracy, "golden_figures", real)
+    assert accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "8", "--B", "2",
+                          "--rtl-images", "0", "--out", str(out), "--keep-measured"]) == 0
+    assert json.loads((out / "accuracy.json").read_text())["rows"] == before  # nothing measured, nothing lost
+
     # one method again: the other methods' rows stay, the table keeps its order
     assert accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "8", "--B", "2",
                           "--methods", "max", "--rtl-images", "0", "--out", str(out)]) == 0
