@@ -60,6 +60,7 @@ def float_checkpoint(name: str, out: Path, data_dir: Path, quiet: bool) -> Path:
     if not path.is_file():
         dataset = recipe.pop("dataset")
         recipe.pop("cat_epochs")
+        recipe.pop("cat_distill", None)
         train_ann(path, dataset=dataset, method="float", data_dir=data_dir / dataset, quiet=quiet, **recipe)
     return path
 
@@ -81,7 +82,7 @@ def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool):
     with tqdm(total=epochs, desc=f"CAT T={timing.T} B={timing.B}", unit="epoch", disable=quiet, leave=False) as bar:
         state = path.with_name(path.name + ".state")
         cat = ann.cat_finetune(ann_network(ckpt), ds.x_train, ds.y_train, timing, 1.0, epochs=epochs, progress=bar,
-                               resume=state)
+                               resume=state, distill=BENCH_NETWORKS[name].get("cat_distill", 0.0))
     torch.save({"state": cat.state_dict(), "thetas": cat.thetas}, path)
     state.unlink()
     return cat.eval()

@@ -140,11 +140,12 @@ def convert(model: nn.Module, calibration_data, *, T: int = 16, B: int = 2, frac
 
 def finetune_cat(model: nn.Module, x, y, *, T: int = 16, B: int = 2, frac_bits: int = 16, epochs: int = 20,
                  lr: float = 1e-3, seed: int = 0, input_theta: float | None = None, name: str = "snn",
-                 progress: bool = False) -> Snn:
+                 progress: bool = False, distill: float = 0.0) -> Snn:
     """Conversion-aware training of a pre-trained network, then conversion with the thresholds it learned.
 
     The network (BatchNorm folded) is trained for ``epochs`` with the SNN's own
     quantisers (TTFS activations, 5-bit log weights); ``model`` itself is not changed.
+    ``distill`` (0 to 1): the weight of distillation from ``model``'s own outputs in the loss.
     """
     from tqdm import tqdm
     timing = Timing(T=T, B=B, frac_bits=frac_bits)
@@ -153,7 +154,7 @@ def finetune_cat(model: nn.Module, x, y, *, T: int = 16, B: int = 2, frac_bits: 
     theta_in = _input_theta(xf, input_theta)
     with tqdm(total=epochs, desc="CAT", unit="epoch", disable=not progress) as bar:
         cat = ann_lib.cat_finetune(model.eval(), xf, y, timing, theta_in, epochs=epochs, lr=lr, seed=seed,
-                                   input_shape=input_shape, progress=bar)
+                                   input_shape=input_shape, progress=bar, distill=distill)
     cat = cat.cpu().eval()
     snn = convert_stages(cat.stages, timing, theta_in, cat.thetas, name=name, info={"calibration": "cat"})
     return Snn(snn)

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="of the float training: adam, or sgd with Nesterov momentum 0.9 (what reaches published "
                         "CIFAR accuracies); fine-tuning is adam at --cat-lr")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="of the float training")
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="CAT: weight (0 to 1) of distillation from the float network's outputs in the loss")
     p.add_argument("--augment", action="store_true",
                    help="random 4-pixel shifts and left-right flips of the training images (CIFAR-10's standard)")
     p.add_argument("--amp", action="store_true", help="bfloat16 float training on a CUDA GPU (fine-tuning stays "
@@ -381,8 +383,7 @@ def _run(args) -> int:
                               cat_epochs=args.cat_epochs, seed=args.seed, data_dir=args.data_dir,
                               module=args.module, weights=args.weights, batch_size=args.batch_size,
                               lr=args.lr, cat_lr=args.cat_lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-                              augment=args.augment,
-                              amp=args.amp)
+                              augment=args.augment, amp=args.amp, distill=args.distill)
         print(f"float accuracy {ckpt['float_accuracy']:.4f}"
               + (f", {TUNED[args.method]} accuracy {ckpt['cat_accuracy']:.4f}" if args.method != "float" else "")
               + f"; wrote {args.out}")

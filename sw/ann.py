@@ -11,7 +11,7 @@ from firstspike.errors import InputError
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -530,7 +530,9 @@ def _resume_training(path, cfg: TrainConfig, parts: dict, generators: dict, prog
     except Exception as e:  # a damaged or foreign file: say which
         raise InputError(f"{path}: not a readable training state ({type(e).__name__}); delete it to start again") \
             from None
-    if state.get("config") != asdict(cfg):
+    # a setting added since the state was saved had its default then
+    saved = {f.name: f.default for f in fields(TrainConfig)} | dict(state.get("config") or {})
+    if saved != asdict(cfg):
         raise InputError(f"{path}: the training state of other settings ({state.get('config')}, not {asdict(cfg)}); "
                          "delete it to start again")
     for k, v in parts.items():

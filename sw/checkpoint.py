@@ -143,7 +143,7 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
               data_dir: str | os.PathLike | None = None, module: str | None = None,
               weights: str | os.PathLike | None = None, batch_size: int = 64, lr: float = 3e-3,
               cat_lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 1e-4, augment: bool = False,
-              amp: bool = False) -> dict:
+              amp: bool = False, distill: float = 0.0) -> dict:
     """Train a float network, then fine-tune it with the SNN's quantisers: method "cat"
     (conversion-aware training, TTFS activations), "noise" (noise-aware training for
     rate-coded IF neurons, ann.noise_aware_finetune) or "twostage" (stage I of two-stage
@@ -155,7 +155,8 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
     (BatchNorm folded, the weights and thresholds CAT learned), the accuracies and the
     training settings. ``batch_size`` and ``augment`` (random crop and flip of image data
     sets) apply to both phases; ``lr``, ``optimizer`` ("adam" or "sgd"), ``weight_decay`` and
-    ``amp`` (bfloat16 on CUDA) to the float training; fine-tuning is Adam at ``cat_lr``.
+    ``amp`` (bfloat16 on CUDA) to the float training; fine-tuning is Adam at ``cat_lr``, and
+    CAT distils from the float network with weight ``distill`` (0: cross-entropy alone).
     Every argument and the output path are checked before any training. Each phase keeps its
     state beside ``out`` after every epoch (``resume_file``), so the same call after an
     interruption goes on where it stopped.
@@ -178,6 +179,10 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
             raise InputError(f"{name} must be a positive number, not {v!r}")
     if not (isinstance(weight_decay, (int, float)) and 0 <= weight_decay < float("inf")):
         raise InputError(f"weight_decay must be a non-negative number, not {weight_decay!r}")
+    if not (isinstance(distill, (int, float)) and 0 <= distill <= 1):
+        raise InputError(f"distill must be a number from 0 to 1, not {distill!r}")
+    if distill and method != "cat":
+        raise InputError(f"distillation is part of CAT (method cat), not of {method}")
     if optimizer not in ann_lib.OPTIMIZERS:
         raise InputError(f"optimizer must be one of {', '.join(ann_lib.OPTIMIZERS)}, not {optimizer!r}")
     out = check_output_file(out, "ANN checkpoint")
@@ -199,7 +204,7 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
     x_train, x_test = _shaped(ds.x_train, input_shape), _shaped(ds.x_test, input_shape)
     training = {"batch_size": batch_size, "augment": list(ds.shape) if augment else None}
     settings = {"lr": lr, "cat_lr": cat_lr, "optimizer": optimizer, "weight_decay": weight_decay, "amp": amp,
-                **training}
+                "distill": distill, **training}
     total = epochs + (cat_epochs if method != "float" else 0)
     with tqdm(total=total, desc="train", unit="epoch", disable=quiet) as bar:
         if epochs:
@@ -217,7 +222,8 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
             tune = {"cat": ann_lib.cat_finetune, "noise": ann_lib.noise_aware_finetune,
                     "twostage": ann_lib.two_stage_finetune}[method]
             cat = tune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs, lr=cat_lr,
-                       seed=seed, input_shape=input_shape, progress=bar, resume=resume_file(out, method), **training)
+                       seed=seed, input_shape=input_shape, progress=bar, resume=resume_file(out, method), **training,
+                       **({"distill": distill} if distill else {}))
             ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
                         thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test),
                         coding=cat.coding, noise=list(cat.noise))

@@ -86,11 +86,11 @@ def test_gpu_recipe_on_cifar_through_train_convert_golden(cifar_dir, tmp_path, c
     ckpt_path, snn = tmp_path / "a.pt", tmp_path / "s.npz"
     assert main(["train", "--dataset", "cifar10", "--data-dir", str(cifar_dir), "--arch", "resnet18", "--width",
                  "0.0625", "--epochs", "1", "--cat-epochs", "1", "--optimizer", "sgd", "--lr", "0.05",
-                 "--weight-decay", "5e-4", "--cat-lr", "2e-4", "--batch-size", "8", "--augment",
+                 "--weight-decay", "5e-4", "--cat-lr", "2e-4", "--batch-size", "8", "--augment", "--distill", "0.25",
                  "--out", str(ckpt_path)]) == 0
     ckpt = torch.load(ckpt_path, weights_only=True)
     assert ckpt["training"] == {"lr": 0.05, "cat_lr": 2e-4, "optimizer": "sgd", "weight_decay": 5e-4, "amp": False,
-                                "batch_size": 8, "augment": [3, 32, 32], "epochs": 1, "cat_epochs": 1}
+                                "distill": 0.25, "batch_size": 8, "augment": [3, 32, 32], "epochs": 1, "cat_epochs": 1}
     assert main(["convert", str(ckpt_path), "--out", str(snn)]) == 0
     capsys.readouterr()
     assert main(["golden", str(snn), "--batch", "3", "--out", str(tmp_path / "g.json")]) == 0
@@ -119,6 +119,8 @@ def test_gpu_recipe_on_cifar_through_train_convert_golden(cifar_dir, tmp_path, c
     (["--lr", "0"], "lr must be a positive number"),
     (["--cat-lr", "-1"], "cat_lr must be a positive number"),
     (["--weight-decay", "-0.1"], "weight_decay must be a non-negative number"),
+    (["--distill", "1.5"], "distill must be a number from 0 to 1"),
+    (["--distill", "0.5", "--method", "noise"], "distillation is part of CAT (method cat), not of noise"),
 ])
 def test_bad_training_settings_are_refused_before_training(args, message, tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "a.pt"), *args]) == 2
@@ -192,7 +194,11 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
     state = tmp_path / "train.state"
     with pytest.raises(_Interrupt):
         ann.train(_tiny(1), x, y, cfg, progress=_Progress(stop_at=2), resume=state)
-    assert torch.load(state, weights_only=False)["epochs_done"] == 2
+    saved = torch.load(state, weights_only=False)
+    assert saved["epochs_done"] == 2
+    for name in ("distill", "distill_temperature"):  # a state saved before these settings existed
+        del saved["config"][name]
+    torch.save(saved, state)
     resumed, progress = _tiny(7), _Progress()
     ann.train(resumed, x, y, cfg, progress=progress, resume=state)
     assert progress.updates == [2, 1, 1]
@@ -217,9 +223,10 @@ def test_train_ann_resumes_its_phases_and_removes_their_states(tmp_path, monkeyp
     calls = []
     real_train = ann.train
 
-    def counting(model, x, y, cfg, progress=None, after_epoch=None, resume=None):
+    def counting(model, x, y, cfg, progress=None, after_epoch=None, resume=None, teacher=None):
         calls.append((type(model).__name__, resume.name if resume else None))
-        return real_train(model, x, y, cfg, progress=progress, after_epoch=after_epoch, resume=resume)
+        return real_train(model, x, y, cfg, progress=progress, after_epoch=after_epoch, resume=resume,
+                          teacher=teacher)
 
     monkeypatch.setattr(ann, "train", counting)
     interrupted = _Progress(stop_at=3)  # float epochs 1, 2, then the first CAT epoch
