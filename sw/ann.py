@@ -118,9 +118,9 @@ class CatNetwork(nn.Module):
         if len(thetas) != n_hidden:
             raise InputError(f"need {n_hidden} thresholds, got {len(thetas)}")
         self.log_thetas = nn.Parameter(torch.log(torch.tensor(thetas, dtype=torch.float32)))
-        #: which of the SNN's formats the network runs in (both, or one of them: what each costs,
-        #: tools/quantisation_ablation.py)
-        self.quantise_weights = self.quantise_activations = bool(quantise)
+        #: which of the SNN's formats the network runs in (all, or some of them: what each costs,
+        #: tools/quantisation_ablation.py): log weights, the input's TTFS code, the hidden layers'
+        self.quantise_weights = self.quantise_input = self.quantise_activations = bool(quantise)
         if coding not in ("ttfs", "rate"):
             raise InputError(f"coding must be ttfs or rate, not {coding!r}")
         # a conv shortcut's weights train too; an identity's unit diagonal is fixed (no gradient)
@@ -155,7 +155,7 @@ class CatNetwork(nn.Module):
         """(scores, every hidden layer's activations after pooling, before the training noise)."""
         x = x.reshape(x.shape[0], -1)
         theta_in = torch.tensor(self.input_theta, device=x.device)
-        if self.quantise_activations:
+        if self.quantise_input:
             x = self._activation(x, theta_in)
         thetas = torch.exp(self.log_thetas)
         source_thetas = [theta_in] + list(thetas)  # what a spike of each source stands for

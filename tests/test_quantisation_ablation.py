@@ -1,4 +1,4 @@
-"""tools/quantisation_ablation.py: each setting is the float network with exactly one, both
+"""tools/quantisation_ablation.py: each setting is the float network with some, all
 or none of the SNN's formats, checked against the same network computed by hand."""
 import importlib.util
 import re
@@ -24,11 +24,11 @@ def tool():
     return module
 
 
-def _by_hand(layers, x, thetas, timing, weights: bool, activations: bool) -> np.ndarray:
+def _by_hand(layers, x, thetas, timing, weights: bool, inputs: bool, activations: bool) -> np.ndarray:
     """Predictions of the MLP ``layers`` (nn.Linear), its weights rounded with the numpy
-    encoder (sw/formats.py) and its activations on the TTFS grid, as asked."""
+    encoder (sw/formats.py), its input and its hidden activations on the TTFS grid, as asked."""
     h = torch.from_numpy(x)
-    if activations:
+    if inputs:
         h = ttfs_quantise(h, torch.tensor(1.0), timing)
     for k, layer in enumerate(layers):
         w = layer.weight.detach().double().numpy()
@@ -50,12 +50,12 @@ def test_each_setting_is_the_network_with_those_formats(tool, digits_model):
     out = tool.ablation(net, ds.x_train, ds.x_test, ds.y_test, timing)
     thetas = calibrate(net, ds.x_train, "percentile", timing=timing)
     layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-    for name, weights, activations in tool.SETTINGS:
-        expected = float((_by_hand(layers, ds.x_test, thetas, timing, weights, activations) == ds.y_test).mean())
+    for name, *formats in tool.SETTINGS:
+        expected = float((_by_hand(layers, ds.x_test, thetas, timing, *formats) == ds.y_test).mean())
         assert out["accuracy"][name] == pytest.approx(expected, abs=1e-12), name
     assert out["accuracy"]["float"] == accuracy(net, ds.x_test, ds.y_test)
-    assert out["accuracy"]["both"] == accuracy(CatNetwork(net, timing, 1.0, thetas).eval(), ds.x_test, ds.y_test)
-    assert out["accuracy"]["both"] < out["accuracy"]["float"]  # T=8, B=1 is coarse enough to cost accuracy
+    assert out["accuracy"]["all"] == accuracy(CatNetwork(net, timing, 1.0, thetas).eval(), ds.x_test, ds.y_test)
+    assert out["accuracy"]["all"] < out["accuracy"]["float"]  # T=8, B=1 is coarse enough to cost accuracy
     for layer, error in zip(layers, out["weight_l2_error"]):
         w = layer.weight.detach().double().numpy()
         q = decode_weights(encode_weights(w, weight_scale_for(w)), weight_scale_for(w))
@@ -68,6 +68,5 @@ def test_command_line_prints_every_setting(tool, digits_model, capsys):
     tool.main([str(ann_path), "--T", "8", "--B", "1"])
     out = capsys.readouterr().out
     assert "T=8, B=1, percentile thresholds" in out
-    assert [name for name, _, _ in tool.SETTINGS] == re.findall(r"^  (float|log weights|TTFS activations|both) ",
-                                                                 out, re.M)
+    assert [name for name, *_ in tool.SETTINGS] == re.findall(r"^  (.+?) +[\d.]+ %$", out, re.M)
     assert len(re.search(r"per layer: (.*)", out).group(1).split(", ")) == 3

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Where a training-free conversion loses accuracy: the SNN's weight format alone, its
-activation format alone, and both, on a float checkpoint.
+input and hidden activation codes alone, and all of them, on a float checkpoint.
 
 The network runs as sw.ann.CatNetwork does for CAT (float arithmetic, BatchNorm folded)
-with thresholds calibrated on the training set, in four settings: float, 5-bit log weights
-only (nearest rounding, the layer scale from max|w|), TTFS activations only (the hidden
-layers' and the input's), and both. It also prints, per weight layer, the relative L2 error
+with thresholds calibrated on the training set, in six settings: float; 5-bit log weights
+only (nearest rounding, the layer scale from max|w|); the input's TTFS code only (each
+pixel on the levels 2^(-t/B)); the hidden layers' TTFS activations only; input and hidden
+activations; and all three. It also prints, per weight layer, the relative L2 error
 of the log weights, ||q(W) - W|| / ||W||. docs/results.md quotes it for CIFAR-10 VGG-11:
 
     .venv/bin/python tools/quantisation_ablation.py build/accuracy/cifar10-vgg11/float.pt \\
@@ -20,9 +21,9 @@ import argparse
 
 import numpy as np
 
-#: (name, weights quantised, activations quantised)
-SETTINGS = (("float", False, False), ("log weights", True, False), ("TTFS activations", False, True),
-            ("both", True, True))
+#: (name, weights, input, hidden activations quantised)
+SETTINGS = (("float", False, False, False), ("log weights", True, False, False), ("TTFS input", False, True, False),
+            ("TTFS hidden", False, False, True), ("TTFS input + hidden", False, True, True), ("all", True, True, True))
 
 
 def ablation(net, x_cal: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, timing, method: str = "percentile",
@@ -36,8 +37,8 @@ def ablation(net, x_cal: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, tim
     thetas = calibrate(net, x_cal, method, timing=timing, input_shape=input_shape)
     cat = CatNetwork(net, timing, 1.0, thetas, input_shape=input_shape).eval()
     scores = {}
-    for name, weights, activations in SETTINGS:
-        cat.quantise_weights, cat.quantise_activations = weights, activations
+    for name, weights, inputs, hidden in SETTINGS:
+        cat.quantise_weights, cat.quantise_input, cat.quantise_activations = weights, inputs, hidden
         scores[name] = accuracy(cat, x_test, y_test)
     with torch.no_grad():
         errors = [float(torch.linalg.vector_norm(log_quantise_weights(w) - w) / torch.linalg.vector_norm(w))
@@ -64,7 +65,7 @@ def main(argv=None) -> None:
     print(f"{a.checkpoint}, T={a.T}, B={a.B}, {a.method} thresholds, nearest weight rounding, "
           f"{len(ds.x_test)} test images:")
     for name, acc in out["accuracy"].items():
-        print(f"  {name:17s} {100 * acc:6.2f} %")
+        print(f"  {name:20s} {100 * acc:6.2f} %")
     print("  log weights, relative L2 error per layer: " + ", ".join(f"{e:.3f}" for e in out["weight_l2_error"]))
 
 
