@@ -1,7 +1,9 @@
 """Shared fixtures. The trained digits model is built once per session (about 10 s)."""
 from __future__ import annotations
 
+import importlib.util
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,3 +43,12 @@ def cifar_dir(tmp_path):
         with open(d / name, "wb") as f:
             pickle.dump(batch, f)
     return tmp_path
+
+
+def load_tool(name: str):
+    """tools/NAME.py as a module (the scripts there are not part of the package)."""
+    path = Path(__file__).resolve().parent.parent / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

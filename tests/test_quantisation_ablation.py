@@ -1,8 +1,6 @@
 """tools/quantisation_ablation.py: each setting is the float network with some, all
 or none of the SNN's formats, checked against the same network computed by hand."""
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,15 +11,12 @@ from firstspike.sw.checkpoint import ann_network, load_ann
 from firstspike.sw.convert import calibrate
 from firstspike.sw.data import load_dataset
 from firstspike.sw.formats import Timing, decode_weights, encode_weights, weight_scale_for
+from conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    path = Path(__file__).resolve().parent.parent / "tools" / "quantisation_ablation.py"
-    spec = importlib.util.spec_from_file_location("quantisation_ablation", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("quantisation_ablation")
 
 
 def _by_hand(layers, x, thetas, timing, weights: bool, inputs: bool, activations: bool) -> np.ndarray:

@@ -1,8 +1,5 @@
 """tools/row_groups.py, the estimate docs/hardware.md quotes for event groups by input row:
 its count for today's position groups must be the RTL's (hw/perf.py's) count."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,15 +8,12 @@ from firstspike.hw.perf import layer_counts
 from firstspike.sw.formats import Timing
 from firstspike.sw.golden import GoldenModel
 from firstspike.sw.random_models import random_cnn, random_input_times
+from conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    path = Path(__file__).resolve().parent.parent / "tools" / "row_groups.py"
-    spec = importlib.util.spec_from_file_location("row_groups", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("row_groups")
 
 
 def test_a_row_group_writes_each_output_column_back_once(tool):
