@@ -259,7 +259,8 @@ def main(argv=None) -> int:
 
         # the earlier rows this run measures again stay in the file until their new rows come
         key = lambda r: (r["network"], r["T"], r["B"], r["method"])  # noqa: E731
-        pending = {key(r): r for r in earlier if key(r) not in {key(q) for q in rows}}
+        staying = {key(r) for r in rows}
+        pending = {key(r): r for r in earlier if key(r) not in staying}
 
         def add(new_rows):  # written after every timing, so an interrupted run keeps what it has measured
             rows.extend(new_rows)

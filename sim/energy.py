@@ -175,7 +175,6 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     return e
 
 
-
 def on_chip_pj(counts: list[LayerCounts], g: ArrayGeometry, table: EnergyTable) -> list[float]:
     """Per image of the counts' batch: the ON_CHIP components of every layer together (pJ)."""
     return [sum(v for c in counts for k, v in layer_energy_pj(c, g, table, b).items() if k in ON_CHIP)

@@ -223,7 +223,7 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
                     "twostage": ann_lib.two_stage_finetune}[method]
             cat = tune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs, lr=cat_lr,
                        seed=seed, input_shape=input_shape, progress=bar, resume=resume_file(out, method), **training,
-                       **({"distill": distill} if distill else {}))
+                       distill=distill)
             ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
                         thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test),
                         coding=cat.coding, noise=list(cat.noise))
