@@ -61,31 +61,34 @@ class Counter(enum.IntEnum):
 #: The host bus map: what each region, control write and counter means. The decoder
 #: (hw/neuron_array.py), the host transactions (hw/host.py), the manifest
 #: (``neuron_array.json``) and the table in docs/hardware.md (``bus_map_markdown``; a test
-#: keeps them equal) all derive from these enums and this text.
-BUS_MAP_TEXT = {
-    Region.CONTROL: "write: the `Control` offsets; read: the `Counter` offsets",
-    Region.LAYER_CYCLES: "read: offset l = cycles spent in layer l",
-    Region.LAYER_EVENTS: "read: offset l = input events of layer l",
-    Region.EVENTS: "write: input events from offset 0 (while idle); read: every layer's events after a run",
-    Region.PE_BASE: "region PE_BASE + p, read: PE p's accumulator at the offset (the output layer's potentials)",
-    Control.NETWORK_ADDRESS: "byte address of the network in external memory (0 after reset)",
-    Control.INPUT_EVENTS: "number of input events written to EVENTS",
-    Counter.STATUS: "bit 0 busy, bit 1 done",
-    Counter.CYCLES: "cycles from start to done",
-    Counter.WEIGHT_READS: "weight buffer reads, all PEs (one per PE per accumulate command)",
-    Counter.ACC_UPDATES: "accumulations of a nonzero weight (synaptic events), all PEs",
-    Counter.SPIKES: "spikes the fire stage emitted, all layers",
-    Counter.EVENTS_IN: "input events processed, all layers (each once, however many weight tiles or shortcuts "
-                       "read it)",
-    Counter.MEMORY_BEATS: "external memory words read",
-    Counter.ACC_WRITEBACKS: "accumulator memory read-modify-writes by accumulation, all PEs (one per event group, "
-                            "tap and slot)",
-}
+#: keeps them equal) all derive from these enums and this text. Keyed by (enum, member): the
+#: enums are IntEnums, so a plain dict would take Region.LAYER_EVENTS and Counter.WEIGHT_READS
+#: (both 2) for one key.
+BUS_MAP_TEXT = {(type(m), m): text for m, text in (
+    (Region.CONTROL, "write: the `Control` offsets; read: the `Counter` offsets"),
+    (Region.LAYER_CYCLES, "read: offset l = cycles spent in layer l"),
+    (Region.LAYER_EVENTS, "read: offset l = input events of layer l"),
+    (Region.EVENTS, "write: input events from offset 0 (while idle); read: every layer's events after a run"),
+    (Region.PE_BASE, "region PE_BASE + p, read: PE p's accumulator at the offset (the output layer's potentials)"),
+    (Control.NETWORK_ADDRESS, "byte address of the network in external memory (0 after reset)"),
+    (Control.INPUT_EVENTS, "number of input events written to EVENTS"),
+    (Counter.STATUS, "bit 0 busy, bit 1 done"),
+    (Counter.CYCLES, "cycles from start to done"),
+    (Counter.WEIGHT_READS, "weight buffer reads, all PEs (per accumulate command, one in each PE holding a channel "
+                           "of its slot)"),
+    (Counter.ACC_UPDATES, "accumulations of a nonzero weight (synaptic events), all PEs"),
+    (Counter.SPIKES, "spikes the fire stage emitted, all layers"),
+    (Counter.EVENTS_IN, "input events processed, all layers (each once, however many weight tiles or shortcuts "
+                        "read it)"),
+    (Counter.MEMORY_BEATS, "external memory words read"),
+    (Counter.ACC_WRITEBACKS, "accumulator memory read-modify-writes by accumulation, all PEs (one per event group, "
+                             "tap and slot in each PE holding a channel of the slot)"),
+)}
 
 
 def bus_map() -> dict:
     """The host bus map as data (the manifest's ``host_bus``)."""
-    return {kind.__name__.lower(): {m.name: {"value": int(m), "meaning": BUS_MAP_TEXT[m]} for m in kind}
+    return {kind.__name__.lower(): {m.name: {"value": int(m), "meaning": BUS_MAP_TEXT[kind, m]} for m in kind}
             for kind in (Region, Control, Counter)}
 
 
@@ -93,7 +96,7 @@ def bus_map_markdown() -> str:
     """The host bus map as the markdown table of docs/hardware.md."""
     rows = ["| kind | name | value | meaning |", "|---|---|---|---|"]
     for kind in (Region, Control, Counter):
-        rows += [f"| {kind.__name__} | `{m.name}` | {int(m)} | {BUS_MAP_TEXT[m]} |" for m in kind]
+        rows += [f"| {kind.__name__} | `{m.name}` | {int(m)} | {BUS_MAP_TEXT[kind, m]} |" for m in kind]
     return "\n".join(rows) + "\n"
 
 
@@ -399,6 +402,8 @@ class Descriptor:
     h_pool: int
     w_pool: int
     slots: int
+    #: PEs holding a channel in the last slot, c_out - (slots - 1) * pes: the others stay idle there
+    last_pes: int
     rate: int  #: 1: rate_if neurons (docs/spec.md, section 12), run step by step
     diff: int  #: 1: diff_if neurons (docs/spec.md, section 13), run step by step
     levels: int  #: a diff_if layer's spike levels (section 13.7), else 1
@@ -453,7 +458,8 @@ def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, 
     d = Descriptor(
         c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
         c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
-        h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots, rate=int(synapses.neuron == "rate_if"),
+        h_pool=g["h_pool"], w_pool=g["w_pool"], slots=slots, last_pes=g["c_out"] - (slots - 1) * P,
+        rate=int(synapses.neuron == "rate_if"),
         diff=int(synapses.neuron == "diff_if"), levels=int(synapses.levels),
         bias_rows=bias_rows, bias_addr=words * W // 8 if bias else 0, bias_beats=bias_beats,
         weight_addr=(words + bias_beats) * W // 8,

@@ -102,7 +102,7 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
     return data.StructLayout({
         "c_in": channels, "kh": size, "kw": size, "padding": size, "stride_log2": unsigned(3),
         "c_out": channels, "h_out": size, "w_out": size, "pool_log2": unsigned(3), "h_pool": size, "w_pool": size,
-        "slots": slots,
+        "slots": slots, "last_pes": range(cfg.pes + 1),
         #: rate_if neurons (docs/spec.md, section 12): T steps of binary spikes, per-channel thresholds
         "rate": 1,
         #: diff_if neurons (docs/spec.md, section 13): T steps of signed spikes, running means
@@ -165,6 +165,8 @@ def pe_command(cfg: ArrayConfig) -> data.StructLayout:
         "negative": 1,  #: ACCUM: a negative spike (diff_if): subtract what a positive one adds
         "level": unsigned(cfg.level_bits),  #: ACCUM: the spike's level k (diff_if 13.7): k more bits of shift
         "levels": unsigned(max(1, cfg.diff_levels.bit_length())),  #: diff READ: the layer's spike levels
+        #: ACCUM: PEs 0..live_pes-1 hold a channel of the command's slot; the others touch no memory
+        "live_pes": range(cfg.pes + 1),
         "first": 1,  #: ACCUM: start from accumulator[acc_addr], not from the PE's running sum (diff READ: below)
         "last": 1,  #: ACCUM: write the running sum back to accumulator[acc_addr]
         "add_bias": 1,  #: READ: the potential includes bias[bias_addr]

@@ -81,7 +81,7 @@ class NeuronArray(wiring.Component):
                      self.memory_error.eq(reader.error)]
         pes = []
         for p in range(cfg.pes):
-            pe = ProcessingElement(cfg)
+            pe = ProcessingElement(cfg, p)
             m.submodules[f"pe{p}"] = pe
             pes.append(pe)
             for port, load, bits in ((pe.weight_w, loader.weight_w, WEIGHT_BITS),

@@ -28,7 +28,10 @@ class ProcessingElement(wiring.Component):
     weight buffer. So the accumulator memory costs one read and one write per run, not per
     synaptic event (docs/hardware.md, "Dataflow"). Its read port is enabled only for a first
     ACCUM or a READ, and is transparent to its write port: a run may start on the
-    accumulator the previous run is writing back.
+    accumulator the previous run is writing back. A PE at or beyond the command's
+    ``live_pes`` holds no channel of its slot (the layer's last slot when ``c_out`` is not a
+    multiple of the PE count, or a layer narrower than the array): it reads no weight, keeps
+    its running sum and writes no accumulator, so idle PEs cost no memory access.
 
     Hidden layers accumulate from zero and add the bias when the fire stage reads the
     potential (``add_bias``); the fire stage then clears the accumulator (``clear``), so
@@ -69,8 +72,10 @@ class ProcessingElement(wiring.Component):
         Loading of the weight and bias buffers (hw/loader.py), one layer or tile at a time.
     """
 
-    def __init__(self, cfg: ArrayConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: ArrayConfig, index: int = 0):
+        if not 0 <= index < cfg.pes:
+            raise ValueError(f"PE index {index} is not one of the array's {cfg.pes} PEs")
+        self.cfg, self.index = cfg, index
         W = cfg.acc_width
         super().__init__({
             "cmd": In(pe_command(cfg)),
@@ -108,19 +113,22 @@ class ProcessingElement(wiring.Component):
         for port, load in ((w_wr, self.weight_w), (b_wr, self.bias_w)):
             m.d.comb += [port.addr.eq(load.addr), port.data.eq(load.data), port.en.eq(load.en)]
 
-        # stage 0: addresses to the synchronous read ports
+        # stage 0: addresses to the synchronous read ports; an idle PE's ACCUM reads nothing
         cmd = self.cmd
-        m.d.comb += [w_rd.addr.eq(cmd.weight_addr), b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.acc_addr),
-                     a_rd.en.eq((cmd.op == PeOp.READ) | ((cmd.op == PeOp.ACCUM) & cmd.first)),
+        live = Signal()
+        m.d.comb += live.eq(self.index < cmd.live_pes)
+        m.d.comb += [w_rd.addr.eq(cmd.weight_addr), w_rd.en.eq((cmd.op == PeOp.ACCUM) & live),
+                     b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.acc_addr),
+                     a_rd.en.eq((cmd.op == PeOp.READ) | ((cmd.op == PeOp.ACCUM) & cmd.first & live)),
                      p_rd.addr.eq(cmd.param_addr), n_rd.addr.eq(cmd.acc_addr), n_rd.en.eq(cmd.op == PeOp.READ)]
         op1 = Signal(PeOp)
         slot1 = Signal.like(cmd.acc_addr)
         time1 = Signal.like(cmd.time)
-        add_bias1, subtract1, first1, last1 = Signal(), Signal(), Signal(), Signal()
+        add_bias1, subtract1, first1, last1, live1 = Signal(), Signal(), Signal(), Signal(), Signal()
         negative1, diff1, readout1, unit1 = Signal(), Signal(), Signal(), Signal()
         level1, levels1 = Signal.like(cmd.level), Signal.like(cmd.levels)
         m.d.sync += [op1.eq(cmd.op), slot1.eq(cmd.acc_addr), time1.eq(cmd.time), add_bias1.eq(cmd.add_bias),
-                     subtract1.eq(cmd.subtract), first1.eq(cmd.first), last1.eq(cmd.last),
+                     subtract1.eq(cmd.subtract), first1.eq(cmd.first), last1.eq(cmd.last), live1.eq(live),
                      negative1.eq(cmd.negative), diff1.eq(cmd.diff), readout1.eq(cmd.readout),
                      unit1.eq(cmd.pool_unit), level1.eq(cmd.level), levels1.eq(cmd.levels)]
 
@@ -153,11 +161,14 @@ class ProcessingElement(wiring.Component):
             with m.Case(PeOp.ACCUM):
                 base = Mux(first1, acc, running)
                 total = Signal(signed(W))
-                m.d.comb += [total.eq(Mux(sign ^ negative1, base - contribution, base + contribution)),
-                             a_wr.data.eq(total), a_wr.en.eq(last1), self.updated.eq(mag != ZERO_MAG)]
-                m.d.sync += [running.eq(total), running_addr.eq(slot1), open_run.eq(~last1)]
-                m.d.sync += Assert(first1 | (open_run & (running_addr == slot1)),
-                                   "an ACCUM that is not first continues the open run on its accumulator")
+                m.d.comb += total.eq(Mux(sign ^ negative1, base - contribution, base + contribution))
+                with m.If(live1):
+                    m.d.comb += [a_wr.data.eq(total), a_wr.en.eq(last1), self.updated.eq(mag != ZERO_MAG)]
+                    m.d.sync += [running.eq(total), running_addr.eq(slot1), open_run.eq(~last1)]
+                    m.d.sync += Assert(first1 | (open_run & (running_addr == slot1)),
+                                       "an ACCUM that is not first continues the open run on its accumulator")
+                with m.Else():
+                    m.d.sync += Assert(~open_run, "an idle PE has no open run")
             with m.Default():
                 m.d.sync += Assert(~open_run, "a run of ACCUM commands ends with a write-back (last)")
         # the sequencer never clears in a cycle whose stage 1 writes (READs precede clears). A rate_if

@@ -65,9 +65,9 @@ class LayerCounts:
     kind: str
     cycles: np.ndarray
     input_events: np.ndarray
-    weight_reads: np.ndarray  #: one per PE per accumulate command
+    weight_reads: np.ndarray  #: per accumulate command, one per PE holding a channel of its slot
     acc_updates: np.ndarray  #: synaptic events: accumulations of a nonzero weight
-    acc_writebacks: np.ndarray  #: accumulator memory read-modify-writes by accumulation, all PEs
+    acc_writebacks: np.ndarray  #: accumulator memory read-modify-writes by accumulation, live PEs
     spikes: np.ndarray  #: output spikes (0 for the output layer)
     fired_neurons: int  #: potentials that pass the fire unit's comparators (0 for the output layer)
     init_writes: int  #: accumulator writes outside accumulation (INIT, CLEAR, fire-stage clears), all PEs
@@ -209,7 +209,6 @@ def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr
     """Per image counts of one accumulation pass (LOAD_WEIGHTS, ACCUMULATE_FIRST and ACCUMULATE
     of every tile) of ``synapses`` (a layer, or a shortcut as a layer) with descriptor ``d``
     over input ``spikes``."""
-    pes = cfg.pes
     g = hardware_geometry(synapses)
     tile_loads = tile_load_cycles(d, cfg, network_addr, latency)
     active = (spikes != NO_SPIKE).reshape(-1, g["c_in"], g["h_in"], g["w_in"])
@@ -219,10 +218,11 @@ def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr
     accumulate = np.array([sum(accumulate_cycles(n, t, d.tile_slots if i < d.tiles - 1 else d.last_slots)
                                for i in range(d.tiles)) if len(n) else 0 for n, t in schedule], dtype=np.int64)
     has_events = events > 0
+    # every slot's commands reach the PEs holding one of its channels: c_out over all slots
     return dict(
         events=events, event_reads=events * d.tiles,
-        commands=(active * (taps * d.slots)[None, None]).sum(axis=(1, 2, 3)),
-        writebacks=np.array([int((t * d.slots).sum()) for _, t in schedule], dtype=np.int64) * pes,
+        weight_reads=(active * (taps * g["c_out"])[None, None]).sum(axis=(1, 2, 3)),
+        writebacks=np.array([int(t.sum()) for _, t in schedule], dtype=np.int64) * g["c_out"],
         updates=synaptic_updates(synapses, active),
         cycles=np.where(has_events, accumulate + sum(tile_loads), 1),  # S of the docstring
         loads=np.where(has_events, sum(tile_loads), 0),
@@ -258,7 +258,8 @@ class _StepPass:
         b = len(trains)
         self.active = (trains != 0).reshape(b, T, g["c_in"], g["h_in"], g["w_in"])
         self.events = self.active.sum(axis=(1, 2, 3, 4))
-        self.commands = (self.active * (self.taps * d.slots)[None, None, None]).sum(axis=(1, 2, 3, 4))
+        self.c_out = g["c_out"]  # the PEs that hold a channel, over all slots (hw/pe.py: the others idle)
+        self.weight_reads = (self.active * (self.taps * g["c_out"])[None, None, None]).sum(axis=(1, 2, 3, 4))
         per_step = self.active.reshape(b * T, g["c_in"], g["h_in"], g["w_in"])
         self.updates = synaptic_updates(synapses, per_step).reshape(b, T).sum(axis=1)
 
@@ -315,7 +316,7 @@ def stepped_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golde
             cycles[i] += a
             accumulate[i] += a - 1
         reads[i] += (len(events) + int(stopped)) * p.d.tiles
-        writebacks[i] += int((tp * p.d.slots).sum())
+        writebacks[i] += int(tp.sum()) * p.c_out
 
     for i in range(b):
         if one_pass:
@@ -354,8 +355,8 @@ def stepped_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golde
         extra = dict(fire_comparisons=(8 + 3 * layer.levels) * fired, threshold_reads=fired + d.init_count * pes,
                      count_accesses=0, state_accesses=d.init_count * pes + 2 * fired, divisions=2 * fired)
     return LayerCounts(kind=layer.kind, cycles=cycles, input_events=passes[0].events,
-                       weight_reads=sum(p.commands for p in passes) * pes, acc_updates=updates,
-                       acc_writebacks=writebacks * pes, spikes=spikes, fired_neurons=fired,
+                       weight_reads=sum(p.weight_reads for p in passes), acc_updates=updates,
+                       acc_writebacks=writebacks, spikes=spikes, fired_neurons=fired,
                        init_writes=writes * pes, accumulate_cycles=accumulate,
                        pe_utilization=updates / (pes * cycles),
                        accumulate_utilization=updates / (pes * np.maximum(1, accumulate)), tiles=d.tiles,
@@ -412,7 +413,7 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
         dirty = acc_count if not layer.is_output and remainder else 0
         updates = total["updates"]
         out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=main["events"],
-                               weight_reads=total["commands"] * pes, acc_updates=updates,
+                               weight_reads=total["weight_reads"], acc_updates=updates,
                                acc_writebacks=total["writebacks"], spikes=spikes, fired_neurons=fired,
                                init_writes=writes * pes, accumulate_cycles=total["accumulate"],
                                pe_utilization=updates / (pes * cycles),

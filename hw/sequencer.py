@@ -137,7 +137,7 @@ class Sequencer(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        P, T, L = cfg.pes, cfg.timing.T, cfg.max_layers
+        T, L = cfg.timing.T, cfg.max_layers
         bus_size = (cfg.bus_bits // 8 - 1).bit_length()  # log2 of the bytes per bus word
         m = Module()
         busy = Signal()
@@ -347,9 +347,10 @@ class Sequencer(wiring.Component):
                 cmd = walker.cmd
                 m.d.comb += self.cmd.eq(cmd)
                 with m.If(cmd.op == PeOp.ACCUM):
-                    m.d.sync += counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + P)
+                    m.d.sync += counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + cmd.live_pes)
                     with m.If(cmd.last):
-                        m.d.sync += counters[Counter.ACC_WRITEBACKS].eq(counters[Counter.ACC_WRITEBACKS] + P)
+                        m.d.sync += counters[Counter.ACC_WRITEBACKS].eq(counters[Counter.ACC_WRITEBACKS]
+                                                                        + cmd.live_pes)
                 # an event counts once, however many tiles (or shortcuts) read it
                 with m.If(grouper.taken & (tile == 0) & ~shortcut_pass):
                     m.d.sync += [counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1),

@@ -19,7 +19,9 @@ class TapWalker(wiring.Component):
     events follow one another as one run on one accumulator: ``first`` on the first event,
     ``last`` on the last, so each PE reads and writes that accumulator once (hw/pe.py).
     A group costs ``max(1, taps * tile_slots * count)`` cycles; the group is taken in its
-    last cycle.
+    last cycle. Each command says how many PEs hold a channel of its slot (``live_pes``: all
+    but in the layer's last slot, where ``c_out`` may end before the last PE), so idle PEs
+    read no weight and write no accumulator.
 
     Per axis, for input coordinate v: a = v + padding; the taps k with (a - k) a multiple of
     the stride and 0 <= (a - k) >> stride_log2 < out are k0, k0 + stride, ..., where
@@ -105,7 +107,9 @@ class TapWalker(wiring.Component):
                 m.d.comb += [self.cmd.op.eq(PeOp.ACCUM), self.cmd.acc_addr.eq(c_a),
                              self.cmd.weight_addr.eq(entry.weight_base + c_w), self.cmd.time.eq(entry.time),
                              self.cmd.negative.eq(entry.negative), self.cmd.level.eq(entry.level),
-                             self.cmd.first.eq(c_index == 0), self.cmd.last.eq(last_event)]
+                             self.cmd.first.eq(c_index == 0), self.cmd.last.eq(last_event),
+                             self.cmd.live_pes.eq(Mux(self.tile_first + c_slot == desc.slots - 1, desc.last_pes,
+                                                      cfg.pes))]
             # next (event, slot, kx, ky): the group's events fastest, then the slot, the kernel column, the row
             m.d.sync += [first.eq(0), ny.eq(c_ny), nx.eq(c_nx), jy.eq(c_jy), jx.eq(c_jx), slot.eq(c_slot),
                          index.eq(c_index), w_row.eq(c_w_row), w_col.eq(c_w_col), w_cur.eq(c_w),

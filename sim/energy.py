@@ -129,8 +129,9 @@ COMPONENTS = ON_CHIP + EXTERNAL
 def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int) -> dict[str, float]:
     """Energy of one layer of image b, per component (pJ).
 
-    - weight_reads: a 5-bit read per PE per accumulate cycle;
-    - accumulators: per PE, an accumulator memory read and write of acc_width bits per
+    - weight_reads: a 5-bit read per accumulate cycle in each PE holding a channel of the
+      command's slot (hw/pe.py: the others stay idle);
+    - accumulators: per such PE, an accumulator memory read and write of acc_width bits per
       write-back (one per event group, tap and slot: hw/pe.py), an add for each synaptic
       update, an acc_width-bit register write (the running sum) per accumulate cycle, and a
       bias read + accumulator write per initialisation or clear;
@@ -222,8 +223,9 @@ def int8_layer_pj(layer: AnnLayer, table: EnergyTable, *, pes: int, group_size: 
     - input_stationary (the SNN's dataflow): each input read once per weight tile and
       broadcast; the partial sums of the outputs it reaches wait in a 32-bit accumulator
       memory of ``acc_depth`` entries per PE (None: the layer's outputs), read and written
-      once per (input position, output position, slot, group of ``group_size`` channels),
-      as the SNN's event groups do, and read once per output at the end.
+      once per (input position, output position, slot, group of ``group_size`` channels)
+      in each PE that holds a channel of the slot, as the SNN's event groups do, and read once
+      per output at the end.
     """
     slots = -(-layer.c_out // pes)
     w_bit = table.sram_pj_per_bit(8 * (layer.weights if weight_buffer is None else weight_buffer))
@@ -232,8 +234,8 @@ def int8_layer_pj(layer: AnnLayer, table: EnergyTable, *, pes: int, group_size: 
     common = layer.macs * (table["int8_mac_pj"] + 8 * w_bit + 32 * table["register_pj_per_bit"]) \
         + layer.n_out * 8 * a_bit
     pairs = layer.macs // (layer.c_in * layer.c_out)  # (input position, output position) pairs connected
-    writebacks = pairs * slots * pes * -(-layer.c_in // group_size)
-    final_reads = layer.out_positions * slots * pes if layer.n_out else 0
+    writebacks = pairs * layer.c_out * -(-layer.c_in // group_size)  # idle PEs (c_out < slots * pes) none
+    final_reads = layer.out_positions * layer.c_out if layer.n_out else 0
     inputs_once = common + layer.n_in * layer.tiles * 8 * a_bit
     rereads = layer.macs * slots // layer.c_out * 8  # bits
     line_bit = table.sram_pj_per_bit(8 * (layer.line_inputs or layer.n_in))

@@ -91,9 +91,11 @@ class PeProof(_Harness):
     addresses and bias b; 1: INIT slot s (accumulator <- b); 2: ACCUM w0 at time t0;
     3: ACCUM w1 at time t1 into the same slot, either as a second run (the read-after-write
     path of back-to-back runs) or continuing the first (the running sum), a free choice;
+    a second run may find the PE idle (``live_pes`` 0), a free choice too;
     4: READ s with the bias added; 5: clear s; 6: READ s. Asserted: ``updated``
-    is high exactly for the nonzero codes (cycles 3 and 4); the potential at cycle 5 is
-    ``2b + c(w0, t0) + c(w1, t1)`` with ``c = (-1)^sign * C[mag, t]``; at cycle 7 it is 0.
+    is high exactly for the nonzero codes of live commands (cycles 3 and 4); the potential at
+    cycle 5 is ``2b + c(w0, t0) + c(w1, t1)`` with ``c = (-1)^sign * C[mag, t]``, without
+    ``c(w1, t1)`` when the second run was idle; at cycle 7 it is 0.
     Assumed: ``2b`` plus two full contributions fits the accumulator (the spec's widths
     guarantee that no sum overflows, section 7).
     """
@@ -116,10 +118,10 @@ class PeProof(_Harness):
         a0, a1 = AnyConst(2), AnyConst(2)
         t0, t1 = AnyConst(timing.time_bits), AnyConst(timing.time_bits)
         b, slot, b_addr = AnyConst(signed(W)), AnyConst(1), AnyConst(1)
-        two_runs = AnyConst(1)
+        two_runs, idle = AnyConst(1), AnyConst(1)
         room = (2 ** (W - 1) - 1 - 2 * 2 ** timing.frac_bits) // 2  # 2b + c0 + c1 fits
         m.d.comb += [Assume(a0 != a1), Assume(t0 < timing.T), Assume(t1 < timing.T),
-                     Assume(b <= room), Assume(b >= -room)]
+                     Assume(b <= room), Assume(b >= -room), Assume(~idle | two_runs)]
 
         cmd = pe.cmd
         with m.Switch(cycle):
@@ -131,10 +133,10 @@ class PeProof(_Harness):
                              cmd.op.eq(PeOp.INIT), cmd.acc_addr.eq(slot), cmd.bias_addr.eq(b_addr)]
             with m.Case(2):
                 m.d.comb += [cmd.op.eq(PeOp.ACCUM), cmd.acc_addr.eq(slot), cmd.weight_addr.eq(a0), cmd.time.eq(t0),
-                             cmd.first.eq(1), cmd.last.eq(two_runs)]
+                             cmd.first.eq(1), cmd.last.eq(two_runs), cmd.live_pes.eq(1)]
             with m.Case(3):
                 m.d.comb += [cmd.op.eq(PeOp.ACCUM), cmd.acc_addr.eq(slot), cmd.weight_addr.eq(a1), cmd.time.eq(t1),
-                             cmd.first.eq(two_runs), cmd.last.eq(1)]
+                             cmd.first.eq(two_runs), cmd.last.eq(1), cmd.live_pes.eq(~idle)]
             with m.Case(4):
                 m.d.comb += [cmd.op.eq(PeOp.READ), cmd.acc_addr.eq(slot), cmd.bias_addr.eq(b_addr),
                              cmd.add_bias.eq(1)]
@@ -150,14 +152,17 @@ class PeProof(_Harness):
         with m.If(cycle == 3):
             m.d.comb += Assert(pe.updated == (w0[:4] != ZERO_MAG), "updated marks a nonzero first weight")
         with m.If(cycle == 4):
-            m.d.comb += Assert(pe.updated == (w1[:4] != ZERO_MAG), "updated marks a nonzero second weight")
+            m.d.comb += Assert(pe.updated == ((w1[:4] != ZERO_MAG) & ~idle),
+                               "updated marks a nonzero second weight of a live PE")
         with m.If(cycle == 5):
-            m.d.comb += Assert(pe.potential == 2 * b + c0 + c1, "potential = bias + contributions, bias added")
+            m.d.comb += Assert(pe.potential == 2 * b + c0 + Mux(idle, 0, c1),
+                               "potential = bias + the live contributions, bias added")
         with m.If(cycle == 7):
             m.d.comb += Assert(pe.potential == 0, "a cleared accumulator reads 0")
         m.d.comb += [Cover((cycle == 7) & w0[WEIGHT_BITS - 1] & (mag0 != 0) & (mag1 != 0) & (t1 == timing.T - 1)),
                      Cover((cycle == 7) & (b < 0) & ~w1[WEIGHT_BITS - 1] & (mag1 != 0)),
-                     Cover((cycle == 7) & two_runs), Cover((cycle == 7) & ~two_runs)]
+                     Cover((cycle == 7) & two_runs), Cover((cycle == 7) & ~two_runs),
+                     Cover((cycle == 7) & idle & (mag1 != 0))]
         with m.If((cycle != 3) & (cycle != 4)):
             m.d.comb += Assert(~pe.updated, "updated only in stage 1 of an ACCUM")
         return m
@@ -547,7 +552,8 @@ class TapWalkerProof(_Harness):
     (ky, kx), then the tile's slots, then the events. Asserted: each ACCUM is the next
     update of that enumeration, with weight address ``base_i + ky * kw + kx + slot *
     slot_stride``, accumulator ``acc_base + oy * row_stride + ox * slots + tile_first +
-    slot``, the event's time, ``first``/``last`` on the run's ends; no ACCUM after the last
+    slot``, the event's time, ``first``/``last`` on the run's ends, ``live_pes`` the layer's
+    ``last_pes`` (free) in its last slot and every PE elsewhere; no ACCUM after the last
     update; the group is taken only when every update was issued.
     """
 
@@ -569,7 +575,7 @@ class TapWalkerProof(_Harness):
         kh, kw, pad, s = AnyConst(range(K + 1)), AnyConst(range(K + 1)), AnyConst(range(K)), AnyConst(1)
         h_in, w_in = AnyConst(range(4)), AnyConst(range(4))
         slots, tile_first, tile_slots = AnyConst(range(3)), AnyConst(range(2)), AnyConst(range(3))
-        acc_base, c_in = AnyConst(range(4)), AnyConst(range(3))
+        acc_base, c_in, last_pes = AnyConst(range(4)), AnyConst(range(3)), AnyConst(range(cfg.pes + 1))
         y, x, count = AnyConst(range(4)), AnyConst(range(4)), AnyConst(range(3))
         channels = [AnyConst(range(2)) for _ in range(2)]
         bases = [Signal(range(16), name=f"base{i}") for i in range(2)]
@@ -589,6 +595,7 @@ class TapWalkerProof(_Harness):
                      Assume((c_in >= 1) & (y < h_in) & (x < w_in) & (count >= 1))]
         m.d.comb += [desc.kh.eq(kh), desc.kw.eq(kw), desc.padding.eq(pad), desc.stride_log2.eq(s),
                      desc.h_out.eq(h_out), desc.w_out.eq(w_out), desc.slots.eq(slots), desc.acc_base.eq(acc_base),
+                     desc.last_pes.eq(last_pes),
                      desc.row_stride.eq(w_out * slots), desc.kernel_area.eq(kh * kw),
                      desc.slot_stride.eq(c_in * kh * kw), dut.tile_first.eq(tile_first), dut.tile_slots.eq(tile_slots),
                      group.y.eq(y), group.x.eq(x), group.count.eq(count)]
@@ -637,6 +644,8 @@ class TapWalkerProof(_Harness):
                          Assert(cmd.acc_addr == acc_base + oy * w_out * slots + ox * slots + tile_first + slot,
                                 "accumulator differs from the spec's mapping"),
                          Assert(cmd.time == Mux(i == 0, times[0], times[1]), "time differs from the event's"),
+                         Assert(cmd.live_pes == Mux(tile_first + slot == slots - 1, last_pes, cfg.pes),
+                                "live PEs differ from the slot's channels"),
                          Assert((cmd.first == (i == 0)) & (cmd.last == (i == count - 1)), "run ends misplaced")]
             m.d.sync += [begun.eq(1), ky.eq(cur_ky), kx.eq(cur_kx), i.eq(i + 1)]
             with m.If(i == count - 1):

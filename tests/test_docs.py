@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from firstspike.cli import ARRAY_OPTIONS
-from firstspike.hw.config import PARAMETER_FLAGS, bus_map_markdown
+from firstspike.hw.config import PARAMETER_FLAGS, bus_map, bus_map_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -14,6 +14,16 @@ def test_host_bus_table_is_the_generated_one():
     assert table is not None, "docs/hardware.md lost its generated host bus table"
     assert table.group(1) == bus_map_markdown(), \
         "docs/hardware.md's host bus table is stale: paste firstspike.hw.config.bus_map_markdown() between its markers"
+
+
+def test_every_bus_map_entry_has_its_own_meaning():
+    """Region, Control and Counter are IntEnums whose values overlap (Region.LAYER_EVENTS ==
+    Counter.WEIGHT_READS == 2): each must still say what it is, not what an equal number of
+    another enum is."""
+    meanings = [entry["meaning"] for kind in bus_map().values() for entry in kind.values()]
+    assert len(meanings) == 15 and len(set(meanings)) == len(meanings)
+    assert bus_map()["region"]["LAYER_EVENTS"]["meaning"] == "read: offset l = input events of layer l"
+    assert bus_map()["control"]["NETWORK_ADDRESS"]["meaning"].startswith("byte address of the network")
 
 
 def test_every_array_option_is_documented_and_named_by_fit_errors():

@@ -27,7 +27,9 @@ def small_config(timing, **kw):
 def test_pe_accumulates_every_code_at_every_time(B):
     """Each of the 31 codes at each time step, into 4 slots, in runs of 1 to 6 commands
     (first ... last: the running sum), including back-to-back runs on one slot (the
-    transparent accumulator read after the previous run's write-back)."""
+    transparent accumulator read after the previous run's write-back). A fifth of the runs
+    come with ``live_pes`` 0, the PE idle for their slot: they must change nothing and
+    count no update."""
     timing = Timing(T=8, B=B, frac_bits=12)
     cfg = small_config(timing)
     codes = [weight_code(s, m) for s in (0, 1) for m in range(15)] + [15]
@@ -35,15 +37,20 @@ def test_pe_accumulates_every_code_at_every_time(B):
     dut = ProcessingElement(cfg)
     table = timing.contribution_table()
     rng = np.random.default_rng(B)
-    ops = []  # (weight address, slot, time, first, last)
+    ops = []  # (weight address, slot, time, first, last, live)
     while len(ops) < 300:
-        slot, n = int(rng.integers(0, 4)), int(rng.integers(1, 7))
-        ops += [(int(rng.integers(0, len(codes))), slot, int(rng.integers(0, 8)), i == 0, i == n - 1)
+        slot, n, live = int(rng.integers(0, 4)), int(rng.integers(1, 7)), bool(rng.random() >= 0.2)
+        ops += [(int(rng.integers(0, len(codes))), slot, int(rng.integers(0, 8)), i == 0, i == n - 1, live)
                 for i in range(n)]
-    ops += [(0, 2, 0, True, True)] * 5 + [(3, 2, 1, True, False), (5, 2, 7, False, True)]  # runs on one slot
+    # runs on one slot, an idle run between live ones
+    ops += [(0, 2, 0, True, True, True)] * 5 + [(3, 2, 1, True, False, True), (5, 2, 7, False, True, True),
+                                                (4, 2, 3, True, True, False), (6, 2, 2, True, True, True)]
+    assert sum(not op[5] for op in ops) >= 10
     expected = list(bias)
     updates = 0
-    for addr, slot, t, _, _ in ops:
+    for addr, slot, t, _, _, live in ops:
+        if not live:
+            continue
         sign, mag = codes[addr] >> 4, codes[addr] & 15
         expected[slot] += -table[mag, t] if sign else table[mag, t]
         updates += mag != 15
@@ -61,9 +68,9 @@ def test_pe_accumulates_every_code_at_every_time(B):
         for slot in range(4):
             ctx.set(dut.cmd, {"op": PeOp.INIT, "acc_addr": slot, "bias_addr": slot, "weight_addr": 0, "time": 0})
             await ctx.tick()
-        for addr, slot, t, first, last in ops:
+        for addr, slot, t, first, last, live in ops:
             ctx.set(dut.cmd, {"op": PeOp.ACCUM, "acc_addr": slot, "weight_addr": addr, "bias_addr": 0, "time": t,
-                              "first": first, "last": last})
+                              "first": first, "last": last, "live_pes": int(live)})
             await ctx.tick()
             seen_updates.append(ctx.get(dut.updated))
         for slot in range(4):
@@ -195,9 +202,8 @@ def test_array_in_amaranth_matches_golden(seed, pes, T, B):
         results = run_amaranth(cfg, network_image(model, cfg), model.shapes, times, network_words=words)
         counts = layer_counts(model, cfg, golden, network_addr=words * cfg.bus_bits // 8)
         assert result_problems(cfg, model, golden, counts, results) == [], words
-        for r in results:  # event-driven: weight reads are input events x slots
-            assert r.counters["weight_reads"] == pes * sum(
-                e * -(-layer.n_out // pes) for e, layer in zip(r.layer_events, model.layers))
+        for r in results:  # event-driven: an input event reads one weight per output neuron, idle PEs none
+            assert r.counters["weight_reads"] == sum(e * layer.n_out for e, layer in zip(r.layer_events, model.layers))
 
 
 @pytest.mark.parametrize("group_size", [1, 2, 16])

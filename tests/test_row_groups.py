@@ -47,7 +47,7 @@ def test_position_groups_count_what_the_rtl_counts(tool, seed):
     counts = layer_counts(model, cfg, golden)
     assert max(int(c.acc_writebacks.max()) for c in counts[1:3]) > 0
     for k, c in enumerate(counts):
-        today = tool.layer_writebacks(model, golden.spikes[k], k, 8, cfg.group_size, by_row=False)
+        today = tool.layer_writebacks(model, golden.spikes[k], k, cfg.group_size, by_row=False)
         assert today.tolist() == c.acc_writebacks.tolist(), f"layer {k}"
-    rows = tool.layer_writebacks(model, golden.spikes[0], 0, 8, cfg.group_size, by_row=True)
+    rows = tool.layer_writebacks(model, golden.spikes[0], 0, cfg.group_size, by_row=True)
     assert (rows <= counts[0].acc_writebacks).all() and rows.sum() < counts[0].acc_writebacks.sum()

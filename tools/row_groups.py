@@ -45,19 +45,20 @@ def writebacks(events: np.ndarray, rows_reached: np.ndarray, reach: list[set[int
     return total
 
 
-def layer_writebacks(model, spikes: np.ndarray, k: int, pes: int, group_size: int, by_row: bool) -> np.ndarray:
+def layer_writebacks(model, spikes: np.ndarray, k: int, group_size: int, by_row: bool) -> np.ndarray:
     """Per image: accumulator write-backs of layer ``k``, all PEs, over its input ``spikes``
-    (batch, n_in; the golden model's ``spikes[k]``), with position groups or row groups."""
+    (batch, n_in; the golden model's ``spikes[k]``), with position groups or row groups.
+    Each (group, tap, slot) writes back in the PEs holding a channel of the slot: c_out of
+    them over all slots, whatever the PE count."""
     from firstspike.hw.config import hardware_geometry
     from firstspike.hw.perf import axis_taps
     from firstspike.sw.formats import NO_SPIKE
     g = hardware_geometry(model.layers[k])
-    slots = -(-g["c_out"] // pes)
     rows = axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"])
     reach = column_reach(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"])
     active = (spikes != NO_SPIKE).reshape(-1, g["c_in"], g["h_in"], g["w_in"])
     return np.array([writebacks(np.argwhere(a.transpose(1, 2, 0))[:, :2], rows, reach, group_size, by_row)
-                     for a in active], dtype=np.int64) * slots * pes
+                     for a in active], dtype=np.int64) * g["c_out"]
 
 
 def main(argv=None) -> None:
@@ -82,7 +83,7 @@ def main(argv=None) -> None:
     acc_rw = 2 * cfg.acc_width * table.sram_pj_per_bit(cfg.slot_depth * cfg.acc_width)
     saved = 0.0
     for k in range(len(model.layers)):
-        today, rows = (layer_writebacks(model, golden.spikes[k], k, a.pes, cfg.group_size, by_row).mean()
+        today, rows = (layer_writebacks(model, golden.spikes[k], k, cfg.group_size, by_row).mean()
                        for by_row in (False, True))
         saved += max(0.0, today - rows) * acc_rw
         print(f"layer {k} ({model.layers[k].in_shape[0]} input channels): accumulator write-backs / image, "
