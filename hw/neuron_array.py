@@ -115,7 +115,7 @@ class NeuronArray(wiring.Component):
                      seq.event_w.en.eq(writing & (region == Region.EVENTS))]
         m.d.comb += [seq.event_r.addr.eq(offset), seq.event_r.en.eq(1)]
 
-        updates = 0
+        updates = reads = writebacks = 0
         for p, pe in enumerate(pes):
             m.d.comb += [seq.pe_potentials[p].eq(pe.potential), seq.pe_fired[p].eq(pe.fired),
                          seq.pe_negative[p].eq(pe.negative), seq.pe_levels[p].eq(pe.level),
@@ -125,8 +125,8 @@ class NeuronArray(wiring.Component):
                 m.d.comb += pe.cmd.eq(seq.cmd)
             with m.Else():
                 m.d.comb += [pe.cmd.op.eq(PeOp.READ), pe.cmd.acc_addr.eq(offset)]
-            updates = updates + pe.updated
-        m.d.comb += seq.updates.eq(updates)
+            updates, reads, writebacks = updates + pe.updated, reads + pe.weight_read, writebacks + pe.written_back
+        m.d.comb += [seq.updates.eq(updates), seq.weight_reads.eq(reads), seq.writebacks.eq(writebacks)]
 
         # reads answer the address of the previous cycle
         region_r = Signal.like(region)

@@ -68,6 +68,10 @@ class ProcessingElement(wiring.Component):
     negative, level : Out  a ``diff`` READ: the spike (``fired``) is negative, and its level (13.7)
     updated : Out(1)
         High in stage 1 of an ``ACCUM`` whose weight is not zero (a synaptic event).
+    weight_read, written_back : Out(1)
+        The weight buffer's read port is enabled (stage 0 of a live ``ACCUM``); the running sum
+        is written back (stage 1 of a live ``last`` one). The energy counters add these up, so
+        they count what the memories do, idle PEs included.
     weight_w, bias_w : Out(memory.WritePort.Signature)  (memory-side ports: the loader drives them)
         Loading of the weight and bias buffers (hw/loader.py), one layer or tile at a time.
     """
@@ -85,6 +89,8 @@ class ProcessingElement(wiring.Component):
             "level": Out(range(cfg.diff_levels)),
             "count": Out(count_shape(cfg)),
             "updated": Out(1),
+            "weight_read": Out(1),
+            "written_back": Out(1),
             "weight_w": Out(memory.WritePort.Signature(addr_width=addr_width(cfg.weight_buffer),
                                                       shape=unsigned(WEIGHT_BITS))),
             "bias_w": Out(memory.WritePort.Signature(addr_width=addr_width(cfg.bias_buffer), shape=signed(W))),
@@ -118,6 +124,7 @@ class ProcessingElement(wiring.Component):
         live = Signal()
         m.d.comb += live.eq(self.index < cmd.live_pes)
         m.d.comb += [w_rd.addr.eq(cmd.weight_addr), w_rd.en.eq((cmd.op == PeOp.ACCUM) & live),
+                     self.weight_read.eq(w_rd.en),
                      b_rd.addr.eq(cmd.bias_addr), a_rd.addr.eq(cmd.acc_addr),
                      a_rd.en.eq((cmd.op == PeOp.READ) | ((cmd.op == PeOp.ACCUM) & cmd.first & live)),
                      p_rd.addr.eq(cmd.param_addr), n_rd.addr.eq(cmd.acc_addr), n_rd.en.eq(cmd.op == PeOp.READ)]
@@ -163,7 +170,8 @@ class ProcessingElement(wiring.Component):
                 total = Signal(signed(W))
                 m.d.comb += total.eq(Mux(sign ^ negative1, base - contribution, base + contribution))
                 with m.If(live1):
-                    m.d.comb += [a_wr.data.eq(total), a_wr.en.eq(last1), self.updated.eq(mag != ZERO_MAG)]
+                    m.d.comb += [a_wr.data.eq(total), a_wr.en.eq(last1), self.written_back.eq(last1),
+                                 self.updated.eq(mag != ZERO_MAG)]
                     m.d.sync += [running.eq(total), running_addr.eq(slot1), open_run.eq(~last1)]
                     m.d.sync += Assert(first1 | (open_run & (running_addr == slot1)),
                                        "an ACCUM that is not first continues the open run on its accumulator")

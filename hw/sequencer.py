@@ -87,7 +87,8 @@ class Sequencer(wiring.Component):
     cmd : Out(pe_command)  broadcast to the PEs
     pe_potentials : In(array of signed(acc_width))  each PE's ``potential``
     pe_fired, pe_negative, pe_levels, pe_counts : In  each PE's ``fired``, ``negative``, ``level`` and ``count``
-    updates : In  how many PEs made a synaptic update this cycle
+    updates, weight_reads, writebacks : In  how many PEs made a synaptic update, read a weight, wrote
+        a running sum back this cycle (the ACC_UPDATES, WEIGHT_READS and ACC_WRITEBACKS counters)
     potentials : Out(stream)  to the fire unit;  spikes : In(stream)  from it
     thresholds : Out(ThresholdWrite)  to the fire unit
     rate, diff, step : Out  to the fire unit: the layer is rate_if, or diff_if, and the step being fired
@@ -118,6 +119,8 @@ class Sequencer(wiring.Component):
             "pe_levels": In(data.ArrayLayout(unsigned(cfg.level_bits), cfg.pes)),
             "pe_counts": In(data.ArrayLayout(count_shape(cfg), cfg.pes)),
             "updates": In(range(cfg.pes + 1)),
+            "weight_reads": In(range(cfg.pes + 1)),
+            "writebacks": In(range(cfg.pes + 1)),
             "potentials": Out(stream.Signature(potential_sample(cfg))),
             "channels": Out(range(cfg.max_channels + 1)),
             "spikes": In(stream.Signature(spike_group(cfg))),
@@ -233,6 +236,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += counters[Counter.SPIKES].eq(counters[Counter.SPIKES] + self.spikes.payload.count)
             m.d.sync += [cycles.eq(cycles + 1),
                          counters[Counter.ACC_UPDATES].eq(counters[Counter.ACC_UPDATES] + self.updates),
+                         counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + self.weight_reads),
+                         counters[Counter.ACC_WRITEBACKS].eq(counters[Counter.ACC_WRITEBACKS] + self.writebacks),
                          counters[Counter.MEMORY_BEATS].eq(counters[Counter.MEMORY_BEATS] + self.memory_beat)]
 
         def end_layer():
@@ -346,11 +351,6 @@ class Sequencer(wiring.Component):
             with m.State("ACCUMULATE"):
                 cmd = walker.cmd
                 m.d.comb += self.cmd.eq(cmd)
-                with m.If(cmd.op == PeOp.ACCUM):
-                    m.d.sync += counters[Counter.WEIGHT_READS].eq(counters[Counter.WEIGHT_READS] + cmd.live_pes)
-                    with m.If(cmd.last):
-                        m.d.sync += counters[Counter.ACC_WRITEBACKS].eq(counters[Counter.ACC_WRITEBACKS]
-                                                                        + cmd.live_pes)
                 # an event counts once, however many tiles (or shortcuts) read it
                 with m.If(grouper.taken & (tile == 0) & ~shortcut_pass):
                     m.d.sync += [counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1),

@@ -95,7 +95,8 @@ class PeProof(_Harness):
     4: READ s with the bias added; 5: clear s; 6: READ s. Asserted: ``updated``
     is high exactly for the nonzero codes of live commands (cycles 3 and 4); the potential at
     cycle 5 is ``2b + c(w0, t0) + c(w1, t1)`` with ``c = (-1)^sign * C[mag, t]``, without
-    ``c(w1, t1)`` when the second run was idle; at cycle 7 it is 0.
+    ``c(w1, t1)`` when the second run was idle; at cycle 7 it is 0; the second command reads a
+    weight and writes back (``weight_read``, ``written_back``) exactly when the PE is live.
     Assumed: ``2b`` plus two full contributions fits the accumulator (the spec's widths
     guarantee that no sum overflows, section 7).
     """
@@ -152,8 +153,11 @@ class PeProof(_Harness):
         with m.If(cycle == 3):
             m.d.comb += Assert(pe.updated == (w0[:4] != ZERO_MAG), "updated marks a nonzero first weight")
         with m.If(cycle == 4):
-            m.d.comb += Assert(pe.updated == ((w1[:4] != ZERO_MAG) & ~idle),
-                               "updated marks a nonzero second weight of a live PE")
+            m.d.comb += [Assert(pe.updated == ((w1[:4] != ZERO_MAG) & ~idle),
+                                "updated marks a nonzero second weight of a live PE"),
+                         Assert(pe.written_back == ~idle, "a live run's last command writes back, an idle one not")]
+        with m.If(cycle == 3):
+            m.d.comb += Assert(pe.weight_read == ~idle, "an idle PE reads no weight")
         with m.If(cycle == 5):
             m.d.comb += Assert(pe.potential == 2 * b + c0 + Mux(idle, 0, c1),
                                "potential = bias + the live contributions, bias added")

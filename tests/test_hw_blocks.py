@@ -28,8 +28,8 @@ def test_pe_accumulates_every_code_at_every_time(B):
     """Each of the 31 codes at each time step, into 4 slots, in runs of 1 to 6 commands
     (first ... last: the running sum), including back-to-back runs on one slot (the
     transparent accumulator read after the previous run's write-back). A fifth of the runs
-    come with ``live_pes`` 0, the PE idle for their slot: they must change nothing and
-    count no update."""
+    come with ``live_pes`` 0, the PE idle for their slot: they must change nothing, count no
+    update, read no weight and write nothing back."""
     timing = Timing(T=8, B=B, frac_bits=12)
     cfg = small_config(timing)
     codes = [weight_code(s, m) for s in (0, 1) for m in range(15)] + [15]
@@ -55,7 +55,7 @@ def test_pe_accumulates_every_code_at_every_time(B):
         expected[slot] += -table[mag, t] if sign else table[mag, t]
         updates += mag != 15
 
-    got, seen_updates = [], []
+    got, seen_updates, reads, writebacks = [], [], [], []
 
     async def bench(ctx):
         for port, values in ((dut.weight_w, codes), (dut.bias_w, bias)):  # as the loader fills the buffers
@@ -71,8 +71,10 @@ def test_pe_accumulates_every_code_at_every_time(B):
         for addr, slot, t, first, last, live in ops:
             ctx.set(dut.cmd, {"op": PeOp.ACCUM, "acc_addr": slot, "weight_addr": addr, "bias_addr": 0, "time": t,
                               "first": first, "last": last, "live_pes": int(live)})
+            reads.append(ctx.get(dut.weight_read))
             await ctx.tick()
             seen_updates.append(ctx.get(dut.updated))
+            writebacks.append(ctx.get(dut.written_back))
         for slot in range(4):
             ctx.set(dut.cmd, {"op": PeOp.READ, "acc_addr": slot, "weight_addr": 0, "bias_addr": 0, "time": 0})
             await ctx.tick()
@@ -85,6 +87,9 @@ def test_pe_accumulates_every_code_at_every_time(B):
     sim.run()
     assert got == expected
     assert sum(seen_updates) == updates
+    # what the energy counters add up: a weight read per live command, a write-back per live run
+    assert reads == [int(op[5]) for op in ops]
+    assert writebacks == [int(op[4] and op[5]) for op in ops]
 
 
 def _run_fire_unit(dut, tables_and_samples, seed, ready_fraction=0.6):
