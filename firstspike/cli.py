@@ -20,6 +20,8 @@ from firstspike.errors import FirstspikeError, InputError
 DEFAULT_ANN = "build/model/ann.pt"
 DEFAULT_SNN = "build/model/snn.npz"
 RECIPES = ("cnn", "mlp", "resnet8")
+#: recipes converted with their first layer unfolded (sw/unfold.py), as `make sim` converts them
+UNFOLDED_RECIPES = ("cnn",)
 #: firstspike train --arch (sw.checkpoint.ARCHS; spelled out here so that the CLI starts without torch)
 ARCHS = ("mlp", "cnn", "vgg11", "vgg16", "resnet8", "resnet20", "resnet18")
 
@@ -71,7 +73,7 @@ def resolve_model(name: str | None) -> str:
         if not ann.is_file():
             print(f"training the digits {name} recipe into {ann} (first use)", file=sys.stderr)
             flow.train_ann(ann, arch=name)
-        flow.convert_ann(ann, snn)
+        flow.convert_ann(ann, snn, unfold=name in UNFOLDED_RECIPES)
     return str(snn)
 
 
@@ -139,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default for --module): from activation statistics; iteration: minimum expected error "
                         "under a Gaussian fit (threshold iteration)")
     p.add_argument("--percentile", type=float, default=99.9)
+    p.add_argument("--unfold-input", action="store_true",
+                   help="unfold the first conv layer over its input (im2col): a 1x1 layer over each output "
+                        "position's patch, the same spikes bit for bit; the processor then writes an accumulator "
+                        "back once per patch instead of once per input spike and kernel tap (fewer accumulator "
+                        "accesses, more input events; docs/hardware.md)")
     p.add_argument("--neuron", choices=["ttfs", "rate_if", "diff_if"], default=None,
                    help="neuron model of every layer (docs/spec.md): ttfs (one spike per neuron, time-coded; runs "
                         "on the processor), rate_if (rate-coded integrate-and-fire over T steps, per-channel "
@@ -497,14 +504,14 @@ def _convert(args, flow) -> None:
         model = flow.convert_module(args.module, args.weights, args.out, dataset=args.dataset,
                                     data_dir=args.data_dir, calibration=args.calibration or "percentile",
                                     percentile=args.percentile, timing=timing or Timing(), neuron=args.neuron,
-                                    rounding=args.rounding or "adaptive", **options)
+                                    rounding=args.rounding or "adaptive", unfold=args.unfold_input, **options)
     else:
         ann = args.ann or DEFAULT_ANN
         timing = _timing_override(args, Timing(**ckpt["timing"]))
         model = flow.convert_ann(ann, args.out, calibration=args.calibration or "cat", percentile=args.percentile,
                                  timing=timing, data_dir=args.data_dir, neuron=args.neuron, rounding=args.rounding,
                                  initial_calibration=args.calibrate_initial, layer_finetune=args.finetune_layers,
-                                 **options)
+                                 unfold=args.unfold_input, **options)
     print(f"{model.name}: {args.neuron} neurons, layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
           f"accumulator {model.acc_bits()} bits; wrote {args.out}")
     from firstspike.sw.data import DataError

@@ -35,6 +35,7 @@ from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
 from firstspike.sw.initial_calibration import calibrate_initial
 from firstspike.sw.neurons import coding_of
+from firstspike.sw.unfold import folded_first_layer, unfold_input
 
 # ---------------------------------------------------------------------------
 # convert
@@ -42,7 +43,8 @@ from firstspike.sw.neurons import coding_of
 def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibration: str = "cat",
                 percentile: float = 99.9, timing: Timing | None = None,
                 data_dir: str | os.PathLike | None = None, neuron: str = "ttfs", rounding: str | None = None,
-                initial_calibration: bool | None = None, layer_finetune: bool = False, **options) -> SnnModel:
+                initial_calibration: bool | None = None, layer_finetune: bool = False, unfold: bool = False,
+                **options) -> SnnModel:
     """Convert a checkpoint: "cat" uses the network and thresholds CAT learned (and its T, B)
     and reads no data; "max"/"percentile"/"iteration" calibrate the float network's
     thresholds on the training set. ``timing`` overrides the checkpoint's; ``data_dir``
@@ -53,7 +55,9 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     ``initial_calibration`` (rate_if): calibrate each channel's initial potential on the
     training set (sw/initial_calibration.py); by default on for two-stage checkpoints.
     ``layer_finetune``: with it, also fine-tune each layer's weights, bias and initial
-    potentials with a surrogate gradient (two-stage conversion's stage II b)."""
+    potentials with a surrogate gradient (two-stage conversion's stage II b). ``unfold``:
+    unfold the first conv layer over its input (sw/unfold.py: the same spikes, fewer
+    accumulator write-backs on the processor)."""
     out = check_output_file(out, "model file")
     if calibration not in ("cat", *CALIBRATIONS):
         raise InputError(f"calibration must be cat or one of {', '.join(CALIBRATIONS)}, not {calibration!r}")
@@ -101,6 +105,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     if initial_calibration:
         ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir)
         model = calibrate_initial(model, net, ds.x_train, input_shape=input_shape, finetune=layer_finetune)
+    model = unfold_input(model) if unfold else model
     model.save(out)
     return model
 
@@ -108,11 +113,13 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
 def convert_module(module: str, weights: str | os.PathLike | None, out: str | os.PathLike, *,
                    dataset: str = "digits", data_dir: str | os.PathLike | None = None,
                    calibration: str = "percentile", percentile: float = 99.9, timing: Timing = Timing(),
-                   seed: int = 0, neuron: str = "ttfs", rounding: str = "adaptive", **options) -> SnnModel:
+                   seed: int = 0, neuron: str = "ttfs", rounding: str = "adaptive", unfold: bool = False,
+                   **options) -> SnnModel:
     """Convert a user's own network, ``FILE.py:FUNCTION`` with its state dict, training-free.
 
     Thresholds are calibrated on the data set's training split (inputs scaled to [0, 1]);
-    the float network's test accuracy is recorded in the model file's info.
+    the float network's test accuracy is recorded in the model file's info. ``unfold``: as
+    for convert_ann.
     """
     out = check_output_file(out, "model file")
     if calibration not in CALIBRATIONS:
@@ -135,6 +142,7 @@ def convert_module(module: str, weights: str | os.PathLike | None, out: str | os
                           "arch": "module", "module": absolute_module(module),
                           "weights": None if weights is None else str(Path(weights).resolve()),
                           "float_accuracy": float_acc})
+    model = unfold_input(model) if unfold else model
     model.save(out)
     return model
 
@@ -277,11 +285,14 @@ def check_simulation_inputs(*, clock_mhz: float, tech: str, energy_overrides: st
 
 def ann_layers(model: SnnModel, cfg: ArrayConfig) -> list[energy.AnnLayer]:
     """The equivalent ANN's layers for energy.ann_baselines_pj, on the array's weight tiles: each
-    layer, and each residual shortcut as a layer of its own (its add is part of the MACs)."""
+    layer, and each residual shortcut as a layer of its own (its add is part of the MACs). An
+    unfolded first layer (sw/unfold.py) counts as the conv layer it was: the ANN's MACs and
+    input re-reads are the folded layer's."""
     from firstspike.hw.config import hardware_geometry, layer_descriptors
     descriptors, shortcut_descriptors = layer_descriptors(model, cfg, shortcuts=True)
     out = []
     for k, layer in enumerate(model.layers):
+        layer = folded_first_layer(model) if k == 0 else layer
         geo = hardware_geometry(layer)
         positions = geo["h_out"] * geo["w_out"]
         out.append(energy.AnnLayer(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size,

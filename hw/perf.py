@@ -87,6 +87,8 @@ class LayerCounts:
     count_accesses: int = 0  #: reads and writes of the rate_if spike-count memory, all PEs
     state_accesses: int = 0  #: reads and writes of diff_if state words (4 x acc_width bits), all PEs
     divisions: int = 0  #: floor divisions by the step number (hw/divider.py), all PEs
+    #: input events the host writes into the event memory before the run (layer 0's inputs; 0 after)
+    host_writes: np.ndarray | int = 0
 
 
 def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:
@@ -422,6 +424,7 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
                                load_cycles=head + bias_load + total["loads"],
                                shortcut_events=passes[1]["events"] if len(passes) > 1 else np.zeros_like(updates),
                                event_reads=total["event_reads"]))
+    out[0].host_writes = out[0].input_events
     return out
 
 

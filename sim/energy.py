@@ -138,7 +138,7 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     - event_memory: a read per input event and weight tile (each tile reads the events
       again; a shortcut's pass reads its source's events), two group register writes per
       such read (collected, then moved to the output register: hw/grouper.py), a write per
-      output spike;
+      output spike, and (layer 0) a write per input event the host writes before the run;
     - fire: per potential read an accumulator read and its comparisons (adds) of acc_width
       bits (ttfs: T, against the layer's threshold table, read once per layer; rate_if: one,
       against its channel's threshold, read each time; diff_if: three comparisons per spike
@@ -158,11 +158,13 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     comparisons = c.fired_neurons * g.T if c.fire_comparisons is None else c.fire_comparisons
     thresholds = (g.T if c.fired_neurons else 0) if c.threshold_reads is None else c.threshold_reads
     reads = int(c.event_reads[b])
+    host_writes = int(c.host_writes[b] if hasattr(c.host_writes, "__getitem__") else c.host_writes)
     e = {
         "weight_reads": wr * 5 * table.sram_pj_per_bit(g.weight_macro_bits),
         "accumulators": int(c.acc_writebacks[b]) * acc_rw + int(c.acc_updates[b]) * add + wr * g.acc_width * reg
         + c.init_writes * acc_rw,
-        "event_memory": (reads + int(c.spikes[b])) * g.event_bits * table.sram_pj_per_bit(g.event_macro_bits)
+        "event_memory": (reads + int(c.spikes[b]) + host_writes) * g.event_bits
+        * table.sram_pj_per_bit(g.event_macro_bits)
         + reads * 2 * g.group_entry_bits * reg,
         "fire": c.fired_neurons * g.acc_width * acc_bit + comparisons * add
         + thresholds * g.acc_width * table.sram_pj_per_bit(g.threshold_macro_bits)

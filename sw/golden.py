@@ -118,8 +118,12 @@ class GoldenModel:
         return source.reshape(-1), np.ascontiguousarray(offset, dtype=np.int32).reshape(-1)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """Input spikes of float inputs (batch, n_in), in the network's coding."""
-        return self.model.input_neuron.encode(x, self.model.input_theta, self.model.timing)
+        """Layer 0's input spikes of float inputs (batch, n_inputs), in the network's coding
+        (gathered for an unfolded first layer: SnnModel.gather_inputs)."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.model.n_inputs:
+            raise InputError(f"inputs must be (batch, {self.model.n_inputs}), not {x.shape}")
+        return self.model.gather_inputs(self.model.input_neuron.encode(x, self.model.input_theta, self.model.timing))
 
     def layer_potentials(self, k: int, spikes: np.ndarray, shortcut_spikes: np.ndarray | None = None) -> np.ndarray:
         """Integer potentials of layer k without firing (batch, C_out * H_out * W_out), int64.

@@ -2,7 +2,7 @@
 
 A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 
-- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (5), ``T``, ``B``,
+- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (6), ``T``, ``B``,
   ``frac_bits``, ``input_theta``, ``name``, ``info`` (free-form provenance), and per layer
   ``neuron`` (its neuron model: "ttfs", "rate_if" or "diff_if", sw/neurons), ``kind`` ("linear" or
   "conv"), ``in_shape`` ([C, H, W] of its input spikes), ``stride``, ``padding``, ``pool``
@@ -19,12 +19,15 @@ A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 - ``layer{k}_initial``: int64 (C_out,) initial potentials (rate_if and diff_if);
 - ``layer{k}_shortcut``: uint8 5-bit codes (C_out, C_src, K, K) of a layer's shortcut (a
   residual connection, docs/spec.md section 14), whose ``source``, ``stride`` and
-  ``padding`` are in the layer's ``shortcut`` metadata entry (null without one).
+  ``padding`` are in the layer's ``shortcut`` metadata entry (null without one);
+- ``input_gather`` (with ``input_size`` in ``meta``), only for a model whose first layer is
+  unfolded (sw/unfold.py): int64, per input neuron of layer 0 the input value it reads,
+  -1 for none.
 
 Spikes are numbered in (channel, y, x) order, PyTorch's flattening order, so a linear
 layer after a conv layer reads them as they are. Version 1 files (linear layers only,
 no geometry fields) and version 2 files (no ``neuron`` field) still load, as ttfs; files
-before version 5 have no ``levels`` (1).
+before version 5 have no ``levels`` (1), before version 6 no ``input_gather``.
 
 It is written to a temporary file and renamed, so a failed save leaves no partial file.
 """
@@ -42,13 +45,13 @@ import numpy as np
 from firstspike.errors import FirstspikeError
 
 from .files import atomic_write
-from .formats import (ZERO_MAG, FormatError, Timing, check_weight_codes, signed_bits,
+from .formats import (NO_SPIKE, ZERO_MAG, FormatError, Timing, check_weight_codes, signed_bits,
                       split_codes)
 from .neurons import DEFAULT_NEURON, coding_of, neuron_model
 
 FILE_FORMAT = "firstspike-snn"
-FILE_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+FILE_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 KINDS = ("linear", "conv")
 MAX_ACC_BITS = 48  #: beyond this the golden model's float64 matmul would stop being exact
 
@@ -226,6 +229,10 @@ class SnnModel:
     layers: list[SnnLayer]
     name: str = "snn"
     info: dict = field(default_factory=dict)
+    #: an unfolded first layer (sw/unfold.py): per input neuron of layer 0, the input value it
+    #: reads (-1: none, always silent); None: layer 0 reads the inputs as they are
+    input_gather: np.ndarray | None = None
+    input_size: int | None = None  #: the inputs before gathering (with input_gather)
 
     def __post_init__(self):
         self.validate()
@@ -269,6 +276,17 @@ class SnnModel:
                                   f"(levels {layer.levels!r})")
             if layer.shortcut is not None:
                 self._check_shortcut(k, where, last)
+        if (self.input_gather is None) != (self.input_size is None):
+            raise FormatError("input_gather and input_size come together")
+        if self.input_gather is not None:
+            g = np.asarray(self.input_gather)
+            if g.dtype != np.int64 or g.shape != (self.layers[0].n_in,):
+                raise FormatError(f"input_gather must be int64 of shape ({self.layers[0].n_in},), one entry per input "
+                                  "neuron of layer 0")
+            if not (isinstance(self.input_size, (int, np.integer)) and self.input_size >= 1
+                    and g.min() >= -1 and g.max() < self.input_size):
+                raise FormatError(f"input_gather must index 0 .. input_size - 1 (or -1), with input_size >= 1; "
+                                  f"it holds {g.min()} .. {g.max()} for input_size {self.input_size!r}")
         bits = self.acc_bits()
         if bits > MAX_ACC_BITS:
             raise FormatError(f"the accumulator would need {bits} bits; at most {MAX_ACC_BITS} are supported "
@@ -313,6 +331,20 @@ class SnnModel:
     @property
     def sizes(self) -> list[int]:
         return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
+
+    @property
+    def n_inputs(self) -> int:
+        """Input values per example (the data set's features): layer 0's inputs, or what they gather from."""
+        return self.layers[0].n_in if self.input_gather is None else int(self.input_size)
+
+    def gather_inputs(self, spikes: np.ndarray) -> np.ndarray:
+        """Layer 0's input spikes from the coded inputs (the last axis: n_inputs values): the
+        values themselves, or, with an unfolded first layer, gathered by ``input_gather``."""
+        if self.input_gather is None:
+            return spikes
+        silent = NO_SPIKE if self.coding == "ttfs" else 0
+        padded = np.concatenate([spikes, np.full((*spikes.shape[:-1], 1), silent, dtype=spikes.dtype)], axis=-1)
+        return padded[..., self.input_gather]  # -1 reads the silent column
 
     @property
     def coding(self) -> str:
@@ -370,7 +402,11 @@ class SnnModel:
                         "levels": int(layer.levels)}
                        for layer in self.layers],
         }
+        if self.input_gather is not None:
+            meta["input_size"] = int(self.input_size)
         arrays = {"meta": np.array(json.dumps(meta, sort_keys=True))}
+        if self.input_gather is not None:
+            arrays["input_gather"] = self.input_gather
         for k, layer in enumerate(self.layers):
             arrays[f"layer{k}_weights"] = layer.weights
             arrays[f"layer{k}_bias"] = layer.bias
@@ -428,7 +464,8 @@ class SnnModel:
                                       f"arrays say {layers[-1].n_in}x{layers[-1].n_out}")
             return cls(timing=Timing(T=meta["T"], B=meta["B"], frac_bits=meta["frac_bits"]),
                        input_theta=float(meta["input_theta"]), layers=layers,
-                       name=meta.get("name", "snn"), info=meta.get("info", {}))
+                       name=meta.get("name", "snn"), info=meta.get("info", {}),
+                       input_gather=data.get("input_gather"), input_size=meta.get("input_size"))
         except KeyError as e:
             raise ModelFileError(f"{path}: missing entry {e}") from None
         except FormatError as e:

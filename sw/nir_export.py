@@ -40,8 +40,12 @@ def _meta(model: SnnModel, **extra) -> dict:
 
 
 def to_nir(model: SnnModel):
-    """The model as a ``nir.NIRGraph`` (input -> [flatten] -> affine/conv -> IF -> ... -> output)."""
+    """The model as a ``nir.NIRGraph`` (input -> [flatten] -> affine/conv -> IF -> ... -> output).
+    An unfolded first layer (sw/unfold.py) exports as the conv layer it was."""
     import nir
+
+    from .unfold import fold_input
+    model = fold_input(model)
     if model.coding != "ttfs":
         raise NirExportError(f"only ttfs models export to NIR so far; this one uses {model.layers[0].neuron} "
                              "neurons (NIR's IF resets to v_reset, these subtract the threshold, and their "
