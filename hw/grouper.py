@@ -18,11 +18,14 @@ class EventGrouper(wiring.Component):
     running sum per accumulator access. The fire stage writes spikes position by position and
     the host writes input events in (y, x, c) order, so a position's events are consecutive.
 
-    Two group registers: one being collected, one on the output stream; a complete group
-    moves to the output when it is free (the cycle the consumer takes the previous one, or
-    later), and collection of the next starts the cycle after. An event that does not fit
-    the group being collected (another position, or a full group) stays on the event
-    memory's output (no new read) until the next collection takes it.
+    Two group registers: one being collected, one on the output stream. An event that does
+    not fit the group being collected (another position, or a full group) ends it: if the
+    output is free (empty, or the consumer takes the previous group this cycle), the group
+    moves there and the event opens the next group in the same cycle; if not, the group is
+    complete and waits, and the event stays on the event memory's output (no new read)
+    until the cycle the group moves, when it opens the next. So collection loses no cycle
+    between groups. The last group (and one ended by a later step's event) moves the cycle
+    after it completes, or later.
 
     A rate_if layer's events are stored step by step (each step's in position order). Its
     hidden layers accumulate one step at a time: with ``one_step`` the pass also ends at the
@@ -68,29 +71,36 @@ class EventGrouper(wiring.Component):
         event = self.event
 
         taking = out.valid & out.ready
-        move = complete & (~out.valid | out.ready)
-        m.d.comb += self.done.eq(~have & ~complete & (building.count == 0) & (~out.valid | out.ready))
+        free = ~out.valid | out.ready  # the output register can take a group this cycle
+        move = complete & free
+        m.d.comb += self.done.eq(~have & ~complete & (building.count == 0) & free)
         with m.If(move):
             m.d.sync += [out.payload.eq(building), out.valid.eq(1), building.count.eq(0), complete.eq(0)]
         with m.Elif(taking):
             m.d.sync += out.valid.eq(0)
 
-        fits = (building.count == 0) | ((event.y == building.y) & (event.x == building.x)
-                                        & (building.count != cfg.group_size))
+        kept = Signal.like(building.count)  # entries that stay in the group register this cycle
+        m.d.comb += kept.eq(Mux(move, 0, building.count))
+        fits = (kept == 0) | ((event.y == building.y) & (event.x == building.x) & (building.count != cfg.group_size))
+        leave = Signal()  # the event does not fit: the group leaves now and the event opens the next
         with m.If(self.start):
             m.d.comb += [self.read_addr.eq(self.first), self.read_en.eq(1)]
             m.d.sync += [ptr.eq(self.first + 1), have.eq(1)]
             m.d.sync += Assert(self.first < self.end, "a pass over no events")
-        with m.Elif(have & ~complete):
+        with m.Elif(have & (~complete | move)):
             with m.If(self.one_step & (event.time != self.step)):  # a later step's event ends the pass
-                m.d.sync += [have.eq(0), complete.eq(building.count != 0)]
-            with m.Elif(fits):
-                entry = building.events[building.count]
+                m.d.sync += [have.eq(0), complete.eq(kept != 0)]
+            with m.Elif(fits | free):
+                m.d.comb += leave.eq(~fits)
+                with m.If(leave):
+                    m.d.sync += [out.payload.eq(building), out.valid.eq(1)]
+                index = Mux(leave, 0, kept)
+                entry = building.events[index]
                 m.d.comb += self.taken.eq(1)
                 m.d.sync += [entry.weight_base.eq(event.channel * self.kernel_area),
                              entry.time.eq(Mux(self.time_zero, 0, event.time)), entry.negative.eq(event.negative),
                              entry.level.eq(event.level),
-                             building.count.eq(building.count + 1), building.y.eq(event.y), building.x.eq(event.x)]
+                             building.count.eq(index + 1), building.y.eq(event.y), building.x.eq(event.x)]
                 with m.If(ptr == self.end):
                     m.d.sync += [have.eq(0), complete.eq(1)]
                 with m.Else():

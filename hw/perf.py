@@ -136,9 +136,9 @@ def accumulate_cycles(n: np.ndarray, taps: np.ndarray, slots: int, stopped: bool
     if len(n) == 0:  # a rate_if step without events of its own: read the later one, see it, done
         return 3
     a = np.maximum(1, taps * slots * n)
-    r = np.ones_like(n)
+    r = np.zeros_like(n)
     r[-1] = int(stopped)
-    return int(n[0] + r[0] + 2 + np.maximum(n[1:] + r[1:] + 1, a[:-1]).sum() + a[-1])
+    return int(n[0] + r[0] + 2 + np.maximum(n[1:] + r[1:], a[:-1]).sum() + a[-1])
 
 
 def stream_groups(positions: np.ndarray, taps: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray]:
