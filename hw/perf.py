@@ -260,7 +260,7 @@ class _StepPass:
         b = len(trains)
         self.active = (trains != 0).reshape(b, T, g["c_in"], g["h_in"], g["w_in"])
         self.events = self.active.sum(axis=(1, 2, 3, 4))
-        self.c_out = g["c_out"]  # the PEs that hold a channel, over all slots (hw/pe.py: the others idle)
+        # every slot's commands reach the PEs holding one of its channels: c_out over all slots
         self.weight_reads = (self.active * (self.taps * g["c_out"])[None, None, None]).sum(axis=(1, 2, 3, 4))
         per_step = self.active.reshape(b * T, g["c_in"], g["h_in"], g["w_in"])
         self.updates = synaptic_updates(synapses, per_step).reshape(b, T).sum(axis=1)
@@ -318,7 +318,7 @@ def stepped_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golde
             cycles[i] += a
             accumulate[i] += a - 1
         reads[i] += (len(events) + int(stopped)) * p.d.tiles
-        writebacks[i] += int(tp.sum()) * p.c_out
+        writebacks[i] += int(tp.sum()) * p.d.c_out
 
     for i in range(b):
         if one_pass:

@@ -73,7 +73,7 @@ class GoldenModel:
         self.neurons = [neuron_model(layer.neuron) for layer in model.layers]
         self._tables = [torch.from_numpy(self._contribution_table(layer, n.synapse_table(model.timing))
                                          .astype(self.dtype)) for layer, n in zip(model.layers, self.neurons)]
-        self._fan_maps = [self._fan_map(layer) for layer in model.layers]
+        self._fan_maps = [self.fan_map(layer) for layer in model.layers]
         self._biases = [torch.from_numpy(np.repeat(layer.bias, len(source) // layer.weights[0].size)
                                          .astype(self.dtype)) for layer, (source, _) in zip(model.layers,
                                                                                            self._fan_maps)]
@@ -83,7 +83,7 @@ class GoldenModel:
             synapses = model.shortcut_synapses(k)
             if synapses is not None:
                 table = self._contribution_table(synapses, n.synapse_table(model.timing)).astype(self.dtype)
-                self._shortcuts[k] = (synapses, torch.from_numpy(table), self._fan_map(synapses))
+                self._shortcuts[k] = (synapses, torch.from_numpy(table), self.fan_map(synapses))
         self._sources = None  # the spikes of the run in progress (run_spikes), for shortcuts
 
     @staticmethod
@@ -100,7 +100,7 @@ class GoldenModel:
         return np.concatenate([np.zeros((layer.weights[0].size, layer.channels)), rows])
 
     @staticmethod
-    def _fan_map(layer: SnnLayer) -> tuple[np.ndarray, np.ndarray]:
+    def fan_map(layer: SnnLayer) -> tuple[np.ndarray, np.ndarray]:
         """(source, offset), each (positions * fan_in,): the input each fan-in slot reads
         (n_in for padding: a column that never spikes) and f, its row offset in the table."""
         if layer.kind != "conv":

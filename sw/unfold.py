@@ -20,10 +20,13 @@ original images.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from firstspike.errors import InputError
 
+from .golden import GoldenModel
 from .model import SnnLayer, SnnModel
 
 
@@ -44,17 +47,11 @@ def unfold_input(model: SnnModel) -> SnnModel:
     c_in, h, w = first.in_shape
     _, ho, wo = first.conv_shape
     K, s, p = first.kernel, first.stride, first.padding
-    c, ky, kx = np.meshgrid(np.arange(c_in), np.arange(K), np.arange(K), indexing="ij")  # (c, ky, kx) order
-    oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
-    y = oy.reshape(1, -1) * s - p + ky.reshape(-1, 1)  # (c * K * K, positions)
-    x = ox.reshape(1, -1) * s - p + kx.reshape(-1, 1)
-    inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-    gather = np.where(inside, (c.reshape(-1, 1) * h + y) * w + x, -1).reshape(-1).astype(np.int64)
-    layer = SnnLayer(weights=np.ascontiguousarray(first.weights.reshape(first.channels, c_in * K * K, 1, 1)),
-                     bias=first.bias, thresholds=first.thresholds, weight_scale=first.weight_scale,
-                     theta=first.theta, unit=first.unit, kind="conv", in_shape=(c_in * K * K, ho, wo),
-                     stride=1, padding=0, pool=first.pool, neuron=first.neuron, initial=first.initial,
-                     shortcut=None, levels=first.levels)
+    source, _ = GoldenModel.fan_map(first)  # (positions, fan_in), fan-in in (c, ky, kx) order; n_in: padding
+    gather = source.reshape(ho * wo, -1).T.reshape(-1).astype(np.int64)
+    gather[gather == first.n_in] = -1
+    layer = replace(first, weights=np.ascontiguousarray(first.weights.reshape(first.channels, c_in * K * K, 1, 1)),
+                    in_shape=(c_in * K * K, ho, wo), stride=1, padding=0)
     info = {**model.info, "unfolded_input": {"in_shape": list(first.in_shape), "kernel": K, "stride": s,
                                              "padding": p}}
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=[layer, *model.layers[1:]],
@@ -79,8 +76,5 @@ def folded_first_layer(model: SnnModel) -> SnnLayer:
         return first
     u = model.info["unfolded_input"]
     c_in, K = u["in_shape"][0], u["kernel"]
-    return SnnLayer(weights=first.weights.reshape(first.channels, c_in, K, K), bias=first.bias,
-                    thresholds=first.thresholds, weight_scale=first.weight_scale, theta=first.theta,
-                    unit=first.unit, kind="conv", in_shape=tuple(u["in_shape"]), stride=u["stride"],
-                    padding=u["padding"], pool=first.pool, neuron=first.neuron, initial=first.initial,
-                    levels=first.levels)
+    return replace(first, weights=first.weights.reshape(first.channels, c_in, K, K), in_shape=tuple(u["in_shape"]),
+                   stride=u["stride"], padding=u["padding"])
