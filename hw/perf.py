@@ -87,8 +87,9 @@ class LayerCounts:
     count_accesses: int = 0  #: reads and writes of the rate_if spike-count memory, all PEs
     state_accesses: int = 0  #: reads and writes of diff_if state words (4 x acc_width bits), all PEs
     divisions: int = 0  #: floor divisions by the step number (hw/divider.py), all PEs
-    #: input events the host writes into the event memory before the run (layer 0's inputs; 0 after)
-    host_writes: np.ndarray | int = 0
+    #: input events the host writes into the event memory before the run (layer 0's inputs;
+    #: None for the layers after it, whose inputs the array writes itself)
+    host_writes: np.ndarray | None = None
 
 
 def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:

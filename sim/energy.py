@@ -158,7 +158,7 @@ def layer_energy_pj(c: LayerCounts, g: ArrayGeometry, table: EnergyTable, b: int
     comparisons = c.fired_neurons * g.T if c.fire_comparisons is None else c.fire_comparisons
     thresholds = (g.T if c.fired_neurons else 0) if c.threshold_reads is None else c.threshold_reads
     reads = int(c.event_reads[b])
-    host_writes = int(c.host_writes[b] if hasattr(c.host_writes, "__getitem__") else c.host_writes)
+    host_writes = 0 if c.host_writes is None else int(c.host_writes[b])
     e = {
         "weight_reads": wr * 5 * table.sram_pj_per_bit(g.weight_macro_bits),
         "accumulators": int(c.acc_writebacks[b]) * acc_rw + int(c.acc_updates[b]) * add + wr * g.acc_width * reg

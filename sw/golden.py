@@ -41,7 +41,10 @@ class GoldenResult:
         return neuron_model(self.neuron).CODING
 
     def spike_counts(self) -> np.ndarray:
-        """(batch, layers-1+1) spikes per layer, input layer first."""
+        """(batch, layers-1+1) spikes per layer, input layer first.
+
+        An unfolded model's input count is its gathered events (one per pixel spike and
+        patch that holds it), the events its first layer reads, not the pixels' spikes."""
         count = neuron_model(self.neuron).spike_count
         return np.stack([count(s) for s in self.spikes], axis=1)
 
