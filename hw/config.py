@@ -70,7 +70,9 @@ BUS_MAP_TEXT = {(type(m), m): text for m, text in (
     (Region.LAYER_EVENTS, "read: offset l = input events of layer l"),
     (Region.EVENTS, "write: input events from offset 0 (while idle); read: every layer's events after a run"),
     (Region.PE_BASE, "region PE_BASE + p, read: PE p's accumulator at the offset (the output layer's potentials)"),
-    (Control.NETWORK_ADDRESS, "byte address of the network in external memory (0 after reset)"),
+    (Control.NETWORK_ADDRESS, "byte address of the network in external memory (0 after reset); write it "
+                              "whenever the network changes, even at the same address: the next run first "
+                              "clears every accumulator"),
     (Control.INPUT_EVENTS, "number of input events written to EVENTS"),
     (Counter.STATUS, "bit 0 busy, bit 1 done"),
     (Counter.CYCLES, "cycles from start to done"),

@@ -46,9 +46,11 @@ def first_mismatch(image: int, golden: GoldenResult, b: int, rtl: RunResult) -> 
     return None
 
 
-#: where check_networks_on_rtl puts the first network in external memory (bus words): above 8 MB,
-#: so every address bit up to 23 is set somewhere, and not on a 4 KB boundary
-NETWORK_OFFSET_WORDS = (1 << 20) + 1001
+#: where check_networks_on_rtl puts the first network in external memory (bus words): 128 KB
+#: below 12 MB and not on a 4 KB boundary, so a run of many networks crosses 12 MB (the first
+#: ones at 0xBExxxx, the later ones at 0xC0xxxx): every address bit up to 23 is set in some
+#: network's reads and clear in others'
+NETWORK_OFFSET_WORDS = (3 << 19) - (1 << 14) + 1001
 #: words between two networks of one run, so each starts at a different offset in its 4 KB page
 NETWORK_GAP_WORDS = 1001
 

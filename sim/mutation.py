@@ -38,8 +38,8 @@ from firstspike.hw.neuron_array import NeuronArray
 from firstspike.hw.synth import run_yosys
 from firstspike.hw.verilog import TOP
 from firstspike.sw.formats import SIGN_BIT, ZERO_CODE
-from firstspike.sw.model import SnnModel
-from firstspike.sw.random_models import (as_rate_if, at_thresholds, diff_threshold_edges, random_cnn,
+from firstspike.sw.model import Shortcut, SnnModel
+from firstspike.sw.random_models import (as_rate_if, at_thresholds, diff_threshold_edges, random_cnn, random_codes,
                                            random_input_times, random_input_trains, random_model, random_resnet,
                                            rate_threshold_edges, threshold_probe)
 
@@ -65,8 +65,12 @@ EDGE_NETWORKS = 6
 #: threshold probes (sw.random_models.threshold_probe): zero weights, every hidden potential
 #: on a threshold edge, wide random tables (entries up to 2**WIDE_BITS: every magnitude bit
 #: of the suite array's 22-bit threshold registers); two hidden layers of the suite's 14
-#: channels each, so PROBES of them meet each of the 2T (t, edge) pairs about 7 times
-PROBES = 8
+#: channels each, their neurons taking the 2T (t, edge) pairs in turn from 13 k (probe k), so
+#: that the PROBES of them meet every pair at least twice in each of the 4 PEs' comparators
+#: (random orders had left PE 0 without the one-below edge of TH[4] in any probe whose
+#: TH[4] has bit 3 set)
+PROBES = 12
+PROBE_PAIR_STEP = 13
 PROBE_SIZES = [8, 14, 14, 4]
 WIDE_BITS = 20
 #: networks whose input has 20 channels at each of 2 x 8 positions, 90 % of them spiking:
@@ -79,6 +83,13 @@ FULL_GROUP_NETWORKS = 2
 #: address (a channel's first tap is channel * 25)
 WIDE_NETWORKS = 1
 WIDE_SHAPE = (23, 5, 5)
+#: networks at the suite array's bounds, none of which changes it: a conv layer with an 8x8 kernel
+#: over 11 channels (a weight buffer of 704 rows: the suite array's) whose 8x8 output gives an
+#: event 8 taps on each axis (the tap walker's counts at max_size); a hidden linear layer of
+#: 23 x 704 weights, so the output layer's weights start past 8 KB into the network image
+#: (weight-address bit 13); a shortcut that reads its layer's own input in the third of four
+#: layers (source 2: where source 3 starts ends the events the shortcut reads)
+BOUND_NETWORKS = ("full kernel", "large image", "own-input shortcut")
 #: the suite's last network: the bench memory answers its reads with error responses (right data),
 #: and the array's memory_error output must go high (sim.check.check_networks_on_rtl)
 FAILING_MEMORY = "failing memory"
@@ -159,7 +170,7 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         out.append((f"rate residual {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing)))
     for k in range(PROBES):
         rng = np.random.default_rng([k, 4])
-        probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS)
+        probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS, first_pair=PROBE_PAIR_STEP * k)
         out.append((f"threshold probe {k}", probe, random_input_times(rng, PROBE_SIZES[0], 1, timing)))
     for k in range(WIDE_NETWORKS):
         rng = np.random.default_rng([k, 13])
@@ -171,8 +182,25 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         model = random_cnn(rng, (20, 2, 8), [dict(channels=20, kernel=3, padding=1)], [], 4, timing)
         out.append((f"full groups {k}", model, random_input_times(rng, model.layers[0].n_in, images // 2, timing,
                                                                   silent_fraction=0.1)))
+    out += bound_networks(timing, images)
     rng = np.random.default_rng(14)
     out.append((FAILING_MEMORY, random_model(rng, [6, 8, 3], timing), random_input_times(rng, 6, 1, timing)))
+    return out
+
+
+def bound_networks(timing, images: int) -> list[tuple[str, SnnModel, np.ndarray]]:
+    """BOUND_NETWORKS, in that order (the first two with 2 images: they are the suite's largest)."""
+    rng = np.random.default_rng([0, 15])
+    kernel = random_cnn(rng, (11, 7, 7), [dict(channels=11, kernel=8, padding=4)], [], 4, timing)
+    out = [(BOUND_NETWORKS[0], kernel, random_input_times(rng, kernel.layers[0].n_in, min(images, 2), timing))]
+    rng = np.random.default_rng([0, 16])
+    large = random_cnn(rng, (11, 8, 8), [], [23], 4, timing)
+    out.append((BOUND_NETWORKS[1], large, random_input_times(rng, large.layers[0].n_in, min(images, 2), timing)))
+    rng = np.random.default_rng([0, 18])
+    model = random_cnn(rng, (2, 4, 4), [dict(channels=3, kernel=3, padding=1)] * 3, [], 4, timing)
+    third = replace(model.layers[2], shortcut=Shortcut(source=2, weights=random_codes(rng, (3, 3, 1, 1), 0.2)))
+    model = replace(model, layers=[*model.layers[:2], third, model.layers[3]])
+    out.append((BOUND_NETWORKS[2], model, random_input_times(rng, model.layers[0].n_in, images, timing)))
     return out
 
 

@@ -35,7 +35,9 @@ def random_input_times(rng: np.random.Generator, n: int, batch: int, timing: Tim
     return np.where(rng.random((batch, n)) < silent_fraction, -1, t).astype(np.int64)
 
 
-def _random_codes(rng: np.random.Generator, shape: tuple, zero_fraction: float) -> np.ndarray:
+def random_codes(rng: np.random.Generator, shape: tuple, zero_fraction: float) -> np.ndarray:
+    """Random weight codes of ``shape``: exponents 0 to 14, either sign, and about
+    ``zero_fraction`` of them the zero code."""
     mag = rng.integers(0, 15, size=shape)
     sign = rng.integers(0, 2, size=shape)
     return np.where(rng.random(shape) < zero_fraction, ZERO_CODE, mag | (sign * SIGN_BIT)).astype(np.uint8)
@@ -51,7 +53,7 @@ def random_cnn(rng: np.random.Generator, in_shape: tuple[int, int, int], convs: 
     for spec in convs:
         k = spec["kernel"]
         c_out = spec["channels"]
-        codes = _random_codes(rng, (c_out, shape[0], k, k), zero_fraction)
+        codes = random_codes(rng, (c_out, shape[0], k, k), zero_fraction)
         typical = one * np.sqrt(shape[0] * k * k) / 4
         bias = rng.integers(-int(typical), int(typical) + 1, size=c_out).astype(np.int64)
         layer = SnnLayer(weights=codes, bias=bias, thresholds=threshold_table(float(typical * rng.uniform(0.3, 2.0)),
@@ -65,7 +67,7 @@ def random_cnn(rng: np.random.Generator, in_shape: tuple[int, int, int], convs: 
         typical = one * np.sqrt(n_in) / 4
         last = k == len(hidden)
         layers.append(SnnLayer(
-            weights=_random_codes(rng, (n_out, n_in), zero_fraction),
+            weights=random_codes(rng, (n_out, n_in), zero_fraction),
             bias=rng.integers(-int(typical), int(typical) + 1, size=n_out).astype(np.int64),
             thresholds=None if last else threshold_table(float(typical * rng.uniform(0.3, 3.0)), timing),
             in_shape=shape if k == 0 else None))
@@ -85,7 +87,7 @@ def random_resnet(rng: np.random.Generator, in_shape: tuple[int, int, int], bloc
     layers = []
 
     def conv(shape, c_out, k=3, stride=1, padding=1, pool=1, shortcut=None):
-        codes = _random_codes(rng, (c_out, shape[0], k, k), zero_fraction)
+        codes = random_codes(rng, (c_out, shape[0], k, k), zero_fraction)
         typical = one * np.sqrt(shape[0] * k * k) / 4
         bias = rng.integers(-int(typical), int(typical) + 1, size=c_out).astype(np.int64)
         layer = SnnLayer(weights=codes, bias=bias, thresholds=threshold_table(float(typical * rng.uniform(0.5, 2.0)),
@@ -105,18 +107,19 @@ def random_resnet(rng: np.random.Generator, in_shape: tuple[int, int, int], bloc
             diagonal[np.arange(c_out), np.arange(c_out)] = int(rng.integers(0, 4))
             weights = diagonal
         else:
-            weights = _random_codes(rng, (c_out, src_shape[0], k, k), zero_fraction)
+            weights = random_codes(rng, (c_out, src_shape[0], k, k), zero_fraction)
         shape = conv(mid, c_out, pool=spec.get("pool", 1),
                      shortcut=Shortcut(source=source, weights=weights, stride=stride, padding=k // 2))
     n_in = int(np.prod(shape))
     typical = one * np.sqrt(n_in) / 4
-    layers.append(SnnLayer(weights=_random_codes(rng, (classes, n_in), zero_fraction),
+    layers.append(SnnLayer(weights=random_codes(rng, (classes, n_in), zero_fraction),
                            bias=rng.integers(-int(typical), int(typical) + 1, size=classes).astype(np.int64),
                            thresholds=None, in_shape=shape))
     return SnnModel(timing=timing, input_theta=1.0, layers=layers, name="random-resnet")
 
 
-def at_thresholds(rng: np.random.Generator, model: SnnModel, wide_bits: int | None = None) -> SnnModel:
+def at_thresholds(rng: np.random.Generator, model: SnnModel, wide_bits: int | None = None,
+                  first_pair: int | None = None) -> SnnModel:
     """The model with every hidden layer's biases moved onto its threshold edges: bias
     ``TH[t]`` or ``TH[t] - 1``, a different (t, choice) pair per channel. A neuron that
     receives no input spike (or only a few weak ones) then sits exactly at, or one unit
@@ -125,8 +128,13 @@ def at_thresholds(rng: np.random.Generator, model: SnnModel, wide_bits: int | No
 
     ``wide_bits``: also replace each table by T distinct random integers in
     ``[1, 2**wide_bits]`` (model files hold thresholds >= 1), sorted descending, so every
-    magnitude bit of every threshold register matters somewhere."""
+    magnitude bit of every threshold register matters somewhere.
+
+    ``first_pair``: instead of a random order, the hidden neurons, layer after layer, take
+    the pairs in turn from ``first_pair`` on, so that a set of networks with first pairs a
+    step apart meets every pair in every PE (the channels of PE p are p, p + P, ...)."""
     layers = []
+    turn = first_pair
     for layer in model.layers:
         if layer.thresholds is not None:
             th = np.asarray(layer.thresholds, dtype=np.int64)
@@ -136,19 +144,24 @@ def at_thresholds(rng: np.random.Generator, model: SnnModel, wide_bits: int | No
             # distinct (t, below) pairs in random order: with 2T channels or more, every
             # threshold is met exactly and missed by one
             pairs = 2 * len(th)
-            j = rng.permutation(max(pairs, layer.channels))[:layer.channels]
+            if turn is None:
+                j = rng.permutation(max(pairs, layer.channels))[:layer.channels]
+            else:
+                j = (turn + np.arange(layer.channels)) % pairs
+                turn += layer.channels
             t, below = j % len(th), (j // len(th)) % 2
             layer = replace(layer, thresholds=th, bias=(th[t] - below).astype(np.int64))
         layers.append(layer)
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=layers, name=model.name + "-edges")
 
 
-def threshold_probe(rng: np.random.Generator, sizes: list[int], timing: Timing, wide_bits: int) -> SnnModel:
+def threshold_probe(rng: np.random.Generator, sizes: list[int], timing: Timing, wide_bits: int,
+                    first_pair: int | None = None) -> SnnModel:
     """A network whose hidden neurons sit exactly on their threshold edges on every image:
     all weights are the zero code, so each potential is its bias (at_thresholds with wide
-    random tables). It checks the fire stage's comparison and every threshold register bit
-    in every hidden layer, whatever the input."""
-    return at_thresholds(rng, random_model(rng, sizes, timing, zero_fraction=1.0), wide_bits)
+    random tables, ``first_pair`` as there). It checks the fire stage's comparison and every
+    threshold register bit in every hidden layer, whatever the input."""
+    return at_thresholds(rng, random_model(rng, sizes, timing, zero_fraction=1.0), wide_bits, first_pair)
 
 
 def as_rate_if(rng: np.random.Generator, model: SnnModel, neuron: str = "rate_if") -> SnnModel:

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from firstspike.sim.mutation import (DIFF_EDGE_NETWORKS, EDGE_NETWORKS, FAILING_MEMORY, FULL_GROUP_NETWORKS, PROBES,
-                                     RATE_EDGE_NETWORKS,
+from firstspike.sim.mutation import (BOUND_NETWORKS, DIFF_EDGE_NETWORKS, EDGE_NETWORKS, FAILING_MEMORY,
+                                     FULL_GROUP_NETWORKS, PROBES, RATE_EDGE_NETWORKS,
                                      EQUIVALENT, RESIDUAL_NETWORKS, WIDE_NETWORKS, _parse, _short, classify, fault,
                                      mutated_design, mutation_score, suite, suite_config, suite_seeds)
 
@@ -21,24 +21,29 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
         name for k in range(DIFF_EDGE_NETWORKS) for name in (f"diff threshold edges {k}", f"diff pooled {k}")] + [
         name for k in range(RESIDUAL_NETWORKS) for name in (f"residual {k}", f"rate residual {k}")] + [
         f"threshold probe {k}" for k in range(PROBES)] + [f"wide {k}" for k in range(WIDE_NETWORKS)] + [
-        f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)] + [FAILING_MEMORY]
+        f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)] + list(BOUND_NETWORKS) + [FAILING_MEMORY]
     assert [model.coding for _, model, _ in nets].count("rate") == 1 + 2 * RATE_EDGE_NETWORKS + RESIDUAL_NETWORKS
     assert nets[0][1].coding == "diff" and nets[0][2].shape == (6, 16, nets[0][1].layers[0].n_in)
     assert (nets[0][2] == -1).any() and suite_config(nets).diff_state  # signed trains; the diff datapath is built
     assert all(model.layers[0].pool == 2 for name, model, _ in nets if "pooled" in name)
     assert [model.coding for name, model, _ in nets if name.startswith("diff")] == ["diff"] * 2 * DIFF_EDGE_NETWORKS
     assert nets[4][2].shape == (6, 16, nets[4][1].layers[0].n_in)  # a rate network's 6 input trains
-    tail = WIDE_NETWORKS + FULL_GROUP_NETWORKS + 1  # the networks after the probes
+    tail = WIDE_NETWORKS + FULL_GROUP_NETWORKS + len(BOUND_NETWORKS) + 1  # the networks after the probes
     probes = nets[-PROBES - tail:-tail]
-    # the probes meet every (t, exactly / one below) pair of every hidden layer's table
-    pairs = set()
+    # the probes meet every (t, exactly / one below) pair of every hidden layer's table at least
+    # twice in each of the suite array's 4 PEs (channel c in PE c % 4)
+    met = {}
     for _, model, _ in probes:
         for layer in model.layers[:-1]:
             th = list(layer.thresholds)
-            pairs |= {(th.index(b + d), d) for b in layer.bias.tolist() for d in (0, 1) if b + d in th}
-    assert pairs == {(t, d) for t in range(16) for d in (0, 1)}
+            for c, b in enumerate(layer.bias.tolist()):
+                for d in (0, 1):
+                    if b + d in th:
+                        met[c % 4, th.index(b + d), d] = met.get((c % 4, th.index(b + d), d), 0) + 1
+    assert sorted(met) == [(p, t, d) for p in range(4) for t in range(16) for d in (0, 1)]
+    assert min(met.values()) >= 2
     assert all(len(times) == 6 for _, _, times in nets[:-PROBES - tail])  # a probe needs one image
-    groups = nets[-FULL_GROUP_NETWORKS - 1:-1]
+    groups = nets[-FULL_GROUP_NETWORKS - len(BOUND_NETWORKS) - 1:-len(BOUND_NETWORKS) - 1]
     edge = nets[-PROBES - tail - 2 * (RATE_EDGE_NETWORKS + DIFF_EDGE_NETWORKS + RESIDUAL_NETWORKS) - 1]
     assert edge[0].endswith("at thresholds") and (edge[2][0] == -1).all()  # a silent image first
     cfg = suite_config(nets)
@@ -49,13 +54,22 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
         active = (times >= 0).reshape(len(times), 20, 2, 8)
         assert max(max(group_schedule(a, active[0, 0], cfg.group_size)[0]) for a in active) == cfg.group_size
         assert active[:, :, :, 7].any()
-    full = suite(12, 2)  # make mutation's 12 fuzz networks: the full-group networks leave the array as it is
+    full = suite(12, 2)  # make mutation's 12 fuzz networks: the full-group and bound networks leave the array
     cfg = suite_config(full)
-    assert cfg == suite_config(full[:-FULL_GROUP_NETWORKS - 1])
+    assert cfg == suite_config([n for n in full if not n[0].startswith("full groups") and n[0] not in BOUND_NETWORKS])
     # and so do the diff_if, residual and wide networks (an earlier report's survivors stay the same faults)
     assert cfg == suite_config([n for n in full if not n[0].startswith(("diff", "residual", "rate residual", "wide",
                                                                          FAILING_MEMORY))])
     from firstspike.hw.config import network_image
+    # the bound networks reach what their names say: 8 taps on each axis at max_size 8, output
+    # weights past 8 KB into the image, a shortcut from its layer's own input in the third layer
+    from firstspike.hw.config import hardware_geometry
+    from firstspike.hw.perf import kernel_taps
+    bound = {name: model for name, model, _ in full if name in BOUND_NETWORKS}
+    assert kernel_taps(hardware_geometry(bound["full kernel"].layers[0])).max() == 8 * 8 == cfg.max_size ** 2
+    assert network_image(bound["large image"], cfg).descriptors[1].weight_addr >= 8192
+    own = bound["own-input shortcut"]
+    assert len(own.layers) == cfg.max_layers and own.layers[2].shortcut.source == 2
     # the residual ones: the ttfs block's conv in two tiles, the rate_if one's two weight sets in one buffer
     residual = {name: network_image(model, cfg).descriptors for name, model, _ in full if "residual" in name}
     assert all(d[2].tiles == 2 for name, d in residual.items() if name.startswith("residual"))
@@ -64,7 +78,8 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     wide = [model.layers[0] for name, model, _ in full if name.startswith("wide")]
     assert all((layer.in_shape[0] - 1) * layer.weights.shape[2] * layer.weights.shape[3] >= 512 for layer in wide)
     tiled = [name for name, model, _ in full if max(d.tiles for d in network_image(model, cfg).descriptors) > 1]
-    assert len(tiled) >= 3 and tiled[-FULL_GROUP_NETWORKS:] == [f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)]
+    assert len(tiled) >= 3 and tiled[-FULL_GROUP_NETWORKS - 2:] == [
+        f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)] + ["full kernel", "large image"]
 
 
 def test_mutated_design_has_every_mutant_behind_the_select_input(tmp_path):
