@@ -23,7 +23,7 @@ bench-accuracy`` runs them); the tables label them honestly: "MNIST test set, 8k
 and "CIFAR-10 (JPEG copy)".
 
     python -m firstspike.accuracy --data-dir build/data [--networks mnist-mlp,mnist-cnn] [--methods ...]
-        [--out build/accuracy] [--keep-measured]
+        [--out build/accuracy] [--keep-measured] [--input-spikes K]
 """
 from __future__ import annotations
 
@@ -65,16 +65,18 @@ def float_checkpoint(name: str, out: Path, data_dir: Path, quiet: bool) -> Path:
     return path
 
 
-def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool):
-    """CAT fine-tuned from the float network at ``timing``, checkpointed (state and thresholds)."""
+def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool, input_spikes: int = 1):
+    """CAT fine-tuned from the float network at ``timing`` (its input coded with
+    ``input_spikes`` spikes per value), checkpointed (state and thresholds)."""
     import torch
 
     from firstspike.sw import ann
     from firstspike.sw.checkpoint import ann_network
-    path = out / name / f"cat-T{timing.T}-B{timing.B}.pt"
+    suffix = f"-K{input_spikes}" if input_spikes > 1 else ""
+    path = out / name / f"cat-T{timing.T}-B{timing.B}{suffix}.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        cat = ann.CatNetwork(ann_network(ckpt), timing, 1.0, saved["thetas"])
+        cat = ann.CatNetwork(ann_network(ckpt), timing, 1.0, saved["thetas"], input_spikes=input_spikes)
         cat.load_state_dict(saved["state"])
         return cat.eval()
     from tqdm import tqdm
@@ -82,7 +84,8 @@ def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool):
     with tqdm(total=epochs, desc=f"CAT T={timing.T} B={timing.B}", unit="epoch", disable=quiet, leave=False) as bar:
         state = path.with_name(path.name + ".state")
         cat = ann.cat_finetune(ann_network(ckpt), ds.x_train, ds.y_train, timing, 1.0, epochs=epochs, progress=bar,
-                               resume=state, distill=BENCH_NETWORKS[name].get("cat_distill", 0.0))
+                               resume=state, distill=BENCH_NETWORKS[name].get("cat_distill", 0.0),
+                               input_spikes=input_spikes)
     torch.save({"state": cat.state_dict(), "thetas": cat.thetas}, path)
     state.unlink()
     return cat.eval()
@@ -99,9 +102,12 @@ def golden_figures(model, ds, pes: int, quiet: bool) -> dict:
 
 
 def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_B, methods=METHODS,
-                  rtl_images: int = 4, pes: int = 16, quiet: bool = False, skip=(), on_timing=None) -> list[dict]:
+                  rtl_images: int = 4, pes: int = 16, quiet: bool = False, skip=(), on_timing=None,
+                  input_spikes: int = 1) -> list[dict]:
     """One row per (T, B, method) of benchmark network ``name``, timings ``skip`` ((T, B) pairs)
-    left out; ``on_timing(rows)`` gets each timing's rows as soon as they are measured."""
+    left out; ``on_timing(rows)`` gets each timing's rows as soon as they are measured.
+    ``input_spikes``: spikes per input value of every converted network (sw/input_spikes.py;
+    CAT trains with that input code)."""
     from tqdm import tqdm
 
     from firstspike.hw.config import ArrayConfig
@@ -114,6 +120,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
     from firstspike.sw.data import load_dataset
     from firstspike.sw.formats import Timing
     from firstspike.sw.golden import GoldenModel
+    from firstspike.sw.input_spikes import expand_input
     recipe = BENCH_NETWORKS[name]
     ckpt = load_ann(float_checkpoint(name, out, data_dir, quiet))
     ds = load_dataset(recipe["dataset"], data_dir=data_dir / recipe["dataset"])
@@ -126,14 +133,15 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
         models, first_row = [], len(rows)
         for method in methods:
             row = {"network": name, "data": DATA_LABELS[recipe["dataset"]], "T": T, "B": B, "method": method,
-                   "float_accuracy": float_acc, "test_images": len(ds.x_test)}
+                   "input_spikes": input_spikes, "float_accuracy": float_acc, "test_images": len(ds.x_test)}
             try:
                 if method == "cat":
-                    cat = cat_network_for(name, ckpt, ds, timing, out, quiet)
+                    cat = cat_network_for(name, ckpt, ds, timing, out, quiet, input_spikes)
                     row["cat_float_accuracy"] = ann.accuracy(cat, ds.x_test, ds.y_test)
                     model = convert(cat.stages, timing, 1.0, cat.thetas)
                 else:
                     model = convert_calibrated(net, ds.x_train, method, timing)
+                model = expand_input(model, input_spikes)
             except FirstspikeError as e:
                 rows.append({**row, "skipped": str(e)})
                 continue
@@ -144,9 +152,10 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
         if rtl_images and models:
             sample = ds.x_test[:rtl_images]
             cfg = ArrayConfig.for_models([m for _, m in models], pes)
-            built = verilator.build(write_design(out / name / f"v-T{T}-B{B}", cfg), cfg)
+            suffix = f"-K{input_spikes}" if input_spikes > 1 else ""
+            built = verilator.build(write_design(out / name / f"v-T{T}-B{B}{suffix}", cfg), cfg)
             nets = [(m, GoldenModel(m).encode(sample)) for _, m in models]
-            problems = check_networks_on_rtl(built, cfg, nets, out / name / f"rtl-T{T}-B{B}")
+            problems = check_networks_on_rtl(built, cfg, nets, out / name / f"rtl-T{T}-B{B}{suffix}")
             for (row, _), p in zip(models, problems):
                 row.update(rtl_images=rtl_images, rtl_bit_exact=not p, rtl_problem=p[0] if p else None)
         if on_timing is not None:
@@ -160,19 +169,20 @@ def markdown_table(rows: list[dict]) -> str:
     out = []
     for name in dict.fromkeys(r["network"] for r in rows):
         mine = sorted((r for r in rows if r["network"] == name),
-                      key=lambda r: (r["T"], r["B"], METHODS.index(r["method"])))
+                      key=lambda r: (r["T"], r["B"], input_spikes_of(r), METHODS.index(r["method"])))
         r0 = mine[0]
         out += [f"**{name}** ({r0['data']}, {r0['test_images']} test images; float network "
                 f"{100 * r0['float_accuracy']:.2f} %)", "",
                 "| T | B | method | SNN accuracy | vs float | spikes / image | cycles / image | on-chip nJ / image "
                 "| RTL = golden |", "|---|---|---|---|---|---|---|---|---|"]
         for r in mine:
+            method = r["method"] + (f", {input_spikes_of(r)} input spikes" if input_spikes_of(r) > 1 else "")
             if "skipped" in r:
-                out.append(f"| {r['T']} | {r['B']} | {r['method']} | skipped: {r['skipped']} | | | | | |")
+                out.append(f"| {r['T']} | {r['B']} | {method} | skipped: {r['skipped']} | | | | | |")
                 continue
             rtl = "-" if "rtl_bit_exact" not in r else (f"yes ({r['rtl_images']} images)" if r["rtl_bit_exact"]
                                                          else f"**no**: {r['rtl_problem']}")
-            out.append(f"| {r['T']} | {r['B']} | {r['method']} | {100 * r['accuracy']:.2f} % | "
+            out.append(f"| {r['T']} | {r['B']} | {method} | {100 * r['accuracy']:.2f} % | "
                        f"{0.0 - r['loss_pp']:+.2f} pp | {r['spikes_per_image']:.0f} | {r['cycles_per_image']:.0f} | "
                        f"{r['energy_per_image_nj']:.1f} | {rtl} |")
         out.append("")
@@ -187,7 +197,7 @@ def plot(rows: list[dict], path: Path) -> None:
     names = list(dict.fromkeys(r["network"] for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
-        mine = [r for r in rows if r["network"] == name and "accuracy" in r]
+        mine = [r for r in rows if r["network"] == name and "accuracy" in r and input_spikes_of(r) == 1]
         for k, method in enumerate(METHODS):
             for B, style in ((2, "-"), (1, "--")):
                 pts = sorted((r["T"], 100 * r["accuracy"]) for r in mine if r["method"] == method and r["B"] == B)
@@ -213,9 +223,16 @@ def _earlier_rows(path: Path) -> list[dict]:
         return []
 
 
-def _measured_timings(rows: list[dict], methods) -> set[tuple[str, int, int]]:
-    """(network, T, B) of which ``rows`` hold a measured row of every one of ``methods``."""
-    have = {(r["network"], r["T"], r["B"], r["method"]) for r in rows if "accuracy" in r}
+def input_spikes_of(row: dict) -> int:
+    """A row's spikes per input value (rows written before there was a choice: 1)."""
+    return int(row.get("input_spikes", 1))
+
+
+def _measured_timings(rows: list[dict], methods, input_spikes: int = 1) -> set[tuple[str, int, int]]:
+    """(network, T, B) of which ``rows`` hold a measured row of every one of ``methods`` with
+    ``input_spikes``."""
+    have = {(r["network"], r["T"], r["B"], r["method"]) for r in rows
+            if "accuracy" in r and input_spikes_of(r) == input_spikes}
     return {(n, T, B) for n, T, B, _ in have if all((n, T, B, m) in have for m in methods)}
 
 
@@ -230,6 +247,8 @@ def main(argv=None) -> int:
                    help=f"comma-separated, of {', '.join(METHODS)} (default: all; cat trains a network per timing)")
     p.add_argument("--rtl-images", type=int, default=4, help="test images of every converted network run in RTL")
     p.add_argument("--out", type=Path, default=Path("build/accuracy"))
+    p.add_argument("--input-spikes", type=int, default=1,
+                   help="spikes per input value (residual input spikes, sw/input_spikes.py; CAT trains with them)")
     p.add_argument("--keep-measured", action="store_true",
                    help="timings whose rows (every method asked for) an earlier run wrote are not measured again")
     args = p.parse_args(argv)
@@ -247,18 +266,22 @@ def main(argv=None) -> int:
             raise InputError(f"unknown methods {sorted(set(methods) - set(METHODS))}; choose from {', '.join(METHODS)}")
         if args.rtl_images < 0:
             raise InputError("--rtl-images must be >= 0")
+        if args.input_spikes < 1:
+            raise InputError("--input-spikes must be >= 1")
+        K = args.input_spikes
         args.out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         # rows this run does not measure stay (a run of one network or method adds to the tables)
         earlier = _earlier_rows(args.out / "accuracy.json")
-        rows = [r for r in earlier
-                if r["network"] not in names or r["method"] not in methods or r["T"] not in Ts or r["B"] not in Bs]
-        kept = {(n, T, B) for n, T, B in _measured_timings(earlier, methods)
+        rows = [r for r in earlier if r["network"] not in names or r["method"] not in methods or r["T"] not in Ts
+                or r["B"] not in Bs or input_spikes_of(r) != K]
+        kept = {(n, T, B) for n, T, B in _measured_timings(earlier, methods, K)
                 if args.keep_measured and n in names and T in Ts and B in Bs}
-        rows += [r for r in earlier if (r["network"], r["T"], r["B"]) in kept and r["method"] in methods]
+        rows += [r for r in earlier if (r["network"], r["T"], r["B"]) in kept and r["method"] in methods
+                 and input_spikes_of(r) == K]
 
         # the earlier rows this run measures again stay in the file until their new rows come
-        key = lambda r: (r["network"], r["T"], r["B"], r["method"])  # noqa: E731
+        key = lambda r: (r["network"], r["T"], r["B"], r["method"], input_spikes_of(r))  # noqa: E731
         staying = {key(r) for r in rows}
         pending = {key(r): r for r in earlier if key(r) not in staying}
 
@@ -271,7 +294,8 @@ def main(argv=None) -> int:
         for name in names:
             (args.out / name).mkdir(exist_ok=True)
             bench_network(name, data_dir=args.data_dir, out=args.out, Ts=Ts, Bs=Bs, methods=methods,
-                          rtl_images=args.rtl_images, skip={(T, B) for n, T, B in kept if n == name}, on_timing=add)
+                          rtl_images=args.rtl_images, skip={(T, B) for n, T, B in kept if n == name}, on_timing=add,
+                          input_spikes=K)
         (args.out / "accuracy.md").write_text(markdown_table(rows))
         plot(rows, args.out / "accuracy.png")
     except FirstspikeError as e:

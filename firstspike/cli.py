@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-4, help="of the float training")
     p.add_argument("--distill", type=float, default=0.0,
                    help="CAT: weight (0 to 1) of distillation from the float network's outputs in the loss")
+    p.add_argument("--input-spikes", type=int, default=1,
+                   help="CAT: spikes per input value, each coding what the earlier ones leave (a finer input code "
+                        "than one TTFS spike; docs/spec.md section 2); convert then expands the model's input to match")
     p.add_argument("--augment", action="store_true",
                    help="random 4-pixel shifts and left-right flips of the training images (CIFAR-10's standard)")
     p.add_argument("--amp", action="store_true", help="bfloat16 float training on a CUDA GPU (fine-tuning stays "
@@ -141,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default for --module): from activation statistics; iteration: minimum expected error "
                         "under a Gaussian fit (threshold iteration)")
     p.add_argument("--percentile", type=float, default=99.9)
+    p.add_argument("--input-spikes", type=int, default=None,
+                   help="spikes per input value, each coding what the earlier ones leave: layer 0 reads that many "
+                        "copies of each input (default: what CAT trained with, else 1; docs/spec.md section 2)")
     p.add_argument("--unfold-input", action="store_true",
                    help="unfold the first conv layer over its input (im2col): a 1x1 layer over each output "
                         "position's patch, the same spikes bit for bit; the processor then writes an accumulator "
@@ -390,7 +396,8 @@ def _run(args) -> int:
                               cat_epochs=args.cat_epochs, seed=args.seed, data_dir=args.data_dir,
                               module=args.module, weights=args.weights, batch_size=args.batch_size,
                               lr=args.lr, cat_lr=args.cat_lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-                              augment=args.augment, amp=args.amp, distill=args.distill)
+                              augment=args.augment, amp=args.amp, distill=args.distill,
+                              input_spikes=args.input_spikes)
         print(f"float accuracy {ckpt['float_accuracy']:.4f}"
               + (f", {TUNED[args.method]} accuracy {ckpt['cat_accuracy']:.4f}" if args.method != "float" else "")
               + f"; wrote {args.out}")
@@ -504,14 +511,15 @@ def _convert(args, flow) -> None:
         model = flow.convert_module(args.module, args.weights, args.out, dataset=args.dataset,
                                     data_dir=args.data_dir, calibration=args.calibration or "percentile",
                                     percentile=args.percentile, timing=timing or Timing(), neuron=args.neuron,
-                                    rounding=args.rounding or "adaptive", unfold=args.unfold_input, **options)
+                                    rounding=args.rounding or "adaptive", unfold=args.unfold_input,
+                                    input_spikes=args.input_spikes or 1, **options)
     else:
         ann = args.ann or DEFAULT_ANN
         timing = _timing_override(args, Timing(**ckpt["timing"]))
         model = flow.convert_ann(ann, args.out, calibration=args.calibration or "cat", percentile=args.percentile,
                                  timing=timing, data_dir=args.data_dir, neuron=args.neuron, rounding=args.rounding,
                                  initial_calibration=args.calibrate_initial, layer_finetune=args.finetune_layers,
-                                 unfold=args.unfold_input, **options)
+                                 unfold=args.unfold_input, input_spikes=args.input_spikes, **options)
     print(f"{model.name}: {args.neuron} neurons, layers {model.sizes}, T={model.timing.T}, B={model.timing.B}, "
           f"accumulator {model.acc_bits()} bits; wrote {args.out}")
     from firstspike.sw.data import DataError

@@ -35,6 +35,7 @@ from firstspike.sw.golden import GoldenModel
 from firstspike.sw.model import SnnModel
 from firstspike.sw.initial_calibration import calibrate_initial
 from firstspike.sw.neurons import coding_of
+from firstspike.sw.input_spikes import expand_input
 from firstspike.sw.unfold import folded_first_layer, unfold_input
 
 # ---------------------------------------------------------------------------
@@ -44,7 +45,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
                 percentile: float = 99.9, timing: Timing | None = None,
                 data_dir: str | os.PathLike | None = None, neuron: str = "ttfs", rounding: str | None = None,
                 initial_calibration: bool | None = None, layer_finetune: bool = False, unfold: bool = False,
-                **options) -> SnnModel:
+                input_spikes: int | None = None, **options) -> SnnModel:
     """Convert a checkpoint: "cat" uses the network and thresholds CAT learned (and its T, B)
     and reads no data; "max"/"percentile"/"iteration" calibrate the float network's
     thresholds on the training set. ``timing`` overrides the checkpoint's; ``data_dir``
@@ -57,7 +58,8 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     ``layer_finetune``: with it, also fine-tune each layer's weights, bias and initial
     potentials with a surrogate gradient (two-stage conversion's stage II b). ``unfold``:
     unfold the first conv layer over its input (sw/unfold.py: the same spikes, fewer
-    accumulator write-backs on the processor)."""
+    accumulator write-backs on the processor). ``input_spikes``: spikes per input value
+    (sw/input_spikes.py); by default what CAT trained with (the checkpoint's), else 1."""
     out = check_output_file(out, "model file")
     if calibration not in ("cat", *CALIBRATIONS):
         raise InputError(f"calibration must be cat or one of {', '.join(CALIBRATIONS)}, not {calibration!r}")
@@ -80,6 +82,12 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
         if timing is not None and timing != trained:
             raise InputError(f"CAT trained with {trained}; converting at {timing} would lose what CAT learned. "
                              "Retrain with the wanted T and B, or use --calibration max/percentile/iteration")
+        trained_spikes = ckpt.get("input_spikes", 1)
+        if input_spikes is not None and input_spikes != trained_spikes:
+            raise InputError(f"CAT trained with {trained_spikes} spike(s) per input value; converting with "
+                             f"{input_spikes} would lose what CAT learned. Retrain with --input-spikes "
+                             f"{input_spikes}, or use --calibration max/percentile/iteration")
+        input_spikes = trained_spikes
         cat = cat_network(ckpt)
         net, thetas, timing, x_calibration = cat.stages, cat.thetas, trained, None
     else:
@@ -105,6 +113,7 @@ def convert_ann(ann_path: str | os.PathLike, out: str | os.PathLike, *, calibrat
     if initial_calibration:
         ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=data_dir)
         model = calibrate_initial(model, net, ds.x_train, input_shape=input_shape, finetune=layer_finetune)
+    model = expand_input(model, 1 if input_spikes is None else input_spikes)
     model = unfold_input(model) if unfold else model
     model.save(out)
     return model
@@ -114,12 +123,12 @@ def convert_module(module: str, weights: str | os.PathLike | None, out: str | os
                    dataset: str = "digits", data_dir: str | os.PathLike | None = None,
                    calibration: str = "percentile", percentile: float = 99.9, timing: Timing = Timing(),
                    seed: int = 0, neuron: str = "ttfs", rounding: str = "adaptive", unfold: bool = False,
-                   **options) -> SnnModel:
+                   input_spikes: int = 1, **options) -> SnnModel:
     """Convert a user's own network, ``FILE.py:FUNCTION`` with its state dict, training-free.
 
     Thresholds are calibrated on the data set's training split (inputs scaled to [0, 1]);
-    the float network's test accuracy is recorded in the model file's info. ``unfold``: as
-    for convert_ann.
+    the float network's test accuracy is recorded in the model file's info. ``unfold`` and
+    ``input_spikes``: as for convert_ann.
     """
     out = check_output_file(out, "model file")
     if calibration not in CALIBRATIONS:
@@ -142,6 +151,7 @@ def convert_module(module: str, weights: str | os.PathLike | None, out: str | os
                           "arch": "module", "module": absolute_module(module),
                           "weights": None if weights is None else str(Path(weights).resolve()),
                           "float_accuracy": float_acc})
+    model = expand_input(model, input_spikes)
     model = unfold_input(model) if unfold else model
     model.save(out)
     return model

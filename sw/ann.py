@@ -107,7 +107,7 @@ class CatNetwork(nn.Module):
     """
 
     def __init__(self, net: nn.Module, timing: Timing, input_theta: float, thetas: list[float],
-                 quantise: bool = True, input_shape=None, coding: str = "ttfs"):
+                 quantise: bool = True, input_shape=None, coding: str = "ttfs", input_spikes: int = 1):
         super().__init__()
         from .convert import network_stages
         self.stages = network_stages(net, input_shape)
@@ -126,6 +126,10 @@ class CatNetwork(nn.Module):
         # a conv shortcut's weights train too; an identity's unit diagonal is fixed (no gradient)
         self.shortcut_layers = nn.ModuleList(st.shortcut.layer for st in self.stages if st.shortcut is not None)
         self.coding = coding
+        if input_spikes < 1 or (input_spikes > 1 and coding != "ttfs"):
+            raise InputError(f"input_spikes must be 1, or above 1 for ttfs coding, not {input_spikes!r} ({coding})")
+        #: spikes per input value (sw/input_spikes.py): the input is the sum of their levels
+        self.input_spikes = int(input_spikes)
         #: per hidden layer, the std of the Gaussian noise subtracted from its activations in training
         self.noise = [0.0] * n_hidden
         #: in training, the probability that a rate activation is quantised (two-stage's stage I: 0.9)
@@ -139,6 +143,19 @@ class CatNetwork(nn.Module):
         if self.coding == "ttfs":
             return ttfs_quantise(z, theta, self.timing)
         return rate_quantise(z, theta, self.timing.T, self.keep if self.training else 1.0)
+
+    def _input_code(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The input as the SNN's first layer sees it: its code, or with several spikes per
+        value the sum of their levels, each coding what the earlier ones leave
+        (formats.encode_residual_spikes; here in float32)."""
+        if self.input_spikes == 1:
+            return self._activation(x, theta)
+        with torch.no_grad():
+            rest, total = x, torch.zeros_like(x)
+            for _ in range(self.input_spikes):
+                level = ttfs_quantise(rest, theta, self.timing)
+                total, rest = total + level, rest - level
+        return total
 
     def _weights(self, st, theta_in: torch.Tensor) -> torch.Tensor:
         """The log-quantised weights the SNN will hold. Rate-coded layers fold the input's
@@ -156,7 +173,7 @@ class CatNetwork(nn.Module):
         x = x.reshape(x.shape[0], -1)
         theta_in = torch.tensor(self.input_theta, device=x.device)
         if self.quantise_input:
-            x = self._activation(x, theta_in)
+            x = self._input_code(x, theta_in)
         thetas = torch.exp(self.log_thetas)
         source_thetas = [theta_in] + list(thetas)  # what a spike of each source stands for
         hidden = []
@@ -208,15 +225,16 @@ def calibration_images(net: nn.Module, x: np.ndarray, input_shape=None, values: 
 
 def cat_finetune(net: nn.Module, x: np.ndarray, y: np.ndarray, timing: Timing, input_theta: float, *,
                  epochs: int, lr: float = 1e-3, seed: int = 0, input_shape=None, progress=None,
-                 resume=None, **train_options) -> "CatNetwork":
+                 resume=None, input_spikes: int = 1, **train_options) -> "CatNetwork":
     """Conversion-aware training of a float network: thresholds start at the 99.9th percentile of
     its activations on ``x`` (flat rows; at most ``calibration_images(net, x)`` of them), then
     weights and thresholds train with the quantisers on. ``train_options`` go to TrainConfig
     (batch_size, optimizer, augment, distill: the float network is the teacher); ``resume``
-    to ``train``. ``net`` itself is not changed (the CAT network holds copies of its layers)."""
+    to ``train``; ``input_spikes`` to CatNetwork. ``net`` itself is not changed (the CAT
+    network holds copies of its layers)."""
     from .convert import calibrate
     thetas = calibrate(net, x, "percentile", input_shape=input_shape, values=CALIBRATION_VALUES)
-    cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape)
+    cat = CatNetwork(net, timing, input_theta, thetas, input_shape=input_shape, input_spikes=input_spikes)
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, **train_options)
     teacher = None
     if cfg.distill > 0:  # a copy (train() moves it to the device), fed the flat rows CAT reads

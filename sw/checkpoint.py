@@ -143,7 +143,7 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
               data_dir: str | os.PathLike | None = None, module: str | None = None,
               weights: str | os.PathLike | None = None, batch_size: int = 64, lr: float = 3e-3,
               cat_lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 1e-4, augment: bool = False,
-              amp: bool = False, distill: float = 0.0) -> dict:
+              amp: bool = False, distill: float = 0.0, input_spikes: int = 1) -> dict:
     """Train a float network, then fine-tune it with the SNN's quantisers: method "cat"
     (conversion-aware training, TTFS activations), "noise" (noise-aware training for
     rate-coded IF neurons, ann.noise_aware_finetune) or "twostage" (stage I of two-stage
@@ -156,10 +156,11 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
     training settings. ``batch_size`` and ``augment`` (random crop and flip of image data
     sets) apply to both phases; ``lr``, ``optimizer`` ("adam" or "sgd"), ``weight_decay`` and
     ``amp`` (bfloat16 on CUDA) to the float training; fine-tuning is Adam at ``cat_lr``, and
-    CAT distils from the float network with weight ``distill`` (0: cross-entropy alone).
-    Every argument and the output path are checked before any training. Each phase keeps its
-    state beside ``out`` after every epoch (``resume_file``), so the same call after an
-    interruption goes on where it stopped.
+    CAT distils from the float network with weight ``distill`` (0: cross-entropy alone) and
+    trains on the input coded with ``input_spikes`` spikes per value (sw/input_spikes.py;
+    conversion then expands the model's input to match). Every argument and the output path
+    are checked before any training. Each phase keeps its state beside ``out`` after every
+    epoch (``resume_file``), so the same call after an interruption goes on where it stopped.
     """
     if method not in TRAIN_METHODS:
         raise InputError(f"method must be one of {', '.join(TRAIN_METHODS)}, not {method!r}")
@@ -172,6 +173,10 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
             raise InputError(f"{name} must be a non-negative integer, not {v!r}")
     if method != "float" and cat_epochs == 0:
         raise InputError(f"{method} fine-tuning needs at least one epoch (cat_epochs >= 1)")
+    if not isinstance(input_spikes, int) or isinstance(input_spikes, bool) or input_spikes < 1:
+        raise InputError(f"input_spikes must be a positive integer, not {input_spikes!r}")
+    if input_spikes > 1 and method not in ("cat", "float"):
+        raise InputError(f"several spikes per input value are a TTFS input code; {method} training is rate-coded")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, not {batch_size!r}")
     for name, v in (("lr", lr), ("cat_lr", cat_lr)):
@@ -216,14 +221,15 @@ def train_ann(out: str | os.PathLike, *, dataset: str = "digits", arch: str = "m
                 "recipe": recipe, "seed": seed,
                 "method": method, "training": {**settings, "epochs": epochs, "cat_epochs": cat_epochs},
                 "float_state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                "float_accuracy": float_acc, "input_theta": 1.0,
+                "float_accuracy": float_acc, "input_theta": 1.0, "input_spikes": input_spikes,
                 "timing": {"T": timing.T, "B": timing.B, "frac_bits": timing.frac_bits}}
         if method != "float":
             tune = {"cat": ann_lib.cat_finetune, "noise": ann_lib.noise_aware_finetune,
                     "twostage": ann_lib.two_stage_finetune}[method]
+            spikes = {"input_spikes": input_spikes} if method == "cat" else {}
             cat = tune(net.cpu().eval(), ds.x_train, ds.y_train, timing, 1.0, epochs=cat_epochs, lr=cat_lr,
                        seed=seed, input_shape=input_shape, progress=bar, resume=resume_file(out, method), **training,
-                       distill=distill)
+                       distill=distill, **spikes)
             ckpt.update(cat_state_dict={k: v.detach().cpu() for k, v in cat.state_dict().items()},
                         thetas=cat.thetas, cat_accuracy=ann_lib.accuracy(cat, ds.x_test, ds.y_test),
                         coding=cat.coding, noise=list(cat.noise))
@@ -288,6 +294,7 @@ def cat_network(ckpt: dict) -> ann_lib.CatNetwork:
     if ckpt.get("cat_state_dict") is None:
         raise InputError("this checkpoint was trained without CAT; use --calibration max, percentile or iteration")
     cat = ann_lib.CatNetwork(ann_network(ckpt), Timing(**ckpt["timing"]), ckpt["input_theta"], ckpt["thetas"],
-                             input_shape=input_shape_of(ckpt), coding=ckpt.get("coding", "ttfs"))
+                             input_shape=input_shape_of(ckpt), coding=ckpt.get("coding", "ttfs"),
+                             input_spikes=ckpt.get("input_spikes", 1))
     cat.load_state_dict(ckpt["cat_state_dict"])
     return cat.eval()

@@ -205,6 +205,24 @@ def encode_spike_times(x: np.ndarray, theta: float, timing: Timing) -> np.ndarra
     return fire_times(x, levels)
 
 
+def encode_residual_spikes(x: np.ndarray, theta: float, timing: Timing, spikes: int) -> np.ndarray:
+    """``spikes`` spike times per value, in blocks (last axis: block k holds every value's k-th
+    spike): the first is encode_spike_times' code, each next one codes what the earlier ones
+    leave, ``r_k = r_(k-1) - theta * 2**(-t_(k-1)/B)`` (float64, r_0 = x; NO_SPIKE leaves it).
+    The levels they stand for add up to x minus less than the smallest level's worth of the
+    last remainder (spec section 2, "Residual input spikes")."""
+    if spikes < 1:
+        raise FormatError(f"spikes per input must be at least 1, not {spikes!r}")
+    first = encode_spike_times(x, theta, timing)
+    levels = np.append(timing.levels(theta), 0.0)  # NO_SPIKE (-1) reads the 0 at the end
+    rest = np.asarray(x, dtype=np.float64)
+    blocks = [first]
+    for _ in range(spikes - 1):
+        rest = rest - levels[blocks[-1]]
+        blocks.append(fire_times(rest, levels[:-1]))
+    return np.concatenate(blocks, axis=-1)
+
+
 def round_up_to_float32(v: np.ndarray) -> np.ndarray:
     """The smallest float32 at or above each float64 (inf above the float32 range).
 

@@ -122,11 +122,12 @@ class GoldenModel:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Layer 0's input spikes of float inputs (batch, n_inputs), in the network's coding
-        (gathered for an unfolded first layer: SnnModel.gather_inputs)."""
+        (SnnModel.code_inputs: with residual input spikes, K per value; gathered for an
+        unfolded first layer: SnnModel.gather_inputs)."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.model.n_inputs:
             raise InputError(f"inputs must be (batch, {self.model.n_inputs}), not {x.shape}")
-        return self.model.gather_inputs(self.model.input_neuron.encode(x, self.model.input_theta, self.model.timing))
+        return self.model.gather_inputs(self.model.code_inputs(x))
 
     def layer_potentials(self, k: int, spikes: np.ndarray, shortcut_spikes: np.ndarray | None = None) -> np.ndarray:
         """Integer potentials of layer k without firing (batch, C_out * H_out * W_out), int64.

@@ -2,8 +2,9 @@
 
 A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 
-- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (6), ``T``, ``B``,
-  ``frac_bits``, ``input_theta``, ``name``, ``info`` (free-form provenance), and per layer
+- ``meta``: a JSON string: ``format`` ("firstspike-snn"), ``version`` (7), ``T``, ``B``,
+  ``frac_bits``, ``input_theta``, ``input_spikes`` (spikes per input value: 1, or K for
+  residual input spikes, sw/input_spikes.py), ``name``, ``info`` (free-form provenance), and per layer
   ``neuron`` (its neuron model: "ttfs", "rate_if" or "diff_if", sw/neurons), ``kind`` ("linear" or
   "conv"), ``in_shape`` ([C, H, W] of its input spikes), ``stride``, ``padding``, ``pool``
   (max-pooling size applied to its spikes, 1 = none), ``n_in``, ``n_out``,
@@ -27,7 +28,8 @@ A model file is a NumPy ``.npz`` archive (zip, per-member CRC) holding:
 Spikes are numbered in (channel, y, x) order, PyTorch's flattening order, so a linear
 layer after a conv layer reads them as they are. Version 1 files (linear layers only,
 no geometry fields) and version 2 files (no ``neuron`` field) still load, as ttfs; files
-before version 5 have no ``levels`` (1), before version 6 no ``input_gather``.
+before version 5 have no ``levels`` (1), before version 6 no ``input_gather``, before
+version 7 no ``input_spikes`` (1).
 
 It is written to a temporary file and renamed, so a failed save leaves no partial file.
 """
@@ -45,13 +47,13 @@ import numpy as np
 from firstspike.errors import FirstspikeError
 
 from .files import atomic_write
-from .formats import (NO_SPIKE, ZERO_MAG, FormatError, Timing, check_weight_codes, signed_bits,
+from .formats import (NO_SPIKE, ZERO_MAG, FormatError, Timing, check_weight_codes, encode_residual_spikes, signed_bits,
                       split_codes)
 from .neurons import DEFAULT_NEURON, coding_of, neuron_model
 
 FILE_FORMAT = "firstspike-snn"
-FILE_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+FILE_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 KINDS = ("linear", "conv")
 MAX_ACC_BITS = 48  #: beyond this the golden model's float64 matmul would stop being exact
 
@@ -232,7 +234,10 @@ class SnnModel:
     #: an unfolded first layer (sw/unfold.py): per input neuron of layer 0, the input value it
     #: reads (-1: none, always silent); None: layer 0 reads the inputs as they are
     input_gather: np.ndarray | None = None
-    input_size: int | None = None  #: the inputs before gathering (with input_gather)
+    input_size: int | None = None  #: the coded inputs before gathering (with input_gather)
+    #: spikes per input value (sw/input_spikes.py): K > 1 codes value i as K spikes, the k-th
+    #: on coded input k * n_inputs + i, and layer 0 reads K copies of each input channel
+    input_spikes: int = 1
 
     def __post_init__(self):
         self.validate()
@@ -278,6 +283,17 @@ class SnnModel:
                 self._check_shortcut(k, where, last)
         if (self.input_gather is None) != (self.input_size is None):
             raise FormatError("input_gather and input_size come together")
+        K = self.input_spikes
+        if not isinstance(K, (int, np.integer)) or isinstance(K, bool) or K < 1:
+            raise FormatError(f"input_spikes must be an integer of at least 1, not {K!r}")
+        if K > 1 and self.coding != "ttfs":
+            raise FormatError(f"only ttfs inputs take several spikes per value (input_spikes {K}); this network "
+                              f"is {self.coding}-coded")
+        coded = self.layers[0].n_in if self.input_gather is None else self.input_size
+        if K > 1 and (coded % K or (self.input_gather is None and self.layers[0].in_shape is not None
+                                    and self.layers[0].in_shape[0] % K)):
+            raise FormatError(f"with input_spikes {K}, layer 0's input channels ({coded} coded inputs) must be "
+                              f"{K} copies of the input's")
         if self.input_gather is not None:
             g = np.asarray(self.input_gather)
             if g.dtype != np.int64 or g.shape != (self.layers[0].n_in,):
@@ -334,12 +350,22 @@ class SnnModel:
 
     @property
     def n_inputs(self) -> int:
-        """Input values per example (the data set's features): layer 0's inputs, or what they gather from."""
-        return self.layers[0].n_in if self.input_gather is None else int(self.input_size)
+        """Input values per example (the data set's features): layer 0's inputs, or what they
+        gather from, over the spikes per value."""
+        coded = self.layers[0].n_in if self.input_gather is None else int(self.input_size)
+        return coded // self.input_spikes
+
+    def code_inputs(self, x: np.ndarray) -> np.ndarray:
+        """The coded inputs of float inputs (last axis: n_inputs values): the input neuron
+        model's code, or, with ``input_spikes`` K > 1, K residual spike times per value
+        (formats.encode_residual_spikes: K x n_inputs, in blocks)."""
+        if self.input_spikes == 1:
+            return self.input_neuron.encode(x, self.input_theta, self.timing)
+        return encode_residual_spikes(x, self.input_theta, self.timing, self.input_spikes)
 
     def gather_inputs(self, spikes: np.ndarray) -> np.ndarray:
-        """Layer 0's input spikes from the coded inputs (the last axis: n_inputs values): the
-        values themselves, or, with an unfolded first layer, gathered by ``input_gather``."""
+        """Layer 0's input spikes from the coded inputs (code_inputs; last axis: K x n_inputs):
+        the coded inputs themselves, or, with an unfolded first layer, gathered by ``input_gather``."""
         if self.input_gather is None:
             return spikes
         silent = NO_SPIKE if self.coding == "ttfs" else 0
@@ -404,6 +430,8 @@ class SnnModel:
         }
         if self.input_gather is not None:
             meta["input_size"] = int(self.input_size)
+        if self.input_spikes != 1:
+            meta["input_spikes"] = int(self.input_spikes)
         arrays = {"meta": np.array(json.dumps(meta, sort_keys=True))}
         if self.input_gather is not None:
             arrays["input_gather"] = self.input_gather
@@ -465,7 +493,8 @@ class SnnModel:
             return cls(timing=Timing(T=meta["T"], B=meta["B"], frac_bits=meta["frac_bits"]),
                        input_theta=float(meta["input_theta"]), layers=layers,
                        name=meta.get("name", "snn"), info=meta.get("info", {}),
-                       input_gather=data.get("input_gather"), input_size=meta.get("input_size"))
+                       input_gather=data.get("input_gather"), input_size=meta.get("input_size"),
+                       input_spikes=meta.get("input_spikes", 1))
         except KeyError as e:
             raise ModelFileError(f"{path}: missing entry {e}") from None
         except FormatError as e:

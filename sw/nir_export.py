@@ -41,7 +41,9 @@ def _meta(model: SnnModel, **extra) -> dict:
 
 def to_nir(model: SnnModel):
     """The model as a ``nir.NIRGraph`` (input -> [flatten] -> affine/conv -> IF -> ... -> output).
-    An unfolded first layer (sw/unfold.py) exports as the conv layer it was."""
+    An unfolded first layer (sw/unfold.py) exports as the conv layer it was, and one with
+    residual input spikes (sw/input_spikes.py) with one copy of its inputs: NIR has no
+    input code, the graph reads the values."""
     import nir
 
     from .unfold import fold_input

@@ -27,6 +27,7 @@ import numpy as np
 from firstspike.errors import InputError
 
 from .golden import GoldenModel
+from .input_spikes import collapsed_first_layer
 from .model import SnnLayer, SnnModel
 
 
@@ -55,13 +56,15 @@ def unfold_input(model: SnnModel) -> SnnModel:
     info = {**model.info, "unfolded_input": {"in_shape": list(first.in_shape), "kernel": K, "stride": s,
                                              "padding": p}}
     return SnnModel(timing=model.timing, input_theta=model.input_theta, layers=[layer, *model.layers[1:]],
-                    name=model.name, info=info, input_gather=gather, input_size=c_in * h * w)
+                    name=model.name, info=info, input_gather=gather, input_size=c_in * h * w,
+                    input_spikes=model.input_spikes)
 
 
 def fold_input(model: SnnModel) -> SnnModel:
-    """The model before ``unfold_input`` (the model itself if it is not unfolded): what
-    interchange formats and the equivalent ANN describe."""
-    if model.input_gather is None:
+    """The model before ``unfold_input`` and before residual input spikes
+    (sw/input_spikes.py; the model itself if it has neither): what interchange formats and
+    the equivalent ANN describe."""
+    if model.input_gather is None and model.input_spikes == 1:
         return model
     info = {k: v for k, v in model.info.items() if k != "unfolded_input"}
     return SnnModel(timing=model.timing, input_theta=model.input_theta,
@@ -69,12 +72,13 @@ def fold_input(model: SnnModel) -> SnnModel:
 
 
 def folded_first_layer(model: SnnModel) -> SnnLayer:
-    """The first layer as it was before unfolding (the layer itself if the model is not
-    unfolded): what the equivalent ANN computes, for the int8 baseline's MACs and re-reads."""
+    """The first layer as it was before unfolding, with one copy of its input channels
+    (sw/input_spikes.py; the layer itself if the model has neither): what the equivalent ANN
+    computes, for the int8 baseline's MACs and re-reads."""
     first = model.layers[0]
-    if model.input_gather is None:
-        return first
-    u = model.info["unfolded_input"]
-    c_in, K = u["in_shape"][0], u["kernel"]
-    return replace(first, weights=first.weights.reshape(first.channels, c_in, K, K), in_shape=tuple(u["in_shape"]),
-                   stride=u["stride"], padding=u["padding"])
+    if model.input_gather is not None:
+        u = model.info["unfolded_input"]
+        c_in, K = u["in_shape"][0], u["kernel"]
+        first = replace(first, weights=first.weights.reshape(first.channels, c_in, K, K),
+                        in_shape=tuple(u["in_shape"]), stride=u["stride"], padding=u["padding"])
+    return collapsed_first_layer(model, first)

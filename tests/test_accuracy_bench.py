@@ -89,6 +89,16 @@ def test_bench_rows_tables_and_rtl_check(tmp_path, monkeypatch):
     assert [table.index(f"| 8 | 2 | {m} |") for m in accuracy.METHODS] == sorted(
         table.index(f"| 8 | 2 | {m} |") for m in accuracy.METHODS)
 
+    # residual input spikes: CAT trains on the two-spike input code, its own checkpoint and
+    # rows beside the one-spike ones, bit-exact on the array
+    assert accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "8", "--B", "2",
+                          "--methods", "cat", "--input-spikes", "2", "--rtl-images", "2", "--out", str(out)]) == 0
+    rows = [r for r in json.loads((out / "accuracy.json").read_text())["rows"] if r["network"] == "mnist-mlp"]
+    two = [r for r in rows if accuracy.input_spikes_of(r) == 2]
+    assert len(rows) == 5 and [r["method"] for r in two] == ["cat"] and two[0]["rtl_bit_exact"]
+    assert (out / "mnist-mlp" / "cat-T8-B2-K2.pt").is_file()
+    assert "| 8 | 2 | cat, 2 input spikes |" in (out / "accuracy.md").read_text()
+
 
 def test_bench_refuses_unknown_networks(tmp_path, capsys):
     assert accuracy.main(["--data-dir", str(tmp_path), "--networks", "imagenet-vit"]) == 2

@@ -127,3 +127,16 @@ def test_convert_cat_needs_cat_checkpoint(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "f.pt"), "--calibration", "max", "--T", "8", "--B", "1",
                  "--out", str(tmp_path / "s.npz")]) == 0
     assert (tmp_path / "s.npz").exists()
+
+
+def test_cat_with_residual_input_spikes_converts_to_a_model_that_reads_them(tmp_path, capsys):
+    from firstspike.sw.model import SnnModel
+    assert main(["train", "--method", "cat", "--epochs", "2", "--cat-epochs", "1", "--input-spikes", "2",
+                 "--out", str(tmp_path / "c.pt")]) == 0
+    assert main(["convert", str(tmp_path / "c.pt"), "--out", str(tmp_path / "s.npz")]) == 0
+    model = SnnModel.load(tmp_path / "s.npz")
+    assert model.input_spikes == 2 and model.layers[0].n_in == 2 * model.n_inputs == 128
+    assert main(["convert", str(tmp_path / "c.pt"), "--input-spikes", "1", "--out", str(tmp_path / "t.npz")]) == 2
+    assert "CAT trained with 2 spike(s) per input value" in capsys.readouterr().err
+    assert main(["train", "--method", "noise", "--input-spikes", "2", "--out", str(tmp_path / "n.pt")]) == 2
+    assert "rate-coded" in capsys.readouterr().err

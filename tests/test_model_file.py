@@ -98,7 +98,7 @@ def test_version_2_file_without_neuron_field_loads_as_ttfs(model, tmp_path):
     model.save(path)
 
     def as_v2(meta):
-        assert meta["version"] == 6
+        assert meta["version"] == 7
         meta["version"] = 2
         for layer in meta["layers"]:
             del layer["neuron"], layer["shortcut"], layer["levels"]
