@@ -49,7 +49,8 @@ def first_mismatch(image: int, golden: GoldenResult, b: int, rtl: RunResult) -> 
 #: where check_networks_on_rtl puts the first network in external memory (bus words): 128 KB
 #: below 12 MB and not on a 4 KB boundary, so a run of many networks crosses 12 MB (the first
 #: ones at 0xBExxxx, the later ones at 0xC0xxxx): every address bit up to 23 is set in some
-#: network's reads and clear in others'
+#: network's reads and clear in others'; a run too large to fit above it starts lower, so
+#: that its last network ends at the top of the bench memory
 NETWORK_OFFSET_WORDS = (3 << 19) - (1 << 14) + 1001
 #: words between two networks of one run, so each starts at a different offset in its 4 KB page
 NETWORK_GAP_WORDS = 1001
@@ -82,13 +83,15 @@ def check_networks_on_rtl(built, cfg, nets, work_dir, mutant: int = 0,
     from firstspike.sw.golden import GoldenModel
     word_bytes = cfg.bus_bits // 8
     jobs, expected, limit = [], [], 10_000
-    offset = NETWORK_OFFSET_WORDS
-    for model, times in nets:
+    images = [network_image(model, cfg) for model, _ in nets]
+    # networks too large to fit above NETWORK_OFFSET_WORDS start lower, so that they end at the top
+    total = sum(len(image.memory) + NETWORK_GAP_WORDS for image in images)
+    offset = max(NETWORK_GAP_WORDS, min(NETWORK_OFFSET_WORDS, verilator.MEMORY_WORDS - total))
+    for (model, times), image in zip(nets, images):
         golden = GoldenModel(model).run_times(times)
         # the image sits at a network address that is not a multiple of 4 KB, so bursts split
         # differently than from address 0 (the cycle model follows)
         counts = layer_counts(model, cfg, golden, network_addr=offset * word_bytes)
-        image = network_image(model, cfg)
         writes = network_writes(cfg, offset * word_bytes)
         limit = max(limit, 10 * (len(writes) + sum(int(c.cycles.sum()) for c in counts) + np.asarray(times).size)
                     + 10_000)
