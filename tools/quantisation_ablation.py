@@ -10,7 +10,7 @@ activations; and all three. It also prints, per weight layer, the relative L2 er
 of the log weights, ||q(W) - W|| / ||W||. docs/results.md quotes it for CIFAR-10 VGG-11:
 
     .venv/bin/python tools/quantisation_ablation.py build/accuracy/cifar10-vgg11/float.pt \\
-        --data-dir build/data/cifar10 [--T 16] [--B 2] [--method percentile]
+        --data-dir build/data/cifar10 [--T 16] [--B 2] [--method percentile] [--input-spikes 1]
 
 Adaptive rounding and CAT, what the converter offers against these losses, are not in it:
 `make bench-accuracy` measures those.
@@ -27,15 +27,16 @@ SETTINGS = (("float", False, False, False), ("log weights", True, False, False),
 
 
 def ablation(net, x_cal: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, timing, method: str = "percentile",
-             input_shape=None) -> dict:
+             input_shape=None, input_spikes: int = 1) -> dict:
     """{"accuracy": {setting: test accuracy}, "weight_l2_error": [per weight layer]} of float
-    network ``net`` with thresholds calibrated by ``method`` on ``x_cal``."""
+    network ``net`` with thresholds calibrated by ``method`` on ``x_cal``; the input coded with
+    ``input_spikes`` residual spikes per value (sw/input_spikes.py)."""
     import torch
 
     from firstspike.sw.ann import CatNetwork, accuracy, log_quantise_weights
     from firstspike.sw.convert import calibrate
     thetas = calibrate(net, x_cal, method, timing=timing, input_shape=input_shape)
-    cat = CatNetwork(net, timing, 1.0, thetas, input_shape=input_shape).eval()
+    cat = CatNetwork(net, timing, 1.0, thetas, input_shape=input_shape, input_spikes=input_spikes).eval()
     scores = {}
     for name, weights, inputs, hidden in SETTINGS:
         cat.quantise_weights, cat.quantise_input, cat.quantise_activations = weights, inputs, hidden
@@ -57,12 +58,14 @@ def main(argv=None) -> None:
     p.add_argument("--T", type=int, default=16)
     p.add_argument("--B", type=int, default=2)
     p.add_argument("--method", default="percentile", choices=("max", "percentile", "iteration"))
+    p.add_argument("--input-spikes", type=int, default=1, help="residual spikes per input value (docs/spec.md 2)")
     a = p.parse_args(argv)
     ckpt = load_ann(a.checkpoint)
     ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=a.data_dir or ckpt.get("data_dir"))
     out = ablation(ann_network(ckpt), ds.x_train, ds.x_test, ds.y_test, Timing(T=a.T, B=a.B), a.method,
-                   input_shape_of(ckpt))
-    print(f"{a.checkpoint}, T={a.T}, B={a.B}, {a.method} thresholds, nearest weight rounding, "
+                   input_shape_of(ckpt), a.input_spikes)
+    print(f"{a.checkpoint}, T={a.T}, B={a.B}, {a.input_spikes} input spike(s), {a.method} thresholds, "
+          "nearest weight rounding, "
           f"{len(ds.x_test)} test images:")
     for name, acc in out["accuracy"].items():
         print(f"  {name:20s} {100 * acc:6.2f} %")
