@@ -64,9 +64,8 @@ def main(argv=None) -> None:
     ds = load_dataset(ckpt["dataset"], seed=ckpt["seed"], data_dir=a.data_dir or ckpt.get("data_dir"))
     out = ablation(ann_network(ckpt), ds.x_train, ds.x_test, ds.y_test, Timing(T=a.T, B=a.B), a.method,
                    input_shape_of(ckpt), a.input_spikes)
-    print(f"{a.checkpoint}, T={a.T}, B={a.B}, {a.input_spikes} input spike(s), {a.method} thresholds, "
-          "nearest weight rounding, "
-          f"{len(ds.x_test)} test images:")
+    print(f"{a.checkpoint}, T={a.T}, B={a.B}, {a.method} thresholds, nearest weight rounding, "
+          f"{a.input_spikes} input spike(s) per value, {len(ds.x_test)} test images:")
     for name, acc in out["accuracy"].items():
         print(f"  {name:20s} {100 * acc:6.2f} %")
     print("  log weights, relative L2 error per layer: " + ", ".join(f"{e:.3f}" for e in out["weight_l2_error"]))
