@@ -65,6 +65,11 @@ def float_checkpoint(name: str, out: Path, data_dir: Path, quiet: bool) -> Path:
     return path
 
 
+def spikes_suffix(input_spikes: int) -> str:
+    """What a file or folder name of a timing gets for its spikes per input value ("" for one)."""
+    return f"-K{input_spikes}" if input_spikes > 1 else ""
+
+
 def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool, input_spikes: int = 1):
     """CAT fine-tuned from the float network at ``timing`` (its input coded with
     ``input_spikes`` spikes per value), checkpointed (state and thresholds)."""
@@ -72,8 +77,7 @@ def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool, i
 
     from firstspike.sw import ann
     from firstspike.sw.checkpoint import ann_network
-    suffix = f"-K{input_spikes}" if input_spikes > 1 else ""
-    path = out / name / f"cat-T{timing.T}-B{timing.B}{suffix}.pt"
+    path = out / name / f"cat-T{timing.T}-B{timing.B}{spikes_suffix(input_spikes)}.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         cat = ann.CatNetwork(ann_network(ckpt), timing, 1.0, saved["thetas"], input_spikes=input_spikes)
@@ -152,7 +156,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
         if rtl_images and models:
             sample = ds.x_test[:rtl_images]
             cfg = ArrayConfig.for_models([m for _, m in models], pes)
-            suffix = f"-K{input_spikes}" if input_spikes > 1 else ""
+            suffix = spikes_suffix(input_spikes)
             built = verilator.build(write_design(out / name / f"v-T{T}-B{B}{suffix}", cfg), cfg)
             nets = [(m, GoldenModel(m).encode(sample)) for _, m in models]
             problems = check_networks_on_rtl(built, cfg, nets, out / name / f"rtl-T{T}-B{B}{suffix}")

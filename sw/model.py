@@ -289,7 +289,7 @@ class SnnModel:
         if K > 1 and self.coding != "ttfs":
             raise FormatError(f"only ttfs inputs take several spikes per value (input_spikes {K}); this network "
                               f"is {self.coding}-coded")
-        coded = self.layers[0].n_in if self.input_gather is None else self.input_size
+        coded = self.coded_inputs
         if K > 1 and (coded % K or (self.input_gather is None and self.layers[0].in_shape is not None
                                     and self.layers[0].in_shape[0] % K)):
             raise FormatError(f"with input_spikes {K}, layer 0's input channels ({coded} coded inputs) must be "
@@ -349,11 +349,14 @@ class SnnModel:
         return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
 
     @property
+    def coded_inputs(self) -> int:
+        """Coded inputs per example (code_inputs' width): layer 0's inputs, or what they gather from."""
+        return self.layers[0].n_in if self.input_gather is None else int(self.input_size)
+
+    @property
     def n_inputs(self) -> int:
-        """Input values per example (the data set's features): layer 0's inputs, or what they
-        gather from, over the spikes per value."""
-        coded = self.layers[0].n_in if self.input_gather is None else int(self.input_size)
-        return coded // self.input_spikes
+        """Input values per example (the data set's features): the coded inputs over the spikes per value."""
+        return self.coded_inputs // self.input_spikes
 
     def code_inputs(self, x: np.ndarray) -> np.ndarray:
         """The coded inputs of float inputs (last axis: n_inputs values): the input neuron
