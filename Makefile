@@ -80,8 +80,9 @@ DATASETS ?= ../shared/datasets
 BENCH_NETS ?= mnist-mlp,mnist-cnn
 # of max,percentile,iteration,cat (cat trains a network per timing); rows of the others stay
 BENCH_METHODS ?= max,percentile,iteration,cat
-# more options of python -m firstspike.accuracy, e.g. "--T 16 --B 2" or "--keep-measured" (measure
-# only the timings an interrupted run left out)
+# more options of python -m firstspike.accuracy, e.g. "--T 16 --B 2", "--input-spikes 2 --distill 0.5"
+# (CAT on two residual spikes per pixel, the float network as its teacher) or "--keep-measured"
+# (measure only the timings an interrupted run left out)
 BENCH_ACCURACY_FLAGS ?=
 bench-accuracy: $(STAMP)
 	@test -d build/data/mnist || $(PY) $(DATASETS)/mnist_split.py build/data/mnist

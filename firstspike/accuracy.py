@@ -23,7 +23,7 @@ bench-accuracy`` runs them); the tables label them honestly: "MNIST test set, 8k
 and "CIFAR-10 (JPEG copy)".
 
     python -m firstspike.accuracy --data-dir build/data [--networks mnist-mlp,mnist-cnn] [--methods ...]
-        [--out build/accuracy] [--keep-measured] [--input-spikes K]
+        [--out build/accuracy] [--keep-measured] [--input-spikes K] [--distill W]
 """
 from __future__ import annotations
 
@@ -65,19 +65,24 @@ def float_checkpoint(name: str, out: Path, data_dir: Path, quiet: bool) -> Path:
     return path
 
 
-def spikes_suffix(input_spikes: int) -> str:
-    """What a file or folder name of a timing gets for its spikes per input value ("" for one)."""
-    return f"-K{input_spikes}" if input_spikes > 1 else ""
+def spikes_suffix(input_spikes: int, distill: float = 0.0) -> str:
+    """What a file or folder name of a timing gets for its spikes per input value ("" for one)
+    and its CAT distillation weight ("" for none)."""
+    return (f"-K{input_spikes}" if input_spikes > 1 else "") + (f"-D{distill:g}" if distill else "")
 
 
-def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool, input_spikes: int = 1):
+def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool, input_spikes: int = 1,
+                    distill: float | None = None):
     """CAT fine-tuned from the float network at ``timing`` (its input coded with
-    ``input_spikes`` spikes per value), checkpointed (state and thresholds)."""
+    ``input_spikes`` spikes per value; the float network as its teacher with weight ``distill``,
+    None: the recipe's ``cat_distill``), checkpointed (state and thresholds)."""
     import torch
 
     from firstspike.sw import ann
     from firstspike.sw.checkpoint import ann_network
-    path = out / name / f"cat-T{timing.T}-B{timing.B}{spikes_suffix(input_spikes)}.pt"
+    if distill is None:
+        distill = BENCH_NETWORKS[name].get("cat_distill", 0.0)
+    path = out / name / f"cat-T{timing.T}-B{timing.B}{spikes_suffix(input_spikes, distill)}.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         cat = ann.CatNetwork(ann_network(ckpt), timing, 1.0, saved["thetas"], input_spikes=input_spikes)
@@ -88,7 +93,7 @@ def cat_network_for(name: str, ckpt: dict, ds, timing, out: Path, quiet: bool, i
     with tqdm(total=epochs, desc=f"CAT T={timing.T} B={timing.B}", unit="epoch", disable=quiet, leave=False) as bar:
         state = path.with_name(path.name + ".state")
         cat = ann.cat_finetune(ann_network(ckpt), ds.x_train, ds.y_train, timing, 1.0, epochs=epochs, progress=bar,
-                               resume=state, distill=BENCH_NETWORKS[name].get("cat_distill", 0.0),
+                               resume=state, distill=distill,
                                input_spikes=input_spikes)
     torch.save({"state": cat.state_dict(), "thetas": cat.thetas}, path)
     state.unlink()
@@ -107,11 +112,12 @@ def golden_figures(model, ds, pes: int, quiet: bool) -> dict:
 
 def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_B, methods=METHODS,
                   rtl_images: int = 4, pes: int = 16, quiet: bool = False, skip=(), on_timing=None,
-                  input_spikes: int = 1) -> list[dict]:
+                  input_spikes: int = 1, distill: float | None = None) -> list[dict]:
     """One row per (T, B, method) of benchmark network ``name``, timings ``skip`` ((T, B) pairs)
     left out; ``on_timing(rows)`` gets each timing's rows as soon as they are measured.
     ``input_spikes``: spikes per input value of every converted network (sw/input_spikes.py;
-    CAT trains with that input code)."""
+    CAT trains with that input code). ``distill``: CAT's distillation weight (the float
+    network as teacher; None: the recipe's ``cat_distill``)."""
     from tqdm import tqdm
 
     from firstspike.hw.config import ArrayConfig
@@ -126,6 +132,8 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
     from firstspike.sw.golden import GoldenModel
     from firstspike.sw.input_spikes import expand_input
     recipe = BENCH_NETWORKS[name]
+    if distill is None:
+        distill = recipe.get("cat_distill", 0.0)
     ckpt = load_ann(float_checkpoint(name, out, data_dir, quiet))
     ds = load_dataset(recipe["dataset"], data_dir=data_dir / recipe["dataset"])
     net = ann_network(ckpt)
@@ -140,7 +148,8 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
                    "input_spikes": input_spikes, "float_accuracy": float_acc, "test_images": len(ds.x_test)}
             try:
                 if method == "cat":
-                    cat = cat_network_for(name, ckpt, ds, timing, out, quiet, input_spikes)
+                    cat = cat_network_for(name, ckpt, ds, timing, out, quiet, input_spikes, distill)
+                    row["cat_distill"] = distill
                     row["cat_float_accuracy"] = ann.accuracy(cat, ds.x_test, ds.y_test)
                     model = convert(cat.stages, timing, 1.0, cat.thetas)
                 else:
@@ -156,7 +165,7 @@ def bench_network(name: str, *, data_dir: Path, out: Path, Ts=BENCH_T, Bs=BENCH_
         if rtl_images and models:
             sample = ds.x_test[:rtl_images]
             cfg = ArrayConfig.for_models([m for _, m in models], pes)
-            suffix = spikes_suffix(input_spikes)
+            suffix = spikes_suffix(input_spikes, distill if "cat" in methods else 0.0)
             built = verilator.build(write_design(out / name / f"v-T{T}-B{B}{suffix}", cfg), cfg)
             nets = [(m, GoldenModel(m).encode(sample)) for _, m in models]
             problems = check_networks_on_rtl(built, cfg, nets, out / name / f"rtl-T{T}-B{B}{suffix}")
@@ -173,14 +182,16 @@ def markdown_table(rows: list[dict]) -> str:
     out = []
     for name in dict.fromkeys(r["network"] for r in rows):
         mine = sorted((r for r in rows if r["network"] == name),
-                      key=lambda r: (r["T"], r["B"], input_spikes_of(r), METHODS.index(r["method"])))
+                      key=lambda r: (r["T"], r["B"], variant_of(r), METHODS.index(r["method"])))
         r0 = mine[0]
         out += [f"**{name}** ({r0['data']}, {r0['test_images']} test images; float network "
                 f"{100 * r0['float_accuracy']:.2f} %)", "",
                 "| T | B | method | SNN accuracy | vs float | spikes / image | cycles / image | on-chip nJ / image "
                 "| RTL = golden |", "|---|---|---|---|---|---|---|---|---|"]
         for r in mine:
-            method = r["method"] + (f", {input_spikes_of(r)} input spikes" if input_spikes_of(r) > 1 else "")
+            spikes, distill = variant_of(r)
+            method = r["method"] + (f", {spikes} input spikes" if spikes > 1 else "") + (
+                f", distill {distill:g}" if distill else "")
             if "skipped" in r:
                 out.append(f"| {r['T']} | {r['B']} | {method} | skipped: {r['skipped']} | | | | | |")
                 continue
@@ -201,7 +212,7 @@ def plot(rows: list[dict], path: Path) -> None:
     names = list(dict.fromkeys(r["network"] for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
-        mine = [r for r in rows if r["network"] == name and "accuracy" in r and input_spikes_of(r) == 1]
+        mine = [r for r in rows if r["network"] == name and "accuracy" in r and variant_of(r) == (1, 0.0)]
         for k, method in enumerate(METHODS):
             for B, style in ((2, "-"), (1, "--")):
                 pts = sorted((r["T"], 100 * r["accuracy"]) for r in mine if r["method"] == method and r["B"] == B)
@@ -232,11 +243,24 @@ def input_spikes_of(row: dict) -> int:
     return int(row.get("input_spikes", 1))
 
 
-def _measured_timings(rows: list[dict], methods, input_spikes: int = 1) -> set[tuple[str, int, int]]:
+def variant_of(row: dict) -> tuple[int, float]:
+    """What besides (network, T, B, method) tells a row from another: its spikes per input
+    value and, for CAT, its distillation weight (0.0 for the training-free methods and for
+    rows written before there was a choice)."""
+    return input_spikes_of(row), float(row.get("cat_distill", 0.0))
+
+
+def _variant(method: str, input_spikes: int, distill: float) -> tuple[int, float]:
+    """The variant a row of ``method`` gets in a run of ``input_spikes`` and ``distill``."""
+    return input_spikes, distill if method == "cat" else 0.0
+
+
+def _measured_timings(rows: list[dict], methods, input_spikes: int = 1,
+                      distill: float = 0.0) -> set[tuple[str, int, int]]:
     """(network, T, B) of which ``rows`` hold a measured row of every one of ``methods`` with
-    ``input_spikes``."""
+    ``input_spikes`` (and, for CAT, ``distill``)."""
     have = {(r["network"], r["T"], r["B"], r["method"]) for r in rows
-            if "accuracy" in r and input_spikes_of(r) == input_spikes}
+            if "accuracy" in r and variant_of(r) == _variant(r["method"], input_spikes, distill)}
     return {(n, T, B) for n, T, B, _ in have if all((n, T, B, m) in have for m in methods)}
 
 
@@ -253,6 +277,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("build/accuracy"))
     p.add_argument("--input-spikes", type=int, default=1,
                    help="spikes per input value (residual input spikes, sw/input_spikes.py; CAT trains with them)")
+    p.add_argument("--distill", type=float, default=None,
+                   help="CAT's distillation weight, the float network as teacher (default: the recipe's, 0)")
     p.add_argument("--keep-measured", action="store_true",
                    help="timings whose rows (every method asked for) an earlier run wrote are not measured again")
     args = p.parse_args(argv)
@@ -272,20 +298,27 @@ def main(argv=None) -> int:
             raise InputError("--rtl-images must be >= 0")
         if args.input_spikes < 1:
             raise InputError("--input-spikes must be >= 1")
+        if args.distill is not None and not 0.0 <= args.distill <= 1.0:
+            raise InputError("--distill must be between 0 and 1")
         K = args.input_spikes
+        distill = {n: BENCH_NETWORKS[n].get("cat_distill", 0.0) if args.distill is None else args.distill
+                   for n in names}
         args.out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+
+        def measured_here(r) -> bool:  # a row this run would write (network, timing, method, variant)
+            return (r["network"] in names and r["method"] in methods and r["T"] in Ts and r["B"] in Bs
+                    and variant_of(r) == _variant(r["method"], K, distill[r["network"]]))
         # rows this run does not measure stay (a run of one network or method adds to the tables)
         earlier = _earlier_rows(args.out / "accuracy.json")
-        rows = [r for r in earlier if r["network"] not in names or r["method"] not in methods or r["T"] not in Ts
-                or r["B"] not in Bs or input_spikes_of(r) != K]
-        kept = {(n, T, B) for n, T, B in _measured_timings(earlier, methods, K)
-                if args.keep_measured and n in names and T in Ts and B in Bs}
-        rows += [r for r in earlier if (r["network"], r["T"], r["B"]) in kept and r["method"] in methods
-                 and input_spikes_of(r) == K]
+        rows = [r for r in earlier if not measured_here(r)]
+        kept = {(n, T, B) for n in names for _, T, B in _measured_timings(
+                    [r for r in earlier if r["network"] == n], methods, K, distill[n])
+                if args.keep_measured and T in Ts and B in Bs}
+        rows += [r for r in earlier if (r["network"], r["T"], r["B"]) in kept and measured_here(r)]
 
         # the earlier rows this run measures again stay in the file until their new rows come
-        key = lambda r: (r["network"], r["T"], r["B"], r["method"], input_spikes_of(r))  # noqa: E731
+        key = lambda r: (r["network"], r["T"], r["B"], r["method"], variant_of(r))  # noqa: E731
         staying = {key(r) for r in rows}
         pending = {key(r): r for r in earlier if key(r) not in staying}
 
@@ -299,7 +332,7 @@ def main(argv=None) -> int:
             (args.out / name).mkdir(exist_ok=True)
             bench_network(name, data_dir=args.data_dir, out=args.out, Ts=Ts, Bs=Bs, methods=methods,
                           rtl_images=args.rtl_images, skip={(T, B) for n, T, B in kept if n == name}, on_timing=add,
-                          input_spikes=K)
+                          input_spikes=K, distill=distill[name])
         (args.out / "accuracy.md").write_text(markdown_table(rows))
         plot(rows, args.out / "accuracy.png")
     except FirstspikeError as e:

@@ -99,12 +99,24 @@ def test_bench_rows_tables_and_rtl_check(tmp_path, monkeypatch):
     assert (out / "mnist-mlp" / "cat-T8-B2-K2.pt").is_file()
     assert "| 8 | 2 | cat, 2 input spikes |" in (out / "accuracy.md").read_text()
 
+    # distillation during CAT (the float network as teacher): its own checkpoint and row beside
+    # the undistilled one of the same input code
+    assert accuracy.main(["--data-dir", str(tmp_path / "data"), "--networks", "mnist-mlp", "--T", "8", "--B", "2",
+                          "--methods", "cat", "--input-spikes", "2", "--distill", "0.5", "--rtl-images", "0",
+                          "--out", str(out)]) == 0
+    rows = [r for r in json.loads((out / "accuracy.json").read_text())["rows"] if r["network"] == "mnist-mlp"]
+    assert sorted(accuracy.variant_of(r) for r in rows if r["method"] == "cat") == [(1, 0.0), (2, 0.0), (2, 0.5)]
+    assert (out / "mnist-mlp" / "cat-T8-B2-K2-D0.5.pt").is_file()
+    assert "| 8 | 2 | cat, 2 input spikes, distill 0.5 |" in (out / "accuracy.md").read_text()
+
 
 def test_bench_refuses_unknown_networks(tmp_path, capsys):
     assert accuracy.main(["--data-dir", str(tmp_path), "--networks", "imagenet-vit"]) == 2
     assert "unknown networks ['imagenet-vit']" in capsys.readouterr().err
     assert accuracy.main(["--data-dir", str(tmp_path), "--methods", "max,qcfs"]) == 2
     assert "unknown methods ['qcfs']" in capsys.readouterr().err
+    assert accuracy.main(["--data-dir", str(tmp_path), "--distill", "1.5"]) == 2
+    assert "--distill must be between 0 and 1" in capsys.readouterr().err
 
 
 def test_golden_figures_are_the_same_in_chunks(monkeypatch):
