@@ -347,7 +347,8 @@ ARRAY_OPTIONS = {
     "--weight-buffer": ("weight_buffer", "weight codes per PE; layers whose weights do not fit run in tiles "
                                          "(default 8192, or one output channel's weights if more)"),
     "--bias-buffer": ("bias_buffer", "biases per PE (default: what the model needs)"),
-    "--acc-buffer": ("slot_depth", "accumulators per PE (default: what the model needs)"),
+    "--acc-buffer": ("slot_depth", "accumulators per PE (default: every layer's at once); ttfs layers whose "
+                                   "accumulators do not fit run in bands of output rows"),
     "--event-buffer": ("event_depth", "entries of the event memory (default: what the model needs)"),
     "--acc-width": ("acc_width", "accumulator bits (default: what the model needs)"),
     "--spike-lanes": ("spike_lanes", "spikes the fire stage writes per cycle (event memory banks; a power of two "

@@ -307,14 +307,14 @@ def ann_layers(model: SnnModel, cfg: ArrayConfig) -> list[energy.AnnLayer]:
         positions = geo["h_out"] * geo["w_out"]
         out.append(energy.AnnLayer(layer.n_in, layer.n_neurons, layer.connections(), layer.weights.size,
                                    c_in=geo["c_in"], c_out=geo["c_out"], out_positions=positions,
-                                   biases=layer.channels, tiles=descriptors[k].tiles,
+                                   biases=layer.channels, tiles=descriptors[k].tiles, bands=descriptors[k].bands,
                                    line_inputs=geo["kh"] * geo["w_in"] * geo["c_in"]))
         synapses = model.shortcut_synapses(k)
         if synapses is not None:
             sc = hardware_geometry(synapses)
             out.append(energy.AnnLayer(synapses.n_in, 0, synapses.connections(), synapses.weights.size,
                                        c_in=sc["c_in"], c_out=geo["c_out"], out_positions=positions,
-                                       tiles=shortcut_descriptors[k].tiles,
+                                       tiles=shortcut_descriptors[k].tiles, bands=shortcut_descriptors[k].bands,
                                        line_inputs=sc["kh"] * sc["w_in"] * sc["c_in"]))
     return out
 
@@ -441,6 +441,7 @@ def simulate_model(model: SnnModel, x: np.ndarray, y: np.ndarray | None = None, 
                     "pe_utilization": float(c.pe_utilization.mean()),
                     "accumulate_cycles": float(c.accumulate_cycles.mean()),
                     "accumulate_utilization": float(c.accumulate_utilization.mean()),
+                    "weight_tiles": c.tiles, "bands": c.bands,
                     "energy_pj": layer_pj[k]}
                    for k, (c, layer) in enumerate(zip(counts, model.layers))],
         "pe_count": pes, "T": model.timing.T, "B": model.timing.B, "frac_bits": model.timing.frac_bits,

@@ -236,17 +236,21 @@ class ArrayConfig:
             raise DoesNotFit("; ".join(unsupported(model)))
         need = requirements(model, pes)
         need["weight_buffer"] = max(need["weight_buffer"], DEFAULT_WEIGHT_BUFFER)
+        need["slot_depth"] = unbanded_accumulators(model, pes)
         cfg = cls(pes=pes, timing=model.timing, **{**need, **overrides})
         if overrides:
             cfg.check_fits(model)
         return cfg
 
     @classmethod
-    def for_models(cls, models, pes: int, smallest_weight_buffer: bool = False) -> "ArrayConfig":
+    def for_models(cls, models, pes: int, smallest_weight_buffer: bool = False,
+                   smallest_acc_buffer: bool = False) -> "ArrayConfig":
         """The smallest configuration that runs every one of ``models`` (all of one timing):
         one build serves them all, each placed in external memory. ``smallest_weight_buffer``:
         a weight buffer of just the largest output channel's weights instead of the default
-        (layers with more run in weight tiles)."""
+        (layers with more run in weight tiles). ``smallest_acc_buffer``: accumulators for one
+        row of pooling windows of the widest ttfs layer instead of every layer's (layers with
+        more run in bands)."""
         models = list(models)
         if len({m.timing for m in models}) != 1:
             raise InputError(f"one array runs one timing, not {sorted({str(m.timing) for m in models})}")
@@ -255,6 +259,8 @@ class ArrayConfig:
         need["diff_state"] = any(c.diff_state for c in cfgs)
         if smallest_weight_buffer:
             need["weight_buffer"] = max(requirements(m, pes)["weight_buffer"] for m in models)
+        if smallest_acc_buffer:
+            need["slot_depth"] = max(requirements(m, pes)["slot_depth"] for m in models)
         return replace(cfgs[0], **need)
 
     def check_fits(self, model: SnnModel) -> None:
@@ -359,14 +365,48 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
         "weight_buffer": max(g["c_in"] * g["kh"] * g["kw"] for g in every),
         "bias_buffer": max(rows),
         # hidden layers use accumulators from 0 up (a pooled diff_if layer's pool units the state
-        # words after them), the output layer the top ``slots`` ones
-        "slot_depth": max([init_count(layer, s) for s, layer in zip(slots[:-1], model.layers)], default=0)
+        # words after them), the output layer the top ``slots`` ones; a ttfs layer runs in bands
+        # of output rows (docs/hardware.md, "Bands"), so one row of pooling windows is enough
+        "slot_depth": max([least_accumulators(layer, s) for s, layer in zip(slots[:-1], model.layers)], default=0)
         + slots[-1],
         # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
         "event_depth": sum(n * t for n, t in zip(model.sizes[:-1], steps)),
         "diff_state": any(layer.neuron == "diff_if" for layer in model.layers),
         "diff_levels": max(layer.levels for layer in model.layers),
     }
+
+
+def least_accumulators(layer: SnnLayer, slots: int) -> int:
+    """The fewest accumulators per PE a hidden layer runs in: a ttfs layer's band of one row of
+    pooling windows, a rate_if or diff_if layer's every neuron (they keep their potentials over
+    the T steps, so they run in one band)."""
+    if layer.neuron in STEPPED_NEURONS:
+        return init_count(layer, slots)
+    g = hardware_geometry(layer)
+    return g["pool"] * g["w_out"] * slots
+
+
+def unbanded_accumulators(model: SnnModel, pes: int) -> int:
+    """Accumulators per PE that run every layer of ``model`` in one band (what ``for_model``
+    gives by default)."""
+    slots = [-(-hardware_geometry(layer)["c_out"] // pes) for layer in model.layers]
+    return max([init_count(layer, s) for s, layer in zip(slots[:-1], model.layers)], default=0) + slots[-1]
+
+
+def bands(layer: SnnLayer, slots: int, room: int) -> tuple[int, int]:
+    """(output rows per band, bands) of a hidden layer whose accumulators may use ``room`` per PE
+    (the accumulator memory below the output layer's). A band is a whole number of pooling
+    window rows; rows past the last whole window row are never fired, so they need no band of
+    their own. A layer that fits runs in one band of all its rows."""
+    g = hardware_geometry(layer)
+    row_stride = g["w_out"] * slots
+    if layer.is_output or layer.neuron in STEPPED_NEURONS or g["h_out"] * row_stride <= room:
+        return g["h_out"], 1
+    rows = room // row_stride // g["pool"] * g["pool"]
+    if rows < g["pool"]:
+        raise DoesNotFit(f"a band of {g['pool']} output rows needs {g['pool'] * row_stride} accumulators per PE, "
+                         f"{room} are left below the output layer's (raise --acc-buffer)")
+    return rows, -(-g["h_pool"] * g["pool"] // rows)
 
 
 def init_count(layer: SnnLayer, slots: int) -> int:
@@ -423,7 +463,11 @@ class Descriptor:
     kernel_area: int  #: kh * kw: weight address step per input channel
     slot_stride: int  #: c_in * kh * kw: weight address step per slot
     row_stride: int  #: w_out * slots: accumulator address step per output row
-    acc_count: int  #: h_out * w_out * slots: accumulators the layer uses
+    #: output rows per band: all of them (h_out), or, when the layer's accumulators do not fit, a
+    #: whole number of pooling window rows (docs/hardware.md, "Bands")
+    band_rows: int
+    bands: int  #: passes over the layer's input, one per band of output rows
+    acc_count: int  #: band_rows * w_out * slots: accumulators the layer uses
     acc_base: int  #: first accumulator: 0 for hidden layers, slot_depth - slots for the output layer
     #: accumulators INIT writes: acc_count, and a pooled diff_if layer's pool units after them
     init_count: int
@@ -443,10 +487,13 @@ class NetworkImage:
     shortcuts: list[Descriptor | None] = field(default_factory=list)
 
 
-def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, bias: bool = True
-                ) -> tuple[Descriptor, int]:
+def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, room: int,
+                shortcut_of: Descriptor | None = None) -> tuple[Descriptor, int]:
     """The descriptor of one set of synapses whose blocks start at bus word ``words``: its
-    bias block (none if not ``bias``), then its weight tiles; and the words they take."""
+    bias block, then its weight tiles; and the words they take. ``room``: the accumulators per
+    PE below the output layer's, which its bands must fit. A shortcut (``shortcut_of``: its
+    layer's descriptor) has no bias block of its own and accumulates in its layer's bands."""
+    bias = shortcut_of is None
     P, W = cfg.pes, cfg.bus_bits
     g = hardware_geometry(synapses)
     slots = -(-g["c_out"] // P)
@@ -457,6 +504,8 @@ def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, 
     last_slots = tiles.slots_of(tiles.count - 1)
     tile_beats = external.beats(tiles.tile_slots * fan_in, external.weight_row_bits(P), W)
     last_beats = external.beats(last_slots * fan_in, external.weight_row_bits(P), W)
+    band_rows, n_bands = bands(synapses, slots, room) if bias else (shortcut_of.band_rows, shortcut_of.bands)
+    acc_count = band_rows * g["w_out"] * slots
     d = Descriptor(
         c_in=g["c_in"], kh=g["kh"], kw=g["kw"], padding=g["padding"], stride_log2=_log2_exact(g["stride"]),
         c_out=g["c_out"], h_out=g["h_out"], w_out=g["w_out"], pool_log2=_log2_exact(g["pool"]),
@@ -468,8 +517,9 @@ def _descriptor(synapses: SnnLayer, cfg: ArrayConfig, words: int, output: bool, 
         tiles=tiles.count, tile_slots=tiles.tile_slots, tile_rows=tiles.tile_slots * fan_in, tile_beats=tile_beats,
         last_slots=last_slots, last_rows=last_slots * fan_in, last_beats=last_beats,
         kernel_area=g["kh"] * g["kw"], slot_stride=fan_in, row_stride=g["w_out"] * slots,
-        acc_count=g["h_out"] * g["w_out"] * slots,
-        acc_base=cfg.slot_depth - slots if output else 0, init_count=init_count(synapses, slots), last=int(output))
+        band_rows=band_rows, bands=n_bands, acc_count=acc_count,
+        acc_base=cfg.slot_depth - slots if output else 0,
+        init_count=init_count(synapses, slots) if n_bands == 1 else acc_count, last=int(output))
     return d, bias_beats + tile_beats * (tiles.count - 1) + last_beats
 
 
@@ -482,14 +532,15 @@ def layer_descriptors(model: SnnModel, cfg: ArrayConfig, shortcuts: bool = False
     from .layouts import header_words
     cfg.check_fits(model)
     words = header_words(cfg) * len(model.layers)  # the header table
+    room = cfg.slot_depth - -(-hardware_geometry(model.layers[-1])["c_out"] // cfg.pes)
     descriptors, extra = [], []
     for k, layer in enumerate(model.layers):
-        d, n = _descriptor(layer, cfg, words, layer.is_output)
+        d, n = _descriptor(layer, cfg, words, layer.is_output, room)
         descriptors.append(d)
         words += n
         synapses = model.shortcut_synapses(k)
         if synapses is not None:  # the second pass accumulates into the same potentials: no biases of its own
-            d, n = _descriptor(synapses, cfg, words, output=False, bias=False)
+            d, n = _descriptor(synapses, cfg, words, output=False, room=room, shortcut_of=d)
             words += n
         extra.append(d if synapses is not None else None)
     return (descriptors, extra) if shortcuts else descriptors

@@ -27,10 +27,16 @@ class FireScanner(wiring.Component):
     window is followed by one more READ (``pool_unit``, at ``acc_count`` + the window's index):
     the window's pool unit, whose sample alone ends the window (``last``) and carries its spike.
 
+    A layer that runs in bands of output rows (docs/hardware.md, "Bands") is scanned a band at
+    a time: the pooled rows ``row_first`` to ``row_first + rows - 1``, whose accumulators start
+    where row 0's would (the band's rows are relative to its first); spikes carry the rows'
+    own coordinates.
+
     Members
     -------
     start : In(1)  pulse: scan the layer ``descriptor`` describes
     descriptor : In(layer_descriptor)
+    row_first, rows : In  the band's first pooled row and its pooled rows (all: 0 and h_pool)
     step : In  the step a rate_if or diff_if scan belongs to
     cmd : Out(pe_command)  READ and clear commands to the PEs
     pe_potentials : In(array of signed(acc_width))  the PEs' ``potential`` outputs
@@ -45,6 +51,7 @@ class FireScanner(wiring.Component):
         super().__init__({
             "start": In(1),
             "descriptor": In(layer_descriptor(cfg)),
+            "row_first": In(range(cfg.max_size + 1)), "rows": In(range(cfg.max_size + 1)),
             "step": In(range(cfg.timing.T)),
             "cmd": Out(pe_command(cfg)),
             "pe_potentials": In(data.ArrayLayout(signed(cfg.acc_width), cfg.pes)),
@@ -62,6 +69,7 @@ class FireScanner(wiring.Component):
         P = cfg.pes
         m = Module()
         size = range(cfg.max_size + 1)
+        # pooled row (within the band) and column, and the offset in the pool window
         py, px, dy, dx = (Signal(size, name=n) for n in ("py", "px", "dy", "dx"))
         slot = Signal(range(cfg.slot_depth + 1))
         ch_base = Signal(range(cfg.slot_depth * P + P + 1))
@@ -108,7 +116,7 @@ class FireScanner(wiring.Component):
                 m.d.sync += [slot.eq(0), ch_base.eq(0), px.eq(px + 1)]
                 with m.If(px == desc.w_pool - 1):
                     m.d.sync += [px.eq(0), py.eq(py + 1)]
-                    with m.If(py == desc.h_pool - 1):
+                    with m.If(py == self.rows - 1):
                         m.d.sync += [scanning.eq(0), flushing.eq(1)]
 
         with m.If(self.start):
@@ -131,7 +139,7 @@ class FireScanner(wiring.Component):
                          self.cmd.pool_unit.eq(0)]
             m.d.sync += [valid.eq(1), held_addr.eq(addr), held_bias.eq(slot), held_param.eq(desc.slots + slot),
                          held_first.eq(window_first), held_unit.eq(0),
-                         sample.channel_base.eq(ch_base), sample.y.eq(py), sample.x.eq(px),
+                         sample.channel_base.eq(ch_base), sample.y.eq(self.row_first + py), sample.x.eq(px),
                          sample.first.eq(window_first), sample.last.eq(window_last & ~units)]
             m.d.sync += dx.eq(dx + 1)
             with m.If(dx == pool_last):

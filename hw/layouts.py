@@ -116,6 +116,7 @@ def layer_descriptor(cfg: ArrayConfig) -> data.StructLayout:
         "kernel_area": unsigned(max(1, (cfg.max_size ** 2).bit_length())),
         "slot_stride": rows,
         "row_stride": unsigned(max(1, cfg.slot_depth.bit_length())),
+        "band_rows": size, "bands": size,  #: output rows per band, and bands (docs/hardware.md, "Bands")
         "acc_count": unsigned(max(1, cfg.slot_depth.bit_length())),
         "acc_base": unsigned(max(1, cfg.slot_depth.bit_length())),
         "init_count": unsigned(max(1, cfg.slot_depth.bit_length())),

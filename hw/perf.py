@@ -21,6 +21,12 @@ weights):
                                                       FIRE (the scan, then its flush)
     output layer:  Lh + 1 + d + Lb + acc_count + S + 1  HEADER, DESCRIPTOR, CLEAR, LOAD_BIASES, INIT, ...
 
+A hidden layer that runs in bands of output rows (docs/hardware.md, "Bands"; ``band_rows``)
+costs Lh + 1 + max(d + Lb + S_0 + 1, T + 2) + FIRE_0 + sum_{b>0} (S_b + 1 + FIRE_b): each band
+is a pass over every input event, counting only the taps whose output row is in the band,
+and a FIRE of the band's pooled rows; a layer that keeps its one weight tile (or its and its
+shortcut's, resident together) loads it in the first band only (Lw = 1 after it).
+
 For FIRE, the G = H_pool * W_pool * slots groups (one pooled position, P channels) are
 read in order; each takes q*q cycles of reads, all PEs at once, and its k_g spikes leave
 L per cycle while the next group is read (hw/fire.py), so a group costs
@@ -31,10 +37,11 @@ ACCUMULATE: the input events, in memory order (position by position), form group
 of up to ``group_size`` events at one position (hw/grouper.py). Group g has ``n_g`` events
 and its position ``taps_g`` kernel taps; the tap walker spends ``a_g = max(1, taps_g *
 slots_t * n_g)`` cycles on it (hw/taps.py) and the grouper collects the next group
-meanwhile, one event per cycle plus one to see that the next event does not belong
-(``r_g = 1``; 0 for the last group, which ends with the events). With ACCUMULATE_FIRST:
+meanwhile, one event per cycle; the event that ends a group opens the next in the cycle the
+group moves on (``r_g`` = 0, but 1 for a last group that a later step's event ends: the
+cycle that sees it). With ACCUMULATE_FIRST:
 
-    A_t + 1 = n_0 + r_0 + 2 + sum_{g < last} max(n_{g+1} + r_{g+1} + 1, a_g) + a_last
+    A_t + 1 = n_0 + r_0 + 2 + sum_{g < last} max(n_{g+1} + r_{g+1}, a_g) + a_last
 
 and every PE reads and writes an accumulator ``sum_g taps_g * slots_t`` times.
 
@@ -74,7 +81,7 @@ class LayerCounts:
     accumulate_cycles: np.ndarray  #: cycles of the ACCUMULATE state
     pe_utilization: np.ndarray  #: acc_updates / (P * cycles): the whole layer
     accumulate_utilization: np.ndarray  #: acc_updates / (P * accumulate_cycles)
-    tiles: int  #: weight tiles (passes over the input events)
+    tiles: int  #: weight tiles (passes over the input events per band)
     memory_beats: np.ndarray  #: external memory words read (header, biases, and weights if there were events)
     load_cycles: np.ndarray  #: cycles spent loading the header, biases and weights
     #: events of the layer's shortcut source, read by its second pass (0 without a shortcut)
@@ -90,18 +97,30 @@ class LayerCounts:
     #: input events the host writes into the event memory before the run (layer 0's inputs;
     #: None for the layers after it, whose inputs the array writes itself)
     host_writes: np.ndarray | None = None
+    bands: int = 1  #: bands of output rows (passes over the input events, each of every tile)
 
 
-def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int) -> np.ndarray:
-    """Per input coordinate v: how many kernel offsets k put it in an output's window."""
+def axis_taps(size_in: int, kernel: int, size_out: int, stride: int, padding: int, first: int = 0) -> np.ndarray:
+    """Per input coordinate v: how many kernel offsets k put it in the window of an output in
+    ``[first, size_out)``."""
     v = np.arange(size_in)[:, None] + padding - np.arange(kernel)[None, :]
-    return ((v >= 0) & (v % stride == 0) & (v // stride < size_out)).sum(axis=1)
+    return ((v >= 0) & (v % stride == 0) & (v // stride >= first) & (v // stride < size_out)).sum(axis=1)
 
 
-def kernel_taps(g: dict) -> np.ndarray:
-    """(H_in, W_in): the kernel taps of each input position of a layer of geometry ``g``."""
-    return np.outer(axis_taps(g["h_in"], g["kh"], g["h_out"], g["stride"], g["padding"]),
+def kernel_taps(g: dict, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """(H_in, W_in): the kernel taps of each input position of a layer of geometry ``g``,
+    counting outputs in the output rows ``rows`` (first, end) only (default: all)."""
+    first, end = rows if rows is not None else (0, g["h_out"])
+    return np.outer(axis_taps(g["h_in"], g["kh"], end, g["stride"], g["padding"], first),
                     axis_taps(g["w_in"], g["kw"], g["w_out"], g["stride"], g["padding"]))
+
+
+def band_rows(d) -> list[tuple[int, int, int, int]]:
+    """The bands of descriptor ``d`` (docs/hardware.md, "Bands"): per band its output rows
+    (first, end) and its pooled rows (first, end)."""
+    q = 1 << d.pool_log2
+    return [(b * d.band_rows, min(d.h_out, (b + 1) * d.band_rows),
+             b * d.band_rows // q, min(d.h_pool, (b + 1) * d.band_rows // q)) for b in range(d.bands)]
 
 
 def event_positions(active: np.ndarray) -> np.ndarray:
@@ -118,15 +137,18 @@ def group_schedule(active: np.ndarray, taps: np.ndarray, group_size: int) -> tup
     return stream_groups(event_positions(active), taps, group_size)
 
 
-def synaptic_updates(synapses, active: np.ndarray) -> np.ndarray:
+def synaptic_updates(synapses, active: np.ndarray, rows: tuple[int, int] | None = None) -> np.ndarray:
     """Per row of ``active`` (rows, C_in, H_in, W_in): the synaptic events its spikes make through
-    ``synapses`` (one per nonzero weight each spike reaches), int64."""
+    ``synapses`` (one per nonzero weight each spike reaches), int64; into the output rows
+    ``rows`` (first, end) only, if given."""
     g = hardware_geometry(synapses)
     _, mag = split_codes(synapses.weights)
     nonzero = (mag != ZERO_MAG).reshape(g["c_out"], g["c_in"], g["kh"], g["kw"]).sum(axis=0)
     updates = torch.nn.functional.conv2d(torch.from_numpy(active.astype(np.float64)),
                                          torch.from_numpy(nonzero[None].astype(np.float64)),
                                          stride=g["stride"], padding=g["padding"])
+    if rows is not None:
+        updates = updates[:, :, rows[0]:rows[1]]
     return updates.sum(dim=(1, 2, 3)).numpy().astype(np.int64)
 
 
@@ -208,15 +230,17 @@ def header_cycles(addr: int, beats: int, bus_bits: int, latency: int) -> int:
     return last + 2
 
 
-def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr: int, latency: int) -> dict:
+def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr: int, latency: int,
+                 rows: tuple[int, int] | None = None, loaded: bool = False) -> dict:
     """Per image counts of one accumulation pass (LOAD_WEIGHTS, ACCUMULATE_FIRST and ACCUMULATE
     of every tile) of ``synapses`` (a layer, or a shortcut as a layer) with descriptor ``d``
-    over input ``spikes``."""
+    over input ``spikes``, into the output rows ``rows`` (a band; default: all). ``loaded``: the
+    pass's only tile is still in the weight buffer (a later band), LOAD_WEIGHTS takes a cycle."""
     g = hardware_geometry(synapses)
-    tile_loads = tile_load_cycles(d, cfg, network_addr, latency)
+    tile_loads = [1] if loaded else tile_load_cycles(d, cfg, network_addr, latency)
     active = (spikes != NO_SPIKE).reshape(-1, g["c_in"], g["h_in"], g["w_in"])
     events = active.sum(axis=(1, 2, 3))
-    taps = kernel_taps(g)
+    taps = kernel_taps(g, rows)
     schedule = [group_schedule(a, taps, cfg.group_size) for a in active]
     accumulate = np.array([sum(accumulate_cycles(n, t, d.tile_slots if i < d.tiles - 1 else d.last_slots)
                                for i in range(d.tiles)) if len(n) else 0 for n, t in schedule], dtype=np.int64)
@@ -226,10 +250,10 @@ def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr
         events=events, event_reads=events * d.tiles,
         weight_reads=(active * (taps * g["c_out"])[None, None]).sum(axis=(1, 2, 3)),
         writebacks=np.array([int(t.sum()) for _, t in schedule], dtype=np.int64) * g["c_out"],
-        updates=synaptic_updates(synapses, active),
+        updates=synaptic_updates(synapses, active, rows),
         cycles=np.where(has_events, accumulate + sum(tile_loads), 1),  # S of the docstring
-        loads=np.where(has_events, sum(tile_loads), 0),
-        beats=np.where(has_events, d.tile_beats * (d.tiles - 1) + d.last_beats, 0),
+        loads=np.where(has_events & (not loaded), sum(tile_loads), 0),
+        beats=np.where(has_events & (not loaded), d.tile_beats * (d.tiles - 1) + d.last_beats, 0),
         accumulate=np.where(has_events, accumulate - d.tiles, 0))  # without ACCUMULATE_FIRST
 
 
@@ -392,28 +416,43 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
             continue
         bias_load = load_cycles(network_addr + d.bias_addr, d.bias_beats, d.slots,
                                 external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
-        main = _pass_counts(layer, d, golden.spikes[k], cfg, network_addr, latency)
-        passes = [main]
-        if shortcuts[k] is not None:  # SHORTCUT: one cycle in AFTER_ACCUMULATE, then the second pass
-            passes.append(_pass_counts(model.shortcut_synapses(k), shortcuts[k],
-                                       golden.spikes[layer.shortcut.source], cfg, network_addr, latency))
+        sc = shortcuts[k]
+        # a later band finds a one-tile layer's weights (and a resident shortcut's) still in the buffer
+        resident = sc is not None and d.tiles == 1 and sc.tiles == 1 and d.tile_rows + sc.tile_rows <= cfg.weight_buffer
+        keeps = [d.tiles == 1 and (sc is None or resident), resident]
+        bands, passes = band_rows(d), []
+        fired_out = golden.spikes[k + 1] != NO_SPIKE if not layer.is_output else None
+        cycles = head + 1
+        for b, (first, end, pool_first, pool_end) in enumerate(bands):
+            here = [_pass_counts(layer, d, golden.spikes[k], cfg, network_addr, latency, (first, end),
+                                 loaded=b > 0 and keeps[0])]
+            if sc is not None:  # SHORTCUT: one cycle in AFTER_ACCUMULATE, then the second pass
+                here.append(_pass_counts(model.shortcut_synapses(k), sc, golden.spikes[layer.shortcut.source], cfg,
+                                         network_addr, latency, (first, end), loaded=b > 0 and keeps[1]))
+            passes += here
+            accumulation = sum(p["cycles"] for p in here) + len(here) - 1
+            if layer.is_output:
+                cycles = cycles + dirty + bias_load + d.acc_count + accumulation + 1  # CLEAR, LOAD_BIASES, INIT, ...
+                continue
+            b_fired = fired_out.reshape(len(fired_out), g["c_out"], g["h_pool"], g["w_pool"])[:, :, pool_first:pool_end]
+            fire = fire_cycles(b_fired.reshape(len(fired_out), -1), {**g, "h_pool": pool_end - pool_first}, slots,
+                               pes, L)
+            if b == 0:  # AFTER_ACCUMULATE waits for the thresholds, loaded since DESCRIPTOR
+                cycles = cycles + np.maximum(dirty + bias_load + accumulation + 1, T + 2) + fire
+            else:
+                cycles = cycles + accumulation + 1 + fire
+        main = passes[0]
         total = {key: sum(p[key] for p in passes) for key in main}
-        accumulation = total["cycles"] + len(passes) - 1
-        acc_count = g["h_out"] * g["w_out"] * slots
         if layer.is_output:
-            cycles = head + 1 + dirty + bias_load + acc_count + accumulation + 1
-            writes = dirty + acc_count  # CLEAR, INIT
+            writes = dirty + d.acc_count  # CLEAR, INIT
             spikes = np.zeros_like(main["events"])
             fired = 0
         else:
-            fired_out = golden.spikes[k + 1] != NO_SPIKE
             spikes = fired_out.sum(axis=1)
             fired = g["h_pool"] * g["w_pool"] * slots * pes * g["pool"] ** 2
-            fire = fire_cycles(fired_out, g, slots, pes, L)
-            cycles = head + 1 + np.maximum(dirty + bias_load + accumulation + 1, T + 2) + fire
             writes = dirty + g["h_pool"] * g["w_pool"] * slots * g["pool"] ** 2  # CLEAR, the fire stage's clears
             remainder = g["h_pool"] * g["pool"] != g["h_out"] or g["w_pool"] * g["pool"] != g["w_out"]
-        dirty = acc_count if not layer.is_output and remainder else 0
+        dirty = d.acc_count if not layer.is_output and remainder else 0
         updates = total["updates"]
         out.append(LayerCounts(kind=layer.kind, cycles=cycles, input_events=main["events"],
                                weight_reads=total["weight_reads"], acc_updates=updates,
@@ -423,8 +462,8 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
                                accumulate_utilization=updates / (pes * np.maximum(1, total["accumulate"])),
                                tiles=d.tiles, memory_beats=n_header + d.bias_beats + total["beats"],
                                load_cycles=head + bias_load + total["loads"],
-                               shortcut_events=passes[1]["events"] if len(passes) > 1 else np.zeros_like(updates),
-                               event_reads=total["event_reads"]))
+                               shortcut_events=passes[1]["events"] if sc is not None else np.zeros_like(updates),
+                               event_reads=total["event_reads"], bands=d.bands))
     out[0].host_writes = out[0].input_events
     return out
 

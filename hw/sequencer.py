@@ -49,6 +49,12 @@ class Sequencer(wiring.Component):
       then the pool window); they pass the fire unit's per-PE comparators, which keep the earliest spike of each
       window; up to ``spike_lanes`` spikes per cycle are appended to the event memory
       (one bank each) and become the next layer's input.
+    - Bands: a ttfs layer whose accumulators do not fit runs in bands of ``band_rows`` output
+      rows (``descriptor.bands``; docs/hardware.md). Each band is a pass of its own: per tile
+      LOAD_WEIGHTS (a one-tile layer, or one whose two one-tile weight sets fit the buffer
+      together, loads once) and ACCUMULATE over all the layer's input events (the tap walker
+      keeps the band's rows only), the SHORTCUT pass the same, then FIRE of the band's rows,
+      whose spikes follow the previous band's, so the layer's spikes stay in position order.
 
     - A rate_if layer (docs/spec.md, section 12; ``descriptor.rate``) runs its T steps one
       after another. Its bias block also holds its thresholds and initial potentials; INIT
@@ -155,9 +161,24 @@ class Sequencer(wiring.Component):
         sc_loaded = Signal()  # ... and its shortcut's
         # a rate_if layer with a shortcut whose two weight sets are one tile each and fit the weight
         # buffer together keeps both: the shortcut's rows follow the layer's, each set loads once
+        # (a ttfs layer's bands too)
         resident = Signal()
-        m.d.comb += resident.eq(rate & self.header.has_shortcut & (desc.tiles == 1) & (self.header.shortcut.tiles == 1)
+        m.d.comb += resident.eq(self.header.has_shortcut & (desc.tiles == 1) & (self.header.shortcut.tiles == 1)
                                 & (desc.tile_rows + self.header.shortcut.tile_rows <= cfg.weight_buffer))
+        # the band of output rows being accumulated and fired: rows [band_first, band_end), pooled
+        # rows [band_first >> pool_log2, + band_pooled); a layer that fits is one band of every row
+        band = Signal(range(cfg.max_size + 1))
+        band_first = Signal(range(cfg.max_size + 1))
+        band_end = Signal(range(cfg.max_size + 1))
+        band_pool_first = Signal(range(cfg.max_size + 1))
+        band_pooled = Signal(range(cfg.max_size + 1))
+        last_band = Signal()
+        band_top = band_first + desc.band_rows
+        m.d.comb += [band_end.eq(Mux(band_top > desc.h_out, desc.h_out, band_top)),
+                     band_pool_first.eq(band_first >> desc.pool_log2),
+                     band_pooled.eq(Mux(desc.h_pool - band_pool_first < (desc.band_rows >> desc.pool_log2),
+                                        desc.h_pool - band_pool_first, desc.band_rows >> desc.pool_log2)),
+                     last_band.eq(band == desc.bands - 1)]
         header_addr = Signal(external.ADDR_BITS)
         # the events the grouper reads: the layer's input, or its shortcut source's
         ev_base = Signal(range(cfg.event_depth + 1))
@@ -218,7 +239,8 @@ class Sequencer(wiring.Component):
         # fire pipeline: scanner READ -> PE potentials -> fire unit -> event memory
         m.submodules.scanner = scanner = FireScanner(cfg)
         wiring.connect(m, scanner.potentials, wiring.flipped(self.potentials))
-        m.d.comb += [scanner.descriptor.eq(desc), scanner.pe_potentials.eq(self.pe_potentials),
+        m.d.comb += [scanner.descriptor.eq(desc), scanner.row_first.eq(band_pool_first), scanner.rows.eq(band_pooled),
+                     scanner.pe_potentials.eq(self.pe_potentials),
                      scanner.pe_fired.eq(self.pe_fired), scanner.pe_counts.eq(self.pe_counts),
                      scanner.pe_negative.eq(self.pe_negative), scanner.pe_levels.eq(self.pe_levels),
                      self.rate.eq(rate), self.diff.eq(diff), self.step.eq(step), scanner.step.eq(step),
@@ -253,6 +275,7 @@ class Sequencer(wiring.Component):
                      events.read_en.eq(grouper.read_en),
                      grouper.one_step.eq((rate & ~last) | diff), grouper.step.eq(step), grouper.time_zero.eq(stepped),
                      walker.descriptor.eq(pas), walker.tile_first.eq(tile_first), walker.tile_slots.eq(tile_slots),
+                     walker.band_first.eq(band_first), walker.band_end.eq(band_end),
                      walker.weight_offset.eq(Mux(resident & shortcut_pass, desc.tile_rows, 0))]
 
         def load(addr, beats, rows, target, then, first_row=0):
@@ -292,7 +315,9 @@ class Sequencer(wiring.Component):
                 m.d.sync += [slot.eq(0), acc.eq(0), tile.eq(0), tile_first.eq(0), tile_offset.eq(0),
                              shortcut_pass.eq(0), ev_base.eq(in_base), ev_end.eq(in_end),
                              step.eq(0), cursor.eq(in_base), sc_cursor.eq(starts[self.header.source]),
-                             loaded.eq(0), sc_loaded.eq(0)]
+                             loaded.eq(0), sc_loaded.eq(0), band.eq(0), band_first.eq(0)]
+                m.d.sync += Assert(((~stepped & ~last) | (desc.bands == 1)) & (desc.bands != 0),
+                                   "only a hidden ttfs layer runs in more than one band")
                 with m.If(~last & ~stepped):
                     m.d.sync += [thr_loading.eq(1), thr_index.eq(0)]
                 with m.If((dirty != 0) & ~stepped):
@@ -329,9 +354,9 @@ class Sequencer(wiring.Component):
             with m.State("LOAD_WEIGHTS"):  # the weights of tile `tile`; none without input events
                 with m.If(ev_base == ev_end):
                     m.next = "AFTER_ACCUMULATE"
-                with m.Elif(stepped & (pas.tiles == 1) & Mux(self.header.has_shortcut,
-                                                          resident & Mux(shortcut_pass, sc_loaded, loaded), loaded)):
-                    # the only tile is still in the buffers
+                with m.Elif((pas.tiles == 1) & Mux(self.header.has_shortcut,
+                                                   resident & Mux(shortcut_pass, sc_loaded, loaded), loaded)):
+                    # the only tile is still in the buffers (a later step or band)
                     m.next = "ACCUMULATE_FIRST"
                 with m.Else():
                     load(self.network_addr + pas.weight_addr + tile_offset,
@@ -351,8 +376,8 @@ class Sequencer(wiring.Component):
             with m.State("ACCUMULATE"):
                 cmd = walker.cmd
                 m.d.comb += self.cmd.eq(cmd)
-                # an event counts once, however many tiles (or shortcuts) read it
-                with m.If(grouper.taken & (tile == 0) & ~shortcut_pass):
+                # an event counts once, however many tiles, bands (or shortcuts) read it
+                with m.If(grouper.taken & (tile == 0) & (band == 0) & ~shortcut_pass):
                     m.d.sync += [counters[Counter.EVENTS_IN].eq(counters[Counter.EVENTS_IN] + 1),
                                  cursor.eq(cursor + 1)]
                 with m.If(grouper.taken & (tile == 0) & shortcut_pass):
@@ -388,6 +413,11 @@ class Sequencer(wiring.Component):
                     end_layer()
                     m.d.sync += [busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
+                with m.Elif(scanner.done & ~last_band):  # the next band: the same events, the next rows
+                    m.d.sync += [band.eq(band + 1), band_first.eq(band_first + desc.band_rows), ev_base.eq(in_base),
+                                 ev_end.eq(in_end), shortcut_pass.eq(0), tile.eq(0), tile_first.eq(0),
+                                 tile_offset.eq(0)]
+                    m.next = "LOAD_WEIGHTS"
                 with m.Elif(scanner.done):
                     end_layer()
                     with m.If(rate):  # what is left after firing stays in the accumulators

@@ -23,15 +23,21 @@ class TapWalker(wiring.Component):
     but in the layer's last slot, where ``c_out`` may end before the last PE), so idle PEs
     read no weight and write no accumulator.
 
+    A layer whose accumulators do not fit runs in bands of output rows (docs/hardware.md,
+    "Bands"): only the rows ``[band_first, band_end)`` are accumulated, row ``band_first`` at
+    the accumulators where row 0 would be.
+
     Per axis, for input coordinate v: a = v + padding; the taps k with (a - k) a multiple of
-    the stride and 0 <= (a - k) >> stride_log2 < out are k0, k0 + stride, ..., where
-    o_max = min(a >> stride_log2, out - 1) and k0 = a - (o_max << stride_log2).
+    the stride and lo <= (a - k) >> stride_log2 < hi (columns: 0 and w_out; rows: the band)
+    are k0, k0 + stride, ..., where o_max = min(a >> stride_log2, hi - 1) and
+    k0 = a - (o_max << stride_log2); there are none when o_max < lo.
 
     Members
     -------
     groups : In(stream.Signature(event_group))  from hw/grouper.py
     descriptor : In(layer_descriptor)  the layer's
     tile_first, tile_slots : In  the weight tile's first slot and its slots
+    band_first, band_end : In  the output rows of the band (all rows: 0 and h_out)
     weight_offset : In  the weight buffer row where the tile starts (0 unless two weight sets share the buffer)
     cmd : Out(pe_command)  ACCUM commands, NOP when there is no group
     """
@@ -43,6 +49,7 @@ class TapWalker(wiring.Component):
             "groups": In(stream.Signature(event_group(cfg))),
             "descriptor": In(layer_descriptor(cfg)),
             "tile_first": In(slots), "tile_slots": In(slots),
+            "band_first": In(range(cfg.max_size + 1)), "band_end": In(range(cfg.max_size + 1)),
             "weight_offset": In(range(cfg.weight_buffer)),
             "cmd": Out(pe_command(cfg)),
         })
@@ -53,25 +60,27 @@ class TapWalker(wiring.Component):
         desc, group = self.descriptor, self.groups.payload
         size = range(cfg.max_size + 1)
 
-        def taps(v, kernel, out, name):
+        def taps(v, kernel, lo, hi, name):
+            """(k0, o_max - lo, n): the first tap, its output relative to ``lo``, the tap count."""
             a = Signal(range(2 * cfg.max_size + 1), name=f"{name}_a")
             o_top = Signal(range(2 * cfg.max_size + 1), name=f"{name}_o_top")
             o_max = Signal(size, name=f"{name}_o_max")
+            o_rel = Signal(size, name=f"{name}_o_rel")
             k0 = Signal(range(2 * cfg.max_size + 1), name=f"{name}_k0")
             n = Signal(size, name=f"{name}_n")
             q = Signal(size, name=f"{name}_q")
             m.d.comb += [a.eq(v + desc.padding), o_top.eq(a >> desc.stride_log2),
-                         o_max.eq(Mux(o_top > out - 1, out - 1, o_top)),
+                         o_max.eq(Mux(o_top > hi - 1, hi - 1, o_top)), o_rel.eq(o_max - lo),
                          k0.eq(a - (o_max << desc.stride_log2)),
                          q.eq(((kernel - 1 - k0) >> desc.stride_log2) + 1)]
-            with m.If(k0 < kernel):
-                m.d.comb += n.eq(Mux(o_max + 1 < q, o_max + 1, q))
-            return k0, o_max, n
+            with m.If((k0 < kernel) & (o_max >= lo)):
+                m.d.comb += n.eq(Mux(o_rel + 1 < q, o_rel + 1, q))
+            return k0, o_rel, n
 
-        ky0, oy0, ny0 = taps(group.y, desc.kh, desc.h_out, "ty")
-        kx0, ox0, nx0 = taps(group.x, desc.kw, desc.w_out, "tx")
+        ky0, oy0, ny0 = taps(group.y, desc.kh, self.band_first, self.band_end, "ty")
+        kx0, ox0, nx0 = taps(group.x, desc.kw, 0, desc.w_out, "tx")
         # w: weight buffer offset of the tap and slot (the event adds channel * kernel_area);
-        # a: accumulator address. Both step by additions only.
+        # a: accumulator address (rows relative to the band's first). Both step by additions only.
         w0 = Signal.like(self.cmd.weight_addr)
         a0 = Signal.like(self.cmd.acc_addr)
         m.d.comb += [w0.eq(ky0 * desc.kw + kx0 + self.weight_offset),

@@ -63,7 +63,8 @@ def write_design(out_dir: str | os.PathLike, cfg: ArrayConfig, model: SnnModel |
             "header_words": header_words(cfg),
             "layers": [{"header_addr": k * header_words(cfg) * cfg.bus_bits // 8,
                         "bias_addr": d.bias_addr, "bias_words": d.bias_beats, "weight_addr": d.weight_addr,
-                        "tiles": d.tiles, "slots_per_tile": d.tile_slots,
+                        "tiles": d.tiles, "slots_per_tile": d.tile_slots, "bands": d.bands,
+                        "rows_per_band": d.band_rows,
                         "weight_words": d.tile_beats * (d.tiles - 1) + d.last_beats}
                        for k, d in enumerate(image.descriptors)]},
     }

@@ -197,6 +197,9 @@ class AnnLayer:
     out_positions: int = 1  #: output positions before pooling (1 for a linear layer)
     biases: int = 0
     tiles: int = 1  #: passes over the input that the array's weight buffer needs
+    #: passes over the input per tile that the array's accumulator memory needs (its bands of
+    #: output rows): what the input-stationary dataflow, which keeps partial sums there, needs
+    bands: int = 1
     #: inputs in one band of kernel rows (KH x W_in x C_in; a linear layer: n_in), what an
     #: output-stationary array keeps in a line buffer; 0: n_in
     line_inputs: int = 0
@@ -222,9 +225,9 @@ def int8_layer_pj(layer: AnnLayer, table: EnergyTable, *, pes: int, group_size: 
       broadcast to the PEs: macs x slots / c_out reads), from the layer's activation memory
       or, where cheaper, from a line buffer of ``line_inputs`` bytes that each input enters
       once per tile;
-    - input_stationary (the SNN's dataflow): each input read once per weight tile and
-      broadcast; the partial sums of the outputs it reaches wait in a 32-bit accumulator
-      memory of ``acc_depth`` entries per PE (None: the layer's outputs), read and written
+    - input_stationary (the SNN's dataflow): each input read once per weight tile and band
+      of output rows, and broadcast; the partial sums of the outputs it reaches wait in a
+      32-bit accumulator memory of ``acc_depth`` entries per PE (None: the layer's outputs), read and written
       once per (input position, output position, slot, group of ``group_size`` channels)
       in each PE that holds a channel of the slot, as the SNN's event groups do, and read once
       per output at the end.
@@ -245,7 +248,8 @@ def int8_layer_pj(layer: AnnLayer, table: EnergyTable, *, pes: int, group_size: 
                             inputs_once + (layer.n_in * layer.tiles * 8 + rereads) * line_bit)
     return {
         "output_stationary": output_stationary,
-        "input_stationary": inputs_once + (2 * writebacks + final_reads) * 32 * acc_bit,
+        "input_stationary": inputs_once + layer.n_in * layer.tiles * (layer.bands - 1) * 8 * a_bit
+        + (2 * writebacks + final_reads) * 32 * acc_bit,
         "partial_sums_free": inputs_once,  # neither dataflow reaches this
     }
 

@@ -546,17 +546,18 @@ class TapWalkerProof(_Harness):
     exactly the spec's synaptic updates of the group, in the documented order.
 
     Free: kernel ``kh x kw`` (1 to ``kernel``), stride 1 or 2, padding below the kernel,
-    input size (1 to 3 per axis, output size following from them), slots (1 or 2), the weight tile's
+    input size (1 to 3 per axis, output size following from them), the band of output rows
+    ``[band_first, band_end)`` (any nonempty range of them), slots (1 or 2), the weight tile's
     first slot and its slots, the accumulator base, the input channels (1 or 2), the group's
     position, its 1 or 2 events (channels, times), and when the group is offered; assumed,
     as the array's fit check guarantees: a tile's weights fit the weight buffer and the
-    layer's accumulators the accumulator memory. The
+    band's accumulators the accumulator memory. The
     harness enumerates, on its own, the kernel taps (ky, kx) whose output
-    ``((y + p - ky) >> s, (x + p - kx) >> s)`` exists on the stride grid, in increasing
-    (ky, kx), then the tile's slots, then the events. Asserted: each ACCUM is the next
+    ``((y + p - ky) >> s, (x + p - kx) >> s)`` exists on the stride grid, its row in the band,
+    in increasing (ky, kx), then the tile's slots, then the events. Asserted: each ACCUM is the next
     update of that enumeration, with weight address ``base_i + ky * kw + kx + slot *
-    slot_stride``, accumulator ``acc_base + oy * row_stride + ox * slots + tile_first +
-    slot``, the event's time, ``first``/``last`` on the run's ends, ``live_pes`` the layer's
+    slot_stride``, accumulator ``acc_base + (oy - band_first) * row_stride + ox * slots +
+    tile_first + slot``, the event's time, ``first``/``last`` on the run's ends, ``live_pes`` the layer's
     ``last_pes`` (free) in its last slot and every PE elsewhere; no ACCUM after the last
     update; the group is taken only when every update was issued.
     """
@@ -587,6 +588,7 @@ class TapWalkerProof(_Harness):
         times = [AnyConst(cfg.timing.time_bits) for _ in range(2)]
         h_out, w_out = Signal(range(8)), Signal(range(8))
         m.d.comb += [h_out.eq(((h_in + 2 * pad - kh) >> s) + 1), w_out.eq(((w_in + 2 * pad - kw) >> s) + 1)]
+        band_first, band_end = AnyConst(range(4)), AnyConst(range(4))
         m.d.comb += [Assume((kh >= 1) & (kw >= 1) & (kh <= K) & (kw <= K) & (pad < kh) & (pad < kw)),
                      Assume((h_in >= 1) & (w_in >= 1) & (h_in + 2 * pad >= kh) & (w_in + 2 * pad >= kw)),
                      Assume((h_out <= 3) & (w_out <= 3)),
@@ -595,13 +597,15 @@ class TapWalkerProof(_Harness):
                      Assume((channels[0] < c_in) & (channels[1] < c_in)),
                      # the array's own fit rules: a tile's weights fit the buffer, the accumulators the memory
                      Assume(tile_slots * c_in * kh * kw <= cfg.weight_buffer),
-                     Assume(acc_base + h_out * w_out * slots <= cfg.slot_depth),
+                     Assume((band_first < band_end) & (band_end <= h_out)),
+                     Assume(acc_base + (band_end - band_first) * w_out * slots <= cfg.slot_depth),
                      Assume((c_in >= 1) & (y < h_in) & (x < w_in) & (count >= 1))]
         m.d.comb += [desc.kh.eq(kh), desc.kw.eq(kw), desc.padding.eq(pad), desc.stride_log2.eq(s),
                      desc.h_out.eq(h_out), desc.w_out.eq(w_out), desc.slots.eq(slots), desc.acc_base.eq(acc_base),
                      desc.last_pes.eq(last_pes),
                      desc.row_stride.eq(w_out * slots), desc.kernel_area.eq(kh * kw),
                      desc.slot_stride.eq(c_in * kh * kw), dut.tile_first.eq(tile_first), dut.tile_slots.eq(tile_slots),
+                     dut.band_first.eq(band_first), dut.band_end.eq(band_end),
                      group.y.eq(y), group.x.eq(x), group.count.eq(count)]
         for i in range(2):
             m.d.comb += [group.events[i].weight_base.eq(bases[i]), group.events[i].time.eq(times[i])]
@@ -615,15 +619,15 @@ class TapWalkerProof(_Harness):
         with m.If(dut.groups.valid & dut.groups.ready):
             m.d.sync += taken.eq(1)
 
-        def axis(v, k, out):  # per kernel offset: does it reach an output on the stride grid?
+        def axis(v, k, first, end):  # per kernel offset: does it reach an output in [first, end) on the stride grid?
             reach = []
             for j in range(K):
                 a = Signal(range(8), name=f"a_{j}")
                 m.d.comb += a.eq(v + pad - j)
-                reach.append((j < k) & (v + pad >= j) & ((a & s) == 0) & ((a >> s) < out))
+                reach.append((j < k) & (v + pad >= j) & ((a & s) == 0) & ((a >> s) >= first) & ((a >> s) < end))
             return reach
 
-        ry, rx = axis(y, kh, h_out), axis(x, kw, w_out)
+        ry, rx = axis(y, kh, band_first, band_end), axis(x, kw, 0, w_out)
 
         def first_from(reach, start):  # the smallest offset >= start that reaches; K: none
             out = Signal(range(K + 1))
@@ -645,7 +649,8 @@ class TapWalkerProof(_Harness):
             m.d.comb += [Assert(dut.groups.valid & any_update & ~finished, "an ACCUM beyond the group's updates"),
                          Assert(cmd.weight_addr == base + cur_ky * kw + cur_kx + slot * c_in * kh * kw,
                                 "weight address differs from the spec's mapping"),
-                         Assert(cmd.acc_addr == acc_base + oy * w_out * slots + ox * slots + tile_first + slot,
+                         Assert(cmd.acc_addr == acc_base + (oy - band_first) * w_out * slots + ox * slots + tile_first
+                                + slot,
                                 "accumulator differs from the spec's mapping"),
                          Assert(cmd.time == Mux(i == 0, times[0], times[1]), "time differs from the event's"),
                          Assert(cmd.live_pes == Mux(tile_first + slot == slots - 1, last_pes, cfg.pes),
@@ -667,6 +672,7 @@ class TapWalkerProof(_Harness):
                 & (first_from(rx, cur_kx + 1) == K) & (first_from(ry, cur_ky + 1) == K)
             m.d.comb += Assert(~any_update | ends_now, "the group was taken before its last update")
         m.d.comb += [Cover(taken & finished & (count == 2) & (tile_slots == 2) & (s == 1)),
+                     Cover(taken & finished & (band_first == 1) & (band_end < h_out) & (kh == K)),
                      Cover(taken & ~any_update), Cover(taken & finished & (kh == K) & (kw == K) & (pad == 1))]
         return m
 

@@ -62,10 +62,12 @@ def test_verilog_buffer_sizes_and_the_external_memory_image(digits_model, tmp_pa
             in capsys.readouterr().err)
 
 
-def test_one_verilog_for_two_networks(digits_model, tmp_path):
+def test_one_verilog_for_two_networks(digits_model, tmp_path, capsys):
     """The Verilog holds no network: the digits CNN and a larger random CNN of the same timing,
     generated with the same array options, give byte-identical neuron_array.v (and different
-    memory.hex); the options are what the larger one needs."""
+    memory.hex); the options are what the larger one needs, with an accumulator memory that
+    holds one row of pooling windows of the widest layer (layers run in bands of output rows).
+    One accumulator fewer is refused, naming the option."""
     import numpy as np
 
     from firstspike.hw.config import ArrayConfig
@@ -75,7 +77,7 @@ def test_one_verilog_for_two_networks(digits_model, tmp_path):
                                                          dict(channels=24, kernel=3, padding=1, pool=2)], [20], 10,
                      model.timing)
     big.save(tmp_path / "big.npz")
-    cfg = ArrayConfig.for_models([model, big], 4)
+    cfg = ArrayConfig.for_models([model, big], 4, smallest_acc_buffer=True)
     options = ["--pes", "4", "--weight-buffer", str(cfg.weight_buffer), "--bias-buffer", str(cfg.bias_buffer),
                "--acc-buffer", str(cfg.slot_depth), "--event-buffer", str(cfg.event_depth),
                "--acc-width", str(cfg.acc_width), "--max-layers", str(cfg.max_layers),
@@ -84,6 +86,12 @@ def test_one_verilog_for_two_networks(digits_model, tmp_path):
     assert main(["verilog", str(tmp_path / "big.npz"), *options, "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "a" / "neuron_array.v").read_bytes() == (tmp_path / "b" / "neuron_array.v").read_bytes()
     assert (tmp_path / "a" / "memory.hex").read_bytes() != (tmp_path / "b" / "memory.hex").read_bytes()
+    layers = json.loads((tmp_path / "b" / "neuron_array.json").read_text())["external_memory"]["layers"]
+    assert layers[0]["bands"] > 1 and layers[0]["rows_per_band"] < 8
+    options[options.index("--acc-buffer") + 1] = str(cfg.slot_depth - 1)
+    assert main(["verilog", str(tmp_path / "big.npz"), *options, "--out", str(tmp_path / "c")]) == 2
+    assert (f"slot_depth: model needs {cfg.slot_depth}, array has {cfg.slot_depth - 1} (raise --acc-buffer)"
+            in capsys.readouterr().err)
 
 
 def test_verilog_too_narrow_accumulator_is_refused(digits_model, tmp_path, capsys):

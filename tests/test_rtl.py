@@ -175,6 +175,40 @@ def test_random_resnets_bit_exact(index, tmp_path):
                                 sized_for=_every_net(shape, timing))
 
 
+# bands (docs/hardware.md): conv and residual nets on an array whose accumulators hold one row
+# of pooling windows of the widest layer, and whose weight buffer one output channel's weights
+BANDED_NETS = 10
+
+
+def _banded_nets(timing):
+    """Conv and residual nets of the generators above, ``BANDED_NETS`` each, their own seeds,
+    and a conv layer of wide input (20 channels, 5x5) whose weights also run in tiles."""
+    rng = np.random.default_rng(42000)
+    wide = random_cnn(rng, (20, 8, 8), [dict(channels=12, kernel=5, padding=2, pool=2)], [], 5, timing)
+    return (_seeded_nets(_conv_net, 40000, 0, BANDED_NETS, timing)
+            + _seeded_nets(_residual_net, 41000, 0, BANDED_NETS, timing)
+            + [(42000, wide, random_input_times(rng, wide.layers[0].n_in, 2, timing))])
+
+
+def test_banded_networks_bit_exact(tmp_path):
+    """Layers whose accumulators do not fit run in bands of output rows: every band re-reads the
+    layer's input events (and reloads its weight tiles), the shortcut pass runs per band, the
+    fire stage scans the band's rows. Bit- and cycle-exact, every counter as modelled."""
+    pes, T, B, F = CONFIGS[1]
+    timing = Timing(T=T, B=B, frac_bits=F)
+    nets = _banded_nets(timing)
+    cfg = ArrayConfig.for_models([m for _, m, _ in nets], pes, smallest_weight_buffer=True, smallest_acc_buffer=True)
+    banded = [(layer, d) for _, model, _ in nets for layer, d in zip(model.layers, layer_descriptors(model, cfg))
+              if d.bands > 1]
+    assert len(banded) >= 8 and max(d.bands for _, d in banded) >= 3 and {1, 2} <= {d.tiles for _, d in banded}
+    assert sum(layer.shortcut is not None for layer, _ in banded) >= 3
+    assert any(layer.pool > 1 and d.h_out % d.band_rows for layer, d in banded)  # a short last band
+    built = verilator.build(write_design(tmp_path / "v", cfg), cfg)
+    results = check_networks_on_rtl(built, cfg, [(model, times) for _, model, times in nets], tmp_path / "run")
+    for (seed, model, _), problems in zip(nets, results):
+        assert not problems, f"seed {seed}, shapes {model.shapes}, {timing}, {pes} PEs, banded: {problems[:3]}"
+
+
 def test_random_resnets_cover_the_shortcuts():
     """The generator gives what the RTL test promises: identity and conv shortcuts, from the
     input and from hidden layers, strided, into pooled layers, on 24 networks."""

@@ -3,6 +3,8 @@ VGG-16 and every digits image at 1 and 4 PEs.
 
 Reproduce a random-network failure from the seed in the assertion message.
 """
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -98,10 +100,11 @@ def _untrained_cifar_snn(net):
     return convert(net, Timing(T=16, B=2, frac_bits=14), 1.0, calibrate(net, x, "percentile", 99.0)), x
 
 
-def _two_images_bit_exact(model, x, tmp_path):
-    """The first two inputs through the RTL at 16 PEs with the default buffers; asserts every
-    spike, score and counter equals the golden and cycle models. Returns (cfg, image, run, results)."""
-    cfg = ArrayConfig.for_model(model, 16)
+def _two_images_bit_exact(model, x, tmp_path, cfg=None):
+    """The first two inputs through the RTL at 16 PEs with the default buffers (or the array
+    ``cfg``); asserts every spike, score and counter equals the golden and cycle models.
+    Returns (cfg, image, run, results)."""
+    cfg = ArrayConfig.for_model(model, 16) if cfg is None else cfg
     image = network_image(model, cfg)
     built = verilator.build(write_design(tmp_path / "v", cfg, model), cfg)
     golden = GoldenModel(model).run(x[:2])
@@ -112,19 +115,31 @@ def _two_images_bit_exact(model, x, tmp_path):
     return cfg, image, run, results
 
 
-def test_full_width_vgg16_bit_exact(tmp_path):
+def test_full_width_vgg16_bit_exact(digits_cnn, tmp_path):
     """VGG-16 for CIFAR-10 shapes at full width (13 conv layers of 64..512 channels, 14.7 M
     weights), converted with percentile calibration on random data (untrained), 2 images
     through the RTL at 16 PEs with the default 8192-code weight buffer: the 512-channel
-    layers run in 32 weight tiles, every weight comes from external memory. Prints the
-    cycles and the external memory traffic per image."""
+    layers run in 32 weight tiles, every weight comes from external memory. The array has
+    1024 accumulators per PE (VGG-16's layers at 32x32 and 16x16 need 4096 and 2048 at once,
+    so they run in bands of output rows), and it runs the digits CNN from byte-identical
+    Verilog. Prints the cycles and the external memory traffic per image."""
+    from firstspike.flow import convert_ann
     from firstspike.sw.ann import vgg
     model, x = _untrained_cifar_snn(vgg("vgg16", (3, 32, 32), 10, width=1.0, seed=0))
     assert sum(layer.weights.size for layer in model.layers) > 14_000_000
-    cfg, image, run, results = _two_images_bit_exact(model, x, tmp_path)
+    digits = convert_ann(digits_cnn[0], tmp_path / "digits.npz", timing=model.timing, unfold=True)
+    cfg = replace(ArrayConfig.for_models([model, digits], 16), slot_depth=1024)
+    cfg, image, run, results = _two_images_bit_exact(model, x, tmp_path, cfg)
+    digits_v = write_design(tmp_path / "digits_v", cfg, digits)
+    assert digits_v.read_bytes() == (tmp_path / "v" / digits_v.name).read_bytes()
     assert max(d.tiles for d in image.descriptors) == 32
+    assert [d.bands for d in image.descriptors] == [5, 6, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1]
+    # every bias and weight read once, but a layer of several weight tiles reads them in every band
+    again = sum((d.bands - 1) * (d.tile_beats * (d.tiles - 1) + d.last_beats) for d in image.descriptors
+                if d.tiles > 1)
+    assert again > 0
     for b, result in enumerate(results):
-        assert result.counters["memory_beats"] == len(image.memory)  # every bias and weight read once
+        assert result.counters["memory_beats"] == len(image.memory) + again
         # event groups: a 64..512-channel position's events share each accumulator access
         assert result.counters["acc_writebacks"] * 8 < result.counters["weight_reads"]
         print(f"VGG-16 image {b}: {result.counters['cycles']} cycles, {result.counters['acc_updates']} synaptic "
@@ -135,13 +150,17 @@ def test_full_width_vgg16_bit_exact(tmp_path):
 def test_reduced_width_resnet20_bit_exact(tmp_path):
     """ResNet-20 for CIFAR-10 shapes at half width (8..32 channels, 19 conv layers, 9 residual
     blocks: 7 identity and 2 1x1-conv shortcuts), converted with percentile calibration on
-    random data (untrained), 2 images through the RTL at 16 PEs: every shortcut pass bit- and
-    cycle-exact. Prints the cycles and the shortcut passes' share of the synaptic events."""
+    random data (untrained), 2 images through the RTL at 16 PEs with 256 accumulators per PE
+    (a quarter of what its 32x32 layers need at once: they run in 5 bands of output rows, the
+    16x16 ones in 2): every shortcut pass bit- and cycle-exact, band by band. Prints the cycles
+    and the shortcut passes' share of the synaptic events."""
     from firstspike.sw.ann import ResNet
     model, x = _untrained_cifar_snn(ResNet(20, (3, 32, 32), 10, width=0.5, seed=0))
     assert sum(layer.shortcut is not None for layer in model.layers) == 9
     assert GoldenModel(model).run(x[:2]).spike_counts()[:, -2].min() > 0  # spikes reach the last block
-    cfg, image, run, results = _two_images_bit_exact(model, x, tmp_path)
+    cfg = replace(ArrayConfig.for_model(model, 16), slot_depth=256)
+    cfg, image, run, results = _two_images_bit_exact(model, x, tmp_path, cfg)
+    assert [d.bands for d in image.descriptors] == [5] * 7 + [2] * 6 + [1] * 7
     for b, result in enumerate(results):
         assert result.counters["memory_beats"] == len(image.memory)  # every bias and weight read once
         print(f"ResNet-20/2 image {b}: {result.counters['cycles']} cycles, {result.counters['acc_updates']} synaptic "
