@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pes", type=int, default=16, help="processor size for the cycle and energy figures")
     p.add_argument("--tech", choices=["45nm", "28nm"], default="45nm", help="energy technology preset")
     p.add_argument("--out", help="also write the summary to this JSON file")
+    _array_args(p)
     return parser
 
 
@@ -476,7 +477,7 @@ def _run(args) -> int:
         model = SnnModel.load(args.model or resolve_model(None))
         out = check_output_file(args.out, "summary") if args.out else None
         summary = flow.golden_summary(model, flow.dataset_of(model, args.data_dir), images=args.images,
-                                      batch=args.batch, pes=args.pes, tech=args.tech)
+                                      batch=args.batch, pes=args.pes, tech=args.tech, array=array_overrides(args))
         if out is not None:
             write_text(out, json.dumps(summary, indent=1) + "\n")
         print(json.dumps(summary))

@@ -178,11 +178,12 @@ def accuracy_check(model: SnnModel, *, data_dir: str | os.PathLike | None = None
 
 
 def golden_summary(model: SnnModel, ds, *, images: int = 0, batch: int = 100, pes: int = 16, tech: str = "45nm",
-                   quiet: bool = False) -> dict:
+                   quiet: bool = False, array: dict | None = None) -> dict:
     """The golden model on the data set's test split (its first ``images``; 0: all), ``batch``
     images at a time (a VGG-16 gathers 1.7 M table rows per image): accuracy next to the
     float accuracy recorded at conversion, spikes per layer, synaptic operations, and the processor's exact cycles and
-    on-chip energy per image on ``pes`` PEs (means over the images)."""
+    on-chip energy per image on ``pes`` PEs (means over the images), its sizes ``array``
+    (ArrayConfig fields) or the model's defaults."""
     from tqdm import tqdm
     golden, table = GoldenModel(model), energy.energy_table(tech)
     n = min(images, len(ds.x_test)) if images else len(ds.x_test)
@@ -195,7 +196,7 @@ def golden_summary(model: SnnModel, ds, *, images: int = 0, batch: int = 100, pe
             correct += int((r.predictions == ds.y_test[start:stop]).sum())
             spikes = spikes + r.spike_counts().sum(0)
             sops += float(golden.synaptic_ops(r).sum())
-            c, e = processor_cost(model, pes, r, table)
+            c, e = processor_cost(model, pes, r, table, array)
             cycles, pj = cycles + c * k, pj + e * k
             bar.update(k)
     return {"images": n, "accuracy": correct / n, "float_accuracy": model.info.get("float_accuracy"),
@@ -240,11 +241,13 @@ def checkpoint_for_sweeps(ann_path: str | os.PathLike, data_dir: str | os.PathLi
     return ckpt, shape, ds, net, float_acc
 
 
-def processor_cost(model: SnnModel, pes: int, golden, table: energy.EnergyTable) -> tuple[float, float]:
-    """(cycles, on-chip energy in pJ) per image on the default array of ``pes`` PEs for ``model``,
-    means over the images of the golden result: the exact cycle model and the energy model
-    (external memory traffic not included: ``firstspike sim`` reports it separately)."""
-    cfg = ArrayConfig.for_model(model, pes)
+def processor_cost(model: SnnModel, pes: int, golden, table: energy.EnergyTable,
+                   array: dict | None = None) -> tuple[float, float]:
+    """(cycles, on-chip energy in pJ) per image on the array of ``pes`` PEs for ``model`` (its
+    defaults, or the sizes ``array``), means over the images of the golden result: the exact
+    cycle model and the energy model (external memory traffic not included: ``firstspike sim``
+    reports it separately)."""
+    cfg = ArrayConfig.for_model(model, pes, **(array or {}))
     counts = perf.layer_counts(model, cfg, golden)
     return float(perf.total_cycles(counts).mean()), float(np.mean(energy.on_chip_pj(counts, array_geometry(cfg, 100.0),
                                                                                    table)))

@@ -112,6 +112,12 @@ DIFF_ZEROS = 0.7
 #: not fit the weight buffer with them, and a rate_if one whose two weight sets fit it together
 #: (the buffer keeps both, the shortcut's rows from row 90: hw/sequencer.py's ``resident``)
 RESIDUAL_NETWORKS = 2
+#: ttfs CNNs whose first layer's potentials (8x8 positions x 4 slots) do not fit the suite array's
+#: accumulators, so it runs in bands of output rows (docs/hardware.md, "Bands"; fuzz, residual and
+#: bound networks run in bands too): one over 20 input channels, pooled, in two weight tiles
+#: (loaded again per band); one unpooled with a shortcut from its own input, both weight sets
+#: kept in the buffer for every band
+BANDED_NETWORKS = 2
 
 
 def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
@@ -124,7 +130,8 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     may also be rate_if or diff_if), then
     RATE_EDGE_NETWORKS pairs of rate_if networks (on their thresholds; pooled), then
     DIFF_EDGE_NETWORKS pairs of diff_if ones (on their firing edges; pooled), then
-    RESIDUAL_NETWORKS pairs of residual ones (ttfs, weight tiles; rate_if, both weight sets kept), then PROBES
+    RESIDUAL_NETWORKS pairs of residual ones (ttfs, weight tiles; rate_if, both weight sets kept), then
+    BANDED_NETWORKS whose first layer runs in bands of output rows, then PROBES
     threshold probes, then WIDE_NETWORKS CNNs of wide kernels, then
     FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
     networks need, so the design does not change with them), then a small MLP on a failing
@@ -168,6 +175,7 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         rng = np.random.default_rng([k, 10])
         model = as_rate_if(rng, random_resnet(rng, (2, 2, 4), [dict(channels=5)], 4, timing))
         out.append((f"rate residual {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing)))
+    out += banded_networks(timing, images)
     for k in range(PROBES):
         rng = np.random.default_rng([k, 4])
         probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS, first_pair=PROBE_PAIR_STEP * k)
@@ -186,6 +194,20 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     rng = np.random.default_rng(14)
     out.append((FAILING_MEMORY, random_model(rng, [6, 8, 3], timing), random_input_times(rng, 6, 1, timing)))
     return out
+
+
+def banded_networks(timing, images: int) -> list[tuple[str, SnnModel, np.ndarray]]:
+    """BANDED_NETWORKS: "banded 0", pooled and in weight tiles; "banded 1", with an own-input shortcut."""
+    rng = np.random.default_rng([0, 19])
+    tiled = random_cnn(rng, (20, 8, 8), [dict(channels=16, kernel=3, padding=1, pool=2)], [], 4, timing)
+    out = [("banded 0", tiled, random_input_times(rng, tiled.layers[0].n_in, images, timing, silent_fraction=0.6))]
+    rng = np.random.default_rng([1, 19])
+    model = random_cnn(rng, (2, 8, 8), [dict(channels=16, kernel=3, padding=1),
+                                        dict(channels=4, kernel=3, stride=2, padding=1)], [], 4, timing)
+    first = replace(model.layers[0], shortcut=Shortcut(source=0, weights=random_codes(rng, (16, 2, 1, 1), 0.3)))
+    model = replace(model, layers=[first, *model.layers[1:]])
+    out.append(("banded 1", model, random_input_times(rng, model.layers[0].n_in, images, timing)))
+    return out[:BANDED_NETWORKS]
 
 
 def bound_networks(timing, images: int) -> list[tuple[str, SnnModel, np.ndarray]]:
@@ -233,10 +255,12 @@ def suite_seeds(networks: int) -> list[int]:
 
 def suite_config(networks: list) -> ArrayConfig:
     """The smallest array of shape SHAPE_INDEX that runs every suite network, its weight buffer
-    too: just the largest output channel's weights, so that layers with more run in weight
-    tiles (the tile loop is part of the design under test)."""
+    and accumulator memory too: just the largest output channel's weights and the largest
+    rate_if or diff_if layer's potentials (or one row of pooling windows of the widest ttfs
+    layer), so that layers with more run in weight tiles and in bands of output rows (the
+    tile and band loops are part of the design under test)."""
     return ArrayConfig.for_models((model for _, model, _ in networks), SHAPES[SHAPE_INDEX][0],
-                                  smallest_weight_buffer=True)
+                                  smallest_weight_buffer=True, smallest_acc_buffer=True)
 
 
 #: survivors read one by one and found equivalent (no input the suite array accepts observes

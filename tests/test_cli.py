@@ -148,3 +148,21 @@ def test_cat_with_residual_input_spikes_converts_to_a_model_that_reads_them(tmp_
     assert "CAT trained with 2 spike(s) per input value" in capsys.readouterr().err
     assert main(["train", "--method", "noise", "--input-spikes", "2", "--out", str(tmp_path / "n.pt")]) == 2
     assert "rate-coded" in capsys.readouterr().err
+
+
+def test_golden_figures_on_an_array_of_given_sizes(digits_cnn, capsys):
+    """firstspike golden takes the array options: with fewer accumulators the conv layers run in
+    bands (more cycles for the same spikes and accuracy); too few is refused, naming the option."""
+    from firstspike.hw.config import ArrayConfig
+    _, snn, model = digits_cnn
+    least = ArrayConfig.for_models([model], 16, smallest_acc_buffer=True).slot_depth
+    assert least < ArrayConfig.for_model(model, 16).slot_depth
+    capsys.readouterr()
+    assert main(["golden", str(snn), "--images", "20"]) == 0
+    full = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["golden", str(snn), "--images", "20", "--acc-buffer", str(least)]) == 0
+    banded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert banded["cycles"] > full["cycles"] and banded["accuracy"] == full["accuracy"]
+    assert banded["spikes_per_layer"] == full["spikes_per_layer"]
+    assert main(["golden", str(snn), "--images", "20", "--acc-buffer", str(least - 1)]) == 2
+    assert "(raise --acc-buffer)" in capsys.readouterr().err

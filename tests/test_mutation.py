@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from firstspike.sim.mutation import (BOUND_NETWORKS, DIFF_EDGE_NETWORKS, EDGE_NETWORKS, FAILING_MEMORY,
+from firstspike.sim.mutation import (BANDED_NETWORKS, BOUND_NETWORKS, DIFF_EDGE_NETWORKS, EDGE_NETWORKS,
+                                     FAILING_MEMORY,
                                      FULL_GROUP_NETWORKS, PROBES, RATE_EDGE_NETWORKS,
                                      EQUIVALENT, RESIDUAL_NETWORKS, WIDE_NETWORKS, _parse, _short, classify, fault,
                                      mutated_design, mutation_score, suite, suite_config, suite_seeds)
@@ -20,6 +21,7 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
         name for k in range(RATE_EDGE_NETWORKS) for name in (f"rate threshold edges {k}", f"rate pooled {k}")] + [
         name for k in range(DIFF_EDGE_NETWORKS) for name in (f"diff threshold edges {k}", f"diff pooled {k}")] + [
         name for k in range(RESIDUAL_NETWORKS) for name in (f"residual {k}", f"rate residual {k}")] + [
+        f"banded {k}" for k in range(BANDED_NETWORKS)] + [
         f"threshold probe {k}" for k in range(PROBES)] + [f"wide {k}" for k in range(WIDE_NETWORKS)] + [
         f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)] + list(BOUND_NETWORKS) + [FAILING_MEMORY]
     assert [model.coding for _, model, _ in nets].count("rate") == 1 + 2 * RATE_EDGE_NETWORKS + RESIDUAL_NETWORKS
@@ -44,7 +46,8 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     assert min(met.values()) >= 2
     assert all(len(times) == 6 for _, _, times in nets[:-PROBES - tail])  # a probe needs one image
     groups = nets[-FULL_GROUP_NETWORKS - len(BOUND_NETWORKS) - 1:-len(BOUND_NETWORKS) - 1]
-    edge = nets[-PROBES - tail - 2 * (RATE_EDGE_NETWORKS + DIFF_EDGE_NETWORKS + RESIDUAL_NETWORKS) - 1]
+    edge = nets[-PROBES - tail - BANDED_NETWORKS - 2 * (RATE_EDGE_NETWORKS + DIFF_EDGE_NETWORKS + RESIDUAL_NETWORKS)
+                - 1]
     assert edge[0].endswith("at thresholds") and (edge[2][0] == -1).all()  # a silent image first
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
@@ -74,6 +77,12 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     residual = {name: network_image(model, cfg).descriptors for name, model, _ in full if "residual" in name}
     assert all(d[2].tiles == 2 for name, d in residual.items() if name.startswith("residual"))
     assert all(d[2].tiles == 1 and d[2].tile_rows == 90 for name, d in residual.items() if name.startswith("rate"))
+    # bands of output rows: the banded ones (the first in two weight tiles, the second with a shortcut
+    # from its own input, whose two weight sets stay in the buffer) and the fuzz, residual and bound ones
+    images = {name: network_image(model, cfg) for name, model, _ in full}
+    assert images["banded 0"].descriptors[0].bands > 1 and images["banded 0"].descriptors[0].tiles == 2
+    assert images["banded 1"].descriptors[0].bands > 1 and images["banded 1"].shortcuts[0] is not None
+    assert sum(max(d.bands for d in image.descriptors) > 1 for image in images.values()) >= 8
     # the wide ones: a channel's first tap at weight buffer row 512 or more
     wide = [model.layers[0] for name, model, _ in full if name.startswith("wide")]
     assert all((layer.in_shape[0] - 1) * layer.weights.shape[2] * layer.weights.shape[3] >= 512 for layer in wide)

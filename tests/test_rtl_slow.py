@@ -127,7 +127,8 @@ def test_full_width_vgg16_bit_exact(digits_cnn, tmp_path):
     from firstspike.sw.ann import vgg
     model, x = _untrained_cifar_snn(vgg("vgg16", (3, 32, 32), 10, width=1.0, seed=0))
     assert sum(layer.weights.size for layer in model.layers) > 14_000_000
-    digits = convert_ann(digits_cnn[0], tmp_path / "digits.npz", timing=model.timing, unfold=True)
+    digits = convert_ann(digits_cnn[0], tmp_path / "digits.npz", calibration="percentile", timing=model.timing,
+                         unfold=True)
     cfg = replace(ArrayConfig.for_models([model, digits], 16), slot_depth=1024)
     cfg, image, run, results = _two_images_bit_exact(model, x, tmp_path, cfg)
     digits_v = write_design(tmp_path / "digits_v", cfg, digits)
