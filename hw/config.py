@@ -236,7 +236,7 @@ class ArrayConfig:
             raise DoesNotFit("; ".join(unsupported(model)))
         need = requirements(model, pes)
         need["weight_buffer"] = max(need["weight_buffer"], DEFAULT_WEIGHT_BUFFER)
-        need["slot_depth"] = unbanded_accumulators(model, pes)
+        need["slot_depth"] = accumulators(model, pes)
         cfg = cls(pes=pes, timing=model.timing, **{**need, **overrides})
         if overrides:
             cfg.check_fits(model)
@@ -367,8 +367,7 @@ def requirements(model: SnnModel, pes: int) -> dict[str, int]:
         # hidden layers use accumulators from 0 up (a pooled diff_if layer's pool units the state
         # words after them), the output layer the top ``slots`` ones; a ttfs layer runs in bands
         # of output rows (docs/hardware.md, "Bands"), so one row of pooling windows is enough
-        "slot_depth": max([least_accumulators(layer, s) for s, layer in zip(slots[:-1], model.layers)], default=0)
-        + slots[-1],
+        "slot_depth": accumulators(model, pes, least_accumulators),
         # input events plus the spikes of every hidden layer, at most one per (pooled) neuron
         "event_depth": sum(n * t for n, t in zip(model.sizes[:-1], steps)),
         "diff_state": any(layer.neuron == "diff_if" for layer in model.layers),
@@ -386,11 +385,13 @@ def least_accumulators(layer: SnnLayer, slots: int) -> int:
     return g["pool"] * g["w_out"] * slots
 
 
-def unbanded_accumulators(model: SnnModel, pes: int) -> int:
-    """Accumulators per PE that run every layer of ``model`` in one band (what ``for_model``
-    gives by default)."""
+def accumulators(model: SnnModel, pes: int, per_layer=None) -> int:
+    """Accumulators per PE for ``model``: the output layer's slots above the most any hidden
+    layer uses, ``per_layer(layer, slots)`` (default ``init_count``: every layer in one band,
+    what ``for_model`` gives; ``least_accumulators``: the least, with bands)."""
     slots = [-(-hardware_geometry(layer)["c_out"] // pes) for layer in model.layers]
-    return max([init_count(layer, s) for s, layer in zip(slots[:-1], model.layers)], default=0) + slots[-1]
+    per_layer = per_layer or init_count
+    return max([per_layer(layer, s) for s, layer in zip(slots[:-1], model.layers)], default=0) + slots[-1]
 
 
 def bands(layer: SnnLayer, slots: int, room: int) -> tuple[int, int]:
@@ -403,9 +404,7 @@ def bands(layer: SnnLayer, slots: int, room: int) -> tuple[int, int]:
     if layer.is_output or layer.neuron in STEPPED_NEURONS or g["h_out"] * row_stride <= room:
         return g["h_out"], 1
     rows = room // row_stride // g["pool"] * g["pool"]
-    if rows < g["pool"]:
-        raise DoesNotFit(f"a band of {g['pool']} output rows needs {g['pool'] * row_stride} accumulators per PE, "
-                         f"{room} are left below the output layer's (raise --acc-buffer)")
+    assert rows >= g["pool"], "check_fits makes room for one row of pooling windows (least_accumulators)"
     return rows, -(-g["h_pool"] * g["pool"] // rows)
 
 

@@ -159,9 +159,9 @@ class Sequencer(wiring.Component):
         sc_cursor = Signal.like(cursor)  # ... and its shortcut source's
         loaded = Signal()  # the layer's weights are in the buffers (a one-tile rate_if layer loads once)
         sc_loaded = Signal()  # ... and its shortcut's
-        # a rate_if layer with a shortcut whose two weight sets are one tile each and fit the weight
-        # buffer together keeps both: the shortcut's rows follow the layer's, each set loads once
-        # (a ttfs layer's bands too)
+        # a layer with a shortcut whose two weight sets are one tile each and fit the weight buffer
+        # together keeps both: the shortcut's rows follow the layer's, and each set loads once for
+        # all of a rate_if layer's steps or a ttfs layer's bands
         resident = Signal()
         m.d.comb += resident.eq(self.header.has_shortcut & (desc.tiles == 1) & (self.header.shortcut.tiles == 1)
                                 & (desc.tile_rows + self.header.shortcut.tile_rows <= cfg.weight_buffer))
