@@ -118,6 +118,13 @@ RESIDUAL_NETWORKS = 2
 #: (loaded again per band); one unpooled with a shortcut from its own input, both weight sets
 #: kept in the buffer for every band
 BANDED_NETWORKS = 2
+#: networks at value ranges the others miss: a rate_if one whose first layer's potentials step
+#: by one unit (bias 1, thresholds 2 to 5, zero weights), so a potential one unit off after
+#: a write-back fires a step earlier or later; a diff_if one whose first layer's thresholds
+#: are 2^14 + 2048 c (channel c) and its biases the same, so every neuron spikes at step 1 and
+#: the running mean of its output divides values of 15 and 16 bits (still within the suite
+#: array's 23-bit accumulator)
+VALUE_RANGE_NETWORKS = ("rate unit steps", "diff large thresholds")
 
 
 def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
@@ -131,7 +138,7 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
     RATE_EDGE_NETWORKS pairs of rate_if networks (on their thresholds; pooled), then
     DIFF_EDGE_NETWORKS pairs of diff_if ones (on their firing edges; pooled), then
     RESIDUAL_NETWORKS pairs of residual ones (ttfs, weight tiles; rate_if, both weight sets kept), then
-    BANDED_NETWORKS whose first layer runs in bands of output rows, then PROBES
+    BANDED_NETWORKS whose first layer runs in bands of output rows, then VALUE_RANGE_NETWORKS, then PROBES
     threshold probes, then WIDE_NETWORKS CNNs of wide kernels, then
     FULL_GROUP_NETWORKS networks of wide inputs (every array size stays what the fuzz
     networks need, so the design does not change with them), then a small MLP on a failing
@@ -175,7 +182,7 @@ def suite(networks: int, images: int) -> list[tuple[str, object, np.ndarray]]:
         rng = np.random.default_rng([k, 10])
         model = as_rate_if(rng, random_resnet(rng, (2, 2, 4), [dict(channels=5)], 4, timing))
         out.append((f"rate residual {k}", model, random_input_trains(rng, model.layers[0].n_in, images, timing)))
-    out += banded_networks(timing, images)
+    out += banded_networks(timing, images) + value_range_networks(timing, images)
     for k in range(PROBES):
         rng = np.random.default_rng([k, 4])
         probe = threshold_probe(rng, PROBE_SIZES, timing, WIDE_BITS, first_pair=PROBE_PAIR_STEP * k)
@@ -208,6 +215,25 @@ def banded_networks(timing, images: int) -> list[tuple[str, SnnModel, np.ndarray
     model = replace(model, layers=[first, *model.layers[1:]])
     out.append(("banded 1", model, random_input_times(rng, model.layers[0].n_in, images, timing)))
     return out[:BANDED_NETWORKS]
+
+
+def value_range_networks(timing, images: int) -> list[tuple[str, SnnModel, np.ndarray]]:
+    """VALUE_RANGE_NETWORKS, in that order."""
+    rng = np.random.default_rng([0, 20])
+    model = rate_threshold_edges(rng, RATE_EDGE_SIZES, timing)
+    first = model.layers[0]
+    first = replace(first, bias=np.ones_like(first.bias), initial=np.zeros_like(first.initial),
+                    thresholds=rng.integers(2, 6, size=first.channels).astype(np.int64))
+    out = [(VALUE_RANGE_NETWORKS[0], replace(model, layers=[first, *model.layers[1:]]),
+            random_input_trains(rng, RATE_EDGE_SIZES[0], images, timing))]
+    rng = np.random.default_rng([0, 9])  # "diff threshold edges 0"'s layers after the first
+    model = diff_threshold_edges(rng, DIFF_EDGE_SIZES, timing, zero_fraction=DIFF_ZEROS)
+    first = model.layers[0]
+    th = (1 << 14) + 2048 * np.arange(first.channels, dtype=np.int64)  # 2^14 to 2^15 + 14336
+    first = replace(first, thresholds=th, bias=th.copy(), initial=np.zeros_like(th))
+    out.append((VALUE_RANGE_NETWORKS[1], replace(model, layers=[first, *model.layers[1:]]),
+                random_input_trains(rng, DIFF_EDGE_SIZES[0], images, timing, signed=True)))
+    return out
 
 
 def bound_networks(timing, images: int) -> list[tuple[str, SnnModel, np.ndarray]]:

@@ -6,7 +6,7 @@ import pytest
 
 from firstspike.sim.mutation import (BANDED_NETWORKS, BOUND_NETWORKS, DIFF_EDGE_NETWORKS, EDGE_NETWORKS,
                                      FAILING_MEMORY,
-                                     FULL_GROUP_NETWORKS, PROBES, RATE_EDGE_NETWORKS,
+                                     FULL_GROUP_NETWORKS, PROBES, RATE_EDGE_NETWORKS, VALUE_RANGE_NETWORKS,
                                      EQUIVALENT, RESIDUAL_NETWORKS, WIDE_NETWORKS, _parse, _short, classify, fault,
                                      mutated_design, mutation_score, suite, suite_config, suite_seeds)
 
@@ -21,14 +21,15 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
         name for k in range(RATE_EDGE_NETWORKS) for name in (f"rate threshold edges {k}", f"rate pooled {k}")] + [
         name for k in range(DIFF_EDGE_NETWORKS) for name in (f"diff threshold edges {k}", f"diff pooled {k}")] + [
         name for k in range(RESIDUAL_NETWORKS) for name in (f"residual {k}", f"rate residual {k}")] + [
-        f"banded {k}" for k in range(BANDED_NETWORKS)] + [
+        f"banded {k}" for k in range(BANDED_NETWORKS)] + list(VALUE_RANGE_NETWORKS) + [
         f"threshold probe {k}" for k in range(PROBES)] + [f"wide {k}" for k in range(WIDE_NETWORKS)] + [
         f"full groups {k}" for k in range(FULL_GROUP_NETWORKS)] + list(BOUND_NETWORKS) + [FAILING_MEMORY]
-    assert [model.coding for _, model, _ in nets].count("rate") == 1 + 2 * RATE_EDGE_NETWORKS + RESIDUAL_NETWORKS
+    assert [model.coding for _, model, _ in nets].count("rate") == 2 + 2 * RATE_EDGE_NETWORKS + RESIDUAL_NETWORKS
     assert nets[0][1].coding == "diff" and nets[0][2].shape == (6, 16, nets[0][1].layers[0].n_in)
     assert (nets[0][2] == -1).any() and suite_config(nets).diff_state  # signed trains; the diff datapath is built
     assert all(model.layers[0].pool == 2 for name, model, _ in nets if "pooled" in name)
-    assert [model.coding for name, model, _ in nets if name.startswith("diff")] == ["diff"] * 2 * DIFF_EDGE_NETWORKS
+    diff = [model.coding for name, model, _ in nets if name.startswith("diff")]
+    assert diff == ["diff"] * (2 * DIFF_EDGE_NETWORKS + 1)  # the edge and pooled pairs, and the large thresholds
     assert nets[4][2].shape == (6, 16, nets[4][1].layers[0].n_in)  # a rate network's 6 input trains
     tail = WIDE_NETWORKS + FULL_GROUP_NETWORKS + len(BOUND_NETWORKS) + 1  # the networks after the probes
     probes = nets[-PROBES - tail:-tail]
@@ -46,8 +47,8 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     assert min(met.values()) >= 2
     assert all(len(times) == 6 for _, _, times in nets[:-PROBES - tail])  # a probe needs one image
     groups = nets[-FULL_GROUP_NETWORKS - len(BOUND_NETWORKS) - 1:-len(BOUND_NETWORKS) - 1]
-    edge = nets[-PROBES - tail - BANDED_NETWORKS - 2 * (RATE_EDGE_NETWORKS + DIFF_EDGE_NETWORKS + RESIDUAL_NETWORKS)
-                - 1]
+    edge = nets[-PROBES - tail - len(VALUE_RANGE_NETWORKS) - BANDED_NETWORKS
+                - 2 * (RATE_EDGE_NETWORKS + DIFF_EDGE_NETWORKS + RESIDUAL_NETWORKS) - 1]
     assert edge[0].endswith("at thresholds") and (edge[2][0] == -1).all()  # a silent image first
     cfg = suite_config(nets)
     assert (cfg.pes, cfg.timing.T, cfg.timing.B, cfg.timing.frac_bits) == (4, 16, 2, 14)
@@ -83,6 +84,12 @@ def test_suite_is_the_fuzz_networks_of_one_shape_and_their_threshold_edges():
     assert images["banded 0"].descriptors[0].bands > 1 and images["banded 0"].descriptors[0].tiles == 2
     assert images["banded 1"].descriptors[0].bands > 1 and images["banded 1"].shortcuts[0] is not None
     assert sum(max(d.bands for d in image.descriptors) > 1 for image in images.values()) >= 8
+    # the value-range ones: a rate_if first layer stepping by one unit onto thresholds of 2 to 5; a
+    # diff_if one whose thresholds reach 2^15 and whose every neuron spikes at step 1
+    unit = next(model for name, model, _ in full if name == VALUE_RANGE_NETWORKS[0]).layers[0]
+    assert (unit.bias == 1).all() and unit.thresholds.min() >= 2 and unit.thresholds.max() <= 5
+    large = next(model for name, model, _ in full if name == VALUE_RANGE_NETWORKS[1]).layers[0]
+    assert large.thresholds.min() == 1 << 14 and large.thresholds.max() > 1 << 15
     # the wide ones: a channel's first tap at weight buffer row 512 or more
     wide = [model.layers[0] for name, model, _ in full if name.startswith("wide")]
     assert all((layer.in_shape[0] - 1) * layer.weights.shape[2] * layer.weights.shape[3] >= 512 for layer in wide)
