@@ -368,6 +368,10 @@ ARRAY_OPTIONS = {
 
 
 def _array_args(p) -> None:
+    p.add_argument("--array", metavar="FILE",
+                   help="array sizes from a JSON or YAML file (the options below without their dashes, or "
+                        "ArrayConfig field names), or from a neuron_array.json of an earlier build: the same "
+                        "Verilog for another network; options given here override it")
     for option, (field, help_text) in ARRAY_OPTIONS.items():
         if field == "diff_state":  # a switch, not a size
             p.add_argument(option, action="store_const", const=True, help=help_text)
@@ -375,9 +379,52 @@ def _array_args(p) -> None:
             p.add_argument(option, type=int, help=help_text)
 
 
-def array_overrides(args) -> dict:
-    """The array sizes given on the command line, as ArrayConfig fields."""
+def read_array_file(path: str, pes: int, timing) -> dict:
+    """The array sizes of an ``--array`` file, as ArrayConfig fields. A mapping of sizes named as
+    the options are (``acc-buffer: 1024``) or as ArrayConfig fields (``slot_depth: 1024``), or a
+    manifest, whose ``config`` holds them. A ``pes`` or ``timing`` in it must be the run's: the
+    Verilog depends on them."""
+    import yaml
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise InputError(f"cannot read the array file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{path} is not JSON or YAML: {str(e).splitlines()[0]}") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]  # a neuron_array.json manifest
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: an array file is a mapping of sizes (acc-buffer: 1024, ...)")
+    names = {option[2:]: field for option, (field, _) in ARRAY_OPTIONS.items()}
+    names.update({field: field for field in names.values()})
+    sizes, unknown = {}, []
+    for key, value in data.items():
+        if key == "pes":
+            if value != pes:
+                raise InputError(f"{path} is an array of {value} PEs, not {pes}: pass --pes {value}")
+        elif key == "timing":
+            given = {k: getattr(timing, k) for k in ("T", "B", "frac_bits")}
+            if value != given:
+                raise InputError(f"{path} is an array for {value}, the model has {given}")
+        elif key in names:
+            kind = bool if names[key] == "diff_state" else int
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise InputError(f"{path}: {key} must be {'true or false' if kind is bool else 'an integer'}, "
+                                 f"not {value!r}")
+            sizes[names[key]] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise InputError(f"{path}: unknown sizes {sorted(map(str, unknown))}; known: {', '.join(sorted(names))}")
+    return sizes
+
+
+def array_overrides(args, model=None) -> dict:
+    """The array sizes of ``--array FILE`` (checked against ``model``'s timing and ``--pes``) and
+    those given on the command line, which win, as ArrayConfig fields."""
     out = {}
+    if getattr(args, "array", None):
+        out = read_array_file(args.array, args.pes, model.timing)
     for option, (field, _) in ARRAY_OPTIONS.items():
         value = getattr(args, option[2:].replace("-", "_"))
         if value is not None:
@@ -410,7 +457,7 @@ def _run(args) -> int:
         from firstspike.hw.verilog import write_design
         from firstspike.sw.model import SnnModel
         model = SnnModel.load(args.model or resolve_model(None))
-        cfg = ArrayConfig.for_model(model, args.pes, **array_overrides(args))
+        cfg = ArrayConfig.for_model(model, args.pes, **array_overrides(args, model))
         cfg.check_fits(model)
         path = write_design(args.out, cfg, model)
         print(f"wrote {path} and {path.with_suffix('.json')} ({args.pes} PEs, {cfg.spike_lanes} spike lanes, "
@@ -419,10 +466,12 @@ def _run(args) -> int:
     elif args.command == "sim":
         flow.check_simulation_inputs(clock_mhz=args.clock_mhz, tech=args.tech, energy_overrides=args.energy_overrides,
                                      images=args.images)
-        report = flow.simulate(resolve_model(args.model), pes=args.pes, images=args.images, out_dir=args.out,
+        from firstspike.sw.model import SnnModel
+        model_path = resolve_model(args.model)
+        report = flow.simulate(model_path, pes=args.pes, images=args.images, out_dir=args.out,
                                verilog_dir=args.verilog_dir, clock_mhz=args.clock_mhz, tech=args.tech,
                                energy_overrides=args.energy_overrides, synth_target=args.synth,
-                               data_dir=args.data_dir, array=array_overrides(args))
+                               data_dir=args.data_dir, array=array_overrides(args, SnnModel.load(model_path)))
         return 1 if report["mismatches"] else 0
     elif args.command == "synth":
         from firstspike.hw.synth import synthesize
@@ -432,7 +481,8 @@ def _run(args) -> int:
             from firstspike.hw.verilog import write_design
             from firstspike.sw.model import SnnModel
             model = SnnModel.load(resolve_model(args.model))
-            verilog = write_design(args.out, ArrayConfig.for_model(model, args.pes, **array_overrides(args)), model)
+            verilog = write_design(args.out, ArrayConfig.for_model(model, args.pes, **array_overrides(args, model)),
+                                   model)
         print(f"synthesising {verilog} (generic, then {args.target}); large arrays take minutes", flush=True)
         r = synthesize(verilog, args.out, target=args.target)
         print(f"{r['yosys_version']}: {r['cells']} generic cells, {r['ram_bits']} RAM bits; {args.target}: "
@@ -477,7 +527,8 @@ def _run(args) -> int:
         model = SnnModel.load(args.model or resolve_model(None))
         out = check_output_file(args.out, "summary") if args.out else None
         summary = flow.golden_summary(model, flow.dataset_of(model, args.data_dir), images=args.images,
-                                      batch=args.batch, pes=args.pes, tech=args.tech, array=array_overrides(args))
+                                      batch=args.batch, pes=args.pes, tech=args.tech,
+                                      array=array_overrides(args, model))
         if out is not None:
             write_text(out, json.dumps(summary, indent=1) + "\n")
         print(json.dumps(summary))

@@ -88,6 +88,17 @@ def test_one_verilog_for_two_networks(digits_model, tmp_path, capsys):
     assert (tmp_path / "a" / "memory.hex").read_bytes() != (tmp_path / "b" / "memory.hex").read_bytes()
     layers = json.loads((tmp_path / "b" / "neuron_array.json").read_text())["external_memory"]["layers"]
     assert layers[0]["bands"] > 1 and layers[0]["rows_per_band"] < 8
+    # the same array from the first build's manifest (--array), or from a YAML file of its sizes
+    manifest = tmp_path / "a" / "neuron_array.json"
+    assert main(["verilog", str(tmp_path / "big.npz"), "--pes", "4", "--array", str(manifest), "--out",
+                 str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "neuron_array.v").read_bytes() == (tmp_path / "a" / "neuron_array.v").read_bytes()
+    sizes = tmp_path / "sizes.yaml"
+    sizes.write_text("".join(f"{options[i][2:]}: {options[i + 1]}\n" for i in range(2, len(options), 2)))
+    assert main(["verilog", str(tmp_path / "big.npz"), "--pes", "4", "--array", str(sizes), "--out",
+                 str(tmp_path / "y")]) == 0
+    assert (tmp_path / "y" / "neuron_array.v").read_bytes() == (tmp_path / "a" / "neuron_array.v").read_bytes()
+    capsys.readouterr()
     options[options.index("--acc-buffer") + 1] = str(cfg.slot_depth - 1)
     assert main(["verilog", str(tmp_path / "big.npz"), *options, "--out", str(tmp_path / "c")]) == 2
     assert (f"slot_depth: model needs {cfg.slot_depth}, array has {cfg.slot_depth - 1} (raise --acc-buffer)"
@@ -166,3 +177,26 @@ def test_golden_figures_on_an_array_of_given_sizes(digits_cnn, capsys):
     assert banded["spikes_per_layer"] == full["spikes_per_layer"]
     assert main(["golden", str(snn), "--images", "20", "--acc-buffer", str(least - 1)]) == 2
     assert "(raise --acc-buffer)" in capsys.readouterr().err
+
+
+def test_array_file_is_checked(digits_model, tmp_path, capsys):
+    """--array: unknown sizes, wrong types, another PE count or timing stop with one line naming
+    what is wrong; an option given beside the file wins."""
+    _, snn, model = digits_model
+    cases = [("acc-bufer: 100\n", "unknown sizes ['acc-bufer']"),
+             ("acc-buffer: many\n", "acc-buffer must be an integer, not 'many'"),
+             ("pes: 4\nacc-buffer: 100\n", "is an array of 4 PEs, not 16: pass --pes 4"),
+             ('{"config": {"timing": {"T": 4, "B": 1, "frac_bits": 8}}}', "is an array for {'T': 4"),
+             ("- 1\n- 2\n", "an array file is a mapping of sizes"),
+             ("a: [\n", "is not JSON or YAML")]
+    for k, (text, message) in enumerate(cases):
+        f = tmp_path / f"array{k}.yaml"
+        f.write_text(text)
+        assert main(["verilog", str(snn), "--array", str(f), "--out", str(tmp_path / f"v{k}")]) == 2, text
+        assert message in capsys.readouterr().err, text
+        assert not (tmp_path / f"v{k}").exists()
+    f = tmp_path / "sizes.yaml"
+    f.write_text("weight_buffer: 4096\nacc-buffer: 500\n")
+    assert main(["verilog", str(snn), "--array", str(f), "--acc-buffer", "600", "--out", str(tmp_path / "ok")]) == 0
+    config = json.loads((tmp_path / "ok" / "neuron_array.json").read_text())["config"]
+    assert (config["weight_buffer"], config["slot_depth"]) == (4096, 600)
