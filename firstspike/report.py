@@ -177,9 +177,10 @@ def write_report(out_dir: str | os.PathLike, *, sim_report: str | os.PathLike = 
         ax.set_xticks(idx)
     a3.legend(fontsize=8)
     sections.append(f"<h2>Per layer</h2><img src='{_save(fig, out / 'layers.png')}'>" + _table(
-        ["layer", "kind", "n_in x n_out", "cycles (RTL)", "cycles (model)", "input events", "synaptic events",
-         "PE utilisation", "energy (nJ)"],
-        [[k, lay["kind"], f"{lay['n_in']} x {lay['n_out']}", f"{lay['cycles']:.1f}", f"{lay['cycles_model']:.1f}",
+        ["layer", "kind", "n_in x n_out", "weight tiles x bands", "cycles (RTL)", "cycles (model)", "input events",
+         "synaptic events", "PE utilisation", "energy (nJ)"],
+        [[k, lay["kind"], f"{lay['n_in']} x {lay['n_out']}", f"{lay.get('weight_tiles', 1)} x {lay.get('bands', 1)}",
+          f"{lay['cycles']:.1f}", f"{lay['cycles_model']:.1f}",
           f"{lay['input_events']:.1f}", f"{lay['synaptic_events']:.1f}", f"{100 * lay['pe_utilization']:.1f} %",
           f"{sum(lay['energy_pj'].values()) / 1e3:.2f}"] for k, lay in enumerate(layers)]))
     sections.append("<h2>Energy by component</h2>" + _table(

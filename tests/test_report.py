@@ -35,6 +35,7 @@ def test_report_for_a_small_run(digits_model, tmp_path):
     assert t["conv_pe_utilization"]["value"] is None
     assert f"SNN / int8 {t['snn_vs_int8']['value']:.2f} (&lt;= 0.5: " in text and "conv PE utilisation" not in text
     assert "Spike times per layer" in text  # a ttfs network: spike times (rate networks: spikes per step)
+    assert "<th>weight tiles x bands</th>" in text and "<td>1 x 1</td>" in text  # every layer at once
     assert "Codings and conversion methods" in text and "<td>rate_if</td>" in text and "compare.png" in text
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["sweep"] == rows and saved["mismatches"] == 0
