@@ -182,12 +182,14 @@ BANDED_NETS = 10
 
 def _banded_nets(timing):
     """Conv and residual nets of the generators above, ``BANDED_NETS`` each, their own seeds,
-    and a conv layer of wide input (20 channels, 5x5) whose weights also run in tiles."""
+    and a conv layer of wide input (20 channels, 5x5) whose weights also run in tiles, its first
+    image silent (every band of it a pass without events)."""
     rng = np.random.default_rng(42000)
     wide = random_cnn(rng, (20, 8, 8), [dict(channels=12, kernel=5, padding=2, pool=2)], [], 5, timing)
+    silent = np.full((1, wide.layers[0].n_in), -1, dtype=np.int64)
     return (_seeded_nets(_conv_net, 40000, 0, BANDED_NETS, timing)
             + _seeded_nets(_residual_net, 41000, 0, BANDED_NETS, timing)
-            + [(42000, wide, random_input_times(rng, wide.layers[0].n_in, 2, timing))])
+            + [(42000, wide, np.concatenate([silent, random_input_times(rng, wide.layers[0].n_in, 2, timing)]))])
 
 
 def test_banded_networks_bit_exact(tmp_path):
