@@ -89,7 +89,7 @@ bench-accuracy: $(STAMP)
 	@case "$(BENCH_NETS)" in *cifar10*) test -d build/data/cifar10 || $(PY) $(DATASETS)/cifar10_batches.py build/data/cifar10;; esac
 	$(PY) -m firstspike.accuracy --data-dir build/data --networks $(BENCH_NETS) --methods $(BENCH_METHODS) $(BENCH_ACCURACY_FLAGS)
 
-# >= 1000 random networks through the RTL on every core, bit- and cycle-exact -> build/fuzz.json
+# >= 1000 random networks (and a quarter as many on a banded array) through the RTL on every core, bit- and cycle-exact -> build/fuzz.json
 FUZZ ?= 1000
 fuzz: $(STAMP)
 	$(PY) -m firstspike.sim.fuzz --configs $(FUZZ)
