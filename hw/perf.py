@@ -257,6 +257,12 @@ def _pass_counts(synapses, d, spikes: np.ndarray, cfg: ArrayConfig, network_addr
         accumulate=np.where(has_events, accumulate - d.tiles, 0))  # without ACCUMULATE_FIRST
 
 
+def both_resident(d, sc, cfg: ArrayConfig) -> bool:
+    """A layer (descriptor ``d``) and its shortcut (``sc``, None without one) keep both weight
+    sets in the weight buffer (hw/sequencer.py's ``resident``): one tile each, fitting together."""
+    return sc is not None and d.tiles == 1 and sc.tiles == 1 and d.tile_rows + sc.tile_rows <= cfg.weight_buffer
+
+
 def fire_cycles(fired: np.ndarray, g: dict, slots: int, pes: int, lanes: int, units: bool = False) -> np.ndarray:
     """FIRE of one scan (the module docstring): ``fired`` (batch, C_out * H_pool * W_pool) which
     pooled neurons spike, in (c, y, x) order. ``units``: each window ends with a READ of its
@@ -319,7 +325,7 @@ def stepped_layer_counts(model: SnnModel, k: int, d, sc, cfg: ArrayConfig, golde
                                 network_addr, latency))
     b = len(golden.spikes[k])
     # both weight sets stay in the buffer (the shortcut's rows after the layer's) when each is one tile
-    resident = sc is not None and d.tiles == 1 and sc.tiles == 1 and d.tile_rows + sc.tile_rows <= cfg.weight_buffer
+    resident = both_resident(d, sc, cfg)
     acc_count = g["h_out"] * g["w_out"] * d.slots
     units = diff and g["pool"] > 1  # a pool unit per window, read after it (hw/fire_scan.py)
     scan = g["h_pool"] * g["w_pool"] * d.slots * (g["pool"] ** 2 + int(units))  # fire reads per PE and step
@@ -418,7 +424,7 @@ def layer_counts(model: SnnModel, cfg: ArrayConfig | int, golden: GoldenResult,
                                 external.bias_row_bits(pes, cfg.acc_width), cfg.bus_bits, latency)
         sc = shortcuts[k]
         # a later band finds a one-tile layer's weights (and a resident shortcut's) still in the buffer
-        resident = sc is not None and d.tiles == 1 and sc.tiles == 1 and d.tile_rows + sc.tile_rows <= cfg.weight_buffer
+        resident = both_resident(d, sc, cfg)
         keeps = [d.tiles == 1 and (sc is None or resident), resident]
         bands, passes = band_rows(d), []
         fired_out = golden.spikes[k + 1] != NO_SPIKE if not layer.is_output else None
